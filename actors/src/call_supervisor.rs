@@ -1,0 +1,508 @@
+//! `CallSupervisor`: owns one call. Spawns and links the children, restarts a
+//! failed child within a restart budget, and runs turn-taking: it owns the
+//! turn generation, starts bot turns when the caller's turn ends, and cancels
+//! them when the caller barges in.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::call::{CallContext, CallIds, CallSettings, ChildKind, EndReason, Generation, Outbound};
+use crate::fault::FaultPlan;
+use crate::media_in::MediaIn;
+use crate::media_out::{MediaOut, MediaOutMsg};
+use crate::metrics as m;
+use crate::policy::{Policy, PolicyMsg};
+use crate::policy_file::PolicyFile;
+use crate::providers::Providers;
+use crate::stt::Stt;
+use crate::tts::{Tts, TtsMsg};
+use crate::util::{AbortOnDrop, LiveActor};
+use crate::vad::Vad;
+
+#[derive(Debug)]
+pub enum SupervisorMsg {
+    // From `Vad`.
+    SpeechStarted {
+        at: Instant,
+    },
+    BargeIn {
+        at: Instant,
+    },
+    SpeechEnded {
+        last_voice: Instant,
+        speech_ms: u32,
+    },
+    // From `Stt`.
+    Utterance {
+        text: String,
+    },
+    // From `MediaIn`.
+    Dtmf {
+        digit: char,
+    },
+    // From `MediaOut`.
+    PlaybackStarted {
+        generation: Generation,
+    },
+    PlaybackFinished {
+        generation: Generation,
+    },
+    OutboundStalled,
+    // From the runtime.
+    /// The stream is gone (Twilio `stop`, socket closed): end now, silently.
+    Hangup {
+        reason: EndReason,
+    },
+    /// End the call with the policy's goodbye line (e.g. node shutdown).
+    EndCall {
+        reason: EndReason,
+    },
+    /// The goodbye or apology took too long to play.
+    EndTimeout,
+}
+
+/// Everything needed to start a call.
+pub struct CallArgs {
+    pub ids: CallIds,
+    pub policy: Arc<PolicyFile>,
+    pub providers: Providers,
+    pub settings: CallSettings,
+    pub outbound: mpsc::Sender<Outbound>,
+    pub fault: Option<FaultPlan>,
+}
+
+/// A running call, as the runtime holds it.
+pub struct CallHandle {
+    pub ctx: Arc<CallContext>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    /// Completes when the supervisor (and with it the whole tree) has stopped.
+    pub done: JoinHandle<()>,
+}
+
+/// Starts a call's actor tree; the greeting starts playing right away.
+pub async fn start_call(args: CallArgs) -> Result<CallHandle, SpawnErr> {
+    let ctx = CallContext::new(
+        args.ids,
+        args.policy,
+        args.providers,
+        args.settings,
+        args.outbound,
+        args.fault,
+    );
+    let (supervisor, done) = CallSupervisor::spawn(None, CallSupervisor, Arc::clone(&ctx)).await?;
+    Ok(CallHandle {
+        ctx,
+        supervisor,
+        done,
+    })
+}
+
+#[derive(Debug, Clone)]
+enum TurnKind {
+    Reply,
+    Say(String),
+}
+
+struct BotTurn {
+    generation: Generation,
+    kind: TurnKind,
+    audio_started: bool,
+}
+
+struct Ending {
+    reason: EndReason,
+    generation: Generation,
+}
+
+pub struct CallSupervisor;
+
+pub struct SupervisorState {
+    ctx: Arc<CallContext>,
+    children: HashMap<ActorId, ChildKind>,
+    restarts: VecDeque<Instant>,
+    bot: Option<BotTurn>,
+    last_speech_end: Option<Instant>,
+    /// Caller words heard while an uninterruptible bot turn was playing.
+    waiting: Vec<String>,
+    ending: Option<Ending>,
+    end_timer: Option<AbortOnDrop>,
+    end_reason: Option<EndReason>,
+    started: Instant,
+    _live: LiveActor,
+}
+
+async fn spawn_child(
+    myself: &ActorRef<SupervisorMsg>,
+    ctx: &Arc<CallContext>,
+    kind: ChildKind,
+) -> Result<ActorCell, SpawnErr> {
+    let sup = myself.get_cell();
+    let c = Arc::clone(ctx);
+    let routes = &ctx.routes;
+    Ok(match kind {
+        ChildKind::MediaIn => {
+            let (r, _) = MediaIn::spawn_linked(None, MediaIn, c, sup).await?;
+            routes.media_in.set(r.clone());
+            r.get_cell()
+        }
+        ChildKind::Vad => {
+            let (r, _) = Vad::spawn_linked(None, Vad, c, sup).await?;
+            routes.vad.set(r.clone());
+            r.get_cell()
+        }
+        ChildKind::Stt => {
+            let (r, _) = Stt::spawn_linked(None, Stt, c, sup).await?;
+            routes.stt.set(r.clone());
+            r.get_cell()
+        }
+        ChildKind::Policy => {
+            let (r, _) = Policy::spawn_linked(None, Policy, c, sup).await?;
+            routes.policy.set(r.clone());
+            r.get_cell()
+        }
+        ChildKind::Tts => {
+            let (r, _) = Tts::spawn_linked(None, Tts, c, sup).await?;
+            routes.tts.set(r.clone());
+            r.get_cell()
+        }
+        ChildKind::MediaOut => {
+            let (r, _) = MediaOut::spawn_linked(None, MediaOut, c, sup).await?;
+            routes.media_out.set(r.clone());
+            r.get_cell()
+        }
+    })
+}
+
+/// Children needed to speak a line: a failure among them stops a goodbye.
+fn speaks(kind: ChildKind) -> bool {
+    matches!(
+        kind,
+        ChildKind::Policy | ChildKind::Tts | ChildKind::MediaOut
+    )
+}
+
+impl SupervisorState {
+    fn start_turn(&mut self, kind: TurnKind, caller_text: Option<String>) -> Generation {
+        let generation = self.ctx.advance_generation();
+        let routes = &self.ctx.routes;
+        let speech_end = match kind {
+            TurnKind::Reply => self.last_speech_end,
+            TurnKind::Say(_) => None,
+        };
+        routes.media_out.send(MediaOutMsg::TurnStarted {
+            generation,
+            speech_end,
+        });
+        match &kind {
+            TurnKind::Reply => routes.policy.send(PolicyMsg::Respond {
+                generation,
+                caller_text,
+            }),
+            TurnKind::Say(text) => routes.policy.send(PolicyMsg::Say {
+                generation,
+                text: text.clone(),
+            }),
+        };
+        self.bot = Some(BotTurn {
+            generation,
+            kind,
+            audio_started: false,
+        });
+        generation
+    }
+
+    /// Cancels the bot's turn everywhere: the LLM and TTS streams are aborted
+    /// and, if its audio reached Twilio, Twilio is told to `clear`.
+    fn cancel_bot(&mut self) -> Option<BotTurn> {
+        let bot = self.bot.take()?;
+        let generation = self.ctx.advance_generation();
+        let routes = &self.ctx.routes;
+        routes.policy.send(PolicyMsg::Cancel { generation });
+        routes.tts.send(TtsMsg::Cancel { generation });
+        routes.media_out.send(MediaOutMsg::Cancel {
+            generation,
+            clear: bot.audio_started,
+        });
+        Some(bot)
+    }
+
+    fn caller_words(&mut self, text: String) {
+        if self.ending.is_some() || text.trim().is_empty() {
+            return;
+        }
+        if self.bot.is_some() {
+            self.waiting.push(text);
+        } else {
+            self.start_turn(TurnKind::Reply, Some(text));
+        }
+    }
+
+    /// The caller talked (or pressed a key) over the bot.
+    fn interrupt(&mut self) {
+        if self.ending.is_some() || !self.ctx.policy.barge_in.enabled {
+            return;
+        }
+        if let Some(bot) = self.cancel_bot() {
+            if bot.audio_started {
+                metrics::counter!(m::BARGE_INS).increment(1);
+                tracing::info!(parent: &self.ctx.span, generation = bot.generation, "barge-in: bot turn cancelled");
+            } else {
+                tracing::debug!(parent: &self.ctx.span, generation = bot.generation, "caller spoke before the reply played; dropped it");
+            }
+        }
+    }
+
+    /// Ends the call after speaking `line` (goodbye, apology).
+    fn end_with(&mut self, myself: &ActorRef<SupervisorMsg>, reason: EndReason, line: String) {
+        if self.ending.is_some() {
+            return;
+        }
+        self.cancel_bot();
+        self.waiting.clear();
+        let generation = self.start_turn(TurnKind::Say(line), None);
+        self.ending = Some(Ending { reason, generation });
+        let me = myself.clone();
+        let timeout = self.ctx.settings.goodbye_timeout();
+        self.end_timer = Some(AbortOnDrop::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let _ = me.send_message(SupervisorMsg::EndTimeout);
+        }));
+    }
+
+    /// Closes the stream and stops the tree now.
+    fn close(&mut self, myself: &ActorRef<SupervisorMsg>, reason: EndReason) {
+        if self.end_reason.is_some() {
+            return;
+        }
+        self.end_reason = Some(reason);
+        let _ = self.ctx.outbound.try_send(Outbound::Close(reason));
+        myself.stop(Some(reason.as_str().to_owned()));
+    }
+
+    async fn child_failed(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        kind: ChildKind,
+        mut reason: String,
+    ) {
+        let span = self.ctx.span.clone();
+        if let Some(ending) = &self.ending {
+            tracing::warn!(parent: &span, actor = kind.as_str(), %reason, "child failed while the call was ending");
+            if speaks(kind) {
+                let r = ending.reason;
+                self.close(myself, r);
+            }
+            return;
+        }
+        let budget = self.ctx.settings.restart_budget as usize;
+        let window = self.ctx.settings.restart_window();
+        loop {
+            tracing::warn!(parent: &span, actor = kind.as_str(), %reason, "child actor failed");
+            let now = Instant::now();
+            while self
+                .restarts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+            {
+                self.restarts.pop_front();
+            }
+            if self.restarts.len() >= budget {
+                tracing::error!(
+                    parent: &span,
+                    actor = kind.as_str(),
+                    restarts = self.restarts.len(),
+                    window_secs = window.as_secs(),
+                    "restart budget exhausted; ending the call with an apology"
+                );
+                // The apology needs the speaking children: bring the failed one back once more.
+                if speaks(kind) {
+                    match spawn_child(myself, &self.ctx, kind).await {
+                        Ok(cell) => {
+                            self.children.insert(cell.get_id(), kind);
+                        }
+                        Err(_) => return self.close(myself, EndReason::RestartBudget),
+                    }
+                }
+                let apology = self.ctx.policy.apology.clone();
+                self.end_with(myself, EndReason::RestartBudget, apology);
+                return;
+            }
+            self.restarts.push_back(now);
+            metrics::counter!(m::ACTOR_RESTARTS, "actor" => kind.as_str()).increment(1);
+            match spawn_child(myself, &self.ctx, kind).await {
+                Ok(cell) => {
+                    self.children.insert(cell.get_id(), kind);
+                    tracing::info!(parent: &span, actor = kind.as_str(), "child actor restarted");
+                    break;
+                }
+                Err(e) => reason = format!("restart failed: {e}"),
+            }
+        }
+        // A turn that lost its LLM, TTS or playback state is spoken again from the start.
+        if speaks(kind) {
+            if let Some(bot) = self.cancel_bot() {
+                self.start_turn(bot.kind, None);
+            }
+        }
+    }
+}
+
+impl Actor for CallSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<CallContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: Arc<CallContext>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ctx.routes.supervisor.set(myself);
+        Ok(SupervisorState {
+            ctx,
+            children: HashMap::new(),
+            restarts: VecDeque::new(),
+            bot: None,
+            last_speech_end: None,
+            waiting: Vec::new(),
+            ending: None,
+            end_timer: None,
+            end_reason: None,
+            started: Instant::now(),
+            _live: LiveActor::new(),
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Downstream first, so that no child sends to a route not yet set.
+        for kind in [
+            ChildKind::MediaOut,
+            ChildKind::Tts,
+            ChildKind::Policy,
+            ChildKind::Stt,
+            ChildKind::Vad,
+            ChildKind::MediaIn,
+        ] {
+            let cell = spawn_child(&myself, &state.ctx, kind).await?;
+            state.children.insert(cell.get_id(), kind);
+        }
+        tracing::info!(parent: &state.ctx.span, policy = %state.ctx.policy.name, "call started");
+        let greeting = state.ctx.policy.greeting.clone();
+        if !greeting.trim().is_empty() {
+            state.start_turn(TurnKind::Say(greeting), None);
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let reason = state.end_reason.unwrap_or(EndReason::SocketClosed);
+        metrics::counter!(m::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
+        tracing::info!(
+            parent: &state.ctx.span,
+            reason = reason.as_str(),
+            duration_secs = state.started.elapsed().as_secs_f64(),
+            "call ended"
+        );
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::SpeechStarted { .. } => {}
+            SupervisorMsg::BargeIn { .. } => state.interrupt(),
+            SupervisorMsg::SpeechEnded { last_voice, .. } => {
+                state.last_speech_end = Some(last_voice);
+            }
+            SupervisorMsg::Utterance { text } => state.caller_words(text),
+            SupervisorMsg::Dtmf { digit } => {
+                metrics::counter!(m::DTMF).increment(1);
+                tracing::debug!(parent: &state.ctx.span, %digit, "dtmf");
+                state.interrupt();
+                state.caller_words(format!("pressed {digit}"));
+            }
+            SupervisorMsg::PlaybackStarted { generation } => {
+                if let Some(bot) = state.bot.as_mut().filter(|b| b.generation == generation) {
+                    bot.audio_started = true;
+                }
+            }
+            SupervisorMsg::PlaybackFinished { generation } => {
+                if let Some(ending) = &state.ending {
+                    if ending.generation == generation {
+                        let reason = ending.reason;
+                        state.close(&myself, reason);
+                    }
+                    return Ok(());
+                }
+                if state
+                    .bot
+                    .as_ref()
+                    .is_some_and(|b| b.generation == generation)
+                {
+                    state.bot = None;
+                    if !state.waiting.is_empty() {
+                        let text = std::mem::take(&mut state.waiting).join(" ");
+                        state.start_turn(TurnKind::Reply, Some(text));
+                    }
+                }
+            }
+            SupervisorMsg::OutboundStalled => {
+                tracing::warn!(parent: &state.ctx.span, "socket is not draining outbound audio");
+                state.close(&myself, EndReason::OutboundStalled);
+            }
+            SupervisorMsg::Hangup { reason } => state.close(&myself, reason),
+            SupervisorMsg::EndCall { reason } => {
+                let goodbye = state.ctx.policy.goodbye.clone();
+                state.end_with(&myself, reason, goodbye);
+            }
+            SupervisorMsg::EndTimeout => {
+                if let Some(ending) = &state.ending {
+                    let reason = ending.reason;
+                    tracing::warn!(parent: &state.ctx.span, "closing before the last line finished playing");
+                    state.close(&myself, reason);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(kind) = state.children.remove(&cell.get_id()) {
+                    state.child_failed(&myself, kind, err.to_string()).await;
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(kind) = state.children.remove(&cell.get_id()) {
+                    let reason = format!("stopped unexpectedly ({})", reason.unwrap_or_default());
+                    state.child_failed(&myself, kind, reason).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

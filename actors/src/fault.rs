@@ -1,0 +1,117 @@
+//! Test-only fault injection: make one child actor of a call panic mid-call.
+//!
+//! Enabled only when the runtime's `call.fault_injection` setting is on (it is
+//! off by default); a call then asks for a fault with the `hark_fault` custom
+//! stream parameter, e.g. `vad:after=50:once` or `stt:after=20:always`. This is
+//! how the end-to-end tests prove that a failing child is restarted and that an
+//! exhausted restart budget ends the call cleanly.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::call::ChildKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    /// Panic once; the restarted child runs normally.
+    Once,
+    /// Every incarnation of the child panics after `after` messages.
+    Always,
+}
+
+#[derive(Debug)]
+pub struct FaultPlan {
+    pub target: ChildKind,
+    pub after: u32,
+    pub mode: FaultMode,
+    fired: AtomicBool,
+}
+
+impl FaultPlan {
+    /// Parses `ACTOR:after=N[:once|:always]`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut parts = spec.split(':');
+        let target = parts
+            .next()
+            .and_then(ChildKind::from_name)
+            .ok_or_else(|| format!("unknown actor in fault spec {spec:?}"))?;
+        let mut after = 1;
+        let mut mode = FaultMode::Once;
+        for part in parts {
+            match part {
+                "once" => mode = FaultMode::Once,
+                "always" => mode = FaultMode::Always,
+                _ => {
+                    let n = part
+                        .strip_prefix("after=")
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| format!("bad fault option {part:?} in {spec:?}"))?;
+                    after = n;
+                }
+            }
+        }
+        Ok(Self {
+            target,
+            after,
+            mode,
+            fired: AtomicBool::new(false),
+        })
+    }
+
+    /// Called by `kind` for each message it handles; panics when the plan says so.
+    pub fn on_message(&self, kind: ChildKind, handled: &mut u32) {
+        if kind != self.target {
+            return;
+        }
+        *handled += 1;
+        if *handled < self.after {
+            return;
+        }
+        let fire = match self.mode {
+            FaultMode::Always => true,
+            FaultMode::Once => !self.fired.swap(true, Ordering::AcqRel),
+        };
+        if fire {
+            panic!(
+                "injected fault in {} after {} messages",
+                kind.as_str(),
+                handled
+            );
+        }
+    }
+}
+
+/// Convenience for actors: one call per handled message.
+pub fn tick(plan: &Option<std::sync::Arc<FaultPlan>>, kind: ChildKind, handled: &mut u32) {
+    if let Some(plan) = plan {
+        plan.on_message(kind, handled);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        let p = FaultPlan::parse("vad:after=50:always").unwrap();
+        assert_eq!(p.target, ChildKind::Vad);
+        assert_eq!(p.after, 50);
+        assert_eq!(p.mode, FaultMode::Always);
+        assert!(FaultPlan::parse("nobody:after=1").is_err());
+        assert!(FaultPlan::parse("vad:after=x").is_err());
+    }
+
+    #[test]
+    fn once_fires_once() {
+        let p = FaultPlan::parse("tts:after=2:once").unwrap();
+        let mut n = 0;
+        p.on_message(ChildKind::Tts, &mut n);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.on_message(ChildKind::Tts, &mut n)
+        }));
+        assert!(r.is_err());
+        let mut n2 = 10;
+        p.on_message(ChildKind::Tts, &mut n2);
+        p.on_message(ChildKind::Vad, &mut n2);
+    }
+}

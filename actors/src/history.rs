@@ -1,0 +1,161 @@
+//! The conversation as the LLM sees it: what the caller said and what the
+//! caller actually *heard* of the bot.
+//!
+//! Kept outside the `Policy` actor (in the call context) so that a restart of
+//! `Policy` does not make the bot forget the conversation.
+
+use crate::call::Generation;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    Caller,
+    Bot,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub speaker: Speaker,
+    /// Bot turns keep their sentences apart so an interruption can cut at the heard part.
+    pub sentences: Vec<String>,
+    /// The bot turn's generation; 0 for caller turns.
+    pub generation: Generation,
+    /// The caller talked over this bot turn; only the heard part is kept.
+    pub interrupted: bool,
+}
+
+impl Turn {
+    pub fn text(&self) -> String {
+        self.sentences.join(" ")
+    }
+}
+
+/// How much of a bot turn the caller heard before interrupting it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heard {
+    /// Sentences played to the end.
+    pub sentences: usize,
+    /// Fraction (0..=1) of the next sentence's audio that was played.
+    pub partial: f32,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    turns: Vec<Turn>,
+}
+
+impl History {
+    pub fn turns(&self) -> &[Turn] {
+        &self.turns
+    }
+
+    /// Adds caller words; consecutive caller utterances merge into one turn.
+    pub fn push_caller(&mut self, text: &str) {
+        if let Some(last) = self.turns.last_mut() {
+            if last.speaker == Speaker::Caller {
+                last.sentences.push(text.to_owned());
+                return;
+            }
+        }
+        self.turns.push(Turn {
+            speaker: Speaker::Caller,
+            sentences: vec![text.to_owned()],
+            generation: 0,
+            interrupted: false,
+        });
+    }
+
+    /// Adds one sentence the bot is about to speak in turn `generation`.
+    pub fn push_bot_sentence(&mut self, generation: Generation, sentence: &str) {
+        match self.turns.last_mut() {
+            Some(last) if last.speaker == Speaker::Bot && last.generation == generation => {
+                last.sentences.push(sentence.to_owned());
+            }
+            _ => self.turns.push(Turn {
+                speaker: Speaker::Bot,
+                sentences: vec![sentence.to_owned()],
+                generation,
+                interrupted: false,
+            }),
+        }
+    }
+
+    /// Cuts bot turn `generation` down to what the caller heard and marks it interrupted.
+    /// A turn of which nothing was heard is removed.
+    pub fn cut_to_heard(&mut self, generation: Generation, heard: Heard) {
+        let Some(pos) = self
+            .turns
+            .iter()
+            .rposition(|t| t.speaker == Speaker::Bot && t.generation == generation)
+        else {
+            return;
+        };
+        let turn = &mut self.turns[pos];
+        let mut kept: Vec<String> = turn
+            .sentences
+            .iter()
+            .take(heard.sentences)
+            .cloned()
+            .collect();
+        if let Some(partial) = turn.sentences.get(heard.sentences) {
+            let words: Vec<&str> = partial.split_whitespace().collect();
+            let n = (words.len() as f32 * heard.partial.clamp(0.0, 1.0)).floor() as usize;
+            if n > 0 {
+                kept.push(words[..n].join(" "));
+            }
+        }
+        if kept.is_empty() {
+            self.turns.remove(pos);
+        } else {
+            turn.sentences = kept;
+            turn.interrupted = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_utterances_merge() {
+        let mut h = History::default();
+        h.push_caller("hello");
+        h.push_caller("are you there");
+        assert_eq!(h.turns().len(), 1);
+        assert_eq!(h.turns()[0].text(), "hello are you there");
+    }
+
+    #[test]
+    fn heard_part_keeps_whole_sentences_and_a_word_fraction() {
+        let mut h = History::default();
+        h.push_bot_sentence(3, "First sentence here.");
+        h.push_bot_sentence(3, "one two three four five six seven eight.");
+        h.push_bot_sentence(3, "Never heard.");
+        h.cut_to_heard(
+            3,
+            Heard {
+                sentences: 1,
+                partial: 0.5,
+            },
+        );
+        let t = &h.turns()[0];
+        assert!(t.interrupted);
+        assert_eq!(t.text(), "First sentence here. one two three four");
+    }
+
+    #[test]
+    fn nothing_heard_removes_the_turn() {
+        let mut h = History::default();
+        h.push_caller("hi");
+        h.push_bot_sentence(2, "Hello there.");
+        h.cut_to_heard(
+            2,
+            Heard {
+                sentences: 0,
+                partial: 0.0,
+            },
+        );
+        assert_eq!(h.turns().len(), 1);
+        assert_eq!(h.turns()[0].speaker, Speaker::Caller);
+    }
+}

@@ -1,0 +1,244 @@
+//! `MediaIn`: Twilio's inbound messages → 20 ms PCM16 frames for `Vad` and
+//! μ-law frames for `Stt`; counts sequence gaps; forwards `dtmf` to the
+//! supervisor and echoed marks to `MediaOut`.
+
+use std::sync::Arc;
+
+use metrics::Counter;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::time::Instant;
+
+use crate::backlog::Slot;
+use crate::call::{CallContext, ChildKind, MarkId};
+use crate::call_supervisor::SupervisorMsg;
+use crate::fault;
+use crate::media_out::MediaOutMsg;
+use crate::metrics as m;
+use crate::stt::SttMsg;
+use crate::ulaw::{self, FRAME_SAMPLES};
+use crate::util::LiveActor;
+use crate::vad::VadMsg;
+
+/// Largest payload carried inline (no heap) in a message: one Twilio frame.
+const INLINE: usize = FRAME_SAMPLES;
+
+/// One inbound `media` payload, already base64-decoded.
+#[derive(Debug)]
+pub enum InboundAudio {
+    /// The usual 20 ms frame (or less), stored inline.
+    Inline { len: u8, data: [u8; INLINE] },
+    /// A larger payload (Twilio does not promise 160 bytes).
+    Heap(Vec<u8>),
+}
+
+impl InboundAudio {
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE {
+            let mut data = [0u8; INLINE];
+            data[..bytes.len()].copy_from_slice(bytes);
+            Self::Inline {
+                len: bytes.len() as u8,
+                data,
+            }
+        } else {
+            Self::Heap(bytes.to_vec())
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, data } => &data[..*len as usize],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum MediaInMsg {
+    Media {
+        seq: u64,
+        audio: InboundAudio,
+        received: Instant,
+        slot: Slot,
+    },
+    Dtmf {
+        seq: u64,
+        digit: char,
+    },
+    Mark {
+        seq: u64,
+        name: String,
+    },
+}
+
+/// Hands one inbound `media` payload to the call. Returns false (and counts
+/// it) when `MediaIn` is too far behind and the frame was dropped.
+pub fn deliver_media(ctx: &CallContext, seq: u64, audio: &[u8]) -> bool {
+    let Some(slot) = ctx.backlogs.media_in.try_slot() else {
+        metrics::counter!(m::FRAMES_DROPPED, "stage" => "media_in").increment(1);
+        return false;
+    };
+    ctx.routes.media_in.send(MediaInMsg::Media {
+        seq,
+        audio: InboundAudio::from_slice(audio),
+        received: Instant::now(),
+        slot,
+    })
+}
+
+pub struct MediaIn;
+
+pub struct MediaInState {
+    ctx: Arc<CallContext>,
+    last_seq: Option<u64>,
+    /// Bytes of an incomplete 20 ms frame carried to the next payload.
+    partial: [u8; FRAME_SAMPLES],
+    partial_len: usize,
+    gaps: Counter,
+    vad_drops: Counter,
+    stt_drops: Counter,
+    handled: u32,
+    _live: LiveActor,
+}
+
+impl MediaInState {
+    fn check_sequence(&mut self, seq: u64) {
+        if let Some(last) = self.last_seq {
+            if seq != last + 1 {
+                self.gaps.increment(1);
+                tracing::debug!(parent: &self.ctx.span, last, seq, "sequence gap");
+            }
+        }
+        self.last_seq = Some(seq);
+    }
+
+    fn frame(&mut self, ulaw_frame: &[u8; FRAME_SAMPLES], received: Instant) {
+        let ctx = &self.ctx;
+        match ctx.backlogs.vad.try_slot() {
+            Some(slot) => {
+                let mut pcm = [0i16; FRAME_SAMPLES];
+                ulaw::decode_into(ulaw_frame, &mut pcm);
+                ctx.routes.vad.send(VadMsg::Frame {
+                    pcm,
+                    received,
+                    slot,
+                });
+            }
+            None => self.vad_drops.increment(1),
+        }
+        match ctx.backlogs.stt.try_slot() {
+            Some(slot) => {
+                ctx.routes.stt.send(SttMsg::Audio {
+                    ulaw: *ulaw_frame,
+                    slot,
+                });
+            }
+            None => self.stt_drops.increment(1),
+        }
+    }
+
+    /// Re-frames an arbitrary-length payload into exact 20 ms frames.
+    fn audio(&mut self, mut bytes: &[u8], received: Instant) {
+        if self.partial_len > 0 {
+            let take = (FRAME_SAMPLES - self.partial_len).min(bytes.len());
+            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&bytes[..take]);
+            self.partial_len += take;
+            bytes = &bytes[take..];
+            if self.partial_len < FRAME_SAMPLES {
+                return;
+            }
+            let frame = self.partial;
+            self.partial_len = 0;
+            self.frame(&frame, received);
+        }
+        let mut chunks = bytes.chunks_exact(FRAME_SAMPLES);
+        for chunk in &mut chunks {
+            if let Ok(frame) = <&[u8; FRAME_SAMPLES]>::try_from(chunk) {
+                self.frame(frame, received);
+            }
+        }
+        let rest = chunks.remainder();
+        self.partial[..rest.len()].copy_from_slice(rest);
+        self.partial_len = rest.len();
+    }
+}
+
+impl Actor for MediaIn {
+    type Msg = MediaInMsg;
+    type State = MediaInState;
+    type Arguments = Arc<CallContext>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        ctx: Arc<CallContext>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(MediaInState {
+            ctx,
+            last_seq: None,
+            partial: [ulaw::SILENCE; FRAME_SAMPLES],
+            partial_len: 0,
+            gaps: metrics::counter!(m::SEQUENCE_GAPS),
+            vad_drops: metrics::counter!(m::FRAMES_DROPPED, "stage" => "vad"),
+            stt_drops: metrics::counter!(m::FRAMES_DROPPED, "stage" => "stt"),
+            handled: 0,
+            _live: LiveActor::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        fault::tick(&state.ctx.fault, ChildKind::MediaIn, &mut state.handled);
+        match msg {
+            MediaInMsg::Media {
+                seq,
+                audio,
+                received,
+                slot,
+            } => {
+                state.check_sequence(seq);
+                state.audio(audio.as_slice(), received);
+                drop(slot);
+            }
+            MediaInMsg::Dtmf { seq, digit } => {
+                state.check_sequence(seq);
+                state
+                    .ctx
+                    .routes
+                    .supervisor
+                    .send(SupervisorMsg::Dtmf { digit });
+            }
+            MediaInMsg::Mark { seq, name } => {
+                state.check_sequence(seq);
+                match MarkId::parse(&name) {
+                    Some(id) => {
+                        state.ctx.routes.media_out.send(MediaOutMsg::MarkEchoed(id));
+                    }
+                    None => {
+                        tracing::debug!(parent: &state.ctx.span, %name, "ignoring foreign mark")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_and_heap_payloads() {
+        let small = InboundAudio::from_slice(&[1, 2, 3]);
+        assert!(matches!(small, InboundAudio::Inline { len: 3, .. }));
+        assert_eq!(small.as_slice(), &[1, 2, 3]);
+        let big = InboundAudio::from_slice(&[7; 400]);
+        assert!(matches!(big, InboundAudio::Heap(_)));
+        assert_eq!(big.as_slice().len(), 400);
+    }
+}

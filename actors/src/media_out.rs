@@ -1,0 +1,415 @@
+//! `MediaOut`: the bot's audio to Twilio.
+//!
+//! Audio is paced a little ahead of real-time playback (`playback_lead_ms`),
+//! cut into 20 ms `media` messages, with a `mark` after every chunk. Twilio
+//! echoes a mark once the audio before it has played, which is how Hark knows
+//! what the caller heard.
+//!
+//! Cancellation invariant: the queue only ever holds audio of the current
+//! turn. On cancel the queue is emptied *before* `clear` is queued to the
+//! socket, and audio of an older generation is dropped on arrival, so no
+//! `media` of a cancelled turn can follow its `clear`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use metrics::{Counter, Histogram};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
+
+use crate::call::{CallContext, ChildKind, Generation, MarkId, Outbound};
+use crate::call_supervisor::SupervisorMsg;
+use crate::fault;
+use crate::history::Heard;
+use crate::metrics as m;
+use crate::ulaw::FRAME_SAMPLES;
+use crate::util::{AbortOnDrop, LiveActor};
+
+/// If Twilio has not echoed a turn's marks this long after its audio should
+/// have finished playing, the turn is taken as played (marks can be lost).
+const MARK_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+pub enum MediaOutMsg {
+    /// A bot turn begins; `speech_end` (end of the caller's speech) starts the
+    /// response-latency clock.
+    TurnStarted {
+        generation: Generation,
+        speech_end: Option<Instant>,
+    },
+    Audio {
+        generation: Generation,
+        /// Sentence index within the turn.
+        index: u32,
+        chunk: Bytes,
+        permit: OwnedSemaphorePermit,
+    },
+    EndOfTurn {
+        generation: Generation,
+    },
+    /// Every turn older than `generation` is cancelled; `clear` tells Twilio to
+    /// drop the audio it has buffered.
+    Cancel {
+        generation: Generation,
+        clear: bool,
+    },
+    MarkEchoed(MarkId),
+    Tick,
+}
+
+struct Queued {
+    index: u32,
+    chunk: Bytes,
+    pos: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct PendingMark {
+    id: MarkId,
+    index: u32,
+    /// Frames of sentence `index` played once this mark is echoed.
+    frames: u32,
+}
+
+/// Playback of one bot turn.
+struct Turn {
+    generation: Generation,
+    speech_end: Option<Instant>,
+    started: bool,
+    audio_done: bool,
+    finished: bool,
+    /// Frames received so far per sentence.
+    sentence_frames: Vec<u32>,
+    /// (sentence, frames of it) sent so far.
+    sent: (u32, u32),
+    /// (sentence, frames of it) confirmed played by echoed marks.
+    played: (u32, u32),
+}
+
+impl Turn {
+    fn new(generation: Generation) -> Self {
+        Self {
+            generation,
+            speech_end: None,
+            started: false,
+            audio_done: false,
+            finished: false,
+            sentence_frames: Vec::new(),
+            sent: (0, 0),
+            played: (0, 0),
+        }
+    }
+
+    fn heard(&self) -> Heard {
+        let (index, frames) = self.played;
+        let total = self
+            .sentence_frames
+            .get(index as usize)
+            .copied()
+            .unwrap_or(0);
+        if total > 0 && frames >= total {
+            Heard {
+                sentences: index as usize + 1,
+                partial: 0.0,
+            }
+        } else {
+            Heard {
+                sentences: index as usize,
+                partial: if total == 0 {
+                    0.0
+                } else {
+                    frames as f32 / total as f32
+                },
+            }
+        }
+    }
+}
+
+pub struct MediaOut;
+
+pub struct MediaOutState {
+    ctx: Arc<CallContext>,
+    turn: Turn,
+    queue: VecDeque<Queued>,
+    marks: VecDeque<PendingMark>,
+    next_mark: u32,
+    /// When everything sent so far will have finished playing at Twilio.
+    play_end: Instant,
+    timer: Option<AbortOnDrop>,
+    frames_sent: Counter,
+    turn_response: Histogram,
+    handled: u32,
+    _live: LiveActor,
+}
+
+impl MediaOutState {
+    fn send(&self, msg: Outbound) -> bool {
+        match self.ctx.outbound.try_send(msg) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                // Hundreds of messages behind while pacing at real time: the
+                // socket is not being drained. The supervisor ends the call.
+                self.ctx
+                    .routes
+                    .supervisor
+                    .send(SupervisorMsg::OutboundStalled);
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Drops everything of the current turn, records what was heard, and
+    /// starts an (idle) turn `generation`.
+    fn cancel_to(&mut self, generation: Generation, clear: bool) {
+        if !self.turn.finished {
+            self.ctx
+                .history()
+                .cut_to_heard(self.turn.generation, self.turn.heard());
+        }
+        self.queue.clear();
+        self.marks.clear();
+        self.timer = None;
+        if clear {
+            self.send(Outbound::Clear);
+            self.play_end = Instant::now();
+        }
+        self.turn = Turn::new(generation);
+    }
+
+    fn pump(&mut self, myself: &ActorRef<MediaOutMsg>) {
+        let lead_target = self.ctx.settings.playback_lead();
+        let mut now = Instant::now();
+        while self.play_end.saturating_duration_since(now) < lead_target {
+            let Some(front) = self.queue.front() else {
+                break;
+            };
+            let end = (front.pos + FRAME_SAMPLES).min(front.chunk.len());
+            let frame = front.chunk.slice(front.pos..end);
+            let index = front.index;
+            let chunk_done = end >= front.chunk.len();
+            let len = frame.len();
+            if !self.send(Outbound::Media(frame)) {
+                return;
+            }
+            if let Some(front) = self.queue.front_mut() {
+                front.pos = end;
+            }
+            self.frames_sent.increment(1);
+            if !self.turn.started {
+                self.turn.started = true;
+                if let Some(speech_end) = self.turn.speech_end {
+                    self.turn_response
+                        .record(now.saturating_duration_since(speech_end).as_secs_f64());
+                }
+                self.ctx
+                    .routes
+                    .supervisor
+                    .send(SupervisorMsg::PlaybackStarted {
+                        generation: self.turn.generation,
+                    });
+            }
+            self.play_end = self.play_end.max(now) + Duration::from_micros(len as u64 * 125);
+            self.turn.sent = if self.turn.sent.0 == index {
+                (index, self.turn.sent.1 + 1)
+            } else {
+                (index, 1)
+            };
+            if chunk_done {
+                self.queue.pop_front();
+                self.next_mark += 1;
+                let id = MarkId {
+                    generation: self.turn.generation,
+                    seq: self.next_mark,
+                };
+                if !self.send(Outbound::Mark(id)) {
+                    return;
+                }
+                self.marks.push_back(PendingMark {
+                    id,
+                    index,
+                    frames: self.turn.sent.1,
+                });
+            }
+            now = Instant::now();
+        }
+        self.check_finished(now);
+        self.schedule(myself, now);
+    }
+
+    fn check_finished(&mut self, now: Instant) {
+        if self.turn.finished || !self.turn.audio_done || !self.queue.is_empty() {
+            return;
+        }
+        let lost_marks = !self.marks.is_empty() && now >= self.play_end + MARK_GRACE;
+        if lost_marks {
+            tracing::warn!(parent: &self.ctx.span, pending = self.marks.len(), "marks not echoed; taking the turn as played");
+            self.marks.clear();
+        }
+        if self.marks.is_empty() {
+            self.turn.finished = true;
+            self.ctx
+                .routes
+                .supervisor
+                .send(SupervisorMsg::PlaybackFinished {
+                    generation: self.turn.generation,
+                });
+        }
+    }
+
+    /// Wakes up when the lead has run down to half the target (so each wakeup
+    /// sends several frames), or when lost marks should be given up on.
+    fn schedule(&mut self, myself: &ActorRef<MediaOutMsg>, now: Instant) {
+        if self.timer.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let half = self.ctx.settings.playback_lead() / 2;
+        let at = if !self.queue.is_empty() {
+            self.play_end
+                .checked_sub(half)
+                .unwrap_or(now)
+                .max(now + Duration::from_millis(5))
+        } else if self.turn.audio_done && !self.turn.finished && !self.marks.is_empty() {
+            self.play_end + MARK_GRACE
+        } else {
+            return;
+        };
+        let me = myself.clone();
+        self.timer = Some(AbortOnDrop::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _ = me.send_message(MediaOutMsg::Tick);
+        }));
+    }
+}
+
+impl Actor for MediaOut {
+    type Msg = MediaOutMsg;
+    type State = MediaOutState;
+    type Arguments = Arc<CallContext>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        ctx: Arc<CallContext>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(MediaOutState {
+            turn: Turn::new(ctx.generation()),
+            ctx,
+            queue: VecDeque::new(),
+            marks: VecDeque::new(),
+            next_mark: 0,
+            play_end: Instant::now(),
+            timer: None,
+            frames_sent: metrics::counter!(m::FRAMES_SENT),
+            turn_response: metrics::histogram!(m::TURN_RESPONSE),
+            handled: 0,
+            _live: LiveActor::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        fault::tick(&state.ctx.fault, ChildKind::MediaOut, &mut state.handled);
+        match msg {
+            MediaOutMsg::TurnStarted {
+                generation,
+                speech_end,
+            } => {
+                if generation > state.turn.generation {
+                    state.cancel_to(generation, false);
+                }
+                if generation == state.turn.generation {
+                    state.turn.speech_end = speech_end;
+                }
+            }
+            MediaOutMsg::Audio {
+                generation,
+                index,
+                chunk,
+                permit,
+            } => {
+                if generation < state.turn.generation {
+                    return Ok(()); // stale: dropped with its permit
+                }
+                if generation > state.turn.generation {
+                    state.cancel_to(generation, false);
+                }
+                let i = index as usize;
+                if state.turn.sentence_frames.len() <= i {
+                    state.turn.sentence_frames.resize(i + 1, 0);
+                }
+                state.turn.sentence_frames[i] += chunk.len().div_ceil(FRAME_SAMPLES) as u32;
+                state.queue.push_back(Queued {
+                    index,
+                    chunk,
+                    pos: 0,
+                    _permit: permit,
+                });
+                state.pump(&myself);
+            }
+            MediaOutMsg::EndOfTurn { generation } => {
+                if generation == state.turn.generation {
+                    state.turn.audio_done = true;
+                    state.pump(&myself);
+                }
+            }
+            MediaOutMsg::Cancel { generation, clear } => {
+                if generation > state.turn.generation {
+                    state.cancel_to(generation, clear);
+                }
+            }
+            MediaOutMsg::MarkEchoed(id) => {
+                if id.generation != state.turn.generation {
+                    return Ok(()); // echo of a cancelled turn's mark (Twilio returns them on clear)
+                }
+                while let Some(mark) = state.marks.pop_front() {
+                    state.turn.played = (mark.index, mark.frames);
+                    if mark.id == id {
+                        break;
+                    }
+                }
+                state.check_finished(Instant::now());
+            }
+            MediaOutMsg::Tick => {
+                state.timer = None;
+                state.pump(&myself);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heard_counts_whole_and_partial_sentences() {
+        let mut t = Turn::new(1);
+        t.sentence_frames = vec![10, 20];
+        t.played = (0, 10);
+        assert_eq!(
+            t.heard(),
+            Heard {
+                sentences: 1,
+                partial: 0.0
+            }
+        );
+        t.played = (1, 5);
+        assert_eq!(
+            t.heard(),
+            Heard {
+                sentences: 1,
+                partial: 0.25
+            }
+        );
+    }
+}

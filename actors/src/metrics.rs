@@ -1,0 +1,67 @@
+//! Metric names. Prometheus conventions: `hark_` prefix, base units in the
+//! name, `_total` for counters, and only bounded label values (never a call id).
+//!
+//! Hot paths hold metric handles in their state instead of calling the
+//! `counter!` macro per frame, which would hash the key every time.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+pub const CALLS_ACTIVE: &str = "hark_calls_active";
+pub const CALLS_TOTAL: &str = "hark_calls_total";
+pub const CALLS_ENDED: &str = "hark_calls_ended_total";
+pub const CALL_ACTORS: &str = "hark_call_actors";
+pub const FRAMES_RECEIVED: &str = "hark_media_frames_received_total";
+pub const FRAMES_SENT: &str = "hark_media_frames_sent_total";
+pub const SEQUENCE_GAPS: &str = "hark_media_sequence_gaps_total";
+pub const FRAMES_DROPPED: &str = "hark_audio_frames_dropped_total";
+pub const BARGE_INS: &str = "hark_barge_ins_total";
+pub const BAD_MESSAGES: &str = "hark_bad_messages_total";
+pub const ACTOR_RESTARTS: &str = "hark_actor_restarts_total";
+pub const DTMF: &str = "hark_dtmf_total";
+pub const TURN_RESPONSE: &str = "hark_turn_response_seconds";
+pub const PROVIDER_ERRORS: &str = "hark_provider_errors_total";
+pub const RUNTIME_TASKS: &str = "hark_runtime_alive_tasks";
+
+/// Buckets for `hark_turn_response_seconds`: dense around typical endpointing
+/// (300–800 ms) where SLOs are set.
+pub const TURN_RESPONSE_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0,
+];
+
+/// Registers help text for every metric (shown as `# HELP` on `/metrics`).
+pub fn describe() {
+    describe_gauge!(CALLS_ACTIVE, "Calls in progress on this node.");
+    describe_counter!(CALLS_TOTAL, "Calls started on this node.");
+    describe_counter!(CALLS_ENDED, "Calls ended, by reason.");
+    describe_gauge!(
+        CALL_ACTORS,
+        "Live per-call actors (children and supervisors)."
+    );
+    describe_counter!(FRAMES_RECEIVED, "Twilio media messages received.");
+    describe_counter!(FRAMES_SENT, "Media messages (20 ms frames) sent to Twilio.");
+    describe_counter!(SEQUENCE_GAPS, "Gaps in Twilio's message sequence numbers.");
+    describe_counter!(
+        FRAMES_DROPPED,
+        "Inbound audio frames dropped because an actor's queue was full, by stage."
+    );
+    describe_counter!(
+        BARGE_INS,
+        "Bot turns interrupted by the caller while audio was playing."
+    );
+    describe_counter!(
+        BAD_MESSAGES,
+        "Malformed or out-of-order Twilio messages, by reason."
+    );
+    describe_counter!(
+        ACTOR_RESTARTS,
+        "Per-call child actors restarted after a failure, by actor."
+    );
+    describe_counter!(DTMF, "DTMF digits received.");
+    describe_histogram!(
+        TURN_RESPONSE,
+        Unit::Seconds,
+        "End of caller speech to the first bot audio frame sent."
+    );
+    describe_counter!(PROVIDER_ERRORS, "Provider failures, by provider and kind.");
+    describe_gauge!(RUNTIME_TASKS, "Tokio tasks alive in the runtime.");
+}

@@ -1,0 +1,147 @@
+//! Simulated STT: one final transcript per utterance Hark's VAD detects.
+//!
+//! Deterministic: the n-th utterance of a call gets the n-th scripted line
+//! (cycling), or a placeholder naming its length. The transcript arrives
+//! `final_delay_ms` after the end of speech, like a real provider's finalization.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::channel::mpsc;
+
+use super::{SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
+use crate::call::CallIds;
+use crate::policy_file::SimSttSettings;
+use crate::providers::ProviderError;
+
+pub struct SimStt {
+    settings: SimSttSettings,
+}
+
+impl SimStt {
+    pub fn new(settings: SimSttSettings) -> Self {
+        Self { settings }
+    }
+}
+
+#[async_trait]
+impl SttProvider for SimStt {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn is_simulated(&self) -> bool {
+        true
+    }
+
+    async fn connect(&self, _call: &CallIds) -> Result<SttSession, ProviderError> {
+        let (tx, rx) = mpsc::unbounded();
+        Ok(SttSession {
+            input: Box::new(SimSttInput {
+                settings: self.settings.clone(),
+                tx,
+                utterances: 0,
+                audio_bytes: 0,
+            }),
+            events: rx.boxed(),
+        })
+    }
+}
+
+struct SimSttInput {
+    settings: SimSttSettings,
+    tx: mpsc::UnboundedSender<SttEvent>,
+    utterances: usize,
+    audio_bytes: u64,
+}
+
+impl SimSttInput {
+    fn transcript(&self, speech: SpeechInfo) -> String {
+        if self.settings.script.is_empty() {
+            format!(
+                "something that took {:.1} seconds to say",
+                speech.speech_ms as f64 / 1000.0
+            )
+        } else {
+            self.settings.script[self.utterances % self.settings.script.len()].clone()
+        }
+    }
+}
+
+impl SttInput for SimSttInput {
+    fn audio(&mut self, ulaw: &[u8]) {
+        self.audio_bytes += ulaw.len() as u64;
+    }
+
+    fn end_of_speech(&mut self, speech: SpeechInfo) {
+        let event = SttEvent::Final {
+            text: self.transcript(speech),
+            utterance_end: true,
+        };
+        self.utterances += 1;
+        let delay = Duration::from_millis(self.settings.final_delay_ms);
+        if delay.is_zero() {
+            let _ = self.tx.unbounded_send(event);
+        } else {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.unbounded_send(event);
+            });
+        }
+    }
+
+    fn close(&mut self) {
+        self.tx.close_channel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> CallIds {
+        CallIds {
+            call_sid: "CA1".into(),
+            stream_sid: "MZ1".into(),
+            account_sid: "AC1".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn script_lines_cycle_after_the_final_delay() {
+        let stt = SimStt::new(SimSttSettings {
+            final_delay_ms: 200,
+            script: vec!["one".into(), "two".into()],
+        });
+        let mut s = stt.connect(&ids()).await.unwrap();
+        let start = tokio::time::Instant::now();
+        for _ in 0..3 {
+            s.input.end_of_speech(SpeechInfo { speech_ms: 900 });
+        }
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            match s.events.next().await.unwrap() {
+                SttEvent::Final { text, .. } => got.push(text),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, ["one", "two", "one"]);
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn placeholder_names_the_length() {
+        let stt = SimStt::new(SimSttSettings {
+            final_delay_ms: 0,
+            script: vec![],
+        });
+        let mut s = stt.connect(&ids()).await.unwrap();
+        s.input.end_of_speech(SpeechInfo { speech_ms: 1500 });
+        let Some(SttEvent::Final { text, .. }) = s.events.next().await else {
+            panic!()
+        };
+        assert!(text.contains("1.5 seconds"), "{text}");
+    }
+}
