@@ -64,4 +64,18 @@ pub fn describe() {
     );
     describe_counter!(PROVIDER_ERRORS, "Provider failures, by provider and kind.");
     describe_gauge!(RUNTIME_TASKS, "Tokio tasks alive in the runtime.");
+    // Unlabelled series exist from the start, so dashboards and rate() see 0, not "no data".
+    for gauge in [CALLS_ACTIVE, CALL_ACTORS] {
+        metrics::gauge!(gauge).set(0.0);
+    }
+    for counter in [
+        CALLS_TOTAL,
+        FRAMES_RECEIVED,
+        FRAMES_SENT,
+        SEQUENCE_GAPS,
+        BARGE_INS,
+        DTMF,
+    ] {
+        metrics::counter!(counter).absolute(0);
+    }
 }

@@ -1,0 +1,253 @@
+//! Runtime configuration: defaults ← `--config FILE` ← `HARK_*` environment ←
+//! command-line flags. No file is needed; every knob has a default.
+//!
+//! Environment overrides name a key in upper case with `HARK_` in front and
+//! `__` between nested keys: `HARK_SHUTDOWN_GRACE_SECS=5`,
+//! `HARK_CALL__RESTART_BUDGET=5`. Values are read as TOML values (numbers,
+//! booleans) and fall back to plain strings. `HARK_LOG` (the log filter) is
+//! not a config key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use hark_actors::CallSettings;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with the `HARK_` prefix that are not config keys.
+const NOT_CONFIG: &[&str] = &["HARK_LOG"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on for HTTP and WebSocket.
+    pub listen: SocketAddr,
+    /// `host[:port]` Twilio reaches this node at (the stream URL in TwiML).
+    /// Unset: the `Host` header of the webhook request.
+    pub public_host: Option<String>,
+    /// The policy file calls run with.
+    pub policy: PathBuf,
+    /// On SIGTERM/SIGINT, how long calls in progress may go on before they
+    /// are ended with the policy's goodbye.
+    pub shutdown_grace_secs: u64,
+    /// Calls this node takes at once; more get HTTP 503.
+    pub max_calls: usize,
+    /// A stream that sends no `start` within this time is closed.
+    pub start_timeout_secs: u64,
+    /// Twilio messages larger than this are counted and skipped.
+    pub max_message_bytes: usize,
+    /// Per-call settings.
+    pub call: CallSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_host: None,
+            policy: PathBuf::from("policies/default.toml"),
+            shutdown_grace_secs: 30,
+            max_calls: 10_000,
+            start_timeout_secs: 10,
+            max_message_bytes: 64 * 1024,
+            call: CallSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Config {
+    /// Loads the configuration from an optional file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+                // Type-check the file on its own so its errors name the file.
+                toml::Value::Table(table.clone())
+                    .try_into::<Config>()
+                    .map_err(|e| ConfigError::File {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("HARK_") && !NOT_CONFIG.contains(&k.as_str()))
+            .collect();
+        vars.sort();
+        for (var, raw) in &vars {
+            let path: Vec<String> = var["HARK_".len()..]
+                .split("__")
+                .map(str::to_lowercase)
+                .collect();
+            set_path(&mut table, &path, parse_value(raw));
+            // Check each variable alone so an error names the variable.
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::Env {
+                    var: var.clone(),
+                    message: e.message().to_owned(),
+                })?;
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: "merged".into(),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = self.call.validate();
+        if self.max_calls == 0 {
+            errors.push("max_calls: must be at least 1".into());
+        }
+        if !(1024..=1 << 20).contains(&self.max_message_bytes) {
+            errors.push(format!(
+                "max_message_bytes: {} is outside 1024..=1048576",
+                self.max_message_bytes
+            ));
+        }
+        if self.start_timeout_secs == 0 {
+            errors.push("start_timeout_secs: must be at least 1".into());
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: "config".into(),
+                message: errors.join("; "),
+            })
+        }
+    }
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut t = table;
+    for key in parents {
+        let entry = t
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(inner) = entry else {
+            return;
+        };
+        t = inner;
+    }
+    t.insert(last.clone(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let c = Config::load_from(None, env(&[("PATH", "/bin"), ("HARK_LOG", "debug")])).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_file_and_nests_with_double_underscore() {
+        let dir = std::env::temp_dir().join(format!("hark-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hark.toml");
+        std::fs::write(
+            &file,
+            "shutdown_grace_secs = 7\n[call]\nrestart_budget = 9\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[
+                ("HARK_CALL__RESTART_BUDGET", "2"),
+                ("HARK_LISTEN", "0.0.0.0:9000"),
+                ("HARK_PUBLIC_HOST", "abc.example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_grace_secs, 7);
+        assert_eq!(c.call.restart_budget, 2);
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.public_host.as_deref(), Some("abc.example.com"));
+    }
+
+    #[test]
+    fn unknown_env_key_names_the_variable() {
+        let err = Config::load_from(None, env(&[("HARK_LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HARK_LISTN") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let err = Config::load_from(None, env(&[("HARK_MAX_CALLS", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HARK_MAX_CALLS"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let err = Config::load_from(None, env(&[("HARK_CALL__PLAYBACK_LEAD_MS", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("call.playback_lead_ms"), "{err}");
+    }
+}

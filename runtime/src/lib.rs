@@ -1,0 +1,12 @@
+//! Hark's runtime: the `hark` server around the per-call actor trees —
+//! config, Twilio protocol, HTTP and WebSocket, metrics, graceful shutdown.
+
+pub mod config;
+pub mod lifecycle;
+pub mod media_stream;
+pub mod server;
+pub mod telemetry;
+pub mod twilio;
+
+pub use config::Config;
+pub use server::{ServeError, serve};

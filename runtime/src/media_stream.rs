@@ -1,0 +1,386 @@
+//! One Twilio Media Stream: the WebSocket between Twilio and a call's actor tree.
+//!
+//! The reader half parses Twilio's messages and feeds the call; a writer task
+//! drains the call's outbound queue into the socket, batching whatever is
+//! ready into one flush. Bad input is counted by reason, logged once per call
+//! per reason, and skipped; the call only ends when the stream itself is
+//! unusable.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use hark_actors::call::CallContext;
+use hark_actors::fault::FaultPlan;
+use hark_actors::media_in::{MediaInMsg, deliver_media};
+use hark_actors::metrics as m;
+use hark_actors::{CallArgs, CallIds, EndReason, Outbound, SupervisorMsg, start_call};
+use metrics::Counter;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tracing::Span;
+
+use crate::lifecycle::CallSlot;
+use crate::server::AppState;
+use crate::twilio::messages::{MarkBody, OutMedia, StartMeta};
+use crate::twilio::{BadMessage, HarkMessage, TwilioEvent};
+
+/// Outbound messages queued per call. Pacing keeps ~20 in flight, so a full
+/// queue means the socket has stopped draining.
+const OUTBOUND_QUEUE: usize = 512;
+
+/// The stream's read buffer: Twilio frames are ~400 bytes; larger messages
+/// grow it as needed.
+pub const READ_BUFFER_BYTES: usize = 4096;
+
+/// Hard limit per WebSocket message. Between `max_message_bytes` and this a
+/// message is skipped and the call goes on; beyond it the stream is unusable.
+pub const HARD_MESSAGE_LIMIT: usize = 1 << 20;
+
+/// Which bad-message reasons this call has already logged.
+struct BadLog {
+    logged: u32,
+}
+
+impl BadLog {
+    fn report(&mut self, span: &Span, bad: &BadMessage) {
+        metrics::counter!(m::BAD_MESSAGES, "reason" => bad.reason()).increment(1);
+        let bit = 1 << bad.index();
+        if self.logged & bit == 0 {
+            self.logged |= bit;
+            tracing::warn!(parent: span, reason = bad.reason(), error = %bad, "bad Twilio message skipped (more of this kind are only counted)");
+        }
+    }
+}
+
+pub async fn run(socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
+    let (sink, mut stream) = socket.split();
+    let pre_span = tracing::info_span!("stream", call_sid = tracing::field::Empty);
+    let mut bad = BadLog { logged: 0 };
+
+    let Some(start) = await_start(&mut stream, &app, &pre_span, &mut bad).await else {
+        return;
+    };
+    if !start.media_format.is_mulaw_8k_mono() {
+        let err = BadMessage::UnsupportedFormat(format!("{:?}", start.media_format));
+        bad.report(&pre_span, &err);
+        return;
+    }
+    let ids = CallIds {
+        call_sid: start.call_sid.clone(),
+        stream_sid: start.stream_sid.clone(),
+        account_sid: start.account_sid.clone(),
+    };
+    let fault = fault_plan(&app, &start, &pre_span);
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let call = match start_call(CallArgs {
+        ids: ids.clone(),
+        policy: Arc::clone(&app.policy),
+        providers: app.providers.clone(),
+        settings: app.config.call.clone(),
+        outbound: tx,
+        fault,
+    })
+    .await
+    {
+        Ok(call) => call,
+        Err(e) => {
+            tracing::error!(parent: &pre_span, call_sid = %ids.call_sid, error = %e, "could not start the call");
+            return;
+        }
+    };
+    let writer = tokio::spawn(write_loop(sink, rx, ids.stream_sid.clone()));
+    let mut session = Session {
+        ctx: Arc::clone(&call.ctx),
+        span: call.ctx.span.clone(),
+        bad,
+        frames_received: metrics::counter!(m::FRAMES_RECEIVED),
+        decoded: Vec::with_capacity(hark_actors::ulaw::FRAME_SAMPLES),
+        max_bytes: app.config.max_message_bytes,
+    };
+    let supervisor = call.supervisor.clone();
+    let mut done = call.done;
+    let mut grace = app.lifecycle.grace_over();
+    let mut ending = false;
+    let mut finished = false;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(reason) = session.on_frame(msg) else { continue };
+                let _ = supervisor.send_message(SupervisorMsg::Hangup { reason });
+                break;
+            }
+            _ = &mut done => { finished = true; break; }
+            Ok(_) = grace.wait_for(|over| *over), if !ending => {
+                ending = true;
+                let _ = supervisor.send_message(SupervisorMsg::EndCall { reason: EndReason::Shutdown });
+            }
+        }
+    }
+    if !finished {
+        let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
+    }
+    // The tree is down: its outbound sender is gone once we drop ours.
+    drop(session);
+    drop(call.ctx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    drop(slot);
+}
+
+/// Reads until `start`. Returns its metadata, or `None`
+/// if the stream ends or never starts.
+async fn await_start(
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+    app: &AppState,
+    span: &Span,
+    bad: &mut BadLog,
+) -> Option<StartMeta> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(app.config.start_timeout_secs);
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                tracing::warn!(parent: span, "no start message in time; closing the stream");
+                return None;
+            }
+            Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(Some(Ok(msg))) => msg,
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                bad.report(span, &BadMessage::Binary);
+                continue;
+            }
+            Message::Close(_) => return None,
+            _ => continue,
+        };
+        if text.len() > app.config.max_message_bytes {
+            bad.report(span, &BadMessage::TooLarge(text.len()));
+            continue;
+        }
+        match TwilioEvent::parse(text.as_str()) {
+            Ok(TwilioEvent::Start { start, .. }) => {
+                span.record("call_sid", start.call_sid.as_str());
+                return Some(start);
+            }
+            Ok(TwilioEvent::Connected { .. }) => {}
+            Ok(TwilioEvent::Media { .. }) => bad.report(span, &BadMessage::MediaBeforeStart),
+            Ok(other) => bad.report(
+                span,
+                &BadMessage::Invalid(format!("{} before start", other.name())),
+            ),
+            Err(e) => bad.report(span, &e),
+        }
+    }
+}
+
+fn fault_plan(app: &AppState, start: &StartMeta, span: &Span) -> Option<FaultPlan> {
+    let spec = start.custom_parameters.get("hark_fault")?;
+    if !app.config.call.fault_injection {
+        tracing::warn!(parent: span, "hark_fault parameter ignored: call.fault_injection is off");
+        return None;
+    }
+    match FaultPlan::parse(spec) {
+        Ok(plan) => {
+            tracing::warn!(parent: span, %spec, "fault injection armed for this call");
+            Some(plan)
+        }
+        Err(e) => {
+            tracing::warn!(parent: span, error = %e, "bad hark_fault parameter ignored");
+            None
+        }
+    }
+}
+
+struct Session {
+    ctx: Arc<CallContext>,
+    span: Span,
+    bad: BadLog,
+    frames_received: Counter,
+    /// Reused base64 output buffer: no allocation per frame.
+    decoded: Vec<u8>,
+    max_bytes: usize,
+}
+
+impl Session {
+    /// Handles one read from the socket; `Some(reason)` ends the call.
+    fn on_frame(&mut self, msg: Option<Result<Message, axum::Error>>) -> Option<EndReason> {
+        let msg = match msg {
+            None => return Some(EndReason::SocketClosed),
+            Some(Err(e)) => {
+                let e = e.into_inner();
+                // A message over the hard limit leaves the stream unreadable.
+                if let Some(WsError::Capacity(cap)) = e.downcast_ref::<WsError>() {
+                    self.bad
+                        .report(&self.span, &BadMessage::TooLarge(HARD_MESSAGE_LIMIT));
+                    tracing::warn!(parent: &self.span, error = %cap, "stream unusable; ending the call");
+                    return Some(EndReason::BadStream);
+                }
+                tracing::info!(parent: &self.span, error = %e, "socket error");
+                return Some(EndReason::SocketClosed);
+            }
+            Some(Ok(msg)) => msg,
+        };
+        match msg {
+            Message::Text(text) => self.on_text(&text),
+            Message::Binary(_) => {
+                self.bad.report(&self.span, &BadMessage::Binary);
+                None
+            }
+            Message::Close(_) => Some(EndReason::SocketClosed),
+            Message::Ping(_) | Message::Pong(_) => None,
+        }
+    }
+
+    fn on_text(&mut self, text: &Utf8Bytes) -> Option<EndReason> {
+        if text.len() > self.max_bytes {
+            self.bad
+                .report(&self.span, &BadMessage::TooLarge(text.len()));
+            return None;
+        }
+        let event = match TwilioEvent::parse(text.as_str()) {
+            Ok(e) => e,
+            Err(e) => {
+                self.bad.report(&self.span, &e);
+                return None;
+            }
+        };
+        let ours = |sid: &Cow<'_, str>| sid.as_ref() == self.ctx.ids.stream_sid;
+        let routes = &self.ctx.routes;
+        match event {
+            TwilioEvent::Media {
+                sequence_number,
+                media,
+                stream_sid,
+            } => {
+                if !ours(&stream_sid) {
+                    self.bad.report(&self.span, &BadMessage::WrongStream);
+                    return None;
+                }
+                self.frames_received.increment(1);
+                self.decoded.clear();
+                if STANDARD
+                    .decode_vec(media.payload.as_bytes(), &mut self.decoded)
+                    .is_err()
+                {
+                    self.bad.report(&self.span, &BadMessage::BadBase64);
+                    return None;
+                }
+                deliver_media(&self.ctx, sequence_number.0, &self.decoded);
+            }
+            TwilioEvent::Dtmf {
+                sequence_number,
+                dtmf,
+                stream_sid,
+            } => {
+                let digit = dtmf.digit.chars().next().filter(|d| {
+                    dtmf.digit.len() == 1 && (d.is_ascii_digit() || "*#ABCD".contains(*d))
+                });
+                match (ours(&stream_sid), digit) {
+                    (true, Some(digit)) => {
+                        routes.media_in.send(MediaInMsg::Dtmf {
+                            seq: sequence_number.0,
+                            digit,
+                        });
+                    }
+                    (false, _) => self.bad.report(&self.span, &BadMessage::WrongStream),
+                    (true, None) => self.bad.report(
+                        &self.span,
+                        &BadMessage::Invalid(format!("dtmf digit {:?}", dtmf.digit)),
+                    ),
+                }
+            }
+            TwilioEvent::Mark {
+                sequence_number,
+                mark,
+                stream_sid,
+            } => {
+                if !ours(&stream_sid) {
+                    self.bad.report(&self.span, &BadMessage::WrongStream);
+                    return None;
+                }
+                routes.media_in.send(MediaInMsg::Mark {
+                    seq: sequence_number.0,
+                    name: mark.name.into_owned(),
+                });
+            }
+            TwilioEvent::Stop { .. } => return Some(EndReason::Stop),
+            TwilioEvent::Start { .. } => self.bad.report(&self.span, &BadMessage::DuplicateStart),
+            TwilioEvent::Connected { .. } => {
+                tracing::debug!(parent: &self.span, "connected after start ignored");
+            }
+        }
+        None
+    }
+}
+
+/// Drains the call's outbound queue into the socket; serializes into reused
+/// buffers and flushes once per batch.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    stream_sid: String,
+) {
+    let mut b64 = String::with_capacity(512);
+    let mut name = String::with_capacity(24);
+    let mut json = Vec::with_capacity(512);
+    let sid = Cow::Borrowed(stream_sid.as_str());
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            let msg = match out {
+                Outbound::Media(audio) => {
+                    b64.clear();
+                    STANDARD.encode_string(&audio, &mut b64);
+                    HarkMessage::Media {
+                        stream_sid: sid.clone(),
+                        media: OutMedia {
+                            payload: Cow::Borrowed(&b64),
+                        },
+                    }
+                }
+                Outbound::Mark(id) => {
+                    name.clear();
+                    let _ = write!(name, "{id}");
+                    HarkMessage::Mark {
+                        stream_sid: sid.clone(),
+                        mark: MarkBody {
+                            name: Cow::Borrowed(&name),
+                        },
+                    }
+                }
+                Outbound::Clear => HarkMessage::Clear {
+                    stream_sid: sid.clone(),
+                },
+                Outbound::Close(reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1000,
+                            reason: reason.as_str().into(),
+                        })))
+                        .await;
+                    return;
+                }
+            };
+            msg.write_json(&mut json);
+            // The frame owns its bytes; the buffer is re-made at the size it had.
+            let cap = json.capacity();
+            let text = String::from_utf8(std::mem::replace(&mut json, Vec::with_capacity(cap)))
+                .unwrap_or_default();
+            if sink.feed(Message::Text(text.into())).await.is_err() {
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}

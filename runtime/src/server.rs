@@ -1,0 +1,234 @@
+//! HTTP and WebSocket routes, all on one listener:
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /twilio/voice` | Twilio's incoming-call webhook; answers `<Connect><Stream>` TwiML |
+//! | `GET /twilio/media` | the bidirectional Media Streams WebSocket |
+//! | `GET /healthz` | the process is up |
+//! | `GET /readyz` | the node takes calls (503 while draining) |
+//! | `GET /metrics` | Prometheus text format |
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hark_actors::metrics as m;
+use hark_actors::{PolicyFile, Providers};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::media_stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
+use crate::twilio::twiml;
+
+pub struct AppState {
+    pub config: Config,
+    pub policy: Arc<PolicyFile>,
+    pub providers: Providers,
+    pub metrics: PrometheusHandle,
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/twilio/voice", post(voice))
+        .route("/twilio/media", get(media))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+fn refuse(code: StatusCode, message: &str) -> Response {
+    (code, format!("{message}\n")).into_response()
+}
+
+async fn media(State(app): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+    let slot = match app.lifecycle.admit() {
+        Ok(slot) => slot,
+        Err(refusal) => return refuse(StatusCode::SERVICE_UNAVAILABLE, refusal.message()),
+    };
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(HARD_MESSAGE_LIMIT)
+        .max_frame_size(HARD_MESSAGE_LIMIT)
+        .on_upgrade(move |socket| media_stream::run(socket, app, slot))
+}
+
+/// Call data passed on to the stream (Twilio's webhook parameter names).
+const FORWARDED: [(&str, &str); 4] = [
+    ("From", "from"),
+    ("To", "to"),
+    ("Direction", "direction"),
+    ("CallSid", "call_sid"),
+];
+
+async fn voice(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(params): Form<BTreeMap<String, String>>,
+) -> Response {
+    if app.lifecycle.is_draining() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::lifecycle::Refusal::Draining.message(),
+        );
+    }
+    let host = app.config.public_host.clone().or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    });
+    let Some(host) = host.filter(|h| !h.is_empty() && !h.contains(['/', '"', '<'])) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "no usable Host header and no public_host configured",
+        );
+    };
+    let url = format!("wss://{host}/twilio/media");
+    let mut stream_params = vec![("policy", app.policy.name.as_str())];
+    for (twilio, ours) in FORWARDED {
+        if let Some(v) = params.get(twilio) {
+            stream_params.push((ours, v.as_str()));
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        twiml::connect_stream(&url, stream_params),
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    let providers: serde_json::Map<String, serde_json::Value> = app
+        .providers
+        .describe()
+        .into_iter()
+        .map(|(role, name, simulated)| {
+            (
+                role.to_owned(),
+                serde_json::json!({ "provider": name, "simulated": simulated, "healthy": true }),
+            )
+        })
+        .collect();
+    let draining = app.lifecycle.is_draining();
+    let body = serde_json::json!({
+        "status": if draining { "draining" } else { "ready" },
+        "calls": app.lifecycle.active(),
+        "policy": app.policy.name,
+        "providers": providers,
+    });
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    metrics::gauge!(m::RUNTIME_TASKS).set(tasks as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Policy(#[from] hark_actors::PolicyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics recorder: {0}")]
+    Metrics(String),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs `hark serve` until SIGTERM/SIGINT and a graceful drain.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let policy = Arc::new(PolicyFile::load(&config.policy)?);
+    let providers = Providers::for_policy(&policy);
+    let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    crate::telemetry::print_banner(addr, &config, &policy, &providers);
+
+    let lifecycle = Lifecycle::new(config.max_calls);
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        policy,
+        providers,
+        metrics,
+        lifecycle: Arc::clone(&lifecycle),
+    });
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let goodbye = config.call.goodbye_timeout() + Duration::from_secs(5);
+    let drained = async move {
+        shutdown_signal().await;
+        tracing::info!(
+            calls = lifecycle.active(),
+            grace_secs = grace.as_secs(),
+            "shutting down: no new calls; waiting for calls in progress"
+        );
+        lifecycle.begin_drain();
+        if !lifecycle.wait_idle(grace).await {
+            tracing::info!(
+                calls = lifecycle.active(),
+                "grace period over: ending remaining calls with a goodbye"
+            );
+            lifecycle.end_grace();
+            if !lifecycle.wait_idle(goodbye).await {
+                tracing::warn!(calls = lifecycle.active(), "calls still open at exit");
+            }
+        }
+        tracing::info!("shutdown complete");
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(drained)
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

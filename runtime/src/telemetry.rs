@@ -1,0 +1,82 @@
+//! Logs, metrics and the start-up banner.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hark_actors::metrics as m;
+use hark_actors::{PolicyFile, Providers};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::Config;
+
+/// Logs go to stderr; `HARK_LOG` (an `EnvFilter` directive) sets the level, default `info`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HARK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Installs the Prometheus recorder. Histograms get explicit buckets (the
+/// exporter would render summaries otherwise), and a task runs upkeep.
+pub fn install_metrics() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(m::TURN_RESPONSE.into()),
+            m::TURN_RESPONSE_BUCKETS,
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    m::describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// What a person starting `hark serve` needs to know, on stdout.
+pub fn print_banner(addr: SocketAddr, config: &Config, policy: &PolicyFile, providers: &Providers) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "hark {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(out, "  twilio webhook  POST http://{addr}/twilio/voice");
+    let _ = writeln!(out, "  media stream    ws://{addr}/twilio/media");
+    let _ = writeln!(out, "  metrics         http://{addr}/metrics");
+    let _ = writeln!(
+        out,
+        "  policy          {} v{} ({})",
+        policy.name,
+        policy.version,
+        config.policy.display()
+    );
+    let mut simulated = false;
+    for (role, name, sim) in providers.describe() {
+        simulated |= sim;
+        let state = if sim { "SIMULATED" } else { "live" };
+        let _ = writeln!(out, "  {role:<15} {name} ({state})");
+    }
+    if simulated {
+        let _ = writeln!(
+            out,
+            "  note: simulated providers answer with canned text and synthetic audio, not real speech"
+        );
+    }
+    if config.call.fault_injection {
+        let _ = writeln!(out, "  WARNING: call.fault_injection is on (test only)");
+    }
+    let _ = out.flush();
+    tracing::info!(%addr, policy = %policy.name, "hark serving");
+}

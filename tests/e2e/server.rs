@@ -1,0 +1,193 @@
+//! The server around the calls: webhook, readiness, limits, policy errors, shutdown.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{GREETING, Hark, QUIET, repo_path};
+
+#[tokio::test]
+async fn voice_webhook_answers_connect_stream_twiml() {
+    let hark = Hark::start(&[]);
+    let form = [
+        ("CallSid", "CA123"),
+        ("From", "+15551230000"),
+        ("To", "+15557650000"),
+        ("Direction", "inbound"),
+    ];
+    let res = hark
+        .http()
+        .post(hark.url("/twilio/voice"))
+        .header("Host", "agent.example.com")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/xml")
+    );
+    let xml = res.text().await.unwrap();
+    assert!(
+        xml.contains(r#"<Connect><Stream url="wss://agent.example.com/twilio/media">"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<Parameter name="from" value="+15551230000"/>"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<Parameter name="policy" value="e2e"/>"#),
+        "{xml}"
+    );
+    assert!(
+        !xml.contains("/twilio/media?"),
+        "Twilio drops query strings: {xml}"
+    );
+
+    let configured = Hark::start(&[("HARK_PUBLIC_HOST", "hark.example.net")]);
+    let xml = configured
+        .http()
+        .post(configured.url("/twilio/voice"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        xml.contains(r#"url="wss://hark.example.net/twilio/media""#),
+        "{xml}"
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_share_the_listener() {
+    let hark = Hark::start(&[]);
+    let get = |p: &str| hark.http().get(hark.url(p)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["providers"]["llm"]["simulated"], true);
+    let m = hark.metrics().await;
+    for series in [
+        "hark_calls_active",
+        "hark_calls_total",
+        "hark_barge_ins_total",
+        "hark_media_frames_sent_total",
+    ] {
+        assert!(m.has(series), "{series} missing before the first call");
+    }
+}
+
+#[tokio::test]
+async fn max_calls_is_enforced_with_503() {
+    let hark = Hark::start(&[("HARK_MAX_CALLS", "1")]);
+    let _first = hark.caller(30).await;
+    let second = tokio_tungstenite::connect_async(hark.media_url()).await;
+    match second {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_invalid_policy_stops_serve_and_names_every_field() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hark"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &repo_path("tests/policies/bad.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "name",
+        "vad.onset_ms",
+        "vad.endpointing_ms",
+        "barge_in.min_speech_ms",
+        "sim.tts.real_time_factor",
+    ] {
+        assert!(
+            err.contains(&format!("{field}:")),
+            "{field} not reported:\n{err}"
+        );
+    }
+    let check = Command::new(env!("CARGO_BIN_EXE_hark"))
+        .args([
+            "policy",
+            "check",
+            &repo_path("policies/default.toml"),
+            &repo_path("tests/policies/bad.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(text.contains("default.toml: ok"), "{text}");
+    assert!(text.contains("vad.onset_ms"), "{text}");
+}
+
+#[test]
+fn a_bad_environment_override_stops_serve_with_its_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hark"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HARK_MAX_CALS", "3")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HARK_MAX_CALS"), "{err}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_then_ends_calls_with_a_goodbye() {
+    let mut hark = Hark::start(&[("HARK_SHUTDOWN_GRACE_SECS", "2")]);
+    let caller = hark.caller(40).await;
+    assert!(caller.wait_idle(QUIET, GREETING).await);
+    let kill = Command::new("kill")
+        .args(["-TERM", &hark.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let signalled = tokio::time::Instant::now();
+    // Draining: not ready, no new calls, the call in progress goes on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hark.http()
+            .get(hark.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    match tokio_tungstenite::connect_async(hark.media_url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 503),
+        other => panic!("new call during drain: {other:?}"),
+    }
+    assert!(caller.state().closed.is_none());
+    // After the grace period the call hears the goodbye and is closed.
+    let (code, reason) = caller
+        .wait_closed(Duration::from_secs(20))
+        .await
+        .expect("call not ended");
+    assert_eq!((code, reason.as_str()), (Some(1000), "shutdown"));
+    let st = caller.state();
+    let goodbye = st
+        .first_media_since(signalled + Duration::from_secs(2))
+        .expect("no goodbye audio");
+    assert!(st.media_since(goodbye) > 50, "goodbye too short");
+    drop(st);
+    let code = hark.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "{}", hark.logs());
+}

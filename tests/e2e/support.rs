@@ -1,0 +1,183 @@
+//! Runs the real `hark` binary on port 0 and talks to it over real sockets.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hark_loadtest::{Caller, CallerOptions};
+
+pub fn repo_path(rel: &str) -> String {
+    format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Hark {
+    child: Child,
+    pub addr: String,
+    logs: Arc<Mutex<String>>,
+    http: reqwest::Client,
+}
+
+impl Drop for Hark {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Hark {
+    /// Starts `hark serve` with the e2e policy, fault injection on, and `env` set.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with(&["--policy", &repo_path("tests/policies/e2e.toml")], env)
+    }
+
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hark"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("HARK_CALL__FAULT_INJECTION", "true")
+            .env("HARK_LOG", "info,hark_actors=debug")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hark");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => panic!("hark did not start:\n{}", logs.lock().unwrap()),
+        };
+        Self {
+            child,
+            addr,
+            logs,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn media_url(&self) -> String {
+        format!("ws://{}/twilio/media", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Waits for the process to exit; its status code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        Metrics::parse(&text)
+    }
+
+    /// Waits until `series` reaches `value` (series absent counts as 0).
+    pub async fn wait_metric(&self, series: &str, value: f64, limit: Duration) -> f64 {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let v = self.metrics().await.get(series);
+            if v == value || tokio::time::Instant::now() >= deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn caller(&self, n: u64) -> Caller {
+        Caller::connect(CallerOptions::numbered(&self.media_url(), n))
+            .await
+            .unwrap()
+    }
+
+    pub async fn caller_with(&self, n: u64, f: impl FnOnce(&mut CallerOptions)) -> Caller {
+        let mut opts = CallerOptions::numbered(&self.media_url(), n);
+        f(&mut opts);
+        Caller::connect(opts).await.unwrap()
+    }
+}
+
+/// A scrape of `/metrics`: series (name plus labels, as printed) → value.
+pub struct Metrics(BTreeMap<String, f64>);
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        Self(
+            text.lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .filter_map(|l| {
+                    let (series, value) = l.rsplit_once(' ')?;
+                    Some((series.to_owned(), value.parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    /// The value of a series; 0 when absent.
+    pub fn get(&self, series: &str) -> f64 {
+        self.0.get(series).copied().unwrap_or(0.0)
+    }
+
+    pub fn has(&self, series: &str) -> bool {
+        self.0.contains_key(series)
+    }
+}
+
+pub fn speech(name: &str) -> &'static [u8] {
+    hark_loadtest::fixtures::speech(name).unwrap()
+}
+
+/// Generous timeouts: the suite runs many calls at once on a 2-core machine.
+pub const GREETING: Duration = Duration::from_secs(10);
+pub const QUIET: Duration = Duration::from_millis(400);
