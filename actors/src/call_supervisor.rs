@@ -344,10 +344,10 @@ impl SupervisorState {
             }
         }
         // A turn that lost its LLM, TTS or playback state is spoken again from the start.
-        if speaks(kind) {
-            if let Some(bot) = self.cancel_bot() {
-                self.start_turn(bot.kind, None);
-            }
+        if speaks(kind)
+            && let Some(bot) = self.cancel_bot()
+        {
+            self.start_turn(bot.kind, None);
         }
     }
 }

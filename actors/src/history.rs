@@ -50,11 +50,11 @@ impl History {
 
     /// Adds caller words; consecutive caller utterances merge into one turn.
     pub fn push_caller(&mut self, text: &str) {
-        if let Some(last) = self.turns.last_mut() {
-            if last.speaker == Speaker::Caller {
-                last.sentences.push(text.to_owned());
-                return;
-            }
+        if let Some(last) = self.turns.last_mut()
+            && last.speaker == Speaker::Caller
+        {
+            last.sentences.push(text.to_owned());
+            return;
         }
         self.turns.push(Turn {
             speaker: Speaker::Caller,

@@ -103,11 +103,11 @@ pub struct MediaInState {
 
 impl MediaInState {
     fn check_sequence(&mut self, seq: u64) {
-        if let Some(last) = self.last_seq {
-            if seq != last + 1 {
-                self.gaps.increment(1);
-                tracing::debug!(parent: &self.ctx.span, last, seq, "sequence gap");
-            }
+        if let Some(last) = self.last_seq
+            && seq != last + 1
+        {
+            self.gaps.increment(1);
+            tracing::debug!(parent: &self.ctx.span, last, seq, "sequence gap");
         }
         self.last_seq = Some(seq);
     }

@@ -100,10 +100,10 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
                     }
                 }
             }
-            if let Some(rest) = splitter.finish() {
-                if !speaker.say(rest) {
-                    return;
-                }
+            if let Some(rest) = splitter.finish()
+                && !speaker.say(rest)
+            {
+                return;
             }
         }
         Err(e) => provider_error(&ctx, &e),

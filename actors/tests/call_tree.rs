@@ -1,4 +1,6 @@
 //! A whole call tree in-process: real speech in through `MediaIn`, the
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 //! outbound queue read back as Twilio would see it.
 
 use std::sync::Arc;

@@ -53,10 +53,11 @@ async fn an_utterance_gets_a_spoken_reply() {
         "slow reply: {latency:?}"
     );
     assert!(caller.wait_idle(QUIET, Duration::from_secs(20)).await);
-    let st = caller.state();
-    assert!(st.media_since(spoken.ended) > 100, "reply too short");
-    assert!(st.clears.is_empty(), "no barge-in happened");
-    drop(st);
+    {
+        let st = caller.state();
+        assert!(st.media_since(spoken.ended) > 100, "reply too short");
+        assert!(st.clears.is_empty(), "no barge-in happened");
+    }
     let m = hark.metrics().await;
     assert_eq!(m.get("hark_turn_response_seconds_count"), 1.0);
     assert!(
@@ -99,21 +100,22 @@ async fn barge_in_clears_and_no_media_of_the_cancelled_turn_follows() {
             .is_some()
     );
     assert!(caller.wait_idle(QUIET, Duration::from_secs(20)).await);
-    let st = caller.state();
-    assert_eq!(st.clears.len(), 1);
-    assert_eq!(
-        st.stale_frames, 0,
-        "media of the cancelled turn after clear"
-    );
-    // Independent of mark attribution: the next reply cannot start before the
-    // interrupting speech has ended plus endpointing, so any media in between is stale.
-    let between = st.events.iter().filter(|e| matches!(e,
-        hark_loadtest::Event::Media { at, .. } if *at > clear && *at < window.ended + Duration::from_millis(450))).count();
-    assert_eq!(
-        between, 0,
-        "media after clear while the caller was still talking"
-    );
-    drop(st);
+    {
+        let st = caller.state();
+        assert_eq!(st.clears.len(), 1);
+        assert_eq!(
+            st.stale_frames, 0,
+            "media of the cancelled turn after clear"
+        );
+        // Independent of mark attribution: the next reply cannot start before the
+        // interrupting speech has ended plus endpointing, so any media in between is stale.
+        let between = st.events.iter().filter(|e| matches!(e,
+            hark_loadtest::Event::Media { at, .. } if *at > clear && *at < window.ended + Duration::from_millis(450))).count();
+        assert_eq!(
+            between, 0,
+            "media after clear while the caller was still talking"
+        );
+    }
     let m = hark.metrics().await;
     assert_eq!(m.get("hark_barge_ins_total"), 1.0);
 }

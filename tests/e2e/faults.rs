@@ -93,18 +93,19 @@ async fn an_exhausted_restart_budget_ends_the_call_with_an_apology() {
     );
     assert!(hark.logs().contains("restart budget exhausted"));
     // The apology played before the close: audio arrived after the last restart.
-    let st = caller.state();
-    let (closed_at, _, _) = st.closed.clone().unwrap();
-    let apology = st
-        .events
-        .iter()
-        .filter(|e| {
-            matches!(e,
-        hark_loadtest::Event::Media { at, .. } if *at > closed_at - Duration::from_millis(1500))
-        })
-        .count();
-    assert!(apology > 20, "apology audio: {apology} frames");
-    drop(st);
+    {
+        let st = caller.state();
+        let (closed_at, _, _) = st.closed.clone().unwrap();
+        let apology = st
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(e,
+            hark_loadtest::Event::Media { at, .. } if *at > closed_at - Duration::from_millis(1500))
+            })
+            .count();
+        assert!(apology > 20, "apology audio: {apology} frames");
+    }
     assert_eq!(
         hark.wait_metric("hark_call_actors", 0.0, Duration::from_secs(3))
             .await,

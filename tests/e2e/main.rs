@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `hark` binary, real sockets, real speech.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 mod bad_input;
 mod conversation;
 mod faults;

@@ -182,12 +182,13 @@ async fn sigterm_drains_then_ends_calls_with_a_goodbye() {
         .await
         .expect("call not ended");
     assert_eq!((code, reason.as_str()), (Some(1000), "shutdown"));
-    let st = caller.state();
-    let goodbye = st
-        .first_media_since(signalled + Duration::from_secs(2))
-        .expect("no goodbye audio");
-    assert!(st.media_since(goodbye) > 50, "goodbye too short");
-    drop(st);
+    {
+        let st = caller.state();
+        let goodbye = st
+            .first_media_since(signalled + Duration::from_secs(2))
+            .expect("no goodbye audio");
+        assert!(st.media_since(goodbye) > 50, "goodbye too short");
+    }
     let code = hark.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(code, Some(0), "{}", hark.logs());
 }
