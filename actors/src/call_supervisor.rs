@@ -187,13 +187,16 @@ fn speaks(kind: ChildKind) -> bool {
 }
 
 impl SupervisorState {
-    fn start_turn(&mut self, kind: TurnKind, caller_text: Option<String>) -> Generation {
+    /// Starts a bot turn. `speech_end` (end of the caller speech it answers)
+    /// starts the response-latency clock; `None` for turns that answer no speech.
+    fn start_turn(
+        &mut self,
+        kind: TurnKind,
+        caller_text: Option<String>,
+        speech_end: Option<Instant>,
+    ) -> Generation {
         let generation = self.ctx.advance_generation();
         let routes = &self.ctx.routes;
-        let speech_end = match kind {
-            TurnKind::Reply => self.last_speech_end,
-            TurnKind::Say(_) => None,
-        };
         routes.media_out.send(MediaOutMsg::TurnStarted {
             generation,
             speech_end,
@@ -231,14 +234,14 @@ impl SupervisorState {
         Some(bot)
     }
 
-    fn caller_words(&mut self, text: String) {
+    fn caller_words(&mut self, text: String, speech_end: Option<Instant>) {
         if self.ending.is_some() || text.trim().is_empty() {
             return;
         }
         if self.bot.is_some() {
             self.waiting.push(text);
         } else {
-            self.start_turn(TurnKind::Reply, Some(text));
+            self.start_turn(TurnKind::Reply, Some(text), speech_end);
         }
     }
 
@@ -264,7 +267,7 @@ impl SupervisorState {
         }
         self.cancel_bot();
         self.waiting.clear();
-        let generation = self.start_turn(TurnKind::Say(line), None);
+        let generation = self.start_turn(TurnKind::Say(line), None, None);
         self.ending = Some(Ending { reason, generation });
         let me = myself.clone();
         let timeout = self.ctx.settings.goodbye_timeout();
@@ -347,7 +350,7 @@ impl SupervisorState {
         if speaks(kind)
             && let Some(bot) = self.cancel_bot()
         {
-            self.start_turn(bot.kind, None);
+            self.start_turn(bot.kind, None, None);
         }
     }
 }
@@ -398,7 +401,7 @@ impl Actor for CallSupervisor {
         tracing::info!(parent: &state.ctx.span, policy = %state.ctx.policy.name, "call started");
         let greeting = state.ctx.policy.greeting.clone();
         if !greeting.trim().is_empty() {
-            state.start_turn(TurnKind::Say(greeting), None);
+            state.start_turn(TurnKind::Say(greeting), None, None);
         }
         Ok(())
     }
@@ -431,12 +434,15 @@ impl Actor for CallSupervisor {
             SupervisorMsg::SpeechEnded { last_voice, .. } => {
                 state.last_speech_end = Some(last_voice);
             }
-            SupervisorMsg::Utterance { text } => state.caller_words(text),
+            SupervisorMsg::Utterance { text } => {
+                let speech_end = state.last_speech_end.take();
+                state.caller_words(text, speech_end);
+            }
             SupervisorMsg::Dtmf { digit } => {
                 metrics::counter!(m::DTMF).increment(1);
                 tracing::debug!(parent: &state.ctx.span, %digit, "dtmf");
                 state.interrupt();
-                state.caller_words(format!("pressed {digit}"));
+                state.caller_words(format!("pressed {digit}"), None);
             }
             SupervisorMsg::PlaybackStarted { generation } => {
                 if let Some(bot) = state.bot.as_mut().filter(|b| b.generation == generation) {
@@ -459,7 +465,7 @@ impl Actor for CallSupervisor {
                     state.bot = None;
                     if !state.waiting.is_empty() {
                         let text = std::mem::take(&mut state.waiting).join(" ");
-                        state.start_turn(TurnKind::Reply, Some(text));
+                        state.start_turn(TurnKind::Reply, Some(text), None);
                     }
                 }
             }

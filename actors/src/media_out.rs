@@ -139,7 +139,8 @@ pub struct MediaOutState {
     next_mark: u32,
     /// When everything sent so far will have finished playing at Twilio.
     play_end: Instant,
-    timer: Option<AbortOnDrop>,
+    /// The next wake-up and the task that delivers it.
+    timer: Option<(Instant, AbortOnDrop)>,
     frames_sent: Counter,
     turn_response: Histogram,
     handled: u32,
@@ -262,11 +263,9 @@ impl MediaOutState {
     }
 
     /// Wakes up when the lead has run down to half the target (so each wakeup
-    /// sends several frames), or when lost marks should be given up on.
+    /// sends several frames), or when lost marks should be given up on. Keeps
+    /// one timer, set to the earliest wake-up needed.
     fn schedule(&mut self, myself: &ActorRef<MediaOutMsg>, now: Instant) {
-        if self.timer.as_ref().is_some_and(|t| !t.is_finished()) {
-            return;
-        }
         let half = self.ctx.settings.playback_lead() / 2;
         let at = if !self.queue.is_empty() {
             self.play_end
@@ -276,13 +275,18 @@ impl MediaOutState {
         } else if self.turn.audio_done && !self.turn.finished && !self.marks.is_empty() {
             self.play_end + MARK_GRACE
         } else {
+            self.timer = None;
             return;
         };
+        if self.timer.as_ref().is_some_and(|(t, _)| *t <= at) {
+            return;
+        }
         let me = myself.clone();
-        self.timer = Some(AbortOnDrop::spawn(async move {
+        let task = AbortOnDrop::spawn(async move {
             tokio::time::sleep_until(at).await;
             let _ = me.send_message(MediaOutMsg::Tick);
-        }));
+        });
+        self.timer = Some((at, task));
     }
 }
 
@@ -376,7 +380,9 @@ impl Actor for MediaOut {
                         break;
                     }
                 }
-                state.check_finished(Instant::now());
+                let now = Instant::now();
+                state.check_finished(now);
+                state.schedule(&myself, now);
             }
             MediaOutMsg::Tick => {
                 state.timer = None;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hark_actors::metrics as m;
 use tokio::sync::{Notify, watch};
 
 #[derive(Debug)]
@@ -20,14 +19,13 @@ pub struct Lifecycle {
     grace_over: watch::Sender<bool>,
 }
 
-/// One admitted call; frees its place when dropped.
+/// One admitted stream (a call from its WebSocket upgrade on); frees its place when dropped.
 #[derive(Debug)]
 pub struct CallSlot(Arc<Lifecycle>);
 
 impl Drop for CallSlot {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         self.0.changed.notify_waiters();
     }
 }
@@ -53,8 +51,6 @@ impl Lifecycle {
             self.active.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::Full);
         }
-        metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
-        metrics::counter!(m::CALLS_TOTAL).increment(1);
         Ok(CallSlot(Arc::clone(self)))
     }
 

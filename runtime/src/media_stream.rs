@@ -95,6 +95,7 @@ pub async fn run(socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
             return;
         }
     };
+    let active = ActiveCall::new();
     let writer = tokio::spawn(write_loop(sink, rx, ids.stream_sid.clone()));
     let mut session = Session {
         ctx: Arc::clone(&call.ctx),
@@ -130,7 +131,25 @@ pub async fn run(socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     drop(session);
     drop(call.ctx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    drop(active);
     drop(slot);
+}
+
+/// Counts a started call in `hark_calls_total` and, while it lasts, `hark_calls_active`.
+struct ActiveCall;
+
+impl ActiveCall {
+    fn new() -> Self {
+        metrics::counter!(m::CALLS_TOTAL).increment(1);
+        metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+    }
 }
 
 /// Reads until `start`. Returns its metadata, or `None`

@@ -147,6 +147,38 @@ async fn echoed_marks_tell_hark_what_has_played() {
 }
 
 #[tokio::test]
+async fn a_reply_right_after_the_previous_turn_plays_without_a_stall() {
+    let hark = Hark::start(&[]);
+    let caller = hark.caller(8).await;
+    assert!(caller.wait_idle(QUIET, GREETING).await);
+    // A key press right after the greeting starts the next reply within a
+    // second of the greeting's end: it must play continuously, not wait on
+    // timers left over from the previous turn.
+    let pressed = tokio::time::Instant::now();
+    caller.dtmf('1');
+    let first = caller
+        .wait_media_since(pressed, Duration::from_secs(5))
+        .await
+        .expect("no reply");
+    assert!(caller.wait_idle(QUIET, Duration::from_secs(20)).await);
+    let st = caller.state();
+    let media: Vec<_> = st
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            hark_loadtest::Event::Media { at, .. } if *at >= first => Some(*at),
+            _ => None,
+        })
+        .collect();
+    let longest_gap = media.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(media.len() > 100, "reply too short: {} frames", media.len());
+    assert!(
+        longest_gap < Duration::from_millis(400),
+        "reply stalled for {longest_gap:?}"
+    );
+}
+
+#[tokio::test]
 async fn dtmf_is_accepted_and_answered() {
     let hark = Hark::start(&[]);
     let caller = hark.caller(6).await;
