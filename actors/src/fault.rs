@@ -80,13 +80,6 @@ impl FaultPlan {
     }
 }
 
-/// Convenience for actors: one call per handled message.
-pub fn tick(plan: &Option<std::sync::Arc<FaultPlan>>, kind: ChildKind, handled: &mut u32) {
-    if let Some(plan) = plan {
-        plan.on_message(kind, handled);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

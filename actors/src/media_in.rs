@@ -11,12 +11,11 @@ use tokio::time::Instant;
 use crate::backlog::Slot;
 use crate::call::{CallContext, ChildKind, MarkId};
 use crate::call_supervisor::SupervisorMsg;
-use crate::fault;
 use crate::media_out::MediaOutMsg;
 use crate::metrics as m;
 use crate::stt::SttMsg;
 use crate::ulaw::{self, FRAME_SAMPLES};
-use crate::util::LiveActor;
+use crate::util::Incarnation;
 use crate::vad::VadMsg;
 
 /// Largest payload carried inline (no heap) in a message: one Twilio frame.
@@ -97,8 +96,7 @@ pub struct MediaInState {
     gaps: Counter,
     vad_drops: Counter,
     stt_drops: Counter,
-    handled: u32,
-    _live: LiveActor,
+    life: Incarnation,
 }
 
 impl MediaInState {
@@ -181,8 +179,7 @@ impl Actor for MediaIn {
             gaps: metrics::counter!(m::SEQUENCE_GAPS),
             vad_drops: metrics::counter!(m::FRAMES_DROPPED, "stage" => "vad"),
             stt_drops: metrics::counter!(m::FRAMES_DROPPED, "stage" => "stt"),
-            handled: 0,
-            _live: LiveActor::new(),
+            life: Incarnation::default(),
         })
     }
 
@@ -192,7 +189,7 @@ impl Actor for MediaIn {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        fault::tick(&state.ctx.fault, ChildKind::MediaIn, &mut state.handled);
+        state.life.on_message(&state.ctx.fault, ChildKind::MediaIn);
         match msg {
             MediaInMsg::Media {
                 seq,

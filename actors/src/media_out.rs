@@ -23,11 +23,10 @@ use tokio::time::Instant;
 
 use crate::call::{CallContext, ChildKind, Generation, MarkId, Outbound};
 use crate::call_supervisor::SupervisorMsg;
-use crate::fault;
 use crate::history::Heard;
 use crate::metrics as m;
 use crate::ulaw::FRAME_SAMPLES;
-use crate::util::{AbortOnDrop, LiveActor};
+use crate::util::{AbortOnDrop, Incarnation};
 
 /// If Twilio has not echoed a turn's marks this long after its audio should
 /// have finished playing, the turn is taken as played (marks can be lost).
@@ -143,8 +142,7 @@ pub struct MediaOutState {
     timer: Option<(Instant, AbortOnDrop)>,
     frames_sent: Counter,
     turn_response: Histogram,
-    handled: u32,
-    _live: LiveActor,
+    life: Incarnation,
 }
 
 impl MediaOutState {
@@ -310,8 +308,7 @@ impl Actor for MediaOut {
             timer: None,
             frames_sent: metrics::counter!(m::FRAMES_SENT),
             turn_response: metrics::histogram!(m::TURN_RESPONSE),
-            handled: 0,
-            _live: LiveActor::new(),
+            life: Incarnation::default(),
         })
     }
 
@@ -321,7 +318,7 @@ impl Actor for MediaOut {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        fault::tick(&state.ctx.fault, ChildKind::MediaOut, &mut state.handled);
+        state.life.on_message(&state.ctx.fault, ChildKind::MediaOut);
         match msg {
             MediaOutMsg::TurnStarted {
                 generation,

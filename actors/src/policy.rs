@@ -9,11 +9,10 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::call::{CallContext, ChildKind, Generation};
-use crate::fault;
 use crate::providers::{LlmDelta, LlmRequest};
 use crate::sentences::SentenceSplitter;
 use crate::tts::TtsMsg;
-use crate::util::{AbortOnDrop, LiveActor};
+use crate::util::{AbortOnDrop, Incarnation};
 
 #[derive(Debug)]
 pub enum PolicyMsg {
@@ -38,8 +37,7 @@ pub struct PolicyState {
     ctx: Arc<CallContext>,
     /// The turn being generated; dropping it aborts the LLM stream.
     inflight: Option<(Generation, AbortOnDrop)>,
-    handled: u32,
-    _live: LiveActor,
+    life: Incarnation,
 }
 
 /// Hands sentences of one turn to `Tts`, recording each in the history.
@@ -150,8 +148,7 @@ impl Actor for Policy {
         Ok(PolicyState {
             ctx,
             inflight: None,
-            handled: 0,
-            _live: LiveActor::new(),
+            life: Incarnation::default(),
         })
     }
 
@@ -161,7 +158,7 @@ impl Actor for Policy {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        fault::tick(&state.ctx.fault, ChildKind::Policy, &mut state.handled);
+        state.life.on_message(&state.ctx.fault, ChildKind::Policy);
         match msg {
             PolicyMsg::Respond {
                 generation,

@@ -10,10 +10,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use crate::backlog::Slot;
 use crate::call::{CallContext, ChildKind};
 use crate::call_supervisor::SupervisorMsg;
-use crate::fault;
 use crate::providers::{SpeechInfo, SttEvent, SttInput};
 use crate::ulaw::FRAME_SAMPLES;
-use crate::util::{AbortOnDrop, LiveActor};
+use crate::util::{AbortOnDrop, Incarnation};
 
 #[derive(Debug)]
 pub enum SttMsg {
@@ -35,8 +34,7 @@ pub struct SttState {
     /// Final text of the utterance in progress.
     finals: Vec<String>,
     _pump: AbortOnDrop,
-    handled: u32,
-    _live: LiveActor,
+    life: Incarnation,
 }
 
 impl Actor for Stt {
@@ -63,8 +61,7 @@ impl Actor for Stt {
             input: session.input,
             finals: Vec::new(),
             _pump: pump,
-            handled: 0,
-            _live: LiveActor::new(),
+            life: Incarnation::default(),
         })
     }
 
@@ -83,7 +80,7 @@ impl Actor for Stt {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        fault::tick(&state.ctx.fault, ChildKind::Stt, &mut state.handled);
+        state.life.on_message(&state.ctx.fault, ChildKind::Stt);
         match msg {
             SttMsg::Audio { ulaw, slot } => {
                 state.input.audio(&ulaw);

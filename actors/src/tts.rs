@@ -14,9 +14,8 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::call::{CallContext, ChildKind, Generation, frames_in};
-use crate::fault;
 use crate::media_out::MediaOutMsg;
-use crate::util::{AbortOnDrop, LiveActor};
+use crate::util::{AbortOnDrop, Incarnation};
 
 /// Largest chunk handed to `MediaOut`: also the granularity of marks, hence
 /// of how precisely Hark knows what the caller heard.
@@ -52,8 +51,7 @@ pub struct TtsState {
     queue: VecDeque<Sentence>,
     busy: Option<(Generation, AbortOnDrop)>,
     end_pending: Option<Generation>,
-    handled: u32,
-    _live: LiveActor,
+    life: Incarnation,
 }
 
 impl TtsState {
@@ -156,8 +154,7 @@ impl Actor for Tts {
             queue: VecDeque::new(),
             busy: None,
             end_pending: None,
-            handled: 0,
-            _live: LiveActor::new(),
+            life: Incarnation::default(),
         })
     }
 
@@ -167,7 +164,7 @@ impl Actor for Tts {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        fault::tick(&state.ctx.fault, ChildKind::Tts, &mut state.handled);
+        state.life.on_message(&state.ctx.fault, ChildKind::Tts);
         match msg {
             TtsMsg::Speak {
                 generation,

@@ -15,12 +15,11 @@ use tokio::time::Instant;
 use crate::backlog::Slot;
 use crate::call::{CallContext, ChildKind};
 use crate::call_supervisor::SupervisorMsg;
-use crate::fault;
 use crate::policy_file::{FRAME_MS, PolicyFile, VadMode};
 use crate::providers::SpeechInfo;
 use crate::stt::SttMsg;
 use crate::ulaw::FRAME_SAMPLES;
-use crate::util::LiveActor;
+use crate::util::Incarnation;
 
 #[derive(Debug)]
 pub enum VadMsg {
@@ -201,8 +200,7 @@ pub struct VadState {
     ctx: Arc<CallContext>,
     vad: SendVad,
     endpointer: Endpointer,
-    handled: u32,
-    _live: LiveActor,
+    life: Incarnation,
 }
 
 impl Actor for Vad {
@@ -219,8 +217,7 @@ impl Actor for Vad {
             vad: SendVad::new(ctx.policy.vad.mode),
             endpointer: Endpointer::for_policy(&ctx.policy, Instant::now()),
             ctx,
-            handled: 0,
-            _live: LiveActor::new(),
+            life: Incarnation::default(),
         })
     }
 
@@ -230,7 +227,7 @@ impl Actor for Vad {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        fault::tick(&state.ctx.fault, ChildKind::Vad, &mut state.handled);
+        state.life.on_message(&state.ctx.fault, ChildKind::Vad);
         let VadMsg::Frame {
             pcm,
             received,

@@ -69,6 +69,13 @@ pub fn print_banner(addr: SocketAddr, config: &Config, policy: &PolicyFile, prov
         let _ = writeln!(out, "  {role:<15} {name} ({state})");
     }
     if simulated {
+        let sims: Vec<&str> = providers
+            .describe()
+            .into_iter()
+            .filter(|(_, _, sim)| *sim)
+            .map(|(role, _, _)| role)
+            .collect();
+        tracing::warn!(roles = ?sims, "SIMULATED providers in use: callers get canned replies and synthetic audio");
         let _ = writeln!(
             out,
             "  note: simulated providers answer with canned text and synthetic audio, not real speech"

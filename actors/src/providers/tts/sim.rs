@@ -151,54 +151,34 @@ mod tests {
         })
     }
 
+    async fn chunks(t: &SimTts, text: &str) -> Vec<Bytes> {
+        let stream = t.synthesize(text).await.unwrap();
+        stream.map(|c| c.unwrap()).collect().await
+    }
+
     #[tokio::test]
     async fn length_follows_text_and_audio_is_audible() {
         let t = tts(0, 0.0);
-        let short: Vec<Bytes> = t
-            .synthesize("Hi.")
-            .await
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect()
-            .await;
-        let long: Vec<Bytes> = t
-            .synthesize("This is a much longer sentence to say.")
-            .await
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect()
-            .await;
+        let short = chunks(&t, "Hi.").await;
+        let long = chunks(&t, "This is a much longer sentence to say.").await;
         let len = |v: &[Bytes]| v.iter().map(Bytes::len).sum::<usize>();
         assert_eq!(len(&short), 200 * 8);
         assert!(len(&long) > 5 * len(&short));
-        let rms = {
-            let all: Vec<i16> = long
-                .iter()
-                .flat_map(|c| c.iter().map(|&b| ulaw::decode(b)))
-                .collect();
-            (all.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / all.len() as f64).sqrt()
-        };
+        let all: Vec<i16> = long
+            .iter()
+            .flat_map(|c| c.iter().map(|&b| ulaw::decode(b)))
+            .collect();
+        let rms = (all.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / all.len() as f64).sqrt();
         assert!(rms > 1000.0, "rms {rms}");
     }
 
     #[tokio::test]
     async fn deterministic() {
         let t = tts(0, 0.0);
-        let a: Vec<Bytes> = t
-            .synthesize("Same text.")
-            .await
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect()
-            .await;
-        let b: Vec<Bytes> = t
-            .synthesize("Same text.")
-            .await
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect()
-            .await;
-        assert_eq!(a, b);
+        assert_eq!(
+            chunks(&t, "Same text.").await,
+            chunks(&t, "Same text.").await
+        );
     }
 
     #[tokio::test(start_paused = true)]
