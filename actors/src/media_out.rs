@@ -165,6 +165,9 @@ impl MediaOutState {
     /// Drops everything of the current turn, records what was heard, and
     /// starts an (idle) turn `generation`.
     fn cancel_to(&mut self, generation: Generation, clear: bool) {
+        // Audio at Twilio that has not been confirmed played must be cleared,
+        // whatever the supervisor knew when it asked.
+        let unplayed = self.turn.started && !self.turn.finished;
         if !self.turn.finished {
             self.ctx
                 .history()
@@ -173,7 +176,7 @@ impl MediaOutState {
         self.queue.clear();
         self.marks.clear();
         self.timer = None;
-        if clear {
+        if clear || unplayed {
             self.send(Outbound::Clear);
             self.play_end = Instant::now();
         }
@@ -393,6 +396,122 @@ impl Actor for MediaOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::{CallIds, CallSettings};
+    use crate::policy_file::PolicyFile;
+    use crate::providers::Providers;
+    use tokio::sync::mpsc;
+
+    async fn media_out() -> (
+        Arc<CallContext>,
+        ActorRef<MediaOutMsg>,
+        mpsc::Receiver<Outbound>,
+    ) {
+        let (tx, rx) = mpsc::channel(256);
+        let policy = Arc::new(PolicyFile::default());
+        let ids = CallIds {
+            call_sid: "CA1".into(),
+            stream_sid: "MZ1".into(),
+            account_sid: "AC1".into(),
+        };
+        let ctx = CallContext::new(
+            ids,
+            Arc::clone(&policy),
+            Providers::for_policy(&policy),
+            CallSettings::default(),
+            tx,
+            None,
+        );
+        let (actor, _) = MediaOut::spawn(None, MediaOut, Arc::clone(&ctx))
+            .await
+            .unwrap();
+        (ctx, actor, rx)
+    }
+
+    async fn audio(ctx: &CallContext, generation: Generation) -> MediaOutMsg {
+        let permit = Arc::clone(&ctx.audio_budget)
+            .acquire_many_owned(5)
+            .await
+            .unwrap();
+        MediaOutMsg::Audio {
+            generation,
+            index: 0,
+            chunk: Bytes::from(vec![0x55u8; 800]),
+            permit,
+        }
+    }
+
+    /// Everything queued for the socket within `ms`.
+    async fn drain(rx: &mut mpsc::Receiver<Outbound>, ms: u64) -> Vec<Outbound> {
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(ms), rx.recv()).await {
+            out.push(m);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn cancel_clears_sent_audio_and_no_older_media_follows_the_clear() {
+        let (ctx, actor, mut rx) = media_out().await;
+        actor
+            .send_message(MediaOutMsg::TurnStarted {
+                generation: 1,
+                speech_end: None,
+            })
+            .unwrap();
+        for _ in 0..4 {
+            actor.send_message(audio(&ctx, 1).await).unwrap();
+        }
+        assert!(matches!(rx.recv().await, Some(Outbound::Media(_))));
+        // The supervisor had not yet heard that playback started: clear=false.
+        actor
+            .send_message(MediaOutMsg::Cancel {
+                generation: 2,
+                clear: false,
+            })
+            .unwrap();
+        // Audio of the cancelled turn still in flight from Tts.
+        actor.send_message(audio(&ctx, 1).await).unwrap();
+        let out = drain(&mut rx, 200).await;
+        let clear = out
+            .iter()
+            .position(|m| *m == Outbound::Clear)
+            .expect("clear sent");
+        assert!(
+            !out[clear..].iter().any(|m| matches!(m, Outbound::Media(_))),
+            "media after clear: {out:?}"
+        );
+        // All permits of dropped audio came back.
+        assert_eq!(
+            ctx.audio_budget.available_permits(),
+            CallSettings::default().queued_audio_frames()
+        );
+    }
+
+    #[tokio::test]
+    async fn audio_is_paced_ahead_of_playback_with_a_mark_per_chunk() {
+        let (ctx, actor, mut rx) = media_out().await;
+        actor
+            .send_message(MediaOutMsg::TurnStarted {
+                generation: 1,
+                speech_end: None,
+            })
+            .unwrap();
+        for _ in 0..10 {
+            actor.send_message(audio(&ctx, 1).await).unwrap(); // 1 s of audio
+        }
+        let early = drain(&mut rx, 50).await;
+        let media = early
+            .iter()
+            .filter(|m| matches!(m, Outbound::Media(_)))
+            .count();
+        // 300 ms lead: 15 frames (plus the frame that crosses it), not the whole second.
+        assert!((15..=20).contains(&media), "{media} frames sent at once");
+        let marks = early
+            .iter()
+            .filter(|m| matches!(m, Outbound::Mark(_)))
+            .count();
+        assert_eq!(marks, media / 5, "one mark per 100 ms chunk");
+    }
 
     #[test]
     fn heard_counts_whole_and_partial_sentences() {
