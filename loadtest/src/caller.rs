@@ -3,15 +3,20 @@
 //!
 //! - Sends `connected`, `start` (with `customParameters` and `mediaFormat`),
 //!   then a `media` frame every 20 ms of real time for the whole call, paced
-//!   against absolute deadlines so it does not drift: queued speech when the
+//!   against absolute deadlines so it does not drift: queued speech while the
 //!   caller talks, μ-law silence otherwise. One sequence counter covers every
-//!   message, counters and timestamps are strings.
+//!   message; counters and timestamps are strings.
 //! - Keeps a virtual playback queue of the audio the server sends, echoes
 //!   each `mark` when playback reaches it, and on `clear` drops the queue and
 //!   echoes every pending mark at once.
 //! - Observes what a tester needs: response and barge-in timing, stale
 //!   frames (media of a cancelled turn after its `clear`, attributed by the
-//!   generation in Hark's mark names), protocol errors.
+//!   generation in Hark's mark names), protocol errors, its own lateness.
+//!
+//! One task per caller owns the socket (no split halves, no locks on the
+//! hot path) and one timer. Waits ("until the bot is quiet", "until a
+//! `clear`") are evaluated by that task as events arrive, so thousands of
+//! waiting callers cost nothing while they wait.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,7 +25,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hark_actors::MarkId;
 use hark_actors::ulaw::{FRAME_SAMPLES, SILENCE};
@@ -36,11 +40,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::stats::Recorder;
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const FRAME: Duration = Duration::from_millis(20);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CallerOptions {
     /// The Media Streams URL, e.g. `ws://127.0.0.1:8080/twilio/media`.
     pub url: String,
@@ -52,6 +58,8 @@ pub struct CallerOptions {
     pub echo_marks: bool,
     /// Keep a log of every server message (tests); otherwise counters only.
     pub record: bool,
+    /// Where send lateness is recorded (load runs).
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 impl CallerOptions {
@@ -65,6 +73,7 @@ impl CallerOptions {
             custom_parameters: BTreeMap::new(),
             echo_marks: true,
             record: true,
+            recorder: None,
         }
     }
 }
@@ -131,13 +140,14 @@ pub struct CallerState {
     pub protocol_error_sample: Option<String>,
     /// Largest lateness of a media frame against its 20 ms deadline.
     pub max_send_lateness: Duration,
+    pub frames_sent: u64,
     pub closed: Option<(Instant, Option<u16>, String)>,
     pub events: Vec<Event>,
     record: bool,
     pending_marks: VecDeque<(String, Instant)>,
     newest_generation: u64,
-    /// After a `clear`: the newest generation cancelled by it, and media
-    /// received since that no mark has attributed yet.
+    /// After a `clear`: the newest generation it cancelled, and media received
+    /// since that no mark has attributed yet.
     after_clear: Option<(u64, u64)>,
 }
 
@@ -157,6 +167,7 @@ impl CallerState {
             protocol_errors: 0,
             protocol_error_sample: None,
             max_send_lateness: Duration::ZERO,
+            frames_sent: 0,
             closed: None,
             events: Vec::new(),
             record,
@@ -172,7 +183,7 @@ impl CallerState {
         }
     }
 
-    /// First media received at or after `t`.
+    /// First media received at or after `t` (needs `record`).
     pub fn first_media_since(&self, t: Instant) -> Option<Instant> {
         self.events.iter().find_map(|e| match e {
             Event::Media { at, .. } if *at >= t => Some(*at),
@@ -180,7 +191,7 @@ impl CallerState {
         })
     }
 
-    /// Media frames received at or after `t`.
+    /// Media frames received at or after `t` (needs `record`).
     pub fn media_since(&self, t: Instant) -> usize {
         self.events
             .iter()
@@ -198,14 +209,35 @@ impl CallerState {
         self.protocol_errors += 1;
         self.protocol_error_sample.get_or_insert(what);
     }
+
+    fn satisfied(&self, cond: &Condition, now: Instant) -> Option<Instant> {
+        match *cond {
+            Condition::MediaSince(t) => self.last_media_at.filter(|m| *m >= t),
+            Condition::Idle(quiet) => self.is_idle_for(quiet, now).then_some(now),
+            Condition::ClearsAbove(n) => self.clears.get(n).copied(),
+            Condition::Closed => self.closed.as_ref().map(|c| c.0),
+        }
+    }
 }
 
-enum Outgoing {
+/// What a caller can wait for.
+#[derive(Debug, Clone, Copy)]
+pub enum Condition {
+    /// The first bot media at or after an instant; resolves with its arrival.
+    MediaSince(Instant),
+    /// Nothing left to play and no media for this long.
+    Idle(Duration),
+    /// More than `n` clears received; resolves with the (n+1)-th.
+    ClearsAbove(usize),
+    Closed,
+}
+
+enum Control {
     Speak(Bytes, oneshot::Sender<SpeechWindow>),
     Dtmf(char),
-    Echo(String),
     Raw(Message),
     Hangup,
+    Wait(Condition, oneshot::Sender<Instant>),
 }
 
 struct Shared {
@@ -220,16 +252,14 @@ impl Shared {
 }
 
 pub struct Caller {
-    wire: mpsc::UnboundedSender<Outgoing>,
+    control: mpsc::UnboundedSender<Control>,
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    task: JoinHandle<()>,
 }
 
 impl Drop for Caller {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.task.abort();
     }
 }
 
@@ -239,15 +269,18 @@ impl Caller {
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let (ws, _) =
+        let connect_err = |e| CallerError::Connect {
+            url: opts.url.clone(),
+            source: Box::new(e),
+        };
+        let (mut ws, _) =
             tokio_tungstenite::connect_async_with_config(opts.url.as_str(), Some(config), true)
                 .await
-                .map_err(|e| CallerError::Connect {
-                    url: opts.url.clone(),
-                    source: Box::new(e),
-                })?;
-        let (mut sink, stream) = ws.split();
-        let send = |e: TwilioEvent<'_>| Message::text(e.to_json());
+                .map_err(connect_err)?;
+        let connected = TwilioEvent::Connected {
+            protocol: "Call".into(),
+            version: "1.0.0".into(),
+        };
         let start = TwilioEvent::Start {
             sequence_number: StrNum(1),
             stream_sid: opts.stream_sid.as_str().into(),
@@ -260,72 +293,74 @@ impl Caller {
                 media_format: MediaFormat::default(),
             },
         };
-        let connected = TwilioEvent::Connected {
-            protocol: "Call".into(),
-            version: "1.0.0".into(),
-        };
-        let sent = async {
-            sink.send(send(connected)).await?;
-            sink.send(send(start)).await
-        };
-        sent.await.map_err(|e| CallerError::Connect {
-            url: opts.url.clone(),
-            source: Box::new(e),
-        })?;
+        ws.send(Message::text(connected.to_json()))
+            .await
+            .map_err(connect_err)?;
+        ws.send(Message::text(start.to_json()))
+            .await
+            .map_err(connect_err)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(CallerState::new(opts.record)),
             changed: Notify::new(),
         });
-        let (wire, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(wire_loop(sink, rx, opts.clone(), Arc::clone(&shared)));
-        let reader = tokio::spawn(read_loop(
-            stream,
-            wire.clone(),
-            opts.echo_marks,
-            Arc::clone(&shared),
-        ));
+        let (control, rx) = mpsc::unbounded_channel();
+        let io = Io {
+            ws,
+            rx,
+            shared: Arc::clone(&shared),
+            seq: 1,
+            chunk: 0,
+            speaking: None,
+            queue: VecDeque::new(),
+            waiters: Vec::new(),
+            b64: String::with_capacity(256),
+            decoded: Vec::with_capacity(1024),
+            hanging_up: false,
+            opts,
+        };
+        let task = tokio::spawn(io.run());
         Ok(Self {
-            wire,
+            control,
             shared,
-            tasks: vec![writer, reader],
+            task,
         })
+    }
+
+    fn send(&self, c: Control) -> Result<(), CallerError> {
+        self.control.send(c).map_err(|_| CallerError::Closed)
     }
 
     /// Speaks `audio` (μ-law) after any speech already queued; returns when it has been sent.
     pub async fn say(&self, audio: impl Into<Bytes>) -> Result<SpeechWindow, CallerError> {
-        let (tx, rx) = oneshot::channel();
-        self.wire
-            .send(Outgoing::Speak(audio.into(), tx))
-            .map_err(|_| CallerError::Closed)?;
-        rx.await.map_err(|_| CallerError::Closed)
+        self.say_later(audio).await.map_err(|_| CallerError::Closed)
     }
 
     /// Queues speech and returns at once; the receiver gets its window when sent.
     pub fn say_later(&self, audio: impl Into<Bytes>) -> oneshot::Receiver<SpeechWindow> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.wire.send(Outgoing::Speak(audio.into(), tx));
+        let _ = self.send(Control::Speak(audio.into(), tx));
         rx
     }
 
     pub fn dtmf(&self, digit: char) {
-        let _ = self.wire.send(Outgoing::Dtmf(digit));
+        let _ = self.send(Control::Dtmf(digit));
     }
 
     /// Sends a text frame as-is (for bad-input tests): no sequence number is used.
     pub fn send_raw_text(&self, text: impl Into<String>) {
-        let _ = self.wire.send(Outgoing::Raw(Message::text(text.into())));
+        let _ = self.send(Control::Raw(Message::text(text.into())));
     }
 
     pub fn send_raw_binary(&self, data: Vec<u8>) {
-        let _ = self.wire.send(Outgoing::Raw(Message::binary(data)));
+        let _ = self.send(Control::Raw(Message::binary(data)));
     }
 
     /// Sends `stop` and closes the socket, as Twilio does when the caller hangs up.
     pub fn hangup(&self) {
-        let _ = self.wire.send(Outgoing::Hangup);
+        let _ = self.send(Control::Hangup);
     }
 
-    /// The observations so far. Hold the guard briefly: the reader needs it too.
+    /// The observations so far. Hold the guard briefly: the caller's task needs it too.
     pub fn state(&self) -> MutexGuard<'_, CallerState> {
         self.shared.lock()
     }
@@ -334,7 +369,22 @@ impl Caller {
         self.shared.lock().connected_at
     }
 
-    /// Waits until `pred` holds (re-checked on every event and every 10 ms).
+    /// Waits for `cond`, evaluated by the caller's task as things happen.
+    pub async fn wait_for(&self, cond: Condition, limit: Duration) -> Option<Instant> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Control::Wait(cond, tx)).is_err() {
+            // The call is over: what was observed is final.
+            return self.shared.lock().satisfied(&cond, Instant::now());
+        }
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(at)) => Some(at),
+            Ok(Err(_)) => self.shared.lock().satisfied(&cond, Instant::now()),
+            Err(_) => None,
+        }
+    }
+
+    /// Waits until an arbitrary predicate holds (re-checked on every event and
+    /// every 10 ms). For tests; load runs use [`Caller::wait_for`].
     pub async fn wait_until(&self, limit: Duration, pred: impl Fn(&CallerState) -> bool) -> bool {
         let deadline = Instant::now() + limit;
         loop {
@@ -355,24 +405,21 @@ impl Caller {
 
     /// Waits until the bot has gone quiet: nothing left to play for `quiet`.
     pub async fn wait_idle(&self, quiet: Duration, limit: Duration) -> bool {
-        self.wait_until(limit, |s| s.is_idle_for(quiet, Instant::now()))
-            .await
+        self.wait_for(Condition::Idle(quiet), limit).await.is_some()
     }
 
-    /// Waits for the first bot audio at or after `t`.
+    /// Waits for the first bot audio at or after `t`; when it arrived.
     pub async fn wait_media_since(&self, t: Instant, limit: Duration) -> Option<Instant> {
-        self.wait_until(limit, |s| s.last_media_at.is_some_and(|m| m >= t))
-            .await
-            .then(|| self.state().first_media_since(t).unwrap_or(t))
+        self.wait_for(Condition::MediaSince(t), limit).await
     }
 
     pub async fn wait_closed(&self, limit: Duration) -> Option<(Option<u16>, String)> {
-        self.wait_until(limit, |s| s.closed.is_some()).await;
+        self.wait_for(Condition::Closed, limit).await?;
         self.state().closed.clone().map(|(_, c, r)| (c, r))
     }
 }
 
-/// Current speech being sent.
+/// Speech being sent.
 struct Speaking {
     audio: Bytes,
     pos: usize,
@@ -380,141 +427,273 @@ struct Speaking {
     done: oneshot::Sender<SpeechWindow>,
 }
 
-async fn wire_loop(
-    mut sink: SplitSink<Ws, Message>,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    opts: CallerOptions,
+/// The caller's task: the socket, the microphone, the player.
+struct Io {
+    ws: Ws,
+    rx: mpsc::UnboundedReceiver<Control>,
     shared: Arc<Shared>,
-) {
-    let sid = opts.stream_sid.as_str();
-    let mut seq = 1u64; // `start` was 1
-    let mut chunk = 0u64;
-    let mut queue: VecDeque<(Bytes, oneshot::Sender<SpeechWindow>)> = VecDeque::new();
-    let mut speaking: Option<Speaking> = None;
-    let mut frame = [SILENCE; FRAME_SAMPLES];
-    let mut b64 = String::with_capacity(256);
-    let epoch = Instant::now();
-    let mut next = epoch + FRAME;
-    loop {
-        tokio::select! {
-            biased;
-            cmd = rx.recv() => {
-                let msg = match cmd {
-                    None => return,
-                    Some(Outgoing::Speak(audio, done)) => { queue.push_back((audio, done)); continue; }
-                    Some(Outgoing::Raw(m)) => m,
-                    Some(Outgoing::Dtmf(d)) => {
-                        seq += 1;
-                        let digit = d.to_string();
-                        Message::text(TwilioEvent::Dtmf {
-                            stream_sid: sid.into(),
-                            sequence_number: StrNum(seq),
-                            dtmf: DtmfBody { track: "inbound_track".into(), digit: digit.as_str().into() },
-                        }.to_json())
-                    }
-                    Some(Outgoing::Echo(name)) => {
-                        seq += 1;
-                        Message::text(TwilioEvent::Mark {
-                            sequence_number: StrNum(seq),
-                            stream_sid: sid.into(),
-                            mark: MarkBody { name: name.as_str().into() },
-                        }.to_json())
-                    }
-                    Some(Outgoing::Hangup) => {
-                        seq += 1;
-                        let stop = TwilioEvent::Stop {
-                            sequence_number: StrNum(seq),
-                            stop: StopBody { account_sid: opts.account_sid.as_str().into(), call_sid: opts.call_sid.as_str().into() },
-                            stream_sid: sid.into(),
-                        };
-                        let _ = sink.send(Message::text(stop.to_json())).await;
-                        let _ = sink.close().await;
-                        return;
-                    }
-                };
-                if sink.send(msg).await.is_err() {
-                    return;
-                }
-            }
-            _ = sleep_until(next) => {
-                let now = Instant::now();
-                let late = now.saturating_duration_since(next);
-                next += FRAME;
-                if speaking.is_none() {
-                    speaking = queue.pop_front().map(|(audio, done)| Speaking { audio, pos: 0, started: None, done });
-                }
-                let mut finished = None;
-                match speaking.as_mut() {
-                    Some(s) => {
-                        let end = (s.pos + FRAME_SAMPLES).min(s.audio.len());
-                        let n = end - s.pos;
-                        frame[..n].copy_from_slice(&s.audio[s.pos..end]);
-                        frame[n..].fill(SILENCE);
-                        s.pos = end;
-                        s.started.get_or_insert(now);
-                        if s.pos >= s.audio.len() {
-                            finished = speaking.take();
-                        }
-                    }
-                    None => frame.fill(SILENCE),
-                }
-                seq += 1;
-                chunk += 1;
-                b64.clear();
-                STANDARD.encode_string(frame, &mut b64);
-                let media = TwilioEvent::Media {
-                    sequence_number: StrNum(seq),
-                    media: MediaBody {
-                        track: "inbound".into(),
-                        chunk: StrNum(chunk),
-                        timestamp: StrNum((chunk - 1) * 20),
-                        payload: b64.as_str().into(),
-                    },
-                    stream_sid: sid.into(),
-                };
-                if sink.send(Message::text(media.to_json())).await.is_err() {
-                    return;
-                }
-                if let Some(s) = finished {
-                    let started = s.started.unwrap_or(now);
-                    let _ = s.done.send(SpeechWindow { started, ended: now });
-                }
-                let mut st = shared.lock();
-                st.max_send_lateness = st.max_send_lateness.max(late);
-            }
-        }
-    }
+    opts: CallerOptions,
+    seq: u64,
+    chunk: u64,
+    speaking: Option<Speaking>,
+    queue: VecDeque<(Bytes, oneshot::Sender<SpeechWindow>)>,
+    waiters: Vec<(Condition, oneshot::Sender<Instant>)>,
+    b64: String,
+    decoded: Vec<u8>,
+    /// `stop` was sent and the close handshake started: no more media.
+    hanging_up: bool,
 }
 
-async fn read_loop(
-    mut stream: SplitStream<Ws>,
-    wire: mpsc::UnboundedSender<Outgoing>,
-    echo_marks: bool,
-    shared: Arc<Shared>,
-) {
-    let mut decoded = Vec::with_capacity(1024);
-    loop {
-        let due = shared.lock().pending_marks.front().map(|(_, at)| *at);
-        let msg = tokio::select! {
-            msg = stream.next() => msg,
-            _ = sleep_until(due.unwrap_or_else(Instant::now)), if echo_marks && due.is_some() => {
-                echo_due(&shared, &wire, Instant::now());
-                continue;
+/// Why the task stopped.
+enum Exit {
+    Hangup,
+    Lost,
+}
+
+impl Io {
+    async fn run(mut self) {
+        let mut next_frame = Instant::now() + FRAME;
+        let timer = tokio::time::sleep_until(next_frame);
+        tokio::pin!(timer);
+        let exit = loop {
+            let wake = {
+                let st = self.shared.lock();
+                let mark = st.pending_marks.front().map(|(_, due)| *due);
+                match mark {
+                    Some(due) if self.opts.echo_marks => due.min(next_frame),
+                    _ => next_frame,
+                }
+            };
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
+            let step = tokio::select! {
+                biased;
+                msg = self.ws.next() => self.on_server(msg).await,
+                cmd = self.rx.recv() => self.on_control(cmd).await,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    let mut step = Ok(());
+                    // Catch up frame by frame if the process was stalled: Twilio
+                    // would have sent those frames too.
+                    while step.is_ok() && now >= next_frame && !self.hanging_up {
+                        step = self.send_frame(next_frame, now).await;
+                        next_frame += FRAME;
+                    }
+                    if self.hanging_up {
+                        next_frame = now + FRAME;
+                    }
+                    if step.is_ok() && !self.hanging_up {
+                        step = self.echo_due(now).await;
+                    }
+                    step
+                }
+            };
+            self.check_waiters(Instant::now());
+            self.shared.changed.notify_waiters();
+            if let Err(exit) = step {
+                break exit;
             }
         };
         let now = Instant::now();
-        let mut st = shared.lock();
-        match msg {
-            Some(Ok(Message::Text(text))) => match HarkMessage::parse(text.as_str()) {
+        {
+            let mut st = self.shared.lock();
+            if st.closed.is_none() {
+                let reason = match exit {
+                    Exit::Hangup => "hung up",
+                    Exit::Lost => "connection lost",
+                };
+                st.closed = Some((now, None, reason.into()));
+            }
+        }
+        self.check_waiters(now);
+        self.shared.changed.notify_waiters();
+    }
+
+    async fn write(&mut self, msg: Message) -> Result<(), Exit> {
+        self.ws.send(msg).await.map_err(|_| Exit::Lost)
+    }
+
+    fn event(e: TwilioEvent<'_>) -> Message {
+        Message::text(e.to_json())
+    }
+
+    async fn send_frame(&mut self, due: Instant, now: Instant) -> Result<(), Exit> {
+        let mut frame = [SILENCE; FRAME_SAMPLES];
+        if self.speaking.is_none() {
+            self.speaking = self.queue.pop_front().map(|(audio, done)| Speaking {
+                audio,
+                pos: 0,
+                started: None,
+                done,
+            });
+        }
+        let mut finished = None;
+        if let Some(s) = self.speaking.as_mut() {
+            let end = (s.pos + FRAME_SAMPLES).min(s.audio.len());
+            frame[..end - s.pos].copy_from_slice(&s.audio[s.pos..end]);
+            s.pos = end;
+            s.started.get_or_insert(now);
+            if s.pos >= s.audio.len() {
+                finished = self.speaking.take();
+            }
+        }
+        self.seq += 1;
+        self.chunk += 1;
+        self.b64.clear();
+        STANDARD.encode_string(frame, &mut self.b64);
+        let media = TwilioEvent::Media {
+            sequence_number: StrNum(self.seq),
+            media: MediaBody {
+                track: "inbound".into(),
+                chunk: StrNum(self.chunk),
+                timestamp: StrNum((self.chunk - 1) * 20),
+                payload: self.b64.as_str().into(),
+            },
+            stream_sid: self.opts.stream_sid.as_str().into(),
+        };
+        let msg = Message::text(media.to_json());
+        self.write(msg).await?;
+        let late = now.saturating_duration_since(due);
+        if let Some(r) = &self.opts.recorder {
+            r.send_lateness(late);
+        }
+        {
+            let mut st = self.shared.lock();
+            st.frames_sent += 1;
+            st.max_send_lateness = st.max_send_lateness.max(late);
+        }
+        if let Some(s) = finished {
+            let started = s.started.unwrap_or(now);
+            let _ = s.done.send(SpeechWindow {
+                started,
+                ended: now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Echoes every mark whose audio has played by `now`.
+    async fn echo_due(&mut self, now: Instant) -> Result<(), Exit> {
+        if !self.opts.echo_marks {
+            return Ok(());
+        }
+        loop {
+            let name = {
+                let mut st = self.shared.lock();
+                if st.pending_marks.front().is_none_or(|(_, due)| *due > now) {
+                    return Ok(());
+                }
+                let Some((name, _)) = st.pending_marks.pop_front() else {
+                    return Ok(());
+                };
+                st.marks_echoed += 1;
+                st.log(Event::Echoed {
+                    at: now,
+                    name: name.clone(),
+                });
+                name
+            };
+            self.seq += 1;
+            let echo = TwilioEvent::Mark {
+                sequence_number: StrNum(self.seq),
+                stream_sid: self.opts.stream_sid.as_str().into(),
+                mark: MarkBody {
+                    name: name.as_str().into(),
+                },
+            };
+            let msg = Self::event(echo);
+            self.write(msg).await?;
+        }
+    }
+
+    async fn on_control(&mut self, cmd: Option<Control>) -> Result<(), Exit> {
+        let Some(cmd) = cmd else {
+            return Err(Exit::Hangup);
+        };
+        match cmd {
+            Control::Speak(audio, done) => self.queue.push_back((audio, done)),
+            Control::Raw(m) => self.write(m).await?,
+            Control::Wait(cond, tx) => self.waiters.push((cond, tx)),
+            Control::Dtmf(d) => {
+                self.seq += 1;
+                let digit = d.to_string();
+                let dtmf = TwilioEvent::Dtmf {
+                    stream_sid: self.opts.stream_sid.as_str().into(),
+                    sequence_number: StrNum(self.seq),
+                    dtmf: DtmfBody {
+                        track: "inbound_track".into(),
+                        digit: digit.as_str().into(),
+                    },
+                };
+                let msg = Self::event(dtmf);
+                self.write(msg).await?;
+            }
+            Control::Hangup => {
+                self.seq += 1;
+                let stop = TwilioEvent::Stop {
+                    sequence_number: StrNum(self.seq),
+                    stop: StopBody {
+                        account_sid: self.opts.account_sid.as_str().into(),
+                        call_sid: self.opts.call_sid.as_str().into(),
+                    },
+                    stream_sid: self.opts.stream_sid.as_str().into(),
+                };
+                let msg = Self::event(stop);
+                self.write(msg).await?;
+                // Like Twilio: start the close handshake, then read until the
+                // server completes it (its close frame says how the call ended).
+                self.hanging_up = true;
+                if self.ws.close(None).await.is_err() {
+                    return Err(Exit::Hangup);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_server(
+        &mut self,
+        msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), Exit> {
+        let now = Instant::now();
+        let text = match msg {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = frame
+                    .map(|f| (Some(u16::from(f.code)), f.reason.to_string()))
+                    .unwrap_or((None, String::new()));
+                let mut st = self.shared.lock();
+                st.closed = Some((now, code, reason.clone()));
+                st.log(Event::Closed {
+                    at: now,
+                    code,
+                    reason,
+                });
+                return Err(Exit::Lost);
+            }
+            Some(Ok(Message::Binary(_))) => {
+                self.shared
+                    .lock()
+                    .protocol_error("binary message from the server".into());
+                return Ok(());
+            }
+            Some(Ok(_)) => return Ok(()),
+            None | Some(Err(_)) if self.hanging_up => return Err(Exit::Hangup),
+            None | Some(Err(_)) => return Err(Exit::Lost),
+        };
+        let clear = {
+            let mut st = self.shared.lock();
+            match HarkMessage::parse(text.as_str()) {
                 Ok(HarkMessage::Media { media, .. }) => {
-                    decoded.clear();
+                    self.decoded.clear();
                     if STANDARD
-                        .decode_vec(media.payload.as_bytes(), &mut decoded)
+                        .decode_vec(media.payload.as_bytes(), &mut self.decoded)
                         .is_err()
                     {
                         st.protocol_error("media payload is not base64".into());
                     }
-                    let bytes = decoded.len();
+                    let bytes = self.decoded.len();
                     let play_from = st.playback_end.max(now);
                     st.playback_end = play_from + Duration::from_micros(bytes as u64 * 125);
                     st.media_frames += 1;
@@ -524,6 +703,7 @@ async fn read_loop(
                         *pending += 1;
                     }
                     st.log(Event::Media { at: now, bytes });
+                    false
                 }
                 Ok(HarkMessage::Mark { mark, .. }) => {
                     let name = mark.name.into_owned();
@@ -542,76 +722,51 @@ async fn read_loop(
                     let due = st.playback_end.max(now);
                     st.pending_marks.push_back((name.clone(), due));
                     st.log(Event::Mark { at: now, name });
+                    false
                 }
                 Ok(HarkMessage::Clear { .. }) => {
                     st.clears.push(now);
                     st.playback_end = now;
                     st.after_clear = Some((st.newest_generation, 0));
                     st.log(Event::Clear { at: now });
-                    if echo_marks {
-                        // Twilio returns every pending mark at once on clear.
-                        for (_, due) in st.pending_marks.iter_mut() {
-                            *due = now;
-                        }
-                        drop(st);
-                        echo_due(&shared, &wire, now);
-                        shared.changed.notify_waiters();
-                        continue;
+                    // Twilio returns every pending mark at once on clear.
+                    for (_, due) in st.pending_marks.iter_mut() {
+                        *due = now;
                     }
+                    true
                 }
-                Err(e) => st.protocol_error(format!(
-                    "{e}: {}",
-                    text.chars().take(80).collect::<String>()
-                )),
-            },
-            Some(Ok(Message::Close(frame))) => {
-                let (code, reason) = frame
-                    .map(|f| (Some(u16::from(f.code)), f.reason.to_string()))
-                    .unwrap_or((None, String::new()));
-                st.closed = Some((now, code, reason.clone()));
-                st.log(Event::Closed {
-                    at: now,
-                    code,
-                    reason,
-                });
-                drop(st);
-                shared.changed.notify_waiters();
-                return;
-            }
-            Some(Ok(Message::Binary(_))) => {
-                st.protocol_error("binary message from the server".into())
-            }
-            Some(Ok(_)) => {}
-            None | Some(Err(_)) => {
-                if st.closed.is_none() {
-                    st.closed = Some((now, None, "connection lost".into()));
-                    st.log(Event::Closed {
-                        at: now,
-                        code: None,
-                        reason: "connection lost".into(),
-                    });
+                Err(e) => {
+                    let sample: String = text.as_str().chars().take(80).collect();
+                    st.protocol_error(format!("{e}: {sample}"));
+                    false
                 }
-                drop(st);
-                shared.changed.notify_waiters();
-                return;
             }
+        };
+        if clear {
+            self.echo_due(now).await?;
         }
-        drop(st);
-        shared.changed.notify_waiters();
+        Ok(())
     }
-}
 
-/// Echoes every mark whose audio has played by `now`.
-fn echo_due(shared: &Shared, wire: &mpsc::UnboundedSender<Outgoing>, now: Instant) {
-    let mut st = shared.lock();
-    while st.pending_marks.front().is_some_and(|(_, due)| *due <= now) {
-        if let Some((name, _)) = st.pending_marks.pop_front() {
-            st.marks_echoed += 1;
-            st.log(Event::Echoed {
-                at: now,
-                name: name.clone(),
-            });
-            let _ = wire.send(Outgoing::Echo(name));
+    fn check_waiters(&mut self, now: Instant) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let st = self.shared.lock();
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let hit = st.satisfied(&self.waiters[i].0, now);
+            let gone = self.waiters[i].1.is_closed();
+            match hit {
+                Some(at) => {
+                    let (_, tx) = self.waiters.swap_remove(i);
+                    let _ = tx.send(at);
+                }
+                None if gone => {
+                    self.waiters.swap_remove(i);
+                }
+                None => i += 1,
+            }
         }
     }
 }

@@ -3,5 +3,12 @@
 
 pub mod caller;
 pub mod fixtures;
+pub mod plot;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod server;
+pub mod stats;
+pub mod threshold;
 
-pub use caller::{Caller, CallerError, CallerOptions, CallerState, Event, SpeechWindow};
+pub use caller::{Caller, CallerError, CallerOptions, CallerState, Condition, Event, SpeechWindow};

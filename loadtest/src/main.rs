@@ -1,200 +1,223 @@
-//! `hark-loadtest`: simulated Twilio callers against a Media Streams URL.
-//!
-//! This first version runs one fixed scenario per caller — wait for the
-//! greeting, ask, get a reply, ask again and barge in on the reply — and
-//! prints response and barge-in latency percentiles.
+//! `hark-loadtest`: simulated Twilio callers, speaking real speech, against
+//! any Media Streams URL. See the README's "Load testing" section.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
 
-use hark_loadtest::fixtures::speech;
-use hark_loadtest::{Caller, CallerOptions};
-use tokio::time::Instant;
+use clap::Parser;
+use hark_loadtest::plot;
+use hark_loadtest::report::{Report, RunInfo};
+use hark_loadtest::run::{self, Model, Profile, RunConfig, Stage};
+use hark_loadtest::scenario::{BUILT_IN, Scenario};
+use hark_loadtest::server::{HarkFigures, Scrape};
+use hark_loadtest::stats::Recorder;
+use hark_loadtest::threshold::Threshold;
 
+#[derive(Parser)]
+#[command(
+    name = "hark-loadtest",
+    version,
+    about = "Simulated Twilio callers speaking real audio against a Media Streams URL",
+    after_help = "Examples:\n  hark-loadtest --calls 50 --duration 30s --threshold 'stale_frames==0'\n  hark-loadtest --stage 30s:500 --stage 5m:2000 --stage 30s:0 --pid $(pgrep -f 'hark serve') --plot run.svg\n  hark-loadtest --rate 20 --duration 2m --scenario barge-in"
+)]
 struct Args {
+    /// Media Streams WebSocket URL
+    #[arg(long, default_value = "ws://127.0.0.1:8080/twilio/media")]
     url: String,
-    calls: u64,
-    ramp: Duration,
+    /// Built-in scenario name or a scenario TOML file
+    #[arg(long, default_value = "conversation")]
+    scenario: String,
+    /// Closed model: hold this many concurrent calls
+    #[arg(long, conflicts_with_all = ["rate", "stage"])]
+    calls: Option<u32>,
+    /// Open model: start this many calls per second
+    #[arg(long, conflicts_with = "stage")]
+    rate: Option<f64>,
+    /// How long --calls or --rate runs
+    #[arg(long, default_value = "30s", value_parser = run::parse_duration)]
+    duration: std::time::Duration,
+    /// Ramp stage DURATION:TARGET (repeatable), like k6; targets are concurrent calls, or calls/s with --open
+    #[arg(long, value_parser = Stage::parse)]
+    stage: Vec<Stage>,
+    /// Stage targets are arrival rates (calls/s) instead of concurrent calls
+    #[arg(long, requires = "stage")]
+    open: bool,
+    /// New connections per second at most
+    #[arg(long, default_value_t = 500.0)]
+    max_connects_per_sec: f64,
+    /// Pass/fail criterion (repeatable), e.g. 'response_p99<550ms', 'stale_frames==0'
+    #[arg(long, value_parser = Threshold::parse)]
+    threshold: Vec<Threshold>,
+    /// Write the full report (with the per-second timeline) as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw latency percentiles and active calls over time (.svg or .png)
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The server's process id: sample its CPU and RSS
+    #[arg(long)]
+    pid: Option<u32>,
+    /// The server's Prometheus endpoint: report its hark_* figures for the run
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// No progress lines
+    #[arg(long)]
+    quiet: bool,
+    /// List the built-in scenarios and exit
+    #[arg(long)]
+    list_scenarios: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        url: "ws://127.0.0.1:8080/twilio/media".into(),
-        calls: 10,
-        ramp: Duration::from_secs(2),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--url" => args.url = value()?,
-            "--calls" => args.calls = value()?.parse().map_err(|e| format!("--calls: {e}"))?,
-            "--ramp-secs" => {
-                args.ramp = Duration::from_secs_f64(
-                    value()?.parse().map_err(|e| format!("--ramp-secs: {e}"))?,
-                )
-            }
-            "-h" | "--help" => {
-                return Err(
-                    "usage: hark-loadtest [--url WS_URL] [--calls N] [--ramp-secs S]".into(),
-                );
-            }
-            other => return Err(format!("unknown argument {other}")),
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.list_scenarios {
+        for (name, text) in BUILT_IN {
+            let desc = Scenario::parse(text, name)
+                .map(|s| s.description)
+                .unwrap_or_default();
+            println!("{name:<14} {desc}");
         }
+        return ExitCode::SUCCESS;
     }
-    Ok(args)
-}
-
-#[derive(Default)]
-struct Outcome {
-    response: Vec<Duration>,
-    barge_in: Vec<Duration>,
-    stale_frames: u64,
-    unanswered: u64,
-    errors: Vec<String>,
-}
-
-const QUIET: Duration = Duration::from_millis(400);
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn one_call(url: String, n: u64) -> Outcome {
-    let mut out = Outcome::default();
-    let caller = match Caller::connect(CallerOptions {
-        record: true,
-        ..CallerOptions::numbered(&url, n)
-    })
-    .await
-    {
-        Ok(c) => c,
+    let scenario = match Scenario::load(&args.scenario) {
+        Ok(s) => Arc::new(s),
         Err(e) => {
-            out.errors.push(e.to_string());
-            return out;
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
     };
-    let (Some(order), Some(interrupt)) = (speech("order"), speech("interrupt")) else {
-        out.errors.push("fixtures missing".into());
-        return out;
+    let (model, profile) = match (args.calls, args.rate, args.stage.is_empty()) {
+        (Some(n), _, _) => (
+            Model::Closed,
+            Profile {
+                start: n as f64,
+                stages: vec![Stage {
+                    duration: args.duration,
+                    target: n as f64,
+                }],
+            },
+        ),
+        (_, Some(r), _) => (
+            Model::Open,
+            Profile {
+                start: r,
+                stages: vec![Stage {
+                    duration: args.duration,
+                    target: r,
+                }],
+            },
+        ),
+        (_, _, false) => (
+            if args.open {
+                Model::Open
+            } else {
+                Model::Closed
+            },
+            Profile {
+                start: 0.0,
+                stages: args.stage.clone(),
+            },
+        ),
+        _ => (
+            Model::Closed,
+            Profile {
+                start: 10.0,
+                stages: vec![Stage {
+                    duration: args.duration,
+                    target: 10.0,
+                }],
+            },
+        ),
     };
-    if !caller.wait_idle(QUIET, LIMIT).await {
-        out.errors.push("greeting never ended".into());
-    }
-    for _ in 0..2 {
-        // A plain turn.
-        let Ok(asked) = caller.say(order).await else {
-            break;
-        };
-        match caller
-            .wait_media_since(asked.ended, Duration::from_secs(5))
-            .await
-        {
-            Some(first) => out.response.push(first - asked.ended),
-            None => out.unanswered += 1,
-        }
-        caller.wait_idle(QUIET, LIMIT).await;
-        // A turn the caller interrupts 800 ms into the reply.
-        let Ok(asked) = caller.say(order).await else {
-            break;
-        };
-        let Some(first) = caller
-            .wait_media_since(asked.ended, Duration::from_secs(5))
-            .await
-        else {
-            out.unanswered += 1;
-            continue;
-        };
-        out.response.push(first - asked.ended);
-        tokio::time::sleep_until(first + Duration::from_millis(800)).await;
-        let clears = caller.state().clears.len();
-        let window = caller.say_later(interrupt);
-        let cleared = caller
-            .wait_until(Duration::from_secs(3), |s| s.clears.len() > clears)
-            .await;
-        let Ok(spoken) = window.await else { break };
-        if cleared {
-            let at = caller.state().clears[clears];
-            out.barge_in
-                .push(at.saturating_duration_since(spoken.started));
-        } else {
-            out.errors.push("no clear after barge-in".into());
-        }
-        caller.wait_idle(QUIET, LIMIT).await;
-    }
-    caller.hangup();
-    caller.wait_closed(Duration::from_secs(3)).await;
-    let st = caller.state();
-    out.stale_frames = st.stale_frames;
-    if st.protocol_errors > 0 {
-        out.errors
-            .push(format!("protocol errors: {:?}", st.protocol_error_sample));
-    }
-    out
-}
-
-fn percentiles(name: &str, mut v: Vec<Duration>) {
-    if v.is_empty() {
-        println!("{name:<10} no samples");
-        return;
-    }
-    v.sort();
-    let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize].as_millis();
-    println!(
-        "{name:<10} n={:<5} p50={}ms p90={}ms p99={}ms max={}ms",
-        v.len(),
-        p(0.5),
-        p(0.9),
-        p(0.99),
-        p(1.0)
-    );
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("error: tokio runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let start = Instant::now();
-    let gap = args.ramp / args.calls.max(1) as u32;
-    let mut tasks = Vec::new();
-    for n in 0..args.calls {
-        tokio::time::sleep_until(start + gap * n as u32).await;
-        tasks.push(tokio::spawn(one_call(args.url.clone(), n)));
-    }
-    let mut all = Outcome::default();
-    for t in tasks {
-        match t.await {
-            Ok(o) => {
-                all.response.extend(o.response);
-                all.barge_in.extend(o.barge_in);
-                all.stale_frames += o.stale_frames;
-                all.unanswered += o.unanswered;
-                all.errors.extend(o.errors);
-            }
-            Err(e) => all.errors.push(e.to_string()),
+    runtime.block_on(async move {
+        let before = match &args.metrics_url {
+            Some(url) => match Scrape::fetch(url).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("warning: cannot scrape {e}; continuing without server metrics");
+                    None
+                }
+            },
+            None => None,
+        };
+        let rec = Arc::new(Recorder::default());
+        if !args.quiet {
+            eprintln!(
+                "hark-loadtest: {} ({:?}, peak {}{}, {:.0}s) against {}",
+                scenario.name,
+                model,
+                profile.peak(),
+                if model == Model::Open {
+                    " calls/s"
+                } else {
+                    " calls"
+                },
+                profile.total().as_secs_f64(),
+                args.url
+            );
         }
-    }
-    println!(
-        "calls={} elapsed={:.1}s",
-        args.calls,
-        start.elapsed().as_secs_f64()
-    );
-    percentiles("response", all.response);
-    percentiles("barge-in", all.barge_in);
-    println!(
-        "stale_frames={} unanswered={} errors={}",
-        all.stale_frames,
-        all.unanswered,
-        all.errors.len()
-    );
-    for e in all.errors.iter().take(5) {
-        println!("  error: {e}");
-    }
-    if all.stale_frames > 0 || all.unanswered > 0 || !all.errors.is_empty() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+        let result = run::run(
+            RunConfig {
+                url: args.url.clone(),
+                scenario: Arc::clone(&scenario),
+                model,
+                profile: profile.clone(),
+                max_connects_per_sec: args.max_connects_per_sec,
+                pid: args.pid,
+                progress: !args.quiet,
+            },
+            Arc::clone(&rec),
+        )
+        .await;
+        let hark = match (&args.metrics_url, before) {
+            (Some(url), Some(before)) => Scrape::fetch(url)
+                .await
+                .ok()
+                .map(|after| HarkFigures::between(&before, &after)),
+            _ => None,
+        };
+        let info = RunInfo {
+            url: args.url.clone(),
+            scenario: scenario.name.clone(),
+            model,
+            profile,
+        };
+        let report = Report::build(info, &rec, result, hark, &args.threshold);
+        print!("{}", report.table());
+        if let Some(path) = &args.json {
+            match serde_json::to_string_pretty(&report) {
+                Ok(json) => {
+                    if let Err(e) = std::fs::write(path, json) {
+                        eprintln!("error: {}: {e}", path.display());
+                    }
+                }
+                Err(e) => eprintln!("error: report: {e}"),
+            }
+        }
+        if let Some(path) = &args.plot
+            && let Err(e) = plot::write(&report, path)
+        {
+            eprintln!("error: plot: {e}");
+        }
+        if report.passed() {
+            ExitCode::SUCCESS
+        } else {
+            let failed: Vec<_> = report
+                .thresholds
+                .iter()
+                .filter(|t| !t.ok)
+                .map(|t| t.threshold.as_str())
+                .collect();
+            eprintln!("thresholds failed: {}", failed.join("; "));
+            ExitCode::FAILURE
+        }
+    })
 }
