@@ -25,7 +25,8 @@ pub const RUNTIME_TASKS: &str = "hark_runtime_alive_tasks";
 /// Buckets for `hark_turn_response_seconds`: dense around typical endpointing
 /// (300–800 ms) where SLOs are set.
 pub const TURN_RESPONSE_BUCKETS: &[f64] = &[
-    0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0,
+    0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.51, 0.52, 0.53, 0.55, 0.6, 0.65, 0.7, 0.8, 1.0, 1.25,
+    1.5, 2.0, 3.0, 5.0,
 ];
 
 /// Registers help text for every metric (shown as `# HELP` on `/metrics`).

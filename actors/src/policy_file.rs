@@ -76,6 +76,9 @@ pub struct VadSettings {
     pub onset_ms: u32,
     /// Silence this long after speech ends the caller's turn.
     pub endpointing_ms: u32,
+    /// Frames quieter than this (RMS, dBFS) are silence whatever webrtc-vad
+    /// says: its hangover would otherwise add up to 100 ms to endpointing.
+    pub silence_floor_dbfs: f64,
 }
 
 impl Default for VadSettings {
@@ -84,6 +87,7 @@ impl Default for VadSettings {
             mode: VadMode::Aggressive,
             onset_ms: 60,
             endpointing_ms: 500,
+            silence_floor_dbfs: -55.0,
         }
     }
 }
@@ -340,6 +344,11 @@ impl PolicyFile {
             (100..=5000).contains(&vad.endpointing_ms),
             "vad.endpointing_ms",
             format!("{} is outside 100..=5000", vad.endpointing_ms),
+        );
+        check(
+            (-90.0..=-20.0).contains(&vad.silence_floor_dbfs),
+            "vad.silence_floor_dbfs",
+            format!("{} is outside -90..=-20", vad.silence_floor_dbfs),
         );
         let barge = &self.barge_in;
         check(

@@ -163,6 +163,18 @@ impl Endpointer {
     }
 }
 
+/// Sum of squares of a frame below which it is silence: RMS at `dbfs`.
+pub fn silence_floor(dbfs: f64) -> u64 {
+    let rms = 32768.0 * 10f64.powf(dbfs / 20.0);
+    (rms * rms * FRAME_SAMPLES as f64) as u64
+}
+
+/// Whether a frame carries more energy than `floor` (see [`silence_floor`]).
+pub fn is_loud(pcm: &[i16; FRAME_SAMPLES], floor: u64) -> bool {
+    let energy: u64 = pcm.iter().map(|&s| (s as i64 * s as i64) as u64).sum();
+    energy >= floor
+}
+
 /// webrtc-vad's handle, made movable between threads.
 struct SendVad(webrtc_vad::Vad);
 
@@ -199,6 +211,7 @@ pub struct Vad;
 pub struct VadState {
     ctx: Arc<CallContext>,
     vad: SendVad,
+    floor: u64,
     endpointer: Endpointer,
     life: Incarnation,
 }
@@ -215,6 +228,7 @@ impl Actor for Vad {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(VadState {
             vad: SendVad::new(ctx.policy.vad.mode),
+            floor: silence_floor(ctx.policy.vad.silence_floor_dbfs),
             endpointer: Endpointer::for_policy(&ctx.policy, Instant::now()),
             ctx,
             life: Incarnation::default(),
@@ -237,10 +251,13 @@ impl Actor for Vad {
         let VadState {
             ctx,
             vad,
+            floor,
             endpointer,
             ..
         } = state;
-        let voiced = vad.is_voice(&pcm);
+        // The VAD sees every frame (it tracks the noise level), but a frame
+        // below the floor is silence even during the VAD's hangover.
+        let voiced = vad.is_voice(&pcm) && is_loud(&pcm, *floor);
         let routes = &ctx.routes;
         endpointer.push(voiced, received, |event| {
             tracing::debug!(parent: &ctx.span, ?event, "vad");
@@ -346,6 +363,39 @@ mod tests {
         let ev = run(&mut ep, &[(true, 3)], t0);
         assert_eq!(ev.len(), 2);
         assert!(matches!(ev[1].1, VadEvent::BargeIn { .. }));
+    }
+
+    fn voice_frame(f: usize) -> [i16; FRAME_SAMPLES] {
+        let mut pcm = [0i16; FRAME_SAMPLES];
+        for (n, s) in pcm.iter_mut().enumerate() {
+            let t = (f * FRAME_SAMPLES + n) as f32 / 8000.0;
+            let v: f32 = (1..20)
+                .map(|h| (2.0 * std::f32::consts::PI * 140.0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            *s = (v * 6000.0) as i16;
+        }
+        pcm
+    }
+
+    #[test]
+    fn the_silence_floor_cuts_the_vad_hangover() {
+        let floor = silence_floor(-55.0);
+        let mut vad = SendVad::new(VadMode::Aggressive);
+        for f in 0..50 {
+            vad.is_voice(&voice_frame(f));
+        }
+        let silence = [0i16; FRAME_SAMPLES];
+        let hangover = (0..20).take_while(|_| vad.is_voice(&silence)).count();
+        assert!(hangover >= 2, "webrtc-vad hangover is {hangover} frames");
+        assert!(!is_loud(&silence, floor));
+        assert!(is_loud(&voice_frame(0), floor));
+        // -60 dBFS noise is below a -55 dBFS floor; -50 dBFS is above it.
+        let tone = |dbfs: f64| {
+            let amp = 32768.0 * 10f64.powf(dbfs / 20.0) * std::f64::consts::SQRT_2;
+            std::array::from_fn::<i16, FRAME_SAMPLES, _>(|n| (amp * (n as f64 * 0.7).sin()) as i16)
+        };
+        assert!(!is_loud(&tone(-60.0), floor));
+        assert!(is_loud(&tone(-50.0), floor));
     }
 
     #[test]
