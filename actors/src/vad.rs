@@ -206,12 +206,33 @@ impl SendVad {
     }
 }
 
+/// The per-frame speech decision: webrtc-vad, gated by the silence floor.
+pub struct FrameClassifier {
+    vad: SendVad,
+    floor: u64,
+}
+
+impl FrameClassifier {
+    pub fn new(mode: VadMode, silence_floor_dbfs: f64) -> Self {
+        Self {
+            vad: SendVad::new(mode),
+            floor: silence_floor(silence_floor_dbfs),
+        }
+    }
+
+    /// Whether the frame is speech. The VAD sees every frame (it tracks the
+    /// noise level), but a frame below the floor is silence even during the
+    /// VAD's hangover.
+    pub fn is_speech(&mut self, pcm: &[i16; FRAME_SAMPLES]) -> bool {
+        self.vad.is_voice(pcm) && is_loud(pcm, self.floor)
+    }
+}
+
 pub struct Vad;
 
 pub struct VadState {
     ctx: Arc<CallContext>,
-    vad: SendVad,
-    floor: u64,
+    classifier: FrameClassifier,
     endpointer: Endpointer,
     life: Incarnation,
 }
@@ -227,8 +248,10 @@ impl Actor for Vad {
         ctx: Arc<CallContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(VadState {
-            vad: SendVad::new(ctx.policy.vad.mode),
-            floor: silence_floor(ctx.policy.vad.silence_floor_dbfs),
+            classifier: FrameClassifier::new(
+                ctx.policy.vad.mode,
+                ctx.policy.vad.silence_floor_dbfs,
+            ),
             endpointer: Endpointer::for_policy(&ctx.policy, Instant::now()),
             ctx,
             life: Incarnation::default(),
@@ -250,14 +273,11 @@ impl Actor for Vad {
         drop(slot);
         let VadState {
             ctx,
-            vad,
-            floor,
+            classifier,
             endpointer,
             ..
         } = state;
-        // The VAD sees every frame (it tracks the noise level), but a frame
-        // below the floor is silence even during the VAD's hangover.
-        let voiced = vad.is_voice(&pcm) && is_loud(&pcm, *floor);
+        let voiced = classifier.is_speech(&pcm);
         let routes = &ctx.routes;
         endpointer.push(voiced, received, |event| {
             tracing::debug!(parent: &ctx.span, ?event, "vad");

@@ -1,0 +1,1 @@
+//! Benchmarks live in `benches/hot_paths.rs`; this crate has no library code.
