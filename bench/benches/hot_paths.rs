@@ -238,8 +238,10 @@ fn barge_in(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut policy = PolicyFile::default();
-    policy.greeting = String::new();
+    let mut policy = PolicyFile {
+        greeting: String::new(),
+        ..PolicyFile::default()
+    };
     policy.sim.stt.final_delay_ms = 0;
     policy.sim.llm.first_token_ms = 0;
     policy.sim.llm.tokens_per_second = 0.0;
