@@ -318,7 +318,8 @@ impl CallContext {
             backlogs: Backlogs {
                 media_in: Backlog::new(frames),
                 vad: Backlog::new(frames),
-                stt: Backlog::new(frames),
+                // In batches of `media_in::STT_BATCH_FRAMES` frames.
+                stt: Backlog::new((frames / crate::media_in::STT_BATCH_FRAMES).max(2)),
             },
             fault: fault.map(Arc::new),
         })

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use metrics::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
@@ -20,6 +21,11 @@ use crate::vad::VadMsg;
 
 /// Largest payload carried inline (no heap) in a message: one Twilio frame.
 const INLINE: usize = FRAME_SAMPLES;
+
+/// Caller audio goes to `Stt` in 100 ms batches: streaming STT takes 20–250 ms
+/// chunks, and five times fewer messages. `Vad` still gets every 20 ms frame,
+/// so turn-taking timing does not change.
+pub const STT_BATCH_FRAMES: usize = 5;
 
 /// One inbound `media` payload, already base64-decoded.
 #[derive(Debug)]
@@ -93,6 +99,8 @@ pub struct MediaInState {
     /// Bytes of an incomplete 20 ms frame carried to the next payload.
     partial: [u8; FRAME_SAMPLES],
     partial_len: usize,
+    /// Audio collected for the next `Stt` message.
+    stt_batch: Vec<u8>,
     gaps: Counter,
     vad_drops: Counter,
     stt_drops: Counter,
@@ -124,14 +132,21 @@ impl MediaInState {
             }
             None => self.vad_drops.increment(1),
         }
-        match ctx.backlogs.stt.try_slot() {
-            Some(slot) => {
-                ctx.routes.stt.send(SttMsg::Audio {
-                    ulaw: *ulaw_frame,
-                    slot,
-                });
+        self.stt_batch.extend_from_slice(ulaw_frame);
+        if self.stt_batch.len() >= STT_BATCH_FRAMES * FRAME_SAMPLES {
+            let batch = std::mem::replace(
+                &mut self.stt_batch,
+                Vec::with_capacity(STT_BATCH_FRAMES * FRAME_SAMPLES),
+            );
+            match ctx.backlogs.stt.try_slot() {
+                Some(slot) => {
+                    ctx.routes.stt.send(SttMsg::Audio {
+                        ulaw: Bytes::from(batch),
+                        slot,
+                    });
+                }
+                None => self.stt_drops.increment(STT_BATCH_FRAMES as u64),
             }
-            None => self.stt_drops.increment(1),
         }
     }
 
@@ -176,6 +191,7 @@ impl Actor for MediaIn {
             last_seq: None,
             partial: [ulaw::SILENCE; FRAME_SAMPLES],
             partial_len: 0,
+            stt_batch: Vec::with_capacity(STT_BATCH_FRAMES * FRAME_SAMPLES),
             gaps: metrics::counter!(m::SEQUENCE_GAPS),
             vad_drops: metrics::counter!(m::FRAMES_DROPPED, "stage" => "vad"),
             stt_drops: metrics::counter!(m::FRAMES_DROPPED, "stage" => "stt"),

@@ -1,7 +1,8 @@
 //! `MediaOut`: the bot's audio to Twilio.
 //!
 //! Audio is paced a little ahead of real-time playback (`playback_lead_ms`),
-//! cut into 20 ms `media` messages, with a `mark` after every chunk. Twilio
+//! one `media` message per synthesized chunk (≤ 100 ms), with a `mark` after
+//! every chunk. Twilio
 //! echoes a mark once the audio before it has played, which is how Hark knows
 //! what the caller heard.
 //!
@@ -63,7 +64,7 @@ pub enum MediaOutMsg {
 struct Queued {
     index: u32,
     chunk: Bytes,
-    pos: usize,
+    /// Released (back to the call's audio budget) once the chunk is sent or dropped.
     _permit: OwnedSemaphorePermit,
 }
 
@@ -187,21 +188,19 @@ impl MediaOutState {
         let lead_target = self.ctx.settings.playback_lead();
         let mut now = Instant::now();
         while self.play_end.saturating_duration_since(now) < lead_target {
-            let Some(front) = self.queue.front() else {
+            // One `media` message per chunk (≤ 100 ms): Twilio takes any
+            // length and plays in order, and five times fewer messages is
+            // five times less JSON, base64 and syscalls on both ends.
+            let Some(front) = self.queue.pop_front() else {
                 break;
             };
-            let end = (front.pos + FRAME_SAMPLES).min(front.chunk.len());
-            let frame = front.chunk.slice(front.pos..end);
             let index = front.index;
-            let chunk_done = end >= front.chunk.len();
-            let len = frame.len();
-            if !self.send(Outbound::Media(frame)) {
+            let len = front.chunk.len();
+            let frames = len.div_ceil(FRAME_SAMPLES) as u32;
+            if !self.send(Outbound::Media(front.chunk)) {
                 return;
             }
-            if let Some(front) = self.queue.front_mut() {
-                front.pos = end;
-            }
-            self.frames_sent.increment(1);
+            self.frames_sent.increment(frames as u64);
             if !self.turn.started {
                 self.turn.started = true;
                 if let Some(speech_end) = self.turn.speech_end {
@@ -217,26 +216,23 @@ impl MediaOutState {
             }
             self.play_end = self.play_end.max(now) + Duration::from_micros(len as u64 * 125);
             self.turn.sent = if self.turn.sent.0 == index {
-                (index, self.turn.sent.1 + 1)
+                (index, self.turn.sent.1 + frames)
             } else {
-                (index, 1)
+                (index, frames)
             };
-            if chunk_done {
-                self.queue.pop_front();
-                self.next_mark += 1;
-                let id = MarkId {
-                    generation: self.turn.generation,
-                    seq: self.next_mark,
-                };
-                if !self.send(Outbound::Mark(id)) {
-                    return;
-                }
-                self.marks.push_back(PendingMark {
-                    id,
-                    index,
-                    frames: self.turn.sent.1,
-                });
+            self.next_mark += 1;
+            let id = MarkId {
+                generation: self.turn.generation,
+                seq: self.next_mark,
+            };
+            if !self.send(Outbound::Mark(id)) {
+                return;
             }
+            self.marks.push_back(PendingMark {
+                id,
+                index,
+                frames: self.turn.sent.1,
+            });
             now = Instant::now();
         }
         self.check_finished(now);
@@ -354,7 +350,6 @@ impl Actor for MediaOut {
                 state.queue.push_back(Queued {
                     index,
                     chunk,
-                    pos: 0,
                     _permit: permit,
                 });
                 state.pump(&myself);
@@ -504,13 +499,13 @@ mod tests {
             .iter()
             .filter(|m| matches!(m, Outbound::Media(_)))
             .count();
-        // 300 ms lead: 15 frames (plus the frame that crosses it), not the whole second.
-        assert!((15..=20).contains(&media), "{media} frames sent at once");
+        // 300 ms lead: three 100 ms chunks (plus the one crossing it), not the whole second.
+        assert!((3..=4).contains(&media), "{media} chunks sent at once");
         let marks = early
             .iter()
             .filter(|m| matches!(m, Outbound::Mark(_)))
             .count();
-        assert_eq!(marks, media / 5, "one mark per 100 ms chunk");
+        assert_eq!(marks, media, "one mark per chunk");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
@@ -11,15 +12,12 @@ use crate::backlog::Slot;
 use crate::call::{CallContext, ChildKind};
 use crate::call_supervisor::SupervisorMsg;
 use crate::providers::{SpeechInfo, SttEvent, SttInput};
-use crate::ulaw::FRAME_SAMPLES;
 use crate::util::{AbortOnDrop, Incarnation};
 
 #[derive(Debug)]
 pub enum SttMsg {
-    Audio {
-        ulaw: [u8; FRAME_SAMPLES],
-        slot: Slot,
-    },
+    /// Caller audio, μ-law, in batches of `media_in::STT_BATCH_FRAMES` frames.
+    Audio { ulaw: Bytes, slot: Slot },
     /// From `Vad`: the caller stopped talking.
     EndOfSpeech(SpeechInfo),
     /// From the session's event pump.

@@ -191,12 +191,25 @@ impl CallerState {
         })
     }
 
-    /// Media frames received at or after `t` (needs `record`).
+    /// Media messages received at or after `t` (needs `record`).
     pub fn media_since(&self, t: Instant) -> usize {
         self.events
             .iter()
             .filter(|e| matches!(e, Event::Media { at, .. } if *at >= t))
             .count()
+    }
+
+    /// Audio received at or after `t` (needs `record`).
+    pub fn audio_since(&self, t: Instant) -> Duration {
+        let bytes: usize = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Media { at, bytes } if *at >= t => Some(*bytes),
+                _ => None,
+            })
+            .sum();
+        Duration::from_micros(bytes as u64 * 125)
     }
 
     /// Whether the player has nothing left to play and nothing came for `quiet`.

@@ -1,6 +1,6 @@
 //! One Twilio Media Stream: the WebSocket between Twilio and a call's actor tree.
 //!
-//! The reader half parses Twilio's messages and feeds the call; a writer task
+//! One task per stream parses Twilio's messages and feeds the call, and
 //! drains the call's outbound queue into the socket, batching whatever is
 //! ready into one flush. Bad input is counted by reason, logged once per call
 //! per reason, and skipped; the call only ends when the stream itself is
@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use hark_actors::call::CallContext;
 use hark_actors::fault::FaultPlan;
@@ -36,8 +35,8 @@ use crate::twilio::{BadMessage, HarkMessage, TwilioEvent};
 const OUTBOUND_QUEUE: usize = 512;
 
 /// The stream's read buffer: Twilio frames are ~400 bytes; larger messages
-/// grow it as needed.
-pub const READ_BUFFER_BYTES: usize = 4096;
+/// take several reads. tungstenite zero-fills it on every read, so small is cheap.
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// Hard limit per WebSocket message. Between `max_message_bytes` and this a
 /// message is skipped and the call goes on; beyond it the stream is unusable.
@@ -59,12 +58,11 @@ impl BadLog {
     }
 }
 
-pub async fn run(socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
-    let (sink, mut stream) = socket.split();
+pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     let pre_span = tracing::info_span!("stream", call_sid = tracing::field::Empty);
     let mut bad = BadLog { logged: 0 };
 
-    let Some(start) = await_start(&mut stream, &app, &pre_span, &mut bad).await else {
+    let Some(start) = await_start(&mut socket, &app, &pre_span, &mut bad).await else {
         return;
     };
     if !start.media_format.is_mulaw_8k_mono() {
@@ -78,7 +76,7 @@ pub async fn run(socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         account_sid: start.account_sid.clone(),
     };
     let fault = fault_plan(&app, &start, &pre_span);
-    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
     let call = match start_call(CallArgs {
         ids: ids.clone(),
         policy: Arc::clone(&app.policy),
@@ -96,7 +94,7 @@ pub async fn run(socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         }
     };
     let active = ActiveCall::new();
-    let writer = tokio::spawn(write_loop(sink, rx, ids.stream_sid.clone()));
+    let mut writer = Writer::new(ids.stream_sid.clone());
     let mut session = Session {
         ctx: Arc::clone(&call.ctx),
         span: call.ctx.span.clone(),
@@ -110,27 +108,47 @@ pub async fn run(socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     let mut grace = app.lifecycle.grace_over();
     let mut ending = false;
     let mut finished = false;
+    // One task per stream reads Twilio's messages and writes the call's.
     loop {
         tokio::select! {
-            msg = stream.next() => {
+            msg = socket.next() => {
                 let Some(reason) = session.on_frame(msg) else { continue };
                 let _ = supervisor.send_message(SupervisorMsg::Hangup { reason });
                 break;
             }
+            Some(out) = rx.recv(), if !writer.closed => {
+                if writer.write_batch(&mut socket, out, &mut rx).await.is_err() {
+                    let _ = supervisor.send_message(SupervisorMsg::Hangup { reason: EndReason::SocketClosed });
+                    break;
+                }
+            }
             _ = &mut done => { finished = true; break; }
-            Ok(_) = grace.wait_for(|over| *over), if !ending => {
-                ending = true;
-                let _ = supervisor.send_message(SupervisorMsg::EndCall { reason: EndReason::Shutdown });
+            Ok(()) = grace.changed(), if !ending => {
+                let over = *grace.borrow_and_update();
+                if over {
+                    ending = true;
+                    let _ = supervisor.send_message(SupervisorMsg::EndCall { reason: EndReason::Shutdown });
+                }
             }
         }
     }
     if !finished {
         let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
     }
-    // The tree is down: its outbound sender is gone once we drop ours.
+    // The tree is down; send what it queued last (its close frame).
+    let flush = async {
+        while let Ok(out) = rx.try_recv() {
+            if writer.closed || writer.write_batch(&mut socket, out, &mut rx).await.is_err() {
+                break;
+            }
+        }
+        if !writer.closed {
+            let _ = socket.close().await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
     drop(session);
     drop(call.ctx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     drop(active);
     drop(slot);
 }
@@ -155,7 +173,7 @@ impl Drop for ActiveCall {
 /// Reads until `start`. Returns its metadata, or `None`
 /// if the stream ends or never starts.
 async fn await_start(
-    stream: &mut futures::stream::SplitStream<WebSocket>,
+    stream: &mut WebSocket,
     app: &AppState,
     span: &Span,
     bad: &mut BadLog,
@@ -339,67 +357,83 @@ impl Session {
     }
 }
 
-/// Drains the call's outbound queue into the socket; serializes into reused
-/// buffers and flushes once per batch.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+/// Serializes the call's outbound messages into reused buffers.
+struct Writer {
     stream_sid: String,
-) {
-    let mut b64 = String::with_capacity(512);
-    let mut name = String::with_capacity(24);
-    let mut json = Vec::with_capacity(512);
-    let sid = Cow::Borrowed(stream_sid.as_str());
-    while let Some(first) = rx.recv().await {
+    b64: String,
+    name: String,
+    json: Vec<u8>,
+    /// A close frame was sent: nothing more goes out.
+    closed: bool,
+}
+
+impl Writer {
+    fn new(stream_sid: String) -> Self {
+        Self {
+            stream_sid,
+            b64: String::with_capacity(1200),
+            name: String::with_capacity(24),
+            json: Vec::with_capacity(1400),
+            closed: false,
+        }
+    }
+
+    fn encode(&mut self, out: Outbound) -> Message {
+        let sid = Cow::Borrowed(self.stream_sid.as_str());
+        let msg = match out {
+            Outbound::Media(audio) => {
+                self.b64.clear();
+                STANDARD.encode_string(&audio, &mut self.b64);
+                HarkMessage::Media {
+                    stream_sid: sid,
+                    media: OutMedia {
+                        payload: Cow::Borrowed(&self.b64),
+                    },
+                }
+            }
+            Outbound::Mark(id) => {
+                self.name.clear();
+                let _ = write!(self.name, "{id}");
+                HarkMessage::Mark {
+                    stream_sid: sid,
+                    mark: MarkBody {
+                        name: Cow::Borrowed(&self.name),
+                    },
+                }
+            }
+            Outbound::Clear => HarkMessage::Clear { stream_sid: sid },
+            Outbound::Close(reason) => {
+                self.closed = true;
+                return Message::Close(Some(CloseFrame {
+                    code: 1000,
+                    reason: reason.as_str().into(),
+                }));
+            }
+        };
+        msg.write_json(&mut self.json);
+        // The frame owns its bytes; the buffer is re-made at the size it had.
+        let cap = self.json.capacity();
+        let text = String::from_utf8(std::mem::replace(&mut self.json, Vec::with_capacity(cap)))
+            .unwrap_or_default();
+        Message::Text(text.into())
+    }
+
+    /// Writes `first` and whatever else is already queued, then flushes once.
+    async fn write_batch(
+        &mut self,
+        socket: &mut WebSocket,
+        first: Outbound,
+        rx: &mut mpsc::Receiver<Outbound>,
+    ) -> Result<(), axum::Error> {
         let mut next = Some(first);
         while let Some(out) = next.take() {
-            let msg = match out {
-                Outbound::Media(audio) => {
-                    b64.clear();
-                    STANDARD.encode_string(&audio, &mut b64);
-                    HarkMessage::Media {
-                        stream_sid: sid.clone(),
-                        media: OutMedia {
-                            payload: Cow::Borrowed(&b64),
-                        },
-                    }
-                }
-                Outbound::Mark(id) => {
-                    name.clear();
-                    let _ = write!(name, "{id}");
-                    HarkMessage::Mark {
-                        stream_sid: sid.clone(),
-                        mark: MarkBody {
-                            name: Cow::Borrowed(&name),
-                        },
-                    }
-                }
-                Outbound::Clear => HarkMessage::Clear {
-                    stream_sid: sid.clone(),
-                },
-                Outbound::Close(reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code: 1000,
-                            reason: reason.as_str().into(),
-                        })))
-                        .await;
-                    return;
-                }
-            };
-            msg.write_json(&mut json);
-            // The frame owns its bytes; the buffer is re-made at the size it had.
-            let cap = json.capacity();
-            let text = String::from_utf8(std::mem::replace(&mut json, Vec::with_capacity(cap)))
-                .unwrap_or_default();
-            if sink.feed(Message::Text(text.into())).await.is_err() {
-                return;
+            let msg = self.encode(out);
+            socket.feed(msg).await?;
+            if self.closed {
+                break;
             }
             next = rx.try_recv().ok();
         }
-        if sink.flush().await.is_err() {
-            return;
-        }
+        socket.flush().await
     }
-    let _ = sink.close().await;
 }

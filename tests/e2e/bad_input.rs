@@ -79,7 +79,7 @@ async fn every_kind_of_bad_message_is_counted_and_the_call_goes_on() {
         ws.send(send(media(seq, &silence))).await.unwrap();
     }
     assert!(
-        count_media(&mut ws, Duration::from_secs(3)).await > 10,
+        count_media(&mut ws, Duration::from_secs(3)).await > 5,
         "greeting did not play"
     );
     let m = hark.metrics().await;
