@@ -329,6 +329,9 @@ impl Caller {
             b64: String::with_capacity(256),
             decoded: Vec::with_capacity(1024),
             hanging_up: false,
+            next_mark_due: None,
+            frames_sent: 0,
+            max_lateness: Duration::ZERO,
             opts,
         };
         let task = tokio::spawn(io.run());
@@ -455,6 +458,10 @@ struct Io {
     decoded: Vec<u8>,
     /// `stop` was sent and the close handshake started: no more media.
     hanging_up: bool,
+    /// When the first pending mark is due (a copy, so the loop takes no lock).
+    next_mark_due: Option<Instant>,
+    frames_sent: u64,
+    max_lateness: Duration,
 }
 
 /// Why the task stopped.
@@ -469,13 +476,9 @@ impl Io {
         let timer = tokio::time::sleep_until(next_frame);
         tokio::pin!(timer);
         let exit = loop {
-            let wake = {
-                let st = self.shared.lock();
-                let mark = st.pending_marks.front().map(|(_, due)| *due);
-                match mark {
-                    Some(due) if self.opts.echo_marks => due.min(next_frame),
-                    _ => next_frame,
-                }
+            let wake = match self.next_mark_due {
+                Some(due) if self.opts.echo_marks && !self.hanging_up => due.min(next_frame),
+                _ => next_frame,
             };
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
@@ -503,7 +506,10 @@ impl Io {
                 }
             };
             self.check_waiters(Instant::now());
-            self.shared.changed.notify_waiters();
+            if self.opts.record {
+                // Only tests poll with `wait_until`, and tests record.
+                self.shared.changed.notify_waiters();
+            }
             if let Err(exit) = step {
                 break exit;
             }
@@ -511,6 +517,8 @@ impl Io {
         let now = Instant::now();
         {
             let mut st = self.shared.lock();
+            st.frames_sent = self.frames_sent;
+            st.max_send_lateness = self.max_lateness;
             if st.closed.is_none() {
                 let reason = match exit {
                     Exit::Hangup => "hung up",
@@ -528,7 +536,7 @@ impl Io {
     }
 
     fn event(e: TwilioEvent<'_>) -> Message {
-        Message::text(e.to_json())
+        Message::text(e.to_json_sized(256))
     }
 
     async fn send_frame(&mut self, due: Instant, now: Instant) -> Result<(), Exit> {
@@ -565,17 +573,14 @@ impl Io {
             },
             stream_sid: self.opts.stream_sid.as_str().into(),
         };
-        let msg = Message::text(media.to_json());
+        let msg = Message::text(media.to_json_sized(400));
         self.write(msg).await?;
         let late = now.saturating_duration_since(due);
         if let Some(r) = &self.opts.recorder {
             r.send_lateness(late);
         }
-        {
-            let mut st = self.shared.lock();
-            st.frames_sent += 1;
-            st.max_send_lateness = st.max_send_lateness.max(late);
-        }
+        self.frames_sent += 1;
+        self.max_lateness = self.max_lateness.max(late);
         if let Some(s) = finished {
             let started = s.started.unwrap_or(now);
             let _ = s.done.send(SpeechWindow {
@@ -594,6 +599,7 @@ impl Io {
         loop {
             let name = {
                 let mut st = self.shared.lock();
+                self.next_mark_due = st.pending_marks.front().map(|(_, due)| *due);
                 if st.pending_marks.front().is_none_or(|(_, due)| *due > now) {
                     return Ok(());
                 }
@@ -734,6 +740,7 @@ impl Io {
                     }
                     let due = st.playback_end.max(now);
                     st.pending_marks.push_back((name.clone(), due));
+                    self.next_mark_due.get_or_insert(due);
                     st.log(Event::Mark { at: now, name });
                     false
                 }
@@ -745,6 +752,9 @@ impl Io {
                     // Twilio returns every pending mark at once on clear.
                     for (_, due) in st.pending_marks.iter_mut() {
                         *due = now;
+                    }
+                    if !st.pending_marks.is_empty() {
+                        self.next_mark_due = Some(now);
                     }
                     true
                 }

@@ -64,6 +64,9 @@ struct Args {
     /// No progress lines
     #[arg(long)]
     quiet: bool,
+    /// Threads running callers (0: one per core)
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// List the built-in scenarios and exit
     #[arg(long)]
     list_scenarios: bool,
@@ -130,7 +133,11 @@ fn main() -> ExitCode {
             },
         ),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The controller, sampler and scrapes; callers get their own threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: tokio runtime: {e}");
@@ -173,6 +180,7 @@ fn main() -> ExitCode {
                 max_connects_per_sec: args.max_connects_per_sec,
                 pid: args.pid,
                 progress: !args.quiet,
+                threads: args.threads,
             },
             Arc::clone(&rec),
         )

@@ -13,6 +13,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use hark_runtime::workers::Workers;
+
 use crate::caller::{Caller, CallerOptions};
 use crate::scenario::Scenario;
 use crate::server::ProcSampler;
@@ -129,6 +131,8 @@ pub struct RunConfig {
     pub max_connects_per_sec: f64,
     pub pid: Option<u32>,
     pub progress: bool,
+    /// Caller threads (0: one per core).
+    pub threads: usize,
 }
 
 /// One second of the run.
@@ -153,6 +157,18 @@ pub struct RunResult {
 
 /// Runs the load and returns its timeline; counters and histograms are in `rec`.
 pub async fn run(cfg: RunConfig, rec: Arc<Recorder>) -> RunResult {
+    // Callers run thread-per-core like Hark: each stays on one thread.
+    let workers = match Workers::start(cfg.threads) {
+        Ok(w) => w,
+        Err(e) => {
+            rec.error(format!("cannot start worker threads: {e}"));
+            return RunResult {
+                elapsed: Duration::ZERO,
+                timeline: Vec::new(),
+                idle_rss_kb: None,
+            };
+        }
+    };
     let mut sampler = cfg.pid.map(ProcSampler::new);
     let idle_rss_kb = sampler
         .as_mut()
@@ -216,7 +232,7 @@ pub async fn run(cfg: RunConfig, rec: Arc<Recorder>) -> RunResult {
                 recorder: Some(Arc::clone(&rec)),
                 ..CallerOptions::numbered(&cfg.url, id)
             };
-            tokio::spawn(one_call(
+            workers.spawn(one_call(
                 opts,
                 Arc::clone(&cfg.scenario),
                 Arc::clone(&rec),

@@ -35,6 +35,8 @@ pub struct Config {
     pub start_timeout_secs: u64,
     /// Twilio messages larger than this are counted and skipped.
     pub max_message_bytes: usize,
+    /// Threads serving calls; each call stays on one. 0: one per core.
+    pub worker_threads: usize,
     /// Per-call settings.
     pub call: CallSettings,
 }
@@ -49,6 +51,7 @@ impl Default for Config {
             max_calls: 10_000,
             start_timeout_secs: 10,
             max_message_bytes: 64 * 1024,
+            worker_threads: 0,
             call: CallSettings::default(),
         }
     }

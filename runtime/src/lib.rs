@@ -7,6 +7,7 @@ pub mod media_stream;
 pub mod server;
 pub mod telemetry;
 pub mod twilio;
+pub mod workers;
 
 pub use config::Config;
 pub use server::{ServeError, serve};

@@ -76,7 +76,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.policy = policy;
             }
             hark_runtime::telemetry::init_logging();
-            let rt = tokio::runtime::Builder::new_multi_thread()
+            // Accepts, signals and upkeep only: calls run on the worker threads.
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;

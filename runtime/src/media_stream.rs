@@ -111,6 +111,8 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     // One task per stream reads Twilio's messages and writes the call's.
     loop {
         tokio::select! {
+            // Almost every wake-up is a frame from Twilio: look there first.
+            biased;
             msg = socket.next() => {
                 let Some(reason) = session.on_frame(msg) else { continue };
                 let _ = supervisor.send_message(SupervisorMsg::Hangup { reason });

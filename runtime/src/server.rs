@@ -9,6 +9,7 @@
 //! | `GET /metrics` | Prometheus text format |
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +22,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hark_actors::metrics as m;
 use hark_actors::{PolicyFile, Providers};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::workers::Workers;
 
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
@@ -35,6 +41,8 @@ pub struct AppState {
     pub providers: Providers,
     pub metrics: PrometheusHandle,
     pub lifecycle: Arc<Lifecycle>,
+    /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.
+    pub runtimes: Vec<tokio::runtime::Handle>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -136,9 +144,11 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
-    let tasks = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
+    let tasks: usize = app
+        .runtimes
+        .iter()
+        .map(|rt| rt.metrics().num_alive_tasks())
+        .sum();
     metrics::gauge!(m::RUNTIME_TASKS).set(tasks as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -176,6 +186,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     crate::telemetry::print_banner(addr, &config, &policy, &providers);
 
+    let workers = Workers::start(config.worker_threads)?;
+    let mut runtimes = workers.handles();
+    runtimes.push(tokio::runtime::Handle::current());
     let lifecycle = Lifecycle::new(config.max_calls);
     let state = Arc::new(AppState {
         config: config.clone(),
@@ -183,6 +196,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         providers,
         metrics,
         lifecycle: Arc::clone(&lifecycle),
+        runtimes,
     });
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let goodbye = config.call.goodbye_timeout() + Duration::from_secs(5);
@@ -206,10 +220,51 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
         tracing::info!("shutdown complete");
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(drained)
-        .await?;
+    tracing::info!(workers = workers.len(), "serving");
+    accept(listener, router(state), &workers, drained).await;
     Ok(())
+}
+
+/// Accepts connections until `stop` completes, handing each to the
+/// least-loaded worker, where it is served (HTTP/1.1 with upgrades).
+async fn accept(
+    listener: TcpListener,
+    app: Router,
+    workers: &Workers,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        // Real-time audio: no Nagle delays on small frames.
+        let _ = stream.set_nodelay(true);
+        // The socket is registered with this runtime's reactor; the worker re-registers it.
+        let Ok(std) = stream.into_std() else {
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        workers.spawn(async move {
+            let Ok(stream) = TcpStream::from_std(std) else {
+                return;
+            };
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let _ = conn.await;
+        });
+    }
 }
 
 async fn shutdown_signal() {
