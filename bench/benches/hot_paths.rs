@@ -2,7 +2,8 @@
 //!
 //! - `inbound_frame`: one Twilio `media` message → JSON parse, base64 decode,
 //!   μ-law decode, VAD decision (and each stage alone);
-//! - `outbound_frame`: one 20 ms frame → μ-law encode, base64, JSON;
+//! - `outbound_chunk_100ms`: one 100 ms chunk (what `MediaOut` sends per
+//!   `media` message) → μ-law encode, base64, JSON;
 //! - `actor_hop`: one ractor message from send to handled;
 //! - `barge_in`: a whole call tree mid-reply, from the VAD's barge-in event
 //!   to the `clear` queued for Twilio.
@@ -119,14 +120,12 @@ fn inbound(c: &mut Criterion) {
 }
 
 fn outbound(c: &mut Criterion) {
-    let pcm: Vec<i16> = SPEECH[..FRAME_SAMPLES]
-        .iter()
-        .map(|&b| ulaw::decode(b))
-        .collect();
-    let mut encoded = [0u8; FRAME_SAMPLES];
-    let mut b64 = String::with_capacity(256);
-    let mut json = Vec::with_capacity(512);
-    c.bench_function("outbound_frame", |b| {
+    const CHUNK: usize = 5 * FRAME_SAMPLES;
+    let pcm: Vec<i16> = SPEECH[..CHUNK].iter().map(|&b| ulaw::decode(b)).collect();
+    let mut encoded = [0u8; CHUNK];
+    let mut b64 = String::with_capacity(1200);
+    let mut json = Vec::with_capacity(1400);
+    c.bench_function("outbound_chunk_100ms", |b| {
         b.iter(|| {
             ulaw::encode_into(black_box(&pcm), &mut encoded);
             b64.clear();
