@@ -85,8 +85,13 @@ impl Scrape {
         Ok(Self::parse(&body))
     }
 
+    /// The value of a series (name plus labels, as printed); 0 when absent.
     pub fn get(&self, series: &str) -> f64 {
         self.0.get(series).copied().unwrap_or(0.0)
+    }
+
+    pub fn has(&self, series: &str) -> bool {
+        self.0.contains_key(series)
     }
 }
 

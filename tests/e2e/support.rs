@@ -1,11 +1,11 @@
 //! Runs the real `hark` binary on port 0 and talks to it over real sockets.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hark_loadtest::server::Scrape;
 use hark_loadtest::{Caller, CallerOptions};
 
 pub fn repo_path(rel: &str) -> String {
@@ -110,7 +110,7 @@ impl Hark {
         None
     }
 
-    pub async fn metrics(&self) -> Metrics {
+    pub async fn metrics(&self) -> Scrape {
         let text = self
             .http
             .get(self.url("/metrics"))
@@ -120,7 +120,7 @@ impl Hark {
             .text()
             .await
             .unwrap();
-        Metrics::parse(&text)
+        Scrape::parse(&text)
     }
 
     /// Waits until `series` reaches `value` (series absent counts as 0).
@@ -145,32 +145,6 @@ impl Hark {
         let mut opts = CallerOptions::numbered(&self.media_url(), n);
         f(&mut opts);
         Caller::connect(opts).await.unwrap()
-    }
-}
-
-/// A scrape of `/metrics`: series (name plus labels, as printed) → value.
-pub struct Metrics(BTreeMap<String, f64>);
-
-impl Metrics {
-    pub fn parse(text: &str) -> Self {
-        Self(
-            text.lines()
-                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-                .filter_map(|l| {
-                    let (series, value) = l.rsplit_once(' ')?;
-                    Some((series.to_owned(), value.parse().ok()?))
-                })
-                .collect(),
-        )
-    }
-
-    /// The value of a series; 0 when absent.
-    pub fn get(&self, series: &str) -> f64 {
-        self.0.get(series).copied().unwrap_or(0.0)
-    }
-
-    pub fn has(&self, series: &str) -> bool {
-        self.0.contains_key(series)
     }
 }
 
