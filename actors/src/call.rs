@@ -23,7 +23,9 @@ use crate::media_out::MediaOutMsg;
 use crate::policy::PolicyMsg;
 use crate::policy_file::PolicyFile;
 use crate::providers::Providers;
+use crate::providers::ToolCall;
 use crate::stt::SttMsg;
+use crate::tools::Tools;
 use crate::tts::TtsMsg;
 use crate::ulaw::FRAME_SAMPLES;
 use crate::vad::VadMsg;
@@ -54,6 +56,8 @@ pub enum EndReason {
     BadStream,
     /// The socket could not keep up with outbound audio.
     OutboundStalled,
+    /// The bot hung up (the LLM called `end_call`).
+    BotEnded,
 }
 
 impl EndReason {
@@ -65,6 +69,7 @@ impl EndReason {
             EndReason::RestartBudget => "restart_budget",
             EndReason::BadStream => "bad_stream",
             EndReason::OutboundStalled => "outbound_stalled",
+            EndReason::BotEnded => "bot_ended",
         }
     }
 }
@@ -290,6 +295,9 @@ pub struct CallContext {
     pub audio_budget: Arc<Semaphore>,
     pub backlogs: Backlogs,
     pub fault: Option<Arc<FaultPlan>>,
+    /// The tools the policy offers the LLM.
+    pub tools: Tools,
+    outcome: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl CallContext {
@@ -307,7 +315,6 @@ impl CallContext {
         Arc::new(Self {
             ids,
             span,
-            policy,
             providers,
             audio_budget: Arc::new(Semaphore::new(settings.queued_audio_frames())),
             settings,
@@ -322,6 +329,9 @@ impl CallContext {
                 stt: Backlog::new((frames / crate::media_in::STT_BATCH_FRAMES).max(2)),
             },
             fault: fault.map(Arc::new),
+            tools: Tools::from_policy(&policy),
+            outcome: Mutex::new(serde_json::Map::new()),
+            policy,
         })
     }
 
@@ -333,6 +343,35 @@ impl CallContext {
     /// Only the supervisor advances the generation.
     pub(crate) fn advance_generation(&self) -> Generation {
         self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Records tools called in turn `generation` and their results, unless
+    /// the turn is stale (checked under the history lock, as for sentences).
+    pub fn record_tool_round(
+        &self,
+        generation: Generation,
+        calls: Vec<(ToolCall, String)>,
+    ) -> bool {
+        let mut history = self.history();
+        if self.generation() != generation {
+            return false;
+        }
+        history.push_tool_round(generation, calls);
+        true
+    }
+
+    /// Merges outcome slots the bot recorded (values are not logged).
+    pub fn record_outcome(&self, slots: serde_json::Map<String, serde_json::Value>) {
+        let mut outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        outcome.extend(slots);
+    }
+
+    /// The outcome slots recorded so far.
+    pub fn outcome(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Records a sentence the bot is about to speak, unless its turn is stale.

@@ -53,6 +53,11 @@ pub enum SupervisorMsg {
         generation: Generation,
     },
     OutboundStalled,
+    // From `Policy`.
+    /// The LLM called `end_call`: hang up once turn `generation` has played.
+    BotEndsCall {
+        generation: Generation,
+    },
     // From the runtime.
     /// The stream is gone (Twilio `stop`, socket closed): end now, silently.
     Hangup {
@@ -132,6 +137,8 @@ pub struct SupervisorState {
     ending: Option<Ending>,
     end_timer: Option<AbortOnDrop>,
     end_reason: Option<EndReason>,
+    /// The bot asked to hang up after this turn.
+    hang_up_after: Option<Generation>,
     started: Instant,
     _live: LiveActor,
 }
@@ -376,6 +383,7 @@ impl Actor for CallSupervisor {
             ending: None,
             end_timer: None,
             end_reason: None,
+            hang_up_after: None,
             started: Instant::now(),
             _live: LiveActor::new(),
         })
@@ -457,6 +465,10 @@ impl Actor for CallSupervisor {
                     }
                     return Ok(());
                 }
+                if state.hang_up_after == Some(generation) {
+                    state.close(&myself, EndReason::BotEnded);
+                    return Ok(());
+                }
                 if state
                     .bot
                     .as_ref()
@@ -472,6 +484,16 @@ impl Actor for CallSupervisor {
             SupervisorMsg::OutboundStalled => {
                 tracing::warn!(parent: &state.ctx.span, "socket is not draining outbound audio");
                 state.close(&myself, EndReason::OutboundStalled);
+            }
+            SupervisorMsg::BotEndsCall { generation } => {
+                // If the turn was interrupted meanwhile, the caller is talking: stay.
+                if state
+                    .bot
+                    .as_ref()
+                    .is_some_and(|b| b.generation == generation)
+                {
+                    state.hang_up_after = Some(generation);
+                }
             }
             SupervisorMsg::Hangup { reason } => state.close(&myself, reason),
             SupervisorMsg::EndCall { reason } => {

@@ -5,11 +5,14 @@
 //! `Policy` does not make the bot forget the conversation.
 
 use crate::call::Generation;
+use crate::providers::ToolCall;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Speaker {
     Caller,
     Bot,
+    /// The result of a tool the bot called.
+    Tool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +24,10 @@ pub struct Turn {
     pub generation: Generation,
     /// The caller talked over this bot turn; only the heard part is kept.
     pub interrupted: bool,
+    /// Tools the bot called in this turn.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool result: the call it answers.
+    pub tool_call_id: Option<String>,
 }
 
 impl Turn {
@@ -61,7 +68,42 @@ impl History {
             sentences: vec![text.to_owned()],
             generation: 0,
             interrupted: false,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         });
+    }
+
+    /// Records tools the bot called in turn `generation`, and their results.
+    pub fn push_tool_round(&mut self, generation: Generation, calls: Vec<(ToolCall, String)>) {
+        let (calls, results): (Vec<_>, Vec<_>) = calls.into_iter().unzip();
+        let ids: Vec<String> = calls.iter().map(|c| c.id.clone()).collect();
+        match self.turns.last_mut() {
+            Some(last)
+                if last.speaker == Speaker::Bot
+                    && last.generation == generation
+                    && last.tool_calls.is_empty() =>
+            {
+                last.tool_calls = calls;
+            }
+            _ => self.turns.push(Turn {
+                speaker: Speaker::Bot,
+                sentences: Vec::new(),
+                generation,
+                interrupted: false,
+                tool_calls: calls,
+                tool_call_id: None,
+            }),
+        }
+        for (id, result) in ids.into_iter().zip(results) {
+            self.turns.push(Turn {
+                speaker: Speaker::Tool,
+                sentences: vec![result],
+                generation,
+                interrupted: false,
+                tool_calls: Vec::new(),
+                tool_call_id: Some(id),
+            });
+        }
     }
 
     /// Adds one sentence the bot is about to speak in turn `generation`.
@@ -75,6 +117,8 @@ impl History {
                 sentences: vec![sentence.to_owned()],
                 generation,
                 interrupted: false,
+                tool_calls: Vec::new(),
+                tool_call_id: None,
             }),
         }
     }
@@ -82,11 +126,9 @@ impl History {
     /// Cuts bot turn `generation` down to what the caller heard and marks it interrupted.
     /// A turn of which nothing was heard is removed.
     pub fn cut_to_heard(&mut self, generation: Generation, heard: Heard) {
-        let Some(pos) = self
-            .turns
-            .iter()
-            .rposition(|t| t.speaker == Speaker::Bot && t.generation == generation)
-        else {
+        let Some(pos) = self.turns.iter().rposition(|t| {
+            t.speaker == Speaker::Bot && t.generation == generation && !t.sentences.is_empty()
+        }) else {
             return;
         };
         let turn = &mut self.turns[pos];
@@ -103,7 +145,7 @@ impl History {
                 kept.push(words[..n].join(" "));
             }
         }
-        if kept.is_empty() {
+        if kept.is_empty() && turn.tool_calls.is_empty() {
             self.turns.remove(pos);
         } else {
             turn.sentences = kept;

@@ -23,6 +23,7 @@ pub mod policy_file;
 pub mod providers;
 pub mod sentences;
 pub mod stt;
+pub mod tools;
 pub mod tts;
 pub mod ulaw;
 pub mod util;

@@ -297,6 +297,7 @@ impl Actor for MediaOut {
         _myself: ActorRef<Self::Msg>,
         ctx: Arc<CallContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let pipeline = ctx.providers.pipeline.to_string();
         Ok(MediaOutState {
             turn: Turn::new(ctx.generation()),
             ctx,
@@ -306,7 +307,7 @@ impl Actor for MediaOut {
             play_end: Instant::now(),
             timer: None,
             frames_sent: metrics::counter!(m::FRAMES_SENT),
-            turn_response: metrics::histogram!(m::TURN_RESPONSE),
+            turn_response: metrics::histogram!(m::TURN_RESPONSE, "provider" => pipeline),
             life: Incarnation::default(),
         })
     }
@@ -411,7 +412,7 @@ mod tests {
         let ctx = CallContext::new(
             ids,
             Arc::clone(&policy),
-            Providers::for_policy(&policy),
+            Providers::simulated(&policy),
             CallSettings::default(),
             tx,
             None,

@@ -20,6 +20,11 @@ pub const ACTOR_RESTARTS: &str = "hark_actor_restarts_total";
 pub const DTMF: &str = "hark_dtmf_total";
 pub const TURN_RESPONSE: &str = "hark_turn_response_seconds";
 pub const PROVIDER_ERRORS: &str = "hark_provider_errors_total";
+pub const PROVIDER_RECONNECTS: &str = "hark_provider_reconnects_total";
+pub const STT_FINAL: &str = "hark_stt_final_seconds";
+pub const LLM_FIRST_TOKEN: &str = "hark_llm_first_token_seconds";
+pub const TTS_FIRST_BYTE: &str = "hark_tts_first_byte_seconds";
+pub const TOOL_CALLS: &str = "hark_tool_calls_total";
 pub const RUNTIME_TASKS: &str = "hark_runtime_alive_tasks";
 
 /// Buckets for `hark_turn_response_seconds`: dense around typical endpointing
@@ -27,6 +32,12 @@ pub const RUNTIME_TASKS: &str = "hark_runtime_alive_tasks";
 pub const TURN_RESPONSE_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.51, 0.52, 0.53, 0.55, 0.6, 0.65, 0.7, 0.8, 1.0, 1.25,
     1.5, 2.0, 3.0, 5.0,
+];
+
+/// Buckets for the per-stage latency histograms (STT final, LLM first token,
+/// TTS first byte): 25 ms to 10 s.
+pub const STAGE_BUCKETS: &[f64] = &[
+    0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
 ];
 
 /// Registers help text for every metric (shown as `# HELP` on `/metrics`).
@@ -64,6 +75,26 @@ pub fn describe() {
         "End of caller speech to the first bot audio frame sent."
     );
     describe_counter!(PROVIDER_ERRORS, "Provider failures, by provider and kind.");
+    describe_counter!(
+        PROVIDER_RECONNECTS,
+        "Streaming sessions re-opened after a failure, by provider."
+    );
+    describe_histogram!(
+        STT_FINAL,
+        Unit::Seconds,
+        "End of caller speech to the final transcript, by provider."
+    );
+    describe_histogram!(
+        LLM_FIRST_TOKEN,
+        Unit::Seconds,
+        "LLM request to first token, by provider."
+    );
+    describe_histogram!(
+        TTS_FIRST_BYTE,
+        Unit::Seconds,
+        "Sentence to first synthesized audio, by provider."
+    );
+    describe_counter!(TOOL_CALLS, "Tool calls by the LLM, by tool and outcome.");
     describe_gauge!(RUNTIME_TASKS, "Tokio tasks alive in the runtime.");
     // Unlabelled series exist from the start, so dashboards and rate() see 0, not "no data".
     for gauge in [CALLS_ACTIVE, CALL_ACTORS] {

@@ -1,16 +1,25 @@
 //! `Policy`: takes the bot's turn. For a reply it streams the LLM's answer
-//! (system prompt + history) and hands it to `Tts` sentence by sentence as the
-//! sentences complete; for fixed lines (greeting, goodbye, apology) it speaks
+//! (system prompt + history + tools) and hands it to `Tts` sentence by
+//! sentence as the sentences complete, runs the tools the model calls and
+//! lets it follow up; for fixed lines (greeting, goodbye, apology) it speaks
 //! the policy's text. A cancelled turn's LLM stream is aborted, not awaited.
+//!
+//! Resilience: the first LLM gets a retry, then the policy's fallbacks get a
+//! try, all within the turn budget; a reply that never starts ends in the
+//! policy's spoken fallback line, so the caller is never left in silence.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::time::Instant;
 
 use crate::call::{CallContext, ChildKind, Generation};
-use crate::providers::{LlmDelta, LlmRequest};
+use crate::call_supervisor::SupervisorMsg;
+use crate::metrics as m;
+use crate::providers::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCall};
 use crate::sentences::SentenceSplitter;
+use crate::tools::Effect;
 use crate::tts::TtsMsg;
 use crate::util::{AbortOnDrop, Incarnation};
 
@@ -69,55 +78,176 @@ impl Speaker {
     }
 }
 
-async fn reply(ctx: Arc<CallContext>, generation: Generation) {
-    let request = LlmRequest {
-        system_prompt: ctx.policy.system_prompt.clone(),
-        turns: ctx.history().turns().to_vec(),
+/// Rounds of tool calls (and the model's follow-up) in one bot turn.
+const MAX_TOOL_ROUNDS: usize = 3;
+
+/// How one LLM round ended.
+enum Round {
+    /// The model answered; these are the tools it called.
+    Answered(Vec<ToolCall>),
+    /// Every attempt failed within the budget.
+    Failed,
+    /// The turn was cancelled while it streamed.
+    Stale,
+}
+
+/// Opens a stream and waits for its first delta (the first-token timeout
+/// covers both).
+async fn open(
+    llm: &dyn LlmProvider,
+    request: LlmRequest,
+) -> Result<(LlmDelta, LlmStream), ProviderError> {
+    let mut stream = llm.stream(request).await?;
+    let first = stream.next().await.ok_or(ProviderError::Closed)??;
+    Ok((first, stream))
+}
+
+/// One model response: the first provider, once more if it fails, then each
+/// fallback, all within the turn's budget. Sentences go to `Tts` as they
+/// complete. An attempt that fails before any sentence was spoken is retried
+/// or passed on; one that fails after is cut short (re-asking would repeat).
+async fn one_round(
+    ctx: &CallContext,
+    request: &LlmRequest,
+    speaker: &mut Speaker,
+    deadline: Instant,
+) -> Round {
+    let providers = &ctx.providers.llm;
+    let Some(first) = providers.first() else {
+        return Round::Failed;
     };
-    let llm = Arc::clone(&ctx.providers.llm);
+    let attempts = std::iter::once(first).chain(providers.iter());
+    let per_token = ctx.policy.timeouts.llm_first_token();
+    for llm in attempts {
+        let now = Instant::now();
+        if now >= deadline {
+            tracing::warn!(parent: &ctx.span, "turn budget spent; no reply from the LLM");
+            break;
+        }
+        let name = llm.name();
+        let wait = per_token.min(deadline - now);
+        let (first_delta, mut stream) =
+            match tokio::time::timeout(wait, open(llm.as_ref(), request.clone())).await {
+                Ok(Ok(opened)) => opened,
+                Ok(Err(e)) => {
+                    provider_error(ctx, name, &e);
+                    continue;
+                }
+                Err(_) => {
+                    provider_error(ctx, name, &ProviderError::Timeout(wait));
+                    continue;
+                }
+            };
+        metrics::histogram!(m::LLM_FIRST_TOKEN, "provider" => name)
+            .record(now.elapsed().as_secs_f64());
+        let spoken_before = speaker.next;
+        let mut splitter = SentenceSplitter::default();
+        let mut tools = Vec::new();
+        let mut delta = Some(Ok(first_delta));
+        let mut broke = false;
+        while let Some(d) = delta.take() {
+            match d {
+                Ok(LlmDelta::Text(text)) => {
+                    for sentence in splitter.push(&text) {
+                        if !speaker.say(sentence) {
+                            return Round::Stale;
+                        }
+                    }
+                }
+                Ok(LlmDelta::ToolCall(call)) => tools.push(call),
+                Err(e) => {
+                    provider_error(ctx, name, &e);
+                    broke = true;
+                    break;
+                }
+            }
+            delta = match tokio::time::timeout(per_token, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => Some(Err(ProviderError::Timeout(per_token))),
+            };
+        }
+        if broke && speaker.next == spoken_before && tools.is_empty() {
+            continue; // nothing of this attempt was said: try again
+        }
+        if let Some(rest) = splitter.finish().filter(|_| !broke)
+            && !speaker.say(rest)
+        {
+            return Round::Stale;
+        }
+        return Round::Answered(tools);
+    }
+    Round::Failed
+}
+
+async fn reply(ctx: Arc<CallContext>, generation: Generation) {
+    let deadline = Instant::now() + ctx.policy.timeouts.turn_budget();
     let mut speaker = Speaker {
         ctx: Arc::clone(&ctx),
         generation,
         next: 0,
     };
-    let mut splitter = SentenceSplitter::default();
-    match llm.stream(request).await {
-        Ok(mut stream) => {
-            'stream: while let Some(delta) = stream.next().await {
-                match delta {
-                    Ok(LlmDelta::Text(text)) => {
-                        for sentence in splitter.push(&text) {
-                            if !speaker.say(sentence) {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        provider_error(&ctx, &e);
-                        break 'stream;
-                    }
+    let mut ends_call = false;
+    for _ in 0..MAX_TOOL_ROUNDS {
+        let request = LlmRequest {
+            system_prompt: ctx.policy.system_prompt.clone(),
+            turns: ctx.history().turns().to_vec(),
+            tools: ctx.tools.specs(),
+        };
+        let calls = match one_round(&ctx, &request, &mut speaker, deadline).await {
+            Round::Stale => return,
+            Round::Failed => break,
+            Round::Answered(calls) if calls.is_empty() => break,
+            Round::Answered(calls) => calls,
+        };
+        let mut answered = Vec::with_capacity(calls.len());
+        for call in calls {
+            let outcome = ctx.tools.run(&call);
+            metrics::counter!(m::TOOL_CALLS, "tool" => tool_label(&call.name), "outcome" => outcome.label)
+                .increment(1);
+            tracing::info!(parent: &ctx.span, tool = %call.name, outcome = outcome.label, "tool call");
+            match outcome.effect {
+                Effect::EndCall { reason } => {
+                    tracing::info!(parent: &ctx.span, reason = reason.as_deref().unwrap_or(""), "the bot ends the call");
+                    ends_call = true;
                 }
+                Effect::Outcome(slots) => ctx.record_outcome(slots),
+                Effect::Transfer { target } => {
+                    tracing::warn!(parent: &ctx.span, %target, "transfer requested; transfers are not available yet");
+                }
+                Effect::None => {}
             }
-            if let Some(rest) = splitter.finish()
-                && !speaker.say(rest)
-            {
-                return;
-            }
+            answered.push((call, outcome.result));
         }
-        Err(e) => provider_error(&ctx, &e),
+        if !ctx.record_tool_round(generation, answered) {
+            return;
+        }
+        if ends_call {
+            ctx.routes
+                .supervisor
+                .send(SupervisorMsg::BotEndsCall { generation });
+            break;
+        }
     }
-    if speaker.next == 0 {
+    if speaker.next == 0 && !ends_call {
         // Never leave the caller in silence without a reason.
         speaker.say(ctx.policy.fallback_line.clone());
     }
     speaker.end();
 }
 
-fn provider_error(ctx: &CallContext, e: &crate::providers::ProviderError) {
-    let provider = ctx.providers.llm.name();
-    tracing::warn!(parent: &ctx.span, provider, error = %e, "llm failed");
-    metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => provider, "kind" => e.kind())
-        .increment(1);
+/// A bounded label for `hark_tool_calls_total`.
+fn tool_label(name: &str) -> &'static str {
+    match name {
+        "end_call" => "end_call",
+        "transfer_call" => "transfer_call",
+        "record_outcome" => "record_outcome",
+        _ => "unknown",
+    }
+}
+
+fn provider_error(ctx: &CallContext, provider: &'static str, e: &ProviderError) {
+    tracing::warn!(parent: &ctx.span, provider, error = %e, "llm attempt failed");
+    e.count(provider);
 }
 
 fn say(ctx: Arc<CallContext>, generation: Generation, text: &str) {

@@ -5,6 +5,7 @@
 //! A parsed file is then validated as a whole and *every* problem is reported
 //! with its field path, so one edit-run cycle fixes them all.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,11 @@ pub struct PolicyFile {
     pub vad: VadSettings,
     pub barge_in: BargeInSettings,
     pub providers: ProviderSettings,
+    pub stt: SttSettings,
+    pub llm: BTreeMap<String, LlmSettings>,
+    pub tts: TtsSettings,
+    pub timeouts: Timeouts,
+    pub tools: ToolSettings,
     pub sim: SimSettings,
 }
 
@@ -53,6 +59,11 @@ impl Default for PolicyFile {
             vad: VadSettings::default(),
             barge_in: BargeInSettings::default(),
             providers: ProviderSettings::default(),
+            stt: SttSettings::default(),
+            llm: BTreeMap::from([("openai".to_owned(), LlmSettings::default())]),
+            tts: TtsSettings::default(),
+            timeouts: Timeouts::default(),
+            tools: ToolSettings::default(),
             sim: SimSettings::default(),
         }
     }
@@ -110,36 +121,224 @@ impl Default for BargeInSettings {
     }
 }
 
-/// Which implementation serves each provider role.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// Built-in simulation: deterministic, no network, configured under `[sim]`.
-    Sim,
+/// Streaming speech-to-text implementations.
+pub const STREAMING_STT: &[&str] = &["sim", "deepgram"];
+/// Per-utterance transcription, used while the streaming STT is down.
+pub const BATCH_STT: &[&str] = &["openai"];
+/// Speech synthesis implementations.
+pub const TTS: &[&str] = &["sim", "elevenlabs", "openai"];
+
+/// Which providers serve the calls, in order of preference. A provider whose
+/// API key is not set is replaced by the simulation, and said so at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderSettings {
+    /// A streaming STT (`sim`, `deepgram`), then optionally `openai` to
+    /// transcribe utterances one by one while the stream is down.
+    pub stt: Vec<String>,
+    /// `sim`, `openai`, or the name of an OpenAI-compatible endpoint from the
+    /// runtime config (`[providers.openai_compatible.NAME]`), tried in order.
+    pub llm: Vec<String>,
+    /// `sim`, `elevenlabs`, `openai`, tried in order for each sentence.
+    pub tts: Vec<String>,
 }
 
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProviderKind::Sim => f.write_str("sim"),
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        Self {
+            stt: vec!["deepgram".into(), "openai".into()],
+            llm: vec!["openai".into()],
+            tts: vec!["elevenlabs".into(), "openai".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SttSettings {
+    pub deepgram: DeepgramSettings,
+    pub openai: OpenAiSttSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeepgramSettings {
+    /// `nova-3` and `nova-2-phonecall` do well on 8 kHz phone audio.
+    pub model: String,
+    pub language: String,
+    /// Deepgram's own utterance end (Hark's VAD decides turns; this is a backstop).
+    pub utterance_end_ms: u16,
+    pub smart_format: bool,
+}
+
+impl Default for DeepgramSettings {
+    fn default() -> Self {
+        Self {
+            model: "nova-3".into(),
+            language: "en-US".into(),
+            utterance_end_ms: 1000,
+            smart_format: true,
         }
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct ProviderSettings {
-    pub stt: ProviderKind,
-    pub llm: ProviderKind,
-    pub tts: ProviderKind,
+pub struct OpenAiSttSettings {
+    /// `gpt-4o-mini-transcribe` or `whisper-1`.
+    pub model: String,
+    pub language: String,
 }
 
-impl Default for ProviderSettings {
+impl Default for OpenAiSttSettings {
     fn default() -> Self {
         Self {
-            stt: ProviderKind::Sim,
-            llm: ProviderKind::Sim,
-            tts: ProviderKind::Sim,
+            model: "gpt-4o-mini-transcribe".into(),
+            language: "en".into(),
+        }
+    }
+}
+
+/// Model settings for one LLM provider (`[llm.openai]`, `[llm.groq]`, ...).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmSettings {
+    pub model: String,
+    pub temperature: f32,
+    pub max_tokens: u32,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            model: "gpt-4o-mini".into(),
+            temperature: 0.6,
+            max_tokens: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtsSettings {
+    pub elevenlabs: ElevenLabsSettings,
+    pub openai: OpenAiTtsSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElevenLabsSettings {
+    pub voice_id: String,
+    /// `eleven_flash_v2_5` has the lowest latency.
+    pub model_id: String,
+    pub stability: f32,
+    pub similarity_boost: f32,
+}
+
+impl Default for ElevenLabsSettings {
+    fn default() -> Self {
+        Self {
+            voice_id: "21m00Tcm4TlvDq8ikWAM".into(),
+            model_id: "eleven_flash_v2_5".into(),
+            stability: 0.5,
+            similarity_boost: 0.75,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiTtsSettings {
+    pub model: String,
+    pub voice: String,
+}
+
+impl Default for OpenAiTtsSettings {
+    fn default() -> Self {
+        Self {
+            model: "gpt-4o-mini-tts".into(),
+            voice: "alloy".into(),
+        }
+    }
+}
+
+/// How long each stage may take before Hark retries or falls back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Request → first token; past it the attempt counts as failed.
+    pub llm_first_token_ms: u64,
+    /// All LLM attempts of one turn (retry, fallback) must start within this.
+    pub turn_budget_ms: u64,
+    /// Sentence → first audio byte before the next TTS provider takes the sentence.
+    pub tts_first_byte_ms: u64,
+    /// End of speech → final transcript before the utterance goes to the fallback STT.
+    pub stt_final_ms: u64,
+    /// Longest wait between STT reconnection attempts (backoff doubles from 100 ms).
+    pub stt_reconnect_max_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            llm_first_token_ms: 3000,
+            turn_budget_ms: 8000,
+            tts_first_byte_ms: 2000,
+            stt_final_ms: 2000,
+            stt_reconnect_max_ms: 5000,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn llm_first_token(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.llm_first_token_ms)
+    }
+
+    pub fn turn_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.turn_budget_ms)
+    }
+
+    pub fn tts_first_byte(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.tts_first_byte_ms)
+    }
+
+    pub fn stt_final(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stt_final_ms)
+    }
+
+    pub fn stt_reconnect_max(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stt_reconnect_max_ms)
+    }
+}
+
+/// A `record_outcome` slot: a JSON type, or a list of allowed strings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SlotSpec {
+    /// `string`, `number`, `integer` or `boolean`.
+    Type(String),
+    OneOf(Vec<String>),
+}
+
+/// Tools the LLM may call.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolSettings {
+    /// Offer `end_call`: the bot hangs up after its last words.
+    pub end_call: bool,
+    /// Where `transfer_call` may send the caller; empty: the tool is not offered.
+    pub transfer_targets: Vec<String>,
+    /// `record_outcome` slots; empty: the tool is not offered.
+    pub outcome: BTreeMap<String, SlotSpec>,
+}
+
+impl Default for ToolSettings {
+    fn default() -> Self {
+        Self {
+            end_call: true,
+            transfer_targets: Vec::new(),
+            outcome: BTreeMap::new(),
         }
     }
 }
@@ -364,6 +563,127 @@ impl PolicyFile {
                 barge.min_speech_ms, vad.onset_ms
             ),
         );
+        let p = &self.providers;
+        check(
+            (1..=2).contains(&p.stt.len()),
+            "providers.stt",
+            "needs a streaming STT, then at most one fallback".into(),
+        );
+        if let Some(first) = p.stt.first() {
+            check(
+                STREAMING_STT.contains(&first.as_str()),
+                "providers.stt",
+                format!("{first:?} is not a streaming STT (one of {STREAMING_STT:?})"),
+            );
+        }
+        for f in p.stt.iter().skip(1) {
+            check(
+                BATCH_STT.contains(&f.as_str()),
+                "providers.stt",
+                format!("{f:?} cannot be the fallback STT (one of {BATCH_STT:?})"),
+            );
+        }
+        check(
+            (1..=3).contains(&p.llm.len()),
+            "providers.llm",
+            "needs 1 to 3 providers".into(),
+        );
+        for name in &p.llm {
+            check(
+                name == "sim" || self.llm.contains_key(name),
+                "providers.llm",
+                format!("{name:?} has no [llm.{name}] section with its model"),
+            );
+        }
+        check(
+            (1..=3).contains(&p.tts.len()),
+            "providers.tts",
+            "needs 1 to 3 providers".into(),
+        );
+        for name in &p.tts {
+            check(
+                TTS.contains(&name.as_str()),
+                "providers.tts",
+                format!("{name:?} is not a TTS (one of {TTS:?})"),
+            );
+        }
+        for (name, llm) in &self.llm {
+            check(
+                !llm.model.trim().is_empty(),
+                "llm.*.model",
+                format!("[llm.{name}] needs a model"),
+            );
+            check(
+                (0.0..=2.0).contains(&llm.temperature),
+                "llm.*.temperature",
+                format!(
+                    "[llm.{name}] temperature {} is outside 0..=2",
+                    llm.temperature
+                ),
+            );
+            check(
+                (1..=4096).contains(&llm.max_tokens),
+                "llm.*.max_tokens",
+                format!(
+                    "[llm.{name}] max_tokens {} is outside 1..=4096",
+                    llm.max_tokens
+                ),
+            );
+        }
+        check(
+            !self.tts.elevenlabs.voice_id.trim().is_empty(),
+            "tts.elevenlabs.voice_id",
+            "must not be empty".into(),
+        );
+        let t = &self.timeouts;
+        for (field, v, lo, hi) in [
+            (
+                "timeouts.llm_first_token_ms",
+                t.llm_first_token_ms,
+                100,
+                60_000,
+            ),
+            ("timeouts.turn_budget_ms", t.turn_budget_ms, 500, 120_000),
+            (
+                "timeouts.tts_first_byte_ms",
+                t.tts_first_byte_ms,
+                100,
+                30_000,
+            ),
+            ("timeouts.stt_final_ms", t.stt_final_ms, 100, 30_000),
+            (
+                "timeouts.stt_reconnect_max_ms",
+                t.stt_reconnect_max_ms,
+                100,
+                60_000,
+            ),
+        ] {
+            check(
+                (lo..=hi).contains(&v),
+                field,
+                format!("{v} is outside {lo}..={hi}"),
+            );
+        }
+        check(
+            t.turn_budget_ms >= t.llm_first_token_ms,
+            "timeouts.turn_budget_ms",
+            "must be at least timeouts.llm_first_token_ms".into(),
+        );
+        for (slot, spec) in &self.tools.outcome {
+            let ok = match spec {
+                SlotSpec::Type(t) => {
+                    ["string", "number", "integer", "boolean"].contains(&t.as_str())
+                }
+                SlotSpec::OneOf(values) => !values.is_empty(),
+            };
+            check(
+                ok,
+                "tools.outcome",
+                format!(
+                    "slot {slot:?}: a type (string, number, integer, boolean) or a non-empty list of values"
+                ),
+            );
+        }
         let sim = &self.sim;
         check(
             sim.stt.final_delay_ms <= 10_000,
@@ -463,7 +783,7 @@ mod tests {
 
     #[test]
     fn unknown_enum_value_names_the_choices() {
-        let err = PolicyFile::parse("[providers]\nstt = \"whisperx\"\n", "t", "t").unwrap_err();
+        let err = PolicyFile::parse("[providers]\nstt = [\"whisperx\"]\n", "t", "t").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("whisperx") && text.contains("sim"), "{text}");
     }

@@ -1,38 +1,255 @@
-//! `Stt`: the call's one streaming transcription session. Audio from `MediaIn`
-//! goes in; final transcripts come out and, once the provider says the
-//! utterance is complete, go to the supervisor as the caller's words.
+//! `Stt`: the call's streaming transcription. The caller's words reach the
+//! supervisor as one `Utterance` per turn, whatever the provider does.
+//!
+//! - **Only speech is streamed.** Audio flows to the provider from half a
+//!   second before Hark's VAD hears speech (the pre-roll) until it ends, then
+//!   the utterance is finalized; in silence the session idles (the provider
+//!   keeps it alive). Streaming STT is billed by audio length, and on a phone
+//!   call the caller is mostly listening.
+//! - **No word is lost to a dropped socket.** The current utterance's audio is
+//!   kept until its final transcript arrives. When the session fails it is
+//!   reopened with backoff (100 ms doubling up to the policy's maximum) and
+//!   the utterance is replayed into the new one.
+//! - **A stalled or down stream does not stall the turn.** If no final
+//!   arrives within the policy's `stt_final_ms` after the caller stops, or the
+//!   stream is down when they stop, the utterance goes to the fallback
+//!   transcriber (OpenAI) as a whole.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::time::Instant;
 
 use crate::backlog::Slot;
 use crate::call::{CallContext, ChildKind};
 use crate::call_supervisor::SupervisorMsg;
-use crate::providers::{SpeechInfo, SttEvent, SttInput};
+use crate::metrics as m;
+use crate::providers::{ProviderError, SpeechInfo, SttEvent, SttInput, SttSession};
 use crate::util::{AbortOnDrop, Incarnation};
+
+/// Audio kept from before speech is detected: 0.5 s of μ-law.
+const PRE_ROLL_BYTES: usize = 4000;
+/// Longest utterance kept for replay and fallback: 60 s.
+const MAX_UTTERANCE_BYTES: usize = 60 * 8000;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub enum SttMsg {
     /// Caller audio, μ-law, in batches of `media_in::STT_BATCH_FRAMES` frames.
     Audio { ulaw: Bytes, slot: Slot },
-    /// From `Vad`: the caller stopped talking.
-    EndOfSpeech(SpeechInfo),
-    /// From the session's event pump.
-    Provider(SttEvent),
+    /// From `Vad`: the caller started talking.
+    SpeechStarted,
+    /// From `Vad`: the caller stopped; `last_voice` is when their last voiced frame arrived.
+    EndOfSpeech {
+        info: SpeechInfo,
+        last_voice: Instant,
+    },
+    /// From a session's event pump; `None` when the session's stream ended.
+    Provider {
+        session: u64,
+        event: Option<SttEvent>,
+    },
+    /// A connection attempt finished.
+    Connected(Result<SttSession, ProviderError>),
+    /// Time to try connecting again.
+    Reconnect,
+    /// No final transcript arrived in time for this utterance.
+    FinalTimeout { utterance: u64 },
+    /// The fallback transcriber finished this utterance.
+    Transcribed {
+        utterance: u64,
+        result: Result<String, ProviderError>,
+    },
+}
+
+impl std::fmt::Debug for SttSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SttSession")
+    }
+}
+
+/// A live provider session.
+struct Live {
+    id: u64,
+    input: Box<dyn SttInput>,
+    _pump: AbortOnDrop,
+}
+
+/// An utterance the caller finished, waiting for its transcript.
+struct Pending {
+    id: u64,
+    info: SpeechInfo,
+    last_voice: Instant,
+    /// Its words went to the fallback transcriber.
+    fallback: bool,
+    _timer: AbortOnDrop,
 }
 
 pub struct Stt;
 
 pub struct SttState {
     ctx: Arc<CallContext>,
-    input: Box<dyn SttInput>,
-    /// Final text of the utterance in progress.
+    live: Option<Live>,
+    sessions: u64,
+    connecting: Option<AbortOnDrop>,
+    /// Ever connected: later connections count as reconnects.
+    connected_once: bool,
+    backoff: Duration,
+    speaking: bool,
+    pre_roll: VecDeque<u8>,
+    /// Audio of the current (or pending) utterance.
+    utterance: Vec<u8>,
+    pending: Option<Pending>,
+    utterances: u64,
     finals: Vec<String>,
-    _pump: AbortOnDrop,
+    fallback_task: Option<AbortOnDrop>,
     life: Incarnation,
+}
+
+impl SttState {
+    fn provider(&self) -> &'static str {
+        self.ctx.providers.stt.name()
+    }
+
+    /// Starts a connection attempt in the background (audio keeps flowing in meanwhile).
+    fn connect(&mut self, myself: &ActorRef<SttMsg>) {
+        let stt = Arc::clone(&self.ctx.providers.stt);
+        let ids = self.ctx.ids.clone();
+        let me = myself.clone();
+        self.connecting = Some(AbortOnDrop::spawn(async move {
+            let result = stt.connect(&ids).await;
+            let _ = me.send_message(SttMsg::Connected(result));
+        }));
+    }
+
+    fn lost(&mut self, myself: &ActorRef<SttMsg>, error: ProviderError) {
+        let provider = self.provider();
+        tracing::warn!(parent: &self.ctx.span, provider, %error, "stt session lost; reconnecting");
+        error.count(provider);
+        self.live = None;
+        // The replay (or the fallback) transcribes the whole utterance again.
+        self.finals.clear();
+        self.schedule_reconnect(myself);
+        // The caller may have finished while the stream was down.
+        if self.pending.as_ref().is_some_and(|p| !p.fallback) {
+            self.transcribe_with_fallback(myself);
+        }
+    }
+
+    fn schedule_reconnect(&mut self, myself: &ActorRef<SttMsg>) {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.ctx.policy.timeouts.stt_reconnect_max());
+        let me = myself.clone();
+        self.connecting = Some(AbortOnDrop::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = me.send_message(SttMsg::Reconnect);
+        }));
+    }
+
+    fn install(&mut self, myself: &ActorRef<SttMsg>, session: SttSession) {
+        self.sessions += 1;
+        let id = self.sessions;
+        let mut events = session.events;
+        let me = myself.clone();
+        let pump = AbortOnDrop::spawn(async move {
+            while let Some(event) = events.next().await {
+                if me
+                    .send_message(SttMsg::Provider {
+                        session: id,
+                        event: Some(event),
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = me.send_message(SttMsg::Provider {
+                session: id,
+                event: None,
+            });
+        });
+        let mut live = Live {
+            id,
+            input: session.input,
+            _pump: pump,
+        };
+        if self.connected_once {
+            metrics::counter!(m::PROVIDER_RECONNECTS, "provider" => self.provider()).increment(1);
+            tracing::info!(parent: &self.ctx.span, provider = self.provider(), "stt session reopened");
+        }
+        self.connected_once = true;
+        self.backoff = FIRST_BACKOFF;
+        // Replay what the caller said that has no transcript yet.
+        if self.speaking || self.pending.as_ref().is_some_and(|p| !p.fallback) {
+            live.input.audio(&self.utterance);
+        }
+        if let Some(p) = self.pending.as_ref().filter(|p| !p.fallback) {
+            live.input.end_of_speech(p.info);
+        }
+        self.live = Some(live);
+    }
+
+    fn transcribe_with_fallback(&mut self, myself: &ActorRef<SttMsg>) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        let Some(fallback) = self.ctx.providers.stt_fallback.clone() else {
+            return;
+        };
+        pending.fallback = true;
+        let utterance = pending.id;
+        self.finals.clear();
+        let audio = std::mem::take(&mut self.utterance);
+        let me = myself.clone();
+        tracing::info!(parent: &self.ctx.span, provider = fallback.name(), "transcribing the utterance with the fallback");
+        self.fallback_task = Some(AbortOnDrop::spawn(async move {
+            let result = fallback.transcribe(&audio).await;
+            let _ = me.send_message(SttMsg::Transcribed { utterance, result });
+        }));
+    }
+
+    /// The utterance is transcribed: hand the caller's words on.
+    fn complete(&mut self, provider: &'static str, extra: Option<String>) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        metrics::histogram!(m::STT_FINAL, "provider" => provider)
+            .record(pending.last_voice.elapsed().as_secs_f64());
+        self.finals.extend(extra.filter(|t| !t.trim().is_empty()));
+        let text = std::mem::take(&mut self.finals).join(" ");
+        self.fallback_task = None;
+        if !self.speaking {
+            self.utterance.clear();
+        }
+        if text.trim().is_empty() {
+            tracing::debug!(parent: &self.ctx.span, "utterance without words");
+            return;
+        }
+        tracing::debug!(parent: &self.ctx.span, %text, "caller utterance");
+        self.ctx
+            .routes
+            .supervisor
+            .send(SupervisorMsg::Utterance { text });
+    }
+
+    fn audio(&mut self, ulaw: &[u8]) {
+        if self.speaking {
+            if self.utterance.len() + ulaw.len() <= MAX_UTTERANCE_BYTES {
+                self.utterance.extend_from_slice(ulaw);
+            }
+            if let Some(live) = self.live.as_mut() {
+                live.input.audio(ulaw);
+            }
+        } else {
+            self.pre_roll.extend(ulaw);
+            let excess = self.pre_roll.len().saturating_sub(PRE_ROLL_BYTES);
+            self.pre_roll.drain(..excess);
+        }
+    }
 }
 
 impl Actor for Stt {
@@ -45,22 +262,24 @@ impl Actor for Stt {
         myself: ActorRef<Self::Msg>,
         ctx: Arc<CallContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let session = ctx.providers.stt.connect(&ctx.ids).await?;
-        let mut events = session.events;
-        let pump = AbortOnDrop::spawn(async move {
-            while let Some(event) = events.next().await {
-                if myself.send_message(SttMsg::Provider(event)).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(SttState {
+        let mut state = SttState {
             ctx,
-            input: session.input,
+            live: None,
+            sessions: 0,
+            connecting: None,
+            connected_once: false,
+            backoff: FIRST_BACKOFF,
+            speaking: false,
+            pre_roll: VecDeque::with_capacity(PRE_ROLL_BYTES + 800),
+            utterance: Vec::new(),
+            pending: None,
+            utterances: 0,
             finals: Vec::new(),
-            _pump: pump,
+            fallback_task: None,
             life: Incarnation::default(),
-        })
+        };
+        state.connect(&myself);
+        Ok(state)
     }
 
     async fn post_stop(
@@ -68,49 +287,127 @@ impl Actor for Stt {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.input.close();
+        if let Some(live) = state.live.as_mut() {
+            live.input.close();
+        }
         Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.life.on_message(&state.ctx.fault, ChildKind::Stt);
         match msg {
             SttMsg::Audio { ulaw, slot } => {
-                state.input.audio(&ulaw);
+                state.audio(&ulaw);
                 drop(slot);
             }
-            SttMsg::EndOfSpeech(info) => state.input.end_of_speech(info),
-            SttMsg::Provider(SttEvent::Interim { text }) => {
-                tracing::trace!(parent: &state.ctx.span, %text, "interim transcript");
-            }
-            SttMsg::Provider(SttEvent::Final {
-                text,
-                utterance_end,
-            }) => {
-                if !text.trim().is_empty() {
-                    state.finals.push(text);
+            SttMsg::SpeechStarted => {
+                state.speaking = true;
+                if state.pending.is_none() {
+                    state.utterance.clear();
                 }
-                if utterance_end && !state.finals.is_empty() {
-                    let text = state.finals.join(" ");
-                    state.finals.clear();
-                    tracing::debug!(parent: &state.ctx.span, %text, "caller utterance");
-                    state
-                        .ctx
-                        .routes
-                        .supervisor
-                        .send(SupervisorMsg::Utterance { text });
+                let pre_roll: Vec<u8> = state.pre_roll.drain(..).collect();
+                state.utterance.extend_from_slice(&pre_roll);
+                if let Some(live) = state.live.as_mut() {
+                    live.input.audio(&pre_roll);
                 }
             }
-            SttMsg::Provider(SttEvent::Error(e)) => {
-                tracing::warn!(parent: &state.ctx.span, provider = state.ctx.providers.stt.name(), error = %e, "stt session failed");
-                metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => state.ctx.providers.stt.name(), "kind" => e.kind())
-                    .increment(1);
-                return Err(Box::new(e));
+            SttMsg::EndOfSpeech { info, last_voice } => {
+                state.speaking = false;
+                state.utterances += 1;
+                let id = state.utterances;
+                let me = myself.clone();
+                let wait = state.ctx.policy.timeouts.stt_final();
+                let timer = AbortOnDrop::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let _ = me.send_message(SttMsg::FinalTimeout { utterance: id });
+                });
+                state.pending = Some(Pending {
+                    id,
+                    info,
+                    last_voice,
+                    fallback: false,
+                    _timer: timer,
+                });
+                match state.live.as_mut() {
+                    Some(live) => live.input.end_of_speech(info),
+                    // Down: the fallback takes it now (or the replay will, on reconnect).
+                    None => state.transcribe_with_fallback(&myself),
+                }
+            }
+            SttMsg::Provider { session, event } => {
+                if state.live.as_ref().map(|l| l.id) != Some(session) {
+                    return Ok(()); // from a session already replaced
+                }
+                match event {
+                    Some(SttEvent::Interim { text }) => {
+                        tracing::trace!(parent: &state.ctx.span, %text, "interim transcript");
+                    }
+                    Some(SttEvent::Final {
+                        text,
+                        utterance_end,
+                    }) => {
+                        if !text.trim().is_empty() {
+                            state.finals.push(text);
+                        }
+                        if utterance_end && state.pending.as_ref().is_some_and(|p| !p.fallback) {
+                            let provider = state.provider();
+                            state.complete(provider, None);
+                        }
+                    }
+                    Some(SttEvent::Error(e)) => state.lost(&myself, e),
+                    None => state.lost(&myself, ProviderError::Closed),
+                }
+            }
+            SttMsg::Connected(Ok(session)) => state.install(&myself, session),
+            SttMsg::Connected(Err(e)) => {
+                let provider = state.provider();
+                tracing::warn!(parent: &state.ctx.span, provider, error = %e, "stt connect failed");
+                e.count(provider);
+                state.schedule_reconnect(&myself);
+                if state.pending.as_ref().is_some_and(|p| !p.fallback) {
+                    state.transcribe_with_fallback(&myself);
+                }
+            }
+            SttMsg::Reconnect => state.connect(&myself),
+            SttMsg::FinalTimeout { utterance } => {
+                if state
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.id == utterance && !p.fallback)
+                {
+                    let provider = state.provider();
+                    ProviderError::Timeout(state.ctx.policy.timeouts.stt_final()).count(provider);
+                    if state.ctx.providers.stt_fallback.is_some() {
+                        tracing::warn!(parent: &state.ctx.span, provider, "no final transcript in time; using the fallback");
+                        state.finals.clear();
+                        state.transcribe_with_fallback(&myself);
+                    } else {
+                        tracing::warn!(parent: &state.ctx.span, provider, "no final transcript in time; using what was heard");
+                        state.complete(provider, None);
+                    }
+                }
+            }
+            SttMsg::Transcribed { utterance, result } => {
+                if state.pending.as_ref().is_none_or(|p| p.id != utterance) {
+                    return Ok(());
+                }
+                let Some(fallback) = state.ctx.providers.stt_fallback.as_ref().map(|f| f.name())
+                else {
+                    return Ok(());
+                };
+                match result {
+                    Ok(text) => state.complete(fallback, Some(text)),
+                    Err(e) => {
+                        tracing::warn!(parent: &state.ctx.span, provider = fallback, error = %e, "fallback transcription failed; the caller's words are lost");
+                        e.count(fallback);
+                        state.complete(fallback, None);
+                    }
+                }
             }
         }
         Ok(())

@@ -1,6 +1,10 @@
 //! `Tts`: synthesizes a turn's sentences in order and streams the audio to
 //! `MediaOut`, every chunk tagged with its turn generation.
 //!
+//! Fallback: each sentence goes to the first TTS provider that starts within
+//! the policy's first-byte timeout, so one slow or failing provider costs a
+//! sentence a short pause, not the call its voice.
+//!
 //! Backpressure: before sending a chunk the synthesis task takes permits
 //! from the call's audio budget (20 ms frames); the permit travels with the
 //! chunk and is released when `MediaOut` plays or drops it. A long reply
@@ -12,9 +16,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::time::Instant;
 
 use crate::call::{CallContext, ChildKind, Generation, frames_in};
 use crate::media_out::MediaOutMsg;
+use crate::metrics as m;
+use crate::providers::{AudioStream, ProviderError, TtsProvider};
 use crate::util::{AbortOnDrop, Incarnation};
 
 /// Largest chunk handed to `MediaOut`: also the granularity of marks, hence
@@ -85,57 +92,102 @@ impl TtsState {
     }
 }
 
+/// Opens a synthesis and waits for its first audio (the first-byte timeout
+/// covers both).
+async fn open(tts: &dyn TtsProvider, text: &str) -> Result<(Bytes, AudioStream), ProviderError> {
+    let mut audio = tts.synthesize(text).await?;
+    let first = audio.next().await.ok_or(ProviderError::Closed)??;
+    Ok((first, audio))
+}
+
+/// Sends one provider chunk to `MediaOut` in pieces of at most
+/// `MAX_CHUNK_BYTES`, each with its audio-budget permit. False when the turn
+/// is stale or the call is over.
+async fn forward(ctx: &CallContext, generation: Generation, index: u32, chunk: Bytes) -> bool {
+    let mut offset = 0;
+    while offset < chunk.len() {
+        let end = (offset + MAX_CHUNK_BYTES).min(chunk.len());
+        let piece = chunk.slice(offset..end);
+        offset = end;
+        let frames = frames_in(piece.len()) as u32;
+        let Ok(permit) = Arc::clone(&ctx.audio_budget)
+            .acquire_many_owned(frames)
+            .await
+        else {
+            return false;
+        };
+        if ctx.generation() != generation {
+            return false;
+        }
+        ctx.routes.media_out.send(MediaOutMsg::Audio {
+            generation,
+            index,
+            chunk: piece,
+            permit,
+        });
+    }
+    true
+}
+
+/// Synthesizes one sentence with the first provider that starts within the
+/// first-byte timeout; the others take over if it fails or stalls. Once audio
+/// has started, a failure ends the sentence where it broke (starting it again
+/// with another voice would repeat what the caller already heard).
 async fn synthesize(ctx: Arc<CallContext>, myself: ActorRef<TtsMsg>, sentence: Sentence) {
     let Sentence {
         generation,
         index,
         text,
     } = sentence;
-    let tts = Arc::clone(&ctx.providers.tts);
-    match tts.synthesize(&text).await {
-        Ok(mut audio) => {
-            while let Some(chunk) = audio.next().await {
-                let chunk: Bytes = match chunk {
-                    Ok(c) => c,
-                    Err(e) => {
-                        provider_error(&ctx, &e);
-                        break;
-                    }
-                };
-                let mut offset = 0;
-                while offset < chunk.len() {
-                    let end = (offset + MAX_CHUNK_BYTES).min(chunk.len());
-                    let piece = chunk.slice(offset..end);
-                    offset = end;
-                    let frames = frames_in(piece.len()) as u32;
-                    let Ok(permit) = Arc::clone(&ctx.audio_budget)
-                        .acquire_many_owned(frames)
-                        .await
-                    else {
+    let limit = ctx.policy.timeouts.tts_first_byte();
+    let mut spoken = false;
+    for tts in &ctx.providers.tts {
+        let name = tts.name();
+        let started = Instant::now();
+        let (first, mut audio) = match tokio::time::timeout(limit, open(tts.as_ref(), &text)).await
+        {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e)) => {
+                provider_error(&ctx, name, &e);
+                continue;
+            }
+            Err(_) => {
+                provider_error(&ctx, name, &ProviderError::Timeout(limit));
+                continue;
+            }
+        };
+        metrics::histogram!(m::TTS_FIRST_BYTE, "provider" => name)
+            .record(started.elapsed().as_secs_f64());
+        spoken = true;
+        let mut chunk = Some(Ok(first));
+        while let Some(c) = chunk.take() {
+            match c {
+                Ok(bytes) => {
+                    if !forward(&ctx, generation, index, bytes).await {
                         return;
-                    };
-                    if ctx.generation() != generation {
-                        return;
                     }
-                    ctx.routes.media_out.send(MediaOutMsg::Audio {
-                        generation,
-                        index,
-                        chunk: piece,
-                        permit,
-                    });
+                }
+                Err(e) => {
+                    provider_error(&ctx, name, &e);
+                    break;
                 }
             }
+            chunk = match tokio::time::timeout(limit, audio.next()).await {
+                Ok(next) => next,
+                Err(_) => Some(Err(ProviderError::Timeout(limit))),
+            };
         }
-        Err(e) => provider_error(&ctx, &e),
+        break;
+    }
+    if !spoken {
+        tracing::warn!(parent: &ctx.span, "no TTS provider could speak a sentence");
     }
     let _ = myself.send_message(TtsMsg::SentenceDone { generation });
 }
 
-fn provider_error(ctx: &CallContext, e: &crate::providers::ProviderError) {
-    let provider = ctx.providers.tts.name();
-    tracing::warn!(parent: &ctx.span, provider, error = %e, "tts failed");
-    metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => provider, "kind" => e.kind())
-        .increment(1);
+fn provider_error(ctx: &CallContext, provider: &'static str, e: &ProviderError) {
+    tracing::warn!(parent: &ctx.span, provider, error = %e, "tts attempt failed");
+    e.count(provider);
 }
 
 impl Actor for Tts {

@@ -283,6 +283,7 @@ impl Actor for Vad {
             tracing::debug!(parent: &ctx.span, ?event, "vad");
             match event {
                 VadEvent::SpeechStarted { at } => {
+                    routes.stt.send(SttMsg::SpeechStarted);
                     routes.supervisor.send(SupervisorMsg::SpeechStarted { at });
                 }
                 VadEvent::BargeIn { at } => {
@@ -292,9 +293,10 @@ impl Actor for Vad {
                     last_voice,
                     speech_ms,
                 } => {
-                    routes
-                        .stt
-                        .send(SttMsg::EndOfSpeech(SpeechInfo { speech_ms }));
+                    routes.stt.send(SttMsg::EndOfSpeech {
+                        info: SpeechInfo { speech_ms },
+                        last_voice,
+                    });
                     routes.supervisor.send(SupervisorMsg::SpeechEnded {
                         last_voice,
                         speech_ms,

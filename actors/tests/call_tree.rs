@@ -52,7 +52,7 @@ impl Call {
                 stream_sid: "MZtest".into(),
                 account_sid: "ACtest".into(),
             },
-            providers: Providers::for_policy(&policy),
+            providers: Providers::simulated(&policy),
             policy,
             settings: CallSettings::default(),
             outbound: tx,

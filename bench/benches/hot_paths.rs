@@ -256,7 +256,7 @@ fn barge_in(c: &mut Criterion) {
                 stream_sid: "MZbench".into(),
                 account_sid: "ACbench".into(),
             },
-            providers: Providers::for_policy(&policy),
+            providers: Providers::simulated(&policy),
             policy,
             settings: CallSettings::default(),
             outbound: tx,

@@ -93,6 +93,40 @@ impl Scrape {
     pub fn has(&self, series: &str) -> bool {
         self.0.contains_key(series)
     }
+
+    /// The sum of every series of metric `name` whose labels include all of
+    /// `labels` (`[("provider", "sim")]`); 0 when none match.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.series(name)
+            .filter(|(l, _)| labels.iter().all(|(k, v)| label(l, k) == Some(v)))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// `(labels, value)` of every series of metric `name`.
+    pub fn series<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+        self.0.iter().filter_map(move |(k, v)| {
+            let (n, labels) = match k.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}').unwrap_or(rest)),
+                None => (k.as_str(), ""),
+            };
+            (n == name).then_some((labels, *v))
+        })
+    }
+}
+
+/// The value of label `key` in a printed label set (`a="1",b="2"`).
+pub fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = labels;
+    while !rest.is_empty() {
+        let (k, after) = rest.split_once("=\"")?;
+        let end = after.find('"')?;
+        if k.trim_start_matches(',') == key {
+            return Some(&after[..end]);
+        }
+        rest = &after[end + 1..];
+    }
+    None
 }
 
 /// Hark's own figures over a run: counter deltas, gauges at the end, and
@@ -113,19 +147,22 @@ impl HarkFigures {
             .map(|(k, v)| (k.clone(), v - before.get(k)))
             .collect();
         let buckets = |s: &Scrape| -> Vec<(f64, f64)> {
-            let mut b: Vec<(f64, f64)> =
-                s.0.iter()
-                    .filter_map(|(k, v)| {
-                        let le = k.strip_prefix("hark_turn_response_seconds_bucket{le=\"")?;
-                        let le = le.strip_suffix("\"}")?;
-                        let le = if le == "+Inf" {
-                            f64::INFINITY
-                        } else {
-                            le.parse().ok()?
-                        };
-                        Some((le, *v))
-                    })
-                    .collect();
+            // Summed over every label set (one per provider pipeline).
+            let mut b: Vec<(f64, f64)> = Vec::new();
+            for (labels, v) in s.series("hark_turn_response_seconds_bucket") {
+                let le = match label(labels, "le") {
+                    Some("+Inf") => f64::INFINITY,
+                    Some(le) => match le.parse() {
+                        Ok(le) => le,
+                        Err(_) => continue,
+                    },
+                    None => continue,
+                };
+                match b.iter_mut().find(|(l, _)| *l == le) {
+                    Some(slot) => slot.1 += v,
+                    None => b.push((le, v)),
+                }
+            }
             b.sort_by(|x, y| x.0.total_cmp(&y.0));
             b
         };
@@ -196,6 +233,10 @@ mod tests {
         );
         let f = HarkFigures::between(&before, &after);
         assert_eq!(f.deltas["hark_calls_total"], 10.0);
+        assert_eq!(
+            after.sum("hark_turn_response_seconds_bucket", &[("le", "1")]),
+            110.0
+        );
         // All 100 new observations fall in (0.5, 1]: the median interpolates to 0.75 s.
         assert!((f.turn_response_p50_ms.unwrap() - 750.0).abs() < 1e-6);
     }

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use hark_actors::CallSettings;
+use hark_actors::providers::ProviderEndpoints;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with the `HARK_` prefix that are not config keys.
@@ -39,6 +40,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// Per-call settings.
     pub call: CallSettings,
+    /// Provider endpoints and the environment variables holding their keys.
+    pub providers: ProviderEndpoints,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             max_message_bytes: 64 * 1024,
             worker_threads: 0,
             call: CallSettings::default(),
+            providers: ProviderEndpoints::default(),
         }
     }
 }
@@ -82,27 +86,31 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::File {
+        // Start from the defaults so a file or variable can set one key of a
+        // section (`HARK_PROVIDERS__DEEPGRAM__BASE_URL`) and keep the rest.
+        let mut table =
+            toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid {
+                origin: "defaults".into(),
+                message: e.to_string(),
+            })?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let overrides: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+            merge(&mut table, overrides);
+            // Type-check the file on its own so its errors name the file.
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::File {
                     path: path.to_owned(),
                     message: e.to_string(),
                 })?;
-                // Type-check the file on its own so its errors name the file.
-                toml::Value::Table(table.clone())
-                    .try_into::<Config>()
-                    .map_err(|e| ConfigError::File {
-                        path: path.to_owned(),
-                        message: e.to_string(),
-                    })?;
-                table
-            }
-            None => toml::Table::new(),
-        };
+        }
         let mut vars: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("HARK_") && !NOT_CONFIG.contains(&k.as_str()))
@@ -135,6 +143,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = self.call.validate();
+        errors.extend(self.providers.validate());
         if self.max_calls == 0 {
             errors.push("max_calls: must be at least 1".into());
         }
@@ -163,6 +172,18 @@ fn parse_value(raw: &str) -> toml::Value {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, other values replace.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
@@ -225,6 +246,18 @@ mod tests {
         assert_eq!(c.call.restart_budget, 2);
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.public_host.as_deref(), Some("abc.example.com"));
+    }
+
+    #[test]
+    fn one_key_of_a_provider_endpoint_keeps_the_others() {
+        let c = Config::load_from(
+            None,
+            env(&[("HARK_PROVIDERS__DEEPGRAM__BASE_URL", "http://127.0.0.1:9")]),
+        )
+        .unwrap();
+        assert_eq!(c.providers.deepgram.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.providers.deepgram.api_key_env, "DEEPGRAM_API_KEY");
+        assert_eq!(c.providers.openai, ProviderEndpoints::default().openai);
     }
 
     #[test]

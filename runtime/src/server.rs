@@ -175,7 +175,7 @@ pub enum ServeError {
 /// Runs `hark serve` until SIGTERM/SIGINT and a graceful drain.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let policy = Arc::new(PolicyFile::load(&config.policy)?);
-    let providers = Providers::for_policy(&policy);
+    let providers = Providers::simulated(&policy);
     let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
     let listener = TcpListener::bind(config.listen)
         .await

@@ -24,14 +24,18 @@ pub fn init_logging() {
 /// Installs the Prometheus recorder. Histograms get explicit buckets (the
 /// exporter would render summaries otherwise), and a task runs upkeep.
 pub fn install_metrics() -> Result<PrometheusHandle, String> {
-    let handle = PrometheusBuilder::new()
+    let mut builder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(m::TURN_RESPONSE.into()),
             m::TURN_RESPONSE_BUCKETS,
         )
-        .map_err(|e| e.to_string())?
-        .install_recorder()
         .map_err(|e| e.to_string())?;
+    for stage in [m::STT_FINAL, m::LLM_FIRST_TOKEN, m::TTS_FIRST_BYTE] {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(stage.into()), m::STAGE_BUCKETS)
+            .map_err(|e| e.to_string())?;
+    }
+    let handle = builder.install_recorder().map_err(|e| e.to_string())?;
     m::describe();
     let upkeep = handle.clone();
     tokio::spawn(async move {

@@ -60,10 +60,10 @@ async fn an_utterance_gets_a_spoken_reply() {
         assert!(st.clears.is_empty(), "no barge-in happened");
     }
     let m = hark.metrics().await;
-    assert_eq!(m.get("hark_turn_response_seconds_count"), 1.0);
+    assert_eq!(m.sum("hark_turn_response_seconds_count", &[]), 1.0);
     assert!(
-        m.has("hark_turn_response_seconds_bucket{le=\"0.5\"}"),
-        "histogram has real buckets"
+        m.has("hark_turn_response_seconds_bucket{provider=\"sim+sim+sim\",le=\"0.5\"}"),
+        "histogram has real buckets, labelled by provider"
     );
     assert_eq!(m.get("hark_barge_ins_total"), 0.0);
 }

@@ -1,21 +1,25 @@
 //! Speech and language providers behind small traits, one file per provider.
 //!
-//! The actors only see these traits; which implementation serves a call is
-//! decided when the policy is loaded. `sim` implementations are real code paths
-//! with configurable latency, used when no provider is configured.
+//! The actors only see the traits. Which implementations serve a policy's
+//! calls is decided once, when the policy is loaded ([`Providers::build`]):
+//! a provider named by the policy is live when its API key is set, and
+//! replaced by its simulation otherwise — said loudly, so a missing key is
+//! never mistaken for a working deployment.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod endpoints;
 pub mod llm;
 pub mod stt;
 pub mod tts;
 
-pub use llm::{LlmDelta, LlmProvider, LlmRequest, LlmStream};
-pub use stt::{SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
+pub use endpoints::{Endpoint, Keys, ProviderEndpoints, Secret};
+pub use llm::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ToolCall, ToolSpec};
+pub use stt::{BatchStt, SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
 pub use tts::{AudioStream, TtsProvider};
 
-use crate::policy_file::{PolicyFile, ProviderKind};
+use crate::policy_file::PolicyFile;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
@@ -23,6 +27,12 @@ pub enum ProviderError {
     Connect(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("rate limited (HTTP 429)")]
+    RateLimited,
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("HTTP status {0}")]
     Status(u16),
     #[error("protocol error: {0}")]
@@ -32,14 +42,63 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// The `kind` label of provider error metrics.
+    /// The `kind` label of `hark_provider_errors_total`.
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderError::Connect(_) => "connect",
             ProviderError::Timeout(_) => "timeout",
+            ProviderError::RateLimited => "rate_limited",
+            ProviderError::Auth(_) => "auth",
+            ProviderError::NotFound(_) => "not_found",
+            ProviderError::Status(s) if *s >= 500 => "server_error",
             ProviderError::Status(_) => "status",
             ProviderError::Protocol(_) => "protocol",
             ProviderError::Closed => "closed",
+        }
+    }
+
+    /// Whether trying again (or elsewhere) may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProviderError::Connect(_)
+            | ProviderError::Timeout(_)
+            | ProviderError::RateLimited
+            | ProviderError::Protocol(_)
+            | ProviderError::Closed => true,
+            ProviderError::Status(s) => *s >= 500,
+            ProviderError::Auth(_) | ProviderError::NotFound(_) => false,
+        }
+    }
+
+    /// Maps an HTTP status to an error.
+    pub fn from_status(status: u16, what: &str) -> Self {
+        match status {
+            401 | 403 => ProviderError::Auth(format!("HTTP {status}")),
+            404 => ProviderError::NotFound(what.to_owned()),
+            429 => ProviderError::RateLimited,
+            s => ProviderError::Status(s),
+        }
+    }
+
+    /// Counts the error in `hark_provider_errors_total{provider,kind}`.
+    pub fn count(&self, provider: &'static str) {
+        metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => provider, "kind" => self.kind())
+            .increment(1);
+    }
+}
+
+impl From<reqwest::Error> for ProviderError {
+    fn from(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            ProviderError::Timeout(Duration::ZERO)
+        } else if let Some(status) = e.status() {
+            ProviderError::from_status(status.as_u16(), "")
+        } else if e.is_connect() {
+            ProviderError::Connect(e.to_string())
+        } else if e.is_decode() || e.is_body() {
+            ProviderError::Protocol(e.to_string())
+        } else {
+            ProviderError::Connect(e.to_string())
         }
     }
 }
@@ -47,33 +106,216 @@ impl ProviderError {
 /// The providers serving one policy's calls.
 #[derive(Clone)]
 pub struct Providers {
+    /// Streaming transcription, one session per call.
     pub stt: Arc<dyn SttProvider>,
-    pub llm: Arc<dyn LlmProvider>,
-    pub tts: Arc<dyn TtsProvider>,
+    /// Per-utterance transcription while the stream is down.
+    pub stt_fallback: Option<Arc<dyn BatchStt>>,
+    /// In order: the first is tried (and retried once), then the others.
+    pub llm: Vec<Arc<dyn LlmProvider>>,
+    /// In order, per sentence.
+    pub tts: Vec<Arc<dyn TtsProvider>>,
+    /// `stt+llm+tts` of the first providers: the `provider` label of the
+    /// end-to-end `hark_turn_response_seconds`.
+    pub pipeline: Arc<str>,
+}
+
+/// A provider a policy names that cannot be used: its API key is not set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub role: &'static str,
+    pub provider: String,
+    /// The environment variable that is not set.
+    pub missing_key: String,
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {} is not set",
+            self.role, self.provider, self.missing_key
+        )
+    }
 }
 
 impl Providers {
-    /// Builds the providers a policy names.
-    pub fn for_policy(policy: &PolicyFile) -> Self {
+    /// Everything simulated, as the policy's `[sim]` section says.
+    pub fn simulated(policy: &PolicyFile) -> Self {
         let sim = &policy.sim;
-        let stt: Arc<dyn SttProvider> = match policy.providers.stt {
-            ProviderKind::Sim => Arc::new(stt::sim::SimStt::new(sim.stt.clone())),
-        };
-        let llm: Arc<dyn LlmProvider> = match policy.providers.llm {
-            ProviderKind::Sim => Arc::new(llm::sim::SimLlm::new(sim.llm.clone())),
-        };
-        let tts: Arc<dyn TtsProvider> = match policy.providers.tts {
-            ProviderKind::Sim => Arc::new(tts::sim::SimTts::new(sim.tts.clone())),
-        };
-        Self { stt, llm, tts }
+        Self::assemble(
+            Arc::new(stt::sim::SimStt::new(sim.stt.clone())),
+            None,
+            vec![Arc::new(llm::sim::SimLlm::new(sim.llm.clone()))],
+            vec![Arc::new(tts::sim::SimTts::new(sim.tts.clone()))],
+        )
     }
 
-    /// `(role, provider name, simulated?)` for start-up banners and `/readyz`.
-    pub fn describe(&self) -> [(&'static str, &'static str, bool); 3] {
-        [
-            ("stt", self.stt.name(), self.stt.is_simulated()),
-            ("llm", self.llm.name(), self.llm.is_simulated()),
-            ("tts", self.tts.name(), self.tts.is_simulated()),
-        ]
+    fn assemble(
+        stt: Arc<dyn SttProvider>,
+        stt_fallback: Option<Arc<dyn BatchStt>>,
+        llm: Vec<Arc<dyn LlmProvider>>,
+        tts: Vec<Arc<dyn TtsProvider>>,
+    ) -> Self {
+        let first = |v: Option<&'static str>| v.unwrap_or("none");
+        let pipeline = format!(
+            "{}+{}+{}",
+            stt.name(),
+            first(llm.first().map(|p| p.name())),
+            first(tts.first().map(|p| p.name()))
+        );
+        Self {
+            stt,
+            stt_fallback,
+            llm,
+            tts,
+            pipeline: pipeline.into(),
+        }
     }
+
+    /// The providers a policy names, live where a key is set. Returns what was
+    /// substituted or dropped, for the start-up banner and logs.
+    pub fn build(
+        policy: &PolicyFile,
+        endpoints: &ProviderEndpoints,
+        keys: &Keys,
+    ) -> Result<(Self, Vec<Notice>), String> {
+        let mut notices = Vec::new();
+        let sim = &policy.sim;
+        let timeout = endpoints.connect_timeout();
+        let missing = |role: &'static str, name: &str, e: &Endpoint, notices: &mut Vec<Notice>| {
+            notices.push(Notice {
+                role,
+                provider: name.to_owned(),
+                missing_key: e.api_key_env.clone(),
+            });
+        };
+        let mut stt_names = policy.providers.stt.iter();
+        let stt: Arc<dyn SttProvider> = match stt_names.next().map(String::as_str) {
+            Some("deepgram") => match keys.get(&endpoints.deepgram) {
+                Some(key) => Arc::new(stt::deepgram::Deepgram::new(
+                    &endpoints.deepgram,
+                    key.clone(),
+                    policy.stt.deepgram.clone(),
+                    timeout,
+                )?),
+                None => {
+                    missing("stt", "deepgram", &endpoints.deepgram, &mut notices);
+                    Arc::new(stt::sim::SimStt::new(sim.stt.clone()))
+                }
+            },
+            _ => Arc::new(stt::sim::SimStt::new(sim.stt.clone())),
+        };
+        let stt_fallback: Option<Arc<dyn BatchStt>> = match stt_names.next().map(String::as_str) {
+            Some("openai") => match keys.get(&endpoints.openai) {
+                Some(key) => Some(Arc::new(stt::openai::OpenAiStt::new(
+                    &endpoints.openai,
+                    key.clone(),
+                    policy.stt.openai.clone(),
+                ))),
+                None => {
+                    missing("stt", "openai", &endpoints.openai, &mut notices);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let mut llm: Vec<Arc<dyn LlmProvider>> = Vec::new();
+        for name in &policy.providers.llm {
+            if name == "sim" {
+                llm.push(Arc::new(llm::sim::SimLlm::new(sim.llm.clone())));
+                continue;
+            }
+            let Some(endpoint) = endpoints.llm(name) else {
+                return Err(format!(
+                    "providers.llm: {name:?} is neither \"openai\" nor an endpoint in the runtime config's [providers.openai_compatible]"
+                ));
+            };
+            let Some(settings) = policy.llm.get(name) else {
+                return Err(format!(
+                    "providers.llm: {name:?} has no [llm.{name}] section"
+                ));
+            };
+            match keys.get(endpoint) {
+                Some(key) => llm.push(Arc::new(llm::openai::OpenAiChat::new(
+                    name,
+                    endpoint,
+                    key.clone(),
+                    settings.clone(),
+                ))),
+                None => missing("llm", name, endpoint, &mut notices),
+            }
+        }
+        if llm.is_empty() {
+            llm.push(Arc::new(llm::sim::SimLlm::new(sim.llm.clone())));
+        }
+        let mut tts: Vec<Arc<dyn TtsProvider>> = Vec::new();
+        for name in &policy.providers.tts {
+            match name.as_str() {
+                "elevenlabs" => match keys.get(&endpoints.elevenlabs) {
+                    Some(key) => tts.push(Arc::new(tts::elevenlabs::ElevenLabs::new(
+                        &endpoints.elevenlabs,
+                        key.clone(),
+                        policy.tts.elevenlabs.clone(),
+                        timeout,
+                    ))),
+                    None => missing("tts", "elevenlabs", &endpoints.elevenlabs, &mut notices),
+                },
+                "openai" => match keys.get(&endpoints.openai) {
+                    Some(key) => tts.push(Arc::new(tts::openai::OpenAiTts::new(
+                        &endpoints.openai,
+                        key.clone(),
+                        policy.tts.openai.clone(),
+                    ))),
+                    None => missing("tts", "openai", &endpoints.openai, &mut notices),
+                },
+                _ => tts.push(Arc::new(tts::sim::SimTts::new(sim.tts.clone()))),
+            }
+        }
+        if tts.is_empty() {
+            tts.push(Arc::new(tts::sim::SimTts::new(sim.tts.clone())));
+        }
+        Ok((Self::assemble(stt, stt_fallback, llm, tts), notices))
+    }
+
+    /// `(role, provider, simulated?)` for banners, `/readyz` and `hark doctor`.
+    pub fn describe(&self) -> Vec<(&'static str, &'static str, bool)> {
+        let mut out = vec![("stt", self.stt.name(), self.stt.is_simulated())];
+        if let Some(f) = &self.stt_fallback {
+            out.push(("stt", f.name(), false));
+        }
+        out.extend(self.llm.iter().map(|p| ("llm", p.name(), p.is_simulated())));
+        out.extend(self.tts.iter().map(|p| ("tts", p.name(), p.is_simulated())));
+        out
+    }
+
+    /// Checks every provider (reachability, credentials, model or voice);
+    /// `(role, provider, result)`.
+    pub async fn check(&self) -> Vec<(&'static str, &'static str, Result<String, ProviderError>)> {
+        let mut out = vec![("stt", self.stt.name(), self.stt.check().await)];
+        if let Some(f) = &self.stt_fallback {
+            out.push(("stt", f.name(), f.check().await));
+        }
+        for p in &self.llm {
+            out.push(("llm", p.name(), p.check().await));
+        }
+        for p in &self.tts {
+            out.push(("tts", p.name(), p.check().await));
+        }
+        out
+    }
+}
+
+/// A provider name as a `'static` label value. Names come from policy and
+/// config files, so the set is small and fixed; each is stored once.
+pub fn intern(name: &str) -> &'static str {
+    use std::collections::BTreeSet;
+    use std::sync::{Mutex, PoisonError};
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }

@@ -1,4 +1,4 @@
-//! Streaming chat completion for the bot's turn.
+//! Streaming chat completion for the bot's turn, with tool calls.
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -6,13 +6,32 @@ use futures::stream::BoxStream;
 use super::ProviderError;
 use crate::history::Turn;
 
+pub mod openai;
 pub mod sim;
+
+/// A tool the model may call; `parameters` is a JSON Schema object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+/// A complete tool call (the provider assembles streamed fragments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The model's JSON arguments, unvalidated.
+    pub arguments: String,
+}
 
 /// Everything the model is given for one reply.
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
     pub system_prompt: String,
     pub turns: Vec<Turn>,
+    pub tools: Vec<ToolSpec>,
 }
 
 impl LlmRequest {
@@ -29,6 +48,8 @@ impl LlmRequest {
 pub enum LlmDelta {
     /// The next piece of reply text.
     Text(String),
+    /// A tool call, complete, delivered once the model has finished it.
+    ToolCall(ToolCall),
 }
 
 pub type LlmStream = BoxStream<'static, Result<LlmDelta, ProviderError>>;
@@ -41,4 +62,8 @@ pub trait LlmProvider: Send + Sync + 'static {
     }
     /// Starts a reply. Dropping the stream abandons the request.
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError>;
+    /// Reachability, credentials, model; a one-line description when healthy.
+    async fn check(&self) -> Result<String, ProviderError> {
+        Ok("simulated".into())
+    }
 }

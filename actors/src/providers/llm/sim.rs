@@ -80,6 +80,7 @@ mod tests {
         LlmRequest {
             system_prompt: "sys".into(),
             turns: h.turns().to_vec(),
+            tools: vec![],
         }
     }
 

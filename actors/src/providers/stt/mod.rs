@@ -1,4 +1,5 @@
-//! Streaming speech-to-text: one session per call.
+//! Speech-to-text: one streaming session per call, and a per-utterance
+//! transcriber for when the stream is down.
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -6,6 +7,8 @@ use futures::stream::BoxStream;
 use super::ProviderError;
 use crate::call::CallIds;
 
+pub mod deepgram;
+pub mod openai;
 pub mod sim;
 
 /// What Hark's VAD measured of the utterance that just ended.
@@ -22,12 +25,12 @@ pub enum SttEvent {
     /// Final text for a stretch of speech. `utterance_end` says the provider
     /// considers the caller's utterance complete.
     Final { text: String, utterance_end: bool },
-    /// The session failed; the `Stt` actor decides whether to reconnect.
+    /// The session failed; the `Stt` actor reconnects.
     Error(ProviderError),
 }
 
 /// The sending half of a session. Methods must not block the caller: an
-/// implementation buffers (boundedly) or drops and counts.
+/// implementation queues (boundedly) or drops and reports an error.
 pub trait SttInput: Send {
     /// Caller audio, μ-law 8 kHz mono.
     fn audio(&mut self, ulaw: &[u8]);
@@ -39,6 +42,7 @@ pub trait SttInput: Send {
 
 pub struct SttSession {
     pub input: Box<dyn SttInput>,
+    /// Ends when the session does; an error arrives as [`SttEvent::Error`] first.
     pub events: BoxStream<'static, SttEvent>,
 }
 
@@ -49,4 +53,16 @@ pub trait SttProvider: Send + Sync + 'static {
         false
     }
     async fn connect(&self, call: &CallIds) -> Result<SttSession, ProviderError>;
+    /// Reachability, credentials, model; a one-line description when healthy.
+    async fn check(&self) -> Result<String, ProviderError> {
+        Ok("simulated".into())
+    }
+}
+
+/// Transcribes one finished utterance (μ-law 8 kHz).
+#[async_trait]
+pub trait BatchStt: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    async fn transcribe(&self, ulaw: &[u8]) -> Result<String, ProviderError>;
+    async fn check(&self) -> Result<String, ProviderError>;
 }

@@ -6,6 +6,8 @@ use futures::stream::BoxStream;
 
 use super::ProviderError;
 
+pub mod elevenlabs;
+pub mod openai;
 pub mod sim;
 
 /// μ-law 8 kHz mono chunks, in order.
@@ -19,4 +21,8 @@ pub trait TtsProvider: Send + Sync + 'static {
     }
     /// Starts synthesizing `text`. Dropping the stream abandons the request.
     async fn synthesize(&self, text: &str) -> Result<AudioStream, ProviderError>;
+    /// Reachability, credentials, voice; a one-line description when healthy.
+    async fn check(&self) -> Result<String, ProviderError> {
+        Ok("simulated".into())
+    }
 }

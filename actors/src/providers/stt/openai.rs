@@ -1,0 +1,124 @@
+//! OpenAI transcription (`/v1/audio/transcriptions`, `gpt-4o-mini-transcribe`
+//! or `whisper-1`) through async-openai: one finished utterance at a time,
+//! used while the streaming STT is down.
+
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::types::audio::{AudioInput, AudioResponseFormat, CreateTranscriptionRequest};
+use async_trait::async_trait;
+
+use super::BatchStt;
+use crate::policy_file::OpenAiSttSettings;
+use crate::providers::{Endpoint, ProviderError, Secret};
+use crate::ulaw;
+
+pub struct OpenAiStt {
+    client: Client<OpenAIConfig>,
+    http: reqwest::Client,
+    base: String,
+    key: Secret,
+    settings: OpenAiSttSettings,
+}
+
+impl OpenAiStt {
+    pub fn new(endpoint: &Endpoint, key: Secret, settings: OpenAiSttSettings) -> Self {
+        let config = OpenAIConfig::new()
+            .with_api_base(endpoint.http_base())
+            .with_api_key(key.expose());
+        Self {
+            client: Client::with_config(config),
+            http: reqwest::Client::new(),
+            base: endpoint.http_base().to_owned(),
+            key,
+            settings,
+        }
+    }
+}
+
+/// μ-law 8 kHz as a 16-bit PCM WAV file, which every transcription model takes.
+pub fn wav(ulaw_audio: &[u8]) -> Vec<u8> {
+    let data_len = (ulaw_audio.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&16000u32.to_le_bytes()); // byte rate
+    out.extend_from_slice(&2u16.to_le_bytes()); // block align
+    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for &b in ulaw_audio {
+        out.extend_from_slice(&ulaw::decode(b).to_le_bytes());
+    }
+    out
+}
+
+#[async_trait]
+impl BatchStt for OpenAiStt {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    async fn transcribe(&self, ulaw_audio: &[u8]) -> Result<String, ProviderError> {
+        let request = CreateTranscriptionRequest {
+            file: AudioInput::from_vec_u8("utterance.wav".into(), wav(ulaw_audio)),
+            model: self.settings.model.clone(),
+            language: Some(self.settings.language.clone()),
+            response_format: Some(AudioResponseFormat::Json),
+            ..Default::default()
+        };
+        let response = self
+            .client
+            .audio()
+            .transcription()
+            .create(request)
+            .await
+            .map_err(|e| match e {
+                async_openai::error::OpenAIError::ApiError(api) => {
+                    ProviderError::from_status(api.status_code.as_u16(), &api.api_error.message)
+                }
+                async_openai::error::OpenAIError::Reqwest(e) => e.into(),
+                other => ProviderError::Protocol(other.to_string()),
+            })?;
+        Ok(response.text)
+    }
+
+    async fn check(&self) -> Result<String, ProviderError> {
+        let res = self
+            .http
+            .get(format!("{}/models/{}", self.base, self.settings.model))
+            .bearer_auth(self.key.expose())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?;
+        match res.status().as_u16() {
+            200 => Ok(format!("model {} available", self.settings.model)),
+            s => Err(ProviderError::from_status(
+                s,
+                &format!("model {}", self.settings.model),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wav_header_describes_8khz_16bit_mono() {
+        let w = wav(&[0xFF; 800]);
+        assert_eq!(&w[0..4], b"RIFF");
+        assert_eq!(&w[8..16], b"WAVEfmt ");
+        assert_eq!(u32::from_le_bytes([w[24], w[25], w[26], w[27]]), 8000);
+        assert_eq!(u16::from_le_bytes([w[34], w[35]]), 16);
+        assert_eq!(u32::from_le_bytes([w[40], w[41], w[42], w[43]]), 1600);
+        assert_eq!(w.len(), 44 + 1600);
+    }
+}

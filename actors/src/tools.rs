@@ -1,0 +1,352 @@
+//! Tools the LLM may call, built from the policy: `end_call`,
+//! `transfer_call` (to the policy's targets) and `record_outcome` (the
+//! policy's slots).
+//!
+//! Arguments come from a model and are never trusted: they are parsed and
+//! checked against the policy, and anything wrong goes back to the model as
+//! a tool result saying what was wrong, so it can correct itself. Nothing a
+//! model sends can panic the call.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::policy_file::{PolicyFile, SlotSpec};
+use crate::providers::{ToolCall, ToolSpec};
+
+/// What a valid tool call asks the call to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    None,
+    /// Hang up once the bot's current words have played.
+    EndCall {
+        reason: Option<String>,
+    },
+    /// Transfer to a policy target (not available yet: reported to the model).
+    Transfer {
+        target: String,
+    },
+    /// Store these outcome slots (merged with earlier ones).
+    Outcome(Map<String, Value>),
+}
+
+/// The answer to one tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The `tool` message the model reads next.
+    pub result: String,
+    pub effect: Effect,
+    /// The `outcome` label of `hark_tool_calls_total`.
+    pub label: &'static str,
+}
+
+impl Outcome {
+    fn error(message: String) -> Self {
+        Self {
+            result: json!({ "error": message }).to_string(),
+            effect: Effect::None,
+            label: "invalid",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tools {
+    end_call: bool,
+    transfer_targets: Vec<String>,
+    outcome: BTreeMap<String, SlotSpec>,
+}
+
+impl Tools {
+    pub fn from_policy(policy: &PolicyFile) -> Self {
+        let t = &policy.tools;
+        Self {
+            end_call: t.end_call,
+            transfer_targets: t.transfer_targets.clone(),
+            outcome: t.outcome.clone(),
+        }
+    }
+
+    /// The tools offered to the model.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        let mut specs = Vec::new();
+        if self.end_call {
+            specs.push(ToolSpec {
+                name: "end_call",
+                description: "Hang up after your last words have been heard. Say goodbye first.".into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": { "reason": { "type": "string", "description": "Why the call ends." } },
+                    "additionalProperties": false,
+                }),
+            });
+        }
+        if !self.transfer_targets.is_empty() {
+            specs.push(ToolSpec {
+                name: "transfer_call",
+                description: "Transfer the caller to a human team.".into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {
+                        "target": { "type": "string", "enum": self.transfer_targets },
+                        "reason": { "type": "string" },
+                    },
+                    "required": ["target"],
+                    "additionalProperties": false,
+                }),
+            });
+        }
+        if !self.outcome.is_empty() {
+            let properties: Map<String, Value> = self
+                .outcome
+                .iter()
+                .map(|(name, spec)| {
+                    let schema = match spec {
+                        SlotSpec::Type(t) => json!({ "type": t }),
+                        SlotSpec::OneOf(values) => json!({ "type": "string", "enum": values }),
+                    };
+                    (name.clone(), schema)
+                })
+                .collect();
+            specs.push(ToolSpec {
+                name: "record_outcome",
+                description:
+                    "Record what was learned in this call. Call it as soon as you know a value."
+                        .into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": properties,
+                    "additionalProperties": false,
+                }),
+            });
+        }
+        specs
+    }
+
+    /// Checks a call's arguments and says what it does.
+    pub fn run(&self, call: &ToolCall) -> Outcome {
+        let args = match parse_args(&call.arguments) {
+            Ok(a) => a,
+            Err(e) => return Outcome::error(e),
+        };
+        match call.name.as_str() {
+            "end_call" if self.end_call => self.end_call(args),
+            "transfer_call" if !self.transfer_targets.is_empty() => self.transfer(args),
+            "record_outcome" if !self.outcome.is_empty() => self.record(args),
+            other => {
+                let offered: Vec<&str> = self.specs().iter().map(|s| s.name).collect();
+                Outcome::error(format!("unknown tool {other:?}; available: {offered:?}"))
+            }
+        }
+    }
+
+    fn end_call(&self, args: Map<String, Value>) -> Outcome {
+        if let Some(k) = args.keys().find(|k| *k != "reason") {
+            return Outcome::error(format!("end_call has no argument {k:?}; only \"reason\""));
+        }
+        let reason = match args.get("reason") {
+            None => None,
+            Some(Value::String(r)) => Some(r.clone()),
+            Some(other) => {
+                return Outcome::error(format!("\"reason\" must be a string, not {other}"));
+            }
+        };
+        Outcome {
+            result: json!({ "ok": true, "note": "the call ends after your last words" })
+                .to_string(),
+            effect: Effect::EndCall { reason },
+            label: "ok",
+        }
+    }
+
+    fn transfer(&self, args: Map<String, Value>) -> Outcome {
+        if let Some(k) = args.keys().find(|k| *k != "target" && *k != "reason") {
+            return Outcome::error(format!("transfer_call has no argument {k:?}"));
+        }
+        let target = match args.get("target") {
+            Some(Value::String(t)) if self.transfer_targets.contains(t) => t.clone(),
+            Some(Value::String(t)) => {
+                return Outcome::error(format!(
+                    "unknown target {t:?}; targets are {:?}",
+                    self.transfer_targets
+                ));
+            }
+            Some(other) => {
+                return Outcome::error(format!("\"target\" must be a string, not {other}"));
+            }
+            None => return Outcome::error("\"target\" is required".into()),
+        };
+        // Valid, but this node cannot transfer calls yet: say so, so the model
+        // tells the caller instead of promising a transfer that won't happen.
+        Outcome {
+            result: json!({
+                "ok": false,
+                "error": format!("transfers to {target:?} are not available on this line; offer to take a message instead"),
+            })
+            .to_string(),
+            effect: Effect::Transfer { target },
+            label: "unavailable",
+        }
+    }
+
+    fn record(&self, args: Map<String, Value>) -> Outcome {
+        if args.is_empty() {
+            return Outcome::error(format!(
+                "record_outcome needs at least one slot: {:?}",
+                self.outcome.keys().collect::<Vec<_>>()
+            ));
+        }
+        let mut problems = Vec::new();
+        for (name, value) in &args {
+            match self.outcome.get(name) {
+                None => problems.push(format!("unknown slot {name:?}")),
+                Some(spec) => {
+                    if let Err(e) = check_slot(spec, value) {
+                        problems.push(format!("slot {name:?}: {e}"));
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Outcome::error(format!(
+                "{}; slots are {:?}",
+                problems.join("; "),
+                self.outcome.keys().collect::<Vec<_>>()
+            ));
+        }
+        Outcome {
+            result: json!({ "ok": true, "recorded": args.keys().collect::<Vec<_>>() }).to_string(),
+            effect: Effect::Outcome(args),
+            label: "ok",
+        }
+    }
+}
+
+fn parse_args(raw: &str) -> Result<Map<String, Value>, String> {
+    if raw.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!("arguments must be a JSON object, not {other}")),
+        Err(e) => Err(format!(
+            "arguments are not valid JSON ({e}): {}",
+            raw.chars().take(200).collect::<String>()
+        )),
+    }
+}
+
+fn check_slot(spec: &SlotSpec, value: &Value) -> Result<(), String> {
+    match spec {
+        SlotSpec::OneOf(values) => match value {
+            Value::String(s) if values.contains(s) => Ok(()),
+            other => Err(format!("must be one of {values:?}, not {other}")),
+        },
+        SlotSpec::Type(t) => {
+            let ok = match t.as_str() {
+                "string" => value.is_string(),
+                "number" => value.is_number(),
+                "integer" => value.is_i64() || value.is_u64(),
+                "boolean" => value.is_boolean(),
+                _ => false,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("must be a {t}, not {value}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools() -> Tools {
+        let mut p = PolicyFile::default();
+        p.tools.transfer_targets = vec!["sales".into()];
+        p.tools
+            .outcome
+            .insert("interested".into(), SlotSpec::Type("boolean".into()));
+        p.tools.outcome.insert(
+            "plan".into(),
+            SlotSpec::OneOf(vec!["basic".into(), "pro".into()]),
+        );
+        Tools::from_policy(&p)
+    }
+
+    fn call(name: &str, args: &str) -> ToolCall {
+        ToolCall {
+            id: "c1".into(),
+            name: name.into(),
+            arguments: args.into(),
+        }
+    }
+
+    #[test]
+    fn offers_only_configured_tools() {
+        let names: Vec<_> = tools().specs().iter().map(|s| s.name).collect();
+        assert_eq!(names, ["end_call", "transfer_call", "record_outcome"]);
+        let plain: Vec<_> = Tools::from_policy(&PolicyFile::default())
+            .specs()
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(plain, ["end_call"]);
+    }
+
+    #[test]
+    fn valid_calls_have_effects() {
+        let t = tools();
+        assert_eq!(
+            t.run(&call("end_call", "")).effect,
+            Effect::EndCall { reason: None }
+        );
+        let o = t.run(&call(
+            "record_outcome",
+            r#"{"interested":true,"plan":"pro"}"#,
+        ));
+        assert_eq!(o.label, "ok");
+        assert!(matches!(o.effect, Effect::Outcome(m) if m.len() == 2));
+        let tr = t.run(&call("transfer_call", r#"{"target":"sales"}"#));
+        assert_eq!(
+            tr.effect,
+            Effect::Transfer {
+                target: "sales".into()
+            }
+        );
+        assert!(tr.result.contains("not available"));
+    }
+
+    #[test]
+    fn bad_arguments_become_errors_for_the_model() {
+        let t = tools();
+        for (name, args, expect) in [
+            ("record_outcome", r#"{"interested": tru"#, "not valid JSON"),
+            ("record_outcome", "[1,2]", "JSON object"),
+            (
+                "record_outcome",
+                r#"{"interested":"yes"}"#,
+                "must be a boolean",
+            ),
+            ("record_outcome", r#"{"plan":"gold"}"#, "one of"),
+            ("record_outcome", r#"{"budget":5}"#, "unknown slot"),
+            ("record_outcome", "{}", "at least one slot"),
+            ("transfer_call", r#"{"target":"mars"}"#, "unknown target"),
+            ("transfer_call", "{}", "required"),
+            ("end_call", r#"{"reason":5}"#, "must be a string"),
+            ("launch_rockets", "{}", "unknown tool"),
+        ] {
+            let o = t.run(&call(name, args));
+            assert_eq!(o.effect, Effect::None, "{name} {args}");
+            assert_eq!(o.label, "invalid");
+            let v: Value = serde_json::from_str(&o.result).unwrap();
+            assert!(
+                v["error"].as_str().unwrap().contains(expect),
+                "{name} {args}: {}",
+                o.result
+            );
+        }
+    }
+}
