@@ -32,4 +32,4 @@ pub mod vad;
 pub use call::{CallContext, CallIds, CallSettings, EndReason, MarkId, Outbound};
 pub use call_supervisor::{CallArgs, CallHandle, SupervisorMsg, start_call};
 pub use policy_file::{PolicyError, PolicyFile};
-pub use providers::Providers;
+pub use providers::{Keys, Notice, Providers};

@@ -26,6 +26,7 @@ pub const LLM_FIRST_TOKEN: &str = "hark_llm_first_token_seconds";
 pub const TTS_FIRST_BYTE: &str = "hark_tts_first_byte_seconds";
 pub const TOOL_CALLS: &str = "hark_tool_calls_total";
 pub const RUNTIME_TASKS: &str = "hark_runtime_alive_tasks";
+pub const PROVIDER_UP: &str = "hark_provider_up";
 
 /// Buckets for `hark_turn_response_seconds`: dense around typical endpointing
 /// (300–800 ms) where SLOs are set.
@@ -96,6 +97,10 @@ pub fn describe() {
     );
     describe_counter!(TOOL_CALLS, "Tool calls by the LLM, by tool and outcome.");
     describe_gauge!(RUNTIME_TASKS, "Tokio tasks alive in the runtime.");
+    describe_gauge!(
+        PROVIDER_UP,
+        "1 when the provider's last health check passed (simulated providers always 1), by role and provider."
+    );
     // Unlabelled series exist from the start, so dashboards and rate() see 0, not "no data".
     for gauge in [CALLS_ACTIVE, CALL_ACTORS] {
         metrics::gauge!(gauge).set(0.0);

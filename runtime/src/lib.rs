@@ -2,6 +2,7 @@
 //! config, Twilio protocol, HTTP and WebSocket, metrics, graceful shutdown.
 
 pub mod config;
+pub mod health;
 pub mod lifecycle;
 pub mod media_stream;
 pub mod server;

@@ -5,7 +5,7 @@
 //! | `POST /twilio/voice` | Twilio's incoming-call webhook; answers `<Connect><Stream>` TwiML |
 //! | `GET /twilio/media` | the bidirectional Media Streams WebSocket |
 //! | `GET /healthz` | the process is up |
-//! | `GET /readyz` | the node takes calls (503 while draining) |
+//! | `GET /readyz` | the node takes calls: 503 while draining or while a role (stt, llm, tts) has no healthy provider |
 //! | `GET /metrics` | Prometheus text format |
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hark_actors::metrics as m;
-use hark_actors::{PolicyFile, Providers};
+use hark_actors::{Keys, PolicyFile, Providers};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::workers::Workers;
 
 use crate::config::Config;
+use crate::health::ProviderHealth;
 use crate::lifecycle::Lifecycle;
 use crate::media_stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
 use crate::twilio::twiml;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub config: Config,
     pub policy: Arc<PolicyFile>,
     pub providers: Providers,
+    pub health: Arc<ProviderHealth>,
     pub metrics: PrometheusHandle,
     pub lifecycle: Arc<Lifecycle>,
     /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.
@@ -117,28 +119,26 @@ async fn voice(
 }
 
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    let providers: serde_json::Map<String, serde_json::Value> = app
-        .providers
-        .describe()
-        .into_iter()
-        .map(|(role, name, simulated)| {
-            (
-                role.to_owned(),
-                serde_json::json!({ "provider": name, "simulated": simulated, "healthy": true }),
-            )
-        })
-        .collect();
     let draining = app.lifecycle.is_draining();
+    let unready = app.health.unready_roles();
+    let status = if draining {
+        "draining"
+    } else if !unready.is_empty() {
+        "degraded"
+    } else {
+        "ready"
+    };
     let body = serde_json::json!({
-        "status": if draining { "draining" } else { "ready" },
+        "status": status,
         "calls": app.lifecycle.active(),
         "policy": app.policy.name,
-        "providers": providers,
+        "unready_roles": unready,
+        "providers": app.health.snapshot(),
     });
-    let code = if draining {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let code = if status == "ready" {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body)).into_response()
 }
@@ -166,6 +166,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("providers: {0}")]
+    Providers(String),
     #[error("metrics recorder: {0}")]
     Metrics(String),
     #[error("server failed: {0}")]
@@ -175,7 +177,9 @@ pub enum ServeError {
 /// Runs `hark serve` until SIGTERM/SIGINT and a graceful drain.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let policy = Arc::new(PolicyFile::load(&config.policy)?);
-    let providers = Providers::simulated(&policy);
+    let keys = Keys::from_env(&config.providers);
+    let (providers, notices) =
+        Providers::build(&policy, &config.providers, &keys).map_err(ServeError::Providers)?;
     let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -184,7 +188,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             source,
         })?;
     let addr = listener.local_addr()?;
-    crate::telemetry::print_banner(addr, &config, &policy, &providers);
+    crate::telemetry::print_banner(addr, &config, &policy, &providers, &notices);
+    // Checked in the background: a provider that is down must not stop the
+    // node from starting; /readyz and the logs say which one it is.
+    let health = ProviderHealth::new(&providers);
+    let _checks = health.spawn(
+        providers.clone(),
+        config.providers.health_check_interval(),
+        config.providers.connect_timeout() * 2,
+    );
 
     let workers = Workers::start(config.worker_threads)?;
     let mut runtimes = workers.handles();
@@ -194,6 +206,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config: config.clone(),
         policy,
         providers,
+        health,
         metrics,
         lifecycle: Arc::clone(&lifecycle),
         runtimes,

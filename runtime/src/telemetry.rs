@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hark_actors::metrics as m;
-use hark_actors::{PolicyFile, Providers};
+use hark_actors::{Notice, PolicyFile, Providers};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::Config;
@@ -49,7 +49,13 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
 }
 
 /// What a person starting `hark serve` needs to know, on stdout.
-pub fn print_banner(addr: SocketAddr, config: &Config, policy: &PolicyFile, providers: &Providers) {
+pub fn print_banner(
+    addr: SocketAddr,
+    config: &Config,
+    policy: &PolicyFile,
+    providers: &Providers,
+    notices: &[Notice],
+) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -71,6 +77,10 @@ pub fn print_banner(addr: SocketAddr, config: &Config, policy: &PolicyFile, prov
         simulated |= sim;
         let state = if sim { "SIMULATED" } else { "live" };
         let _ = writeln!(out, "  {role:<15} {name} ({state})");
+    }
+    for notice in notices {
+        tracing::warn!(role = notice.role, provider = %notice.provider, missing = %notice.missing_key, "provider named by the policy has no API key; not used");
+        let _ = writeln!(out, "  WARNING: {notice} — not used");
     }
     if simulated {
         let sims: Vec<&str> = providers

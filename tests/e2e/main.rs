@@ -4,6 +4,8 @@
 
 mod bad_input;
 mod conversation;
+mod fakes;
 mod faults;
+mod providers;
 mod server;
 mod support;

@@ -73,7 +73,13 @@ async fn health_readiness_and_metrics_share_the_listener() {
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["providers"]["llm"]["simulated"], true);
+    let llm = body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "llm")
+        .unwrap();
+    assert_eq!(llm["simulated"], true);
     let m = hark.metrics().await;
     for series in [
         "hark_calls_active",

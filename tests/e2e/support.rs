@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hark_loadtest::server::Scrape;
+
+use crate::fakes::Fakes;
 use hark_loadtest::{Caller, CallerOptions};
 
 pub fn repo_path(rel: &str) -> String {
@@ -32,12 +34,30 @@ impl Hark {
         Self::start_with(&["--policy", &repo_path("tests/policies/e2e.toml")], env)
     }
 
+    /// Starts `hark serve` with every provider live, pointed at `fakes`.
+    pub fn start_live(fakes: &Fakes, env: &[(&str, &str)]) -> Self {
+        Self::start_live_with(fakes, &repo_path("tests/policies/live.toml"), env)
+    }
+
+    pub fn start_live_with(fakes: &Fakes, policy: &str, env: &[(&str, &str)]) -> Self {
+        let mut all = fakes.env();
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start_with(&["--policy", policy], &all)
+    }
+
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hark"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("HARK_CALL__FAULT_INJECTION", "true")
             .env("HARK_LOG", "info,hark_actors=debug")
+            // A developer's real keys must never reach a test (or a real API).
+            .env_remove("DEEPGRAM_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("ELEVENLABS_API_KEY")
+            .env_remove("TWILIO_ACCOUNT_SID")
+            .env_remove("TWILIO_AUTH_TOKEN")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

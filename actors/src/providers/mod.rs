@@ -288,20 +288,39 @@ impl Providers {
         out
     }
 
-    /// Checks every provider (reachability, credentials, model or voice);
-    /// `(role, provider, result)`.
-    pub async fn check(&self) -> Vec<(&'static str, &'static str, Result<String, ProviderError>)> {
-        let mut out = vec![("stt", self.stt.name(), self.stt.check().await)];
+    /// Checks every provider at once (reachability, credentials, model or
+    /// voice), each within `limit`; `(role, provider, result)` in
+    /// [`describe`](Self::describe) order.
+    pub async fn check(
+        &self,
+        limit: Duration,
+    ) -> Vec<(&'static str, &'static str, Result<String, ProviderError>)> {
+        use futures::FutureExt;
+        use futures::future::BoxFuture;
+        let mut checks: Vec<(&'static str, &'static str, BoxFuture<'_, _>)> =
+            vec![("stt", self.stt.name(), self.stt.check().boxed())];
         if let Some(f) = &self.stt_fallback {
-            out.push(("stt", f.name(), f.check().await));
+            checks.push(("stt", f.name(), f.check().boxed()));
         }
-        for p in &self.llm {
-            out.push(("llm", p.name(), p.check().await));
-        }
-        for p in &self.tts {
-            out.push(("tts", p.name(), p.check().await));
-        }
-        out
+        checks.extend(
+            self.llm
+                .iter()
+                .map(|p| ("llm", p.name(), p.check().boxed())),
+        );
+        checks.extend(
+            self.tts
+                .iter()
+                .map(|p| ("tts", p.name(), p.check().boxed())),
+        );
+        let results =
+            futures::future::join_all(checks.into_iter().map(|(role, name, check)| async move {
+                let result = tokio::time::timeout(limit, check)
+                    .await
+                    .unwrap_or(Err(ProviderError::Timeout(limit)));
+                (role, name, result)
+            }))
+            .await;
+        results
     }
 }
 

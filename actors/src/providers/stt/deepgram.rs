@@ -5,8 +5,11 @@
 //! after about 10 s).
 //!
 //! Turn-taking stays with Hark's VAD: a final result answering `Finalize`
-//! (`from_finalize`) completes the utterance; Deepgram's own `speech_final`
-//! and `UtteranceEnd` are only logged.
+//! (`from_finalize`) completes the utterance. Deepgram does not promise that
+//! answer when it holds no unfinalized audio — the usual case when its own
+//! endpointing already closed the utterance with `speech_final` during the
+//! silence Hark's VAD waits out — so a `Finalize` that finds the stream
+//! settled completes the utterance at once.
 
 use std::time::Duration;
 
@@ -121,6 +124,18 @@ impl SttInput for DeepgramInput {
     }
 }
 
+/// Whether a response leaves nothing unfinalized: a `speech_final` result.
+fn settles(response: &StreamResponse) -> Option<bool> {
+    match response {
+        StreamResponse::TranscriptResponse {
+            is_final,
+            speech_final,
+            ..
+        } => Some(*is_final && *speech_final),
+        _ => None,
+    }
+}
+
 fn event(response: StreamResponse) -> Option<SttEvent> {
     match response {
         StreamResponse::TranscriptResponse {
@@ -157,12 +172,23 @@ async fn drive(
     let fail = |e: ProviderError| {
         let _ = events.unbounded_send(SttEvent::Error(e));
     };
+    // The last result was `speech_final` and nothing has come since.
+    let mut settled = false;
     loop {
         tokio::select! {
             cmd = commands.recv() => {
                 let sent = match cmd {
                     Some(Command::Audio(audio)) => handle.send_data(audio.to_vec()).await,
-                    Some(Command::Finalize) => handle.finalize().await,
+                    Some(Command::Finalize) => {
+                        let sent = handle.finalize().await;
+                        if settled {
+                            let _ = events.unbounded_send(SttEvent::Final {
+                                text: String::new(),
+                                utterance_end: true,
+                            });
+                        }
+                        sent
+                    }
                     Some(Command::Close) | None => {
                         let _ = handle.close_stream().await;
                         return;
@@ -175,6 +201,9 @@ async fn drive(
             response = handle.receive() => match response {
                 Some(Ok(StreamResponse::TerminalResponse { .. })) => return fail(ProviderError::Closed),
                 Some(Ok(r)) => {
+                    if let Some(s) = settles(&r) {
+                        settled = s;
+                    }
                     if let Some(e) = event(r) {
                         let _ = events.unbounded_send(e);
                     }
