@@ -116,19 +116,37 @@ impl Config {
             .filter(|(k, _)| k.starts_with("HARK_") && !NOT_CONFIG.contains(&k.as_str()))
             .collect();
         vars.sort();
-        for (var, raw) in &vars {
-            let path: Vec<String> = var["HARK_".len()..]
+        let path = |var: &str| -> Vec<String> {
+            var["HARK_".len()..]
                 .split("__")
                 .map(str::to_lowercase)
-                .collect();
-            set_path(&mut table, &path, parse_value(raw));
-            // Check each variable alone so an error names the variable.
-            toml::Value::Table(table.clone())
-                .try_into::<Config>()
-                .map_err(|e| ConfigError::Env {
-                    var: var.clone(),
-                    message: e.message().to_owned(),
-                })?;
+                .collect()
+        };
+        let check = |t: &toml::Table| toml::Value::Table(t.clone()).try_into::<Config>();
+        let base = table.clone();
+        for (var, raw) in &vars {
+            set_path(&mut table, &path(var), parse_value(raw));
+        }
+        if let Err(all) = check(&table) {
+            // Name the variable: the first that is wrong on its own. (Alone,
+            // one key of a new table may lack its siblings; that is not it.)
+            for (var, raw) in &vars {
+                let mut alone = base.clone();
+                set_path(&mut alone, &path(var), parse_value(raw));
+                if let Err(e) = check(&alone)
+                    && !e.message().starts_with("missing field")
+                {
+                    return Err(ConfigError::Env {
+                        var: var.clone(),
+                        message: e.message().to_owned(),
+                    });
+                }
+            }
+            let names: Vec<&str> = vars.iter().map(|(v, _)| v.as_str()).collect();
+            return Err(ConfigError::Env {
+                var: names.join(", "),
+                message: all.message().to_owned(),
+            });
         }
         let config: Config =
             toml::Value::Table(table)
@@ -246,6 +264,35 @@ mod tests {
         assert_eq!(c.call.restart_budget, 2);
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.public_host.as_deref(), Some("abc.example.com"));
+    }
+
+    #[test]
+    fn a_new_named_endpoint_takes_all_its_keys_from_variables() {
+        let env = [
+            (
+                "HARK_PROVIDERS__OPENAI_COMPATIBLE__GROQ__API_KEY_ENV",
+                "GROQ_API_KEY",
+            ),
+            (
+                "HARK_PROVIDERS__OPENAI_COMPATIBLE__GROQ__BASE_URL",
+                "https://api.groq.com/openai/v1",
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = Config::load_from(None, env).unwrap();
+        assert_eq!(
+            c.providers.openai_compatible["groq"].api_key_env,
+            "GROQ_API_KEY"
+        );
+        let half = [(
+            "HARK_PROVIDERS__OPENAI_COMPATIBLE__GROQ__API_KEY_ENV".to_owned(),
+            "GROQ_API_KEY".to_owned(),
+        )];
+        let e = Config::load_from(None, half).unwrap_err().to_string();
+        assert!(
+            e.contains("OPENAI_COMPATIBLE__GROQ__API_KEY_ENV") && e.contains("base_url"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -312,16 +312,25 @@ impl Providers {
                 .iter()
                 .map(|p| ("tts", p.name(), p.check().boxed())),
         );
-        let results =
-            futures::future::join_all(checks.into_iter().map(|(role, name, check)| async move {
-                let result = tokio::time::timeout(limit, check)
-                    .await
-                    .unwrap_or(Err(ProviderError::Timeout(limit)));
-                (role, name, result)
-            }))
-            .await;
-        results
+        futures::future::join_all(checks.into_iter().map(|(role, name, check)| async move {
+            let result = tokio::time::timeout(limit, check)
+                .await
+                .unwrap_or(Err(ProviderError::Timeout(limit)));
+            (role, name, result)
+        }))
+        .await
     }
+}
+
+/// An async-openai client without its built-in retries (up to three, with
+/// backoff of up to 8 s, on 429 and 5xx): Hark retries once within the turn's
+/// budget and then moves to the policy's fallback, and counts every failure.
+pub fn no_retries(
+    config: async_openai::config::OpenAIConfig,
+    http: &reqwest::Client,
+) -> async_openai::Client<async_openai::config::OpenAIConfig> {
+    async_openai::Client::with_config(config)
+        .with_http_service(async_openai::middleware::ReqwestService::new(http.clone()))
 }
 
 /// A provider name as a `'static` label value. Names come from policy and

@@ -77,10 +77,6 @@ impl ElevenLabs {
     pub fn sentences(&self) -> Vec<String> {
         self.shared.sentences.lock().unwrap().clone()
     }
-
-    pub fn abandoned(&self) -> usize {
-        self.shared.abandoned.load(Ordering::SeqCst)
-    }
 }
 
 fn detail(status: StatusCode, code: &str, message: &str) -> Response {
@@ -91,11 +87,11 @@ fn detail(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     if headers.get("xi-api-key").and_then(|v| v.to_str().ok()) == Some(shared.key.as_str()) {
-        Ok(())
+        None
     } else {
-        Err(detail(
+        Some(detail(
             StatusCode::UNAUTHORIZED,
             "invalid_api_key",
             "Invalid API key",
@@ -108,7 +104,7 @@ async fn voice(
     headers: HeaderMap,
     Path(voice_id): Path<String>,
 ) -> Response {
-    if let Err(e) = authorized(&shared, &headers) {
+    if let Some(e) = unauthorized(&shared, &headers) {
         return e;
     }
     match VOICES.iter().find(|(id, _)| *id == voice_id) {
@@ -134,7 +130,7 @@ async fn stream_input(
     Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(e) = authorized(&shared, &headers) {
+    if let Some(e) = unauthorized(&shared, &headers) {
         return e;
     }
     if !VOICES.iter().any(|(id, _)| *id == voice_id) {

@@ -125,13 +125,13 @@ fn error(status: u16, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
         == Some(format!("Bearer {}", shared.key).as_str());
     if ok {
-        Ok(())
+        None
     } else {
-        Err(error(
+        Some(error(
             401,
             "invalid_api_key",
             "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
@@ -169,7 +169,7 @@ async fn model(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = authorized(&shared, &headers) {
+    if let Some(e) = unauthorized(&shared, &headers) {
         return e;
     }
     if MODELS.contains(&id.as_str()) {
@@ -215,7 +215,7 @@ fn default_reply(body: &Value) -> Reply {
 }
 
 async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = authorized(&shared, &headers) {
+    if let Some(e) = unauthorized(&shared, &headers) {
         return e;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
@@ -331,7 +331,7 @@ async fn transcribe(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = authorized(&shared, &headers) {
+    if let Some(e) = unauthorized(&shared, &headers) {
         return e;
     }
     let multipart = headers
@@ -354,11 +354,23 @@ async fn transcribe(
     }
     shared.transcriptions.fetch_add(1, Ordering::SeqCst);
     let speech_ms = samples.chunks(160).filter(|f| is_speech(f)).count() as u64 * 20;
-    axum::Json(json!({ "text": transcript(speech_ms) })).into_response()
+    let seconds = samples.len() as f64 / 8000.0;
+    let input_tokens = (seconds * 10.0) as u64;
+    axum::Json(json!({
+        "text": transcript(speech_ms),
+        "usage": {
+            "type": "tokens",
+            "input_tokens": input_tokens,
+            "input_token_details": { "text_tokens": 0, "audio_tokens": input_tokens },
+            "output_tokens": 5,
+            "total_tokens": input_tokens + 5,
+        },
+    }))
+    .into_response()
 }
 
 async fn speech(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = authorized(&shared, &headers) {
+    if let Some(e) = unauthorized(&shared, &headers) {
         return e;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {

@@ -26,7 +26,7 @@ use futures::StreamExt;
 use super::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ToolCall};
 use crate::history::{Speaker, Turn};
 use crate::policy_file::LlmSettings;
-use crate::providers::{Endpoint, ProviderError, Secret, intern};
+use crate::providers::{Endpoint, ProviderError, Secret, intern, no_retries};
 
 pub struct OpenAiChat {
     name: &'static str,
@@ -42,10 +42,11 @@ impl OpenAiChat {
         let config = OpenAIConfig::new()
             .with_api_base(endpoint.http_base())
             .with_api_key(key.expose());
+        let http = reqwest::Client::new();
         Self {
             name: intern(name),
-            client: Client::with_config(config),
-            http: reqwest::Client::new(),
+            client: no_retries(config, &http),
+            http,
             base: endpoint.http_base().to_owned(),
             key,
             settings,

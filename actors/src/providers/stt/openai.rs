@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::BatchStt;
 use crate::policy_file::OpenAiSttSettings;
-use crate::providers::{Endpoint, ProviderError, Secret};
+use crate::providers::{Endpoint, ProviderError, Secret, no_retries};
 use crate::ulaw;
 
 pub struct OpenAiStt {
@@ -27,9 +27,10 @@ impl OpenAiStt {
         let config = OpenAIConfig::new()
             .with_api_base(endpoint.http_base())
             .with_api_key(key.expose());
+        let http = reqwest::Client::new();
         Self {
-            client: Client::with_config(config),
-            http: reqwest::Client::new(),
+            client: no_retries(config, &http),
+            http,
             base: endpoint.http_base().to_owned(),
             key,
             settings,
@@ -59,6 +60,17 @@ pub fn wav(ulaw_audio: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The transcript of a `json` transcription response.
+fn text_of(body: &[u8]) -> Result<String, ProviderError> {
+    #[derive(serde::Deserialize)]
+    struct Transcription {
+        text: String,
+    }
+    serde_json::from_slice::<Transcription>(body)
+        .map(|t| t.text)
+        .map_err(|e| ProviderError::Protocol(format!("bad transcription JSON: {e}")))
+}
+
 #[async_trait]
 impl BatchStt for OpenAiStt {
     fn name(&self) -> &'static str {
@@ -73,11 +85,14 @@ impl BatchStt for OpenAiStt {
             response_format: Some(AudioResponseFormat::Json),
             ..Default::default()
         };
-        let response = self
+        // Raw, then only `text`: async-openai's typed response requires a
+        // `usage` object that OpenAI-compatible servers (and older models)
+        // may leave out.
+        let body = self
             .client
             .audio()
             .transcription()
-            .create(request)
+            .create_raw(request)
             .await
             .map_err(|e| match e {
                 async_openai::error::OpenAIError::ApiError(api) => {
@@ -86,7 +101,7 @@ impl BatchStt for OpenAiStt {
                 async_openai::error::OpenAIError::Reqwest(e) => e.into(),
                 other => ProviderError::Protocol(other.to_string()),
             })?;
-        Ok(response.text)
+        text_of(&body)
     }
 
     async fn check(&self) -> Result<String, ProviderError> {
@@ -110,6 +125,14 @@ impl BatchStt for OpenAiStt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_text_with_or_without_usage() {
+        let with = br#"{"text":"hello there","usage":{"type":"tokens","input_tokens":14,"input_token_details":{"text_tokens":0,"audio_tokens":14},"output_tokens":3,"total_tokens":17}}"#;
+        assert_eq!(text_of(with).unwrap(), "hello there");
+        assert_eq!(text_of(br#"{"text":"hi"}"#).unwrap(), "hi");
+        assert!(matches!(text_of(b"{oops"), Err(ProviderError::Protocol(_))));
+    }
 
     #[test]
     fn wav_header_describes_8khz_16bit_mono() {
