@@ -2,6 +2,7 @@
 //! config, Twilio protocol, HTTP and WebSocket, metrics, graceful shutdown.
 
 pub mod config;
+pub mod doctor;
 pub mod health;
 pub mod lifecycle;
 pub mod media_stream;

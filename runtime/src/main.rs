@@ -34,6 +34,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check every provider the policy names and the Twilio account
+    /// (reachability, credentials, model or voice); exit 1 on any failure.
+    Doctor {
+        /// Policy file [default: policies/default.toml]
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Runtime config file (TOML); HARK_* environment variables override it
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -83,6 +93,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the tokio runtime")?;
             rt.block_on(hark_runtime::serve(cfg))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { policy, config } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(policy) = policy {
+                cfg.policy = policy;
+            }
+            let policy = PolicyFile::load(&cfg.policy)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            let checks = rt.block_on(hark_runtime::doctor::run(&cfg, &policy, |name| {
+                std::env::var(name).ok()
+            }));
+            println!(
+                "hark doctor: policy {:?} ({})\n",
+                policy.name,
+                cfg.policy.display()
+            );
+            print!("{}", hark_runtime::doctor::render(&checks));
+            Ok(if hark_runtime::doctor::failed(&checks) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Policy {
             command: PolicyCommand::Check { files },

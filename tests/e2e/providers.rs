@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::fakes::openai::Reply;
 use crate::fakes::{DEEPGRAM_KEY, ELEVENLABS_KEY, Fakes, Fault, OPENAI_KEY};
-use crate::support::{GREETING, Hark, QUIET, repo_path, speech};
+use crate::support::{GREETING, Hark, QUIET, doctor, repo_path, speech};
 
 const PIPELINE: &str = "deepgram+openai+elevenlabs";
 
@@ -618,4 +618,111 @@ async fn a_provider_down_at_start_up_does_not_stop_serve() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["unready_roles"], serde_json::json!(["tts"]));
+}
+
+/// The row of `provider` in `role` of a doctor table.
+fn row<'a>(table: &'a str, role: &str, provider: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| {
+            let mut cols = l.split_whitespace();
+            cols.next() == Some(role) && cols.next() == Some(provider)
+        })
+        .unwrap_or_else(|| panic!("no {role} {provider} row in\n{table}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_passes_when_every_provider_and_twilio_check_out() {
+    let fakes = Fakes::start().await;
+    let live = repo_path("tests/policies/live.toml");
+    let (code, out) = doctor(&fakes, &live, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        row(&out, "stt", "deepgram").contains("ok         model nova-3 available"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "llm", "openai").contains("model gpt-4o-mini available"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "tts", "elevenlabs").contains("voice Rachel"),
+        "{out}"
+    );
+    assert!(row(&out, "twilio", "account").contains("active"), "{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+    for key in [
+        DEEPGRAM_KEY,
+        OPENAI_KEY,
+        ELEVENLABS_KEY,
+        crate::fakes::TWILIO_TOKEN,
+    ] {
+        assert!(!out.contains(key), "{key} printed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_each_bad_key_missing_model_or_voice_and_unreachable_host() {
+    let fakes = Fakes::start().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let live = repo_path("tests/policies/live.toml");
+    let (code, out) = doctor(
+        &fakes,
+        &live,
+        &[
+            ("OPENAI_API_KEY", "sk-wrong"),
+            ("HARK_PROVIDERS__DEEPGRAM__BASE_URL", &dead),
+            ("TWILIO_AUTH_TOKEN", "wrong"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        row(&out, "llm", "openai").contains("FAILED     authentication failed"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "stt", "deepgram").contains("FAILED     cannot connect"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "twilio", "account").contains("FAILED     authentication failed"),
+        "{out}"
+    );
+    assert!(row(&out, "tts", "elevenlabs").contains("ok"), "{out}");
+    assert!(out.contains("5 check(s) failed"), "{out}");
+
+    let policy = live_policy(
+        "doctor-missing",
+        &[
+            ("model = \"gpt-4o-mini\"", "model = \"gpt-9-nano\""),
+            (
+                "voice_id = \"21m00Tcm4TlvDq8ikWAM\"",
+                "voice_id = \"no-such-voice\"",
+            ),
+            ("model = \"nova-3\"", "model = \"nova-9\""),
+        ],
+    );
+    let (code, out) = doctor(&fakes, &policy, &[("ELEVENLABS_API_KEY", "")]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        row(&out, "llm", "openai").contains("not found: model gpt-9-nano"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "stt", "deepgram").contains("not found: model nova-9"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "tts", "elevenlabs").contains("ELEVENLABS_API_KEY is not set"),
+        "{out}"
+    );
+    let (_, out) = doctor(&fakes, &policy, &[]).await;
+    assert!(
+        row(&out, "tts", "elevenlabs").contains("not found: voice no-such-voice"),
+        "{out}"
+    );
 }

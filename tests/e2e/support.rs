@@ -168,6 +168,32 @@ impl Hark {
     }
 }
 
+/// Runs `hark doctor` against `fakes` (their env, then `env`); exit code and stdout.
+pub async fn doctor(fakes: &Fakes, policy: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let mut all = fakes.env();
+    all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let policy = policy.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_hark"))
+            .args(["doctor", "--policy", &policy])
+            .env_remove("DEEPGRAM_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("ELEVENLABS_API_KEY")
+            .env_remove("TWILIO_ACCOUNT_SID")
+            .env_remove("TWILIO_AUTH_TOKEN")
+            .envs(all)
+            .output()
+            .expect("run hark doctor");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 pub fn speech(name: &str) -> &'static [u8] {
     hark_loadtest::fixtures::speech(name).unwrap()
 }
