@@ -158,6 +158,19 @@ async fn a_call_runs_end_to_end_on_live_providers() {
     assert!(m.has("hark_stt_final_seconds_bucket{provider=\"deepgram\",le=\"0.1\"}"));
     assert_eq!(m.sum("hark_provider_errors_total", &[]), 0.0);
     assert_eq!(m.sum("hark_provider_up", &[]), 5.0);
+    for (series, provider) in [
+        ("hark_stt_final_seconds", "deepgram"),
+        ("hark_llm_first_token_seconds", "openai"),
+        ("hark_tts_first_byte_seconds", "elevenlabs"),
+        ("hark_turn_response_seconds", PIPELINE),
+    ] {
+        let sum = by(&format!("{series}_sum"), provider);
+        let count = by(&format!("{series}_count"), provider);
+        eprintln!(
+            "{series}{{provider={provider:?}}}: mean {:.1} ms over {count}",
+            sum / count * 1000.0
+        );
+    }
 
     // Secrets never reach the logs.
     let logs = hark.logs();

@@ -60,8 +60,8 @@ pub fn wav(ulaw_audio: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The transcript of a `json` transcription response.
-fn text_of(body: &[u8]) -> Result<String, ProviderError> {
+/// The transcript of a `json` transcription response (outside input).
+pub fn text_of(body: &[u8]) -> Result<String, ProviderError> {
     #[derive(serde::Deserialize)]
     struct Transcription {
         text: String,

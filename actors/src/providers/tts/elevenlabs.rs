@@ -70,13 +70,15 @@ fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> ProviderError {
 }
 
 /// What one server message means.
-enum Reply {
+#[derive(Debug)]
+pub enum Reply {
     Audio(Bytes),
     Final,
     Skip,
 }
 
-fn parse(text: &str) -> Result<Reply, ProviderError> {
+/// Reads one server message (outside input: never panics).
+pub fn parse(text: &str) -> Result<Reply, ProviderError> {
     let v: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| ProviderError::Protocol(format!("bad JSON from ElevenLabs: {e}")))?;
     if let Some(err) = v
