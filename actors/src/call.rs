@@ -298,6 +298,8 @@ pub struct CallContext {
     /// The tools the policy offers the LLM.
     pub tools: Tools,
     outcome: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// The call's records (turns, events, outcome): never waited on.
+    pub recorder: crate::records::CallRecorder,
 }
 
 impl CallContext {
@@ -308,11 +310,13 @@ impl CallContext {
         settings: CallSettings,
         outbound: mpsc::Sender<Outbound>,
         fault: Option<FaultPlan>,
+        records: Arc<dyn crate::records::RecordSink>,
     ) -> Arc<Self> {
         let span =
             tracing::info_span!("call", call_sid = %ids.call_sid, stream_sid = %ids.stream_sid);
         let frames = settings.mailbox_frames;
         Arc::new(Self {
+            recorder: crate::records::CallRecorder::new(&ids.call_sid, records),
             ids,
             span,
             providers,
@@ -358,6 +362,13 @@ impl CallContext {
         }
         history.push_tool_round(generation, calls);
         true
+    }
+
+    /// Counts a provider failure and puts it on the call's record.
+    pub fn provider_fault(&self, provider: &'static str, e: &crate::providers::ProviderError) {
+        e.count(provider);
+        self.recorder
+            .event("provider_fault", format!("{provider}: {}", e.kind()));
     }
 
     /// Merges outcome slots the bot recorded (values are not logged).

@@ -19,6 +19,7 @@ use crate::metrics as m;
 use crate::policy::{Policy, PolicyMsg};
 use crate::policy_file::PolicyFile;
 use crate::providers::Providers;
+use crate::records::{RecordSink, now_ms};
 use crate::stt::Stt;
 use crate::tts::{Tts, TtsMsg};
 use crate::util::{AbortOnDrop, LiveActor};
@@ -79,6 +80,8 @@ pub struct CallArgs {
     pub settings: CallSettings,
     pub outbound: mpsc::Sender<Outbound>,
     pub fault: Option<FaultPlan>,
+    /// Where the call's records go.
+    pub records: Arc<dyn RecordSink>,
 }
 
 /// A running call, as the runtime holds it.
@@ -98,6 +101,7 @@ pub async fn start_call(args: CallArgs) -> Result<CallHandle, SpawnErr> {
         args.settings,
         args.outbound,
         args.fault,
+        args.records,
     );
     let (supervisor, done) = CallSupervisor::spawn(None, CallSupervisor, Arc::clone(&ctx)).await?;
     Ok(CallHandle {
@@ -140,6 +144,10 @@ pub struct SupervisorState {
     /// The bot asked to hang up after this turn.
     hang_up_after: Option<Generation>,
     started: Instant,
+    /// Wall-clock start of the caller's current speech, for its turn record.
+    speech_started_ms: Option<i64>,
+    /// Wall-clock start of each bot turn not yet on record.
+    turn_starts: Vec<(Generation, i64)>,
     _live: LiveActor,
 }
 
@@ -203,6 +211,9 @@ impl SupervisorState {
         speech_end: Option<Instant>,
     ) -> Generation {
         let generation = self.ctx.advance_generation();
+        // Earlier bot turns are over (played, cut or dropped): on record now.
+        self.record_bot_turns(Some(generation));
+        self.turn_starts.push((generation, now_ms()));
         let routes = &self.ctx.routes;
         routes.media_out.send(MediaOutMsg::TurnStarted {
             generation,
@@ -224,6 +235,47 @@ impl SupervisorState {
             audio_started: false,
         });
         generation
+    }
+
+    /// Puts bot turns older than `before` (all, if `None`) on record: the
+    /// text said and, when the caller cut in, the part they heard.
+    fn record_bot_turns(&mut self, before: Option<Generation>) {
+        let due: Vec<(Generation, i64)> = self
+            .turn_starts
+            .iter()
+            .copied()
+            .filter(|(g, _)| before.is_none_or(|b| *g < b))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.turn_starts
+            .retain(|(g, _)| before.is_some_and(|b| *g >= b));
+        let history = self.ctx.history();
+        for (generation, started_ms) in due {
+            let turns: Vec<&crate::history::Turn> = history
+                .turns()
+                .iter()
+                .filter(|t| t.speaker == crate::history::Speaker::Bot && t.generation == generation)
+                .collect();
+            let heard: Vec<String> = turns
+                .iter()
+                .map(|t| t.text())
+                .filter(|t| !t.is_empty())
+                .collect();
+            let said: Vec<String> = turns
+                .iter()
+                .map(|t| t.said.clone().unwrap_or_else(|| t.text()))
+                .filter(|t| !t.is_empty())
+                .collect();
+            let interrupted = turns.iter().any(|t| t.interrupted);
+            let heard = heard.join(" ");
+            self.ctx.recorder.bot_turn(
+                &said.join(" "),
+                interrupted.then_some(heard.as_str()),
+                started_ms,
+            );
+        }
     }
 
     /// Cancels the bot's turn everywhere: the LLM and TTS streams are aborted
@@ -260,6 +312,9 @@ impl SupervisorState {
         if let Some(bot) = self.cancel_bot() {
             if bot.audio_started {
                 metrics::counter!(m::BARGE_INS).increment(1);
+                self.ctx
+                    .recorder
+                    .event("barge_in", format!("turn {}", bot.generation));
                 tracing::info!(parent: &self.ctx.span, generation = bot.generation, "barge-in: bot turn cancelled");
             } else {
                 tracing::debug!(parent: &self.ctx.span, generation = bot.generation, "caller spoke before the reply played; dropped it");
@@ -348,6 +403,7 @@ impl SupervisorState {
                 Ok(cell) => {
                     self.children.insert(cell.get_id(), kind);
                     tracing::info!(parent: &span, actor = kind.as_str(), "child actor restarted");
+                    self.ctx.recorder.event("child_restart", kind.as_str());
                     break;
                 }
                 Err(e) => reason = format!("restart failed: {e}"),
@@ -384,6 +440,8 @@ impl Actor for CallSupervisor {
             end_timer: None,
             end_reason: None,
             hang_up_after: None,
+            speech_started_ms: None,
+            turn_starts: Vec::new(),
             started: Instant::now(),
             _live: LiveActor::new(),
         })
@@ -421,6 +479,12 @@ impl Actor for CallSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         let reason = state.end_reason.unwrap_or(EndReason::SocketClosed);
         metrics::counter!(m::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
+        state.record_bot_turns(None);
+        let outcome = state.ctx.outcome();
+        if !outcome.is_empty() {
+            state.ctx.recorder.outcome(outcome);
+        }
+        state.ctx.recorder.ended(reason.as_str());
         tracing::info!(
             parent: &state.ctx.span,
             reason = reason.as_str(),
@@ -437,17 +501,27 @@ impl Actor for CallSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::SpeechStarted { .. } => {}
+            SupervisorMsg::SpeechStarted { at } => {
+                if state.speech_started_ms.is_none() {
+                    state.speech_started_ms = Some(now_ms() - at.elapsed().as_millis() as i64);
+                }
+            }
             SupervisorMsg::BargeIn { .. } => state.interrupt(),
             SupervisorMsg::SpeechEnded { last_voice, .. } => {
                 state.last_speech_end = Some(last_voice);
             }
             SupervisorMsg::Utterance { text } => {
+                let started = state.speech_started_ms.take().unwrap_or_else(now_ms);
+                // Bot turns that are over come first on record.
+                let active = state.bot.as_ref().map(|b| b.generation);
+                state.record_bot_turns(active);
+                state.ctx.recorder.caller_turn(&text, started);
                 let speech_end = state.last_speech_end.take();
                 state.caller_words(text, speech_end);
             }
             SupervisorMsg::Dtmf { digit } => {
                 metrics::counter!(m::DTMF).increment(1);
+                state.ctx.recorder.event("dtmf", digit.to_string());
                 tracing::debug!(parent: &state.ctx.span, %digit, "dtmf");
                 state.interrupt();
                 state.caller_words(format!("pressed {digit}"), None);
@@ -493,6 +567,10 @@ impl Actor for CallSupervisor {
                     .is_some_and(|b| b.generation == generation)
                 {
                     state.hang_up_after = Some(generation);
+                    state
+                        .ctx
+                        .recorder
+                        .event("bot_ends_call", format!("turn {generation}"));
                 }
             }
             SupervisorMsg::Hangup { reason } => state.close(&myself, reason),

@@ -28,6 +28,8 @@ pub struct Turn {
     pub tool_calls: Vec<ToolCall>,
     /// For a tool result: the call it answers.
     pub tool_call_id: Option<String>,
+    /// Of a bot turn cut to what was heard: everything it said.
+    pub said: Option<String>,
 }
 
 impl Turn {
@@ -70,6 +72,7 @@ impl History {
             interrupted: false,
             tool_calls: Vec::new(),
             tool_call_id: None,
+            said: None,
         });
     }
 
@@ -92,6 +95,7 @@ impl History {
                 interrupted: false,
                 tool_calls: calls,
                 tool_call_id: None,
+                said: None,
             }),
         }
         for (id, result) in ids.into_iter().zip(results) {
@@ -102,6 +106,7 @@ impl History {
                 interrupted: false,
                 tool_calls: Vec::new(),
                 tool_call_id: Some(id),
+                said: None,
             });
         }
     }
@@ -119,6 +124,7 @@ impl History {
                 interrupted: false,
                 tool_calls: Vec::new(),
                 tool_call_id: None,
+                said: None,
             }),
         }
     }
@@ -148,6 +154,7 @@ impl History {
         if kept.is_empty() && turn.tool_calls.is_empty() {
             self.turns.remove(pos);
         } else {
+            turn.said = Some(turn.text());
             turn.sentences = kept;
             turn.interrupted = true;
         }

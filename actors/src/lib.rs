@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod policy;
 pub mod policy_file;
 pub mod providers;
+pub mod records;
 pub mod sentences;
 pub mod stt;
 pub mod tools;

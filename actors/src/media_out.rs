@@ -416,6 +416,7 @@ mod tests {
             CallSettings::default(),
             tx,
             None,
+            Arc::new(crate::records::MemorySink::default()),
         );
         let (actor, _) = MediaOut::spawn(None, MediaOut, Arc::clone(&ctx))
             .await

@@ -205,6 +205,10 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
             metrics::counter!(m::TOOL_CALLS, "tool" => tool_label(&call.name), "outcome" => outcome.label)
                 .increment(1);
             tracing::info!(parent: &ctx.span, tool = %call.name, outcome = outcome.label, "tool call");
+            ctx.recorder.event(
+                "tool_call",
+                format!("{}: {}", tool_label(&call.name), outcome.label),
+            );
             match outcome.effect {
                 Effect::EndCall { reason } => {
                     tracing::info!(parent: &ctx.span, reason = reason.as_deref().unwrap_or(""), "the bot ends the call");
@@ -247,7 +251,7 @@ fn tool_label(name: &str) -> &'static str {
 
 fn provider_error(ctx: &CallContext, provider: &'static str, e: &ProviderError) {
     tracing::warn!(parent: &ctx.span, provider, error = %e, "llm attempt failed");
-    e.count(provider);
+    ctx.provider_fault(provider, e);
 }
 
 fn say(ctx: Arc<CallContext>, generation: Generation, text: &str) {

@@ -129,7 +129,7 @@ impl SttState {
     fn lost(&mut self, myself: &ActorRef<SttMsg>, error: ProviderError) {
         let provider = self.provider();
         tracing::warn!(parent: &self.ctx.span, provider, %error, "stt session lost; reconnecting");
-        error.count(provider);
+        self.ctx.provider_fault(provider, &error);
         self.live = None;
         // The replay (or the fallback) transcribes the whole utterance again.
         self.finals.clear();
@@ -367,7 +367,7 @@ impl Actor for Stt {
             SttMsg::Connected(Err(e)) => {
                 let provider = state.provider();
                 tracing::warn!(parent: &state.ctx.span, provider, error = %e, "stt connect failed");
-                e.count(provider);
+                state.ctx.provider_fault(provider, &e);
                 state.schedule_reconnect(&myself);
                 if state.pending.as_ref().is_some_and(|p| !p.fallback) {
                     state.transcribe_with_fallback(&myself);
@@ -381,7 +381,8 @@ impl Actor for Stt {
                     .is_some_and(|p| p.id == utterance && !p.fallback)
                 {
                     let provider = state.provider();
-                    ProviderError::Timeout(state.ctx.policy.timeouts.stt_final()).count(provider);
+                    let late = ProviderError::Timeout(state.ctx.policy.timeouts.stt_final());
+                    state.ctx.provider_fault(provider, &late);
                     if state.ctx.providers.stt_fallback.is_some() {
                         tracing::warn!(parent: &state.ctx.span, provider, "no final transcript in time; using the fallback");
                         state.finals.clear();
@@ -404,7 +405,7 @@ impl Actor for Stt {
                     Ok(text) => state.complete(fallback, Some(text)),
                     Err(e) => {
                         tracing::warn!(parent: &state.ctx.span, provider = fallback, error = %e, "fallback transcription failed; the caller's words are lost");
-                        e.count(fallback);
+                        state.ctx.provider_fault(fallback, &e);
                         state.complete(fallback, None);
                     }
                 }

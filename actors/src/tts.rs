@@ -187,7 +187,7 @@ async fn synthesize(ctx: Arc<CallContext>, myself: ActorRef<TtsMsg>, sentence: S
 
 fn provider_error(ctx: &CallContext, provider: &'static str, e: &ProviderError) {
     tracing::warn!(parent: &ctx.span, provider, error = %e, "tts attempt failed");
-    e.count(provider);
+    ctx.provider_fault(provider, e);
 }
 
 impl Actor for Tts {

@@ -10,6 +10,7 @@ use hark_actors::call::CallSettings;
 use hark_actors::fault::FaultPlan;
 use hark_actors::media_in::{MediaInMsg, deliver_media};
 use hark_actors::policy_file::PolicyFile;
+use hark_actors::records::{MemorySink, Record};
 use hark_actors::ulaw;
 use hark_actors::{
     CallArgs, CallHandle, CallIds, EndReason, MarkId, Outbound, Providers, start_call,
@@ -39,6 +40,7 @@ fn fast_policy() -> PolicyFile {
 struct Call {
     handle: CallHandle,
     out: mpsc::Receiver<Outbound>,
+    records: Arc<MemorySink>,
     seq: u64,
 }
 
@@ -46,6 +48,7 @@ impl Call {
     async fn start(policy: PolicyFile, fault: Option<&str>) -> Self {
         let (tx, out) = mpsc::channel(512);
         let policy = Arc::new(policy);
+        let records = Arc::new(MemorySink::default());
         let handle = start_call(CallArgs {
             ids: CallIds {
                 call_sid: "CAtest".into(),
@@ -57,12 +60,14 @@ impl Call {
             settings: CallSettings::default(),
             outbound: tx,
             fault: fault.map(|f| FaultPlan::parse(f).unwrap()),
+            records: records.clone(),
         })
         .await
         .unwrap();
         Self {
             handle,
             out,
+            records,
             seq: 1,
         }
     }
@@ -179,6 +184,50 @@ async fn greeting_reply_and_barge_in_without_stale_frames() {
         .await
         .unwrap()
         .unwrap();
+
+    // The record: every turn once, in order, the cut one with what was heard.
+    let records = call.records.0.lock().unwrap().clone();
+    let turns: Vec<(u32, String, String, Option<String>)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Turn {
+                seq,
+                speaker,
+                text,
+                heard,
+                ..
+            } => Some((*seq, speaker.clone(), text.clone(), heard.clone())),
+            _ => None,
+        })
+        .collect();
+    let seqs: Vec<u32> = turns.iter().map(|t| t.0).collect();
+    assert_eq!(
+        seqs,
+        (0..turns.len() as u32).collect::<Vec<_>>(),
+        "{turns:?}"
+    );
+    let speakers: Vec<&str> = turns.iter().map(|t| t.1.as_str()).collect();
+    assert_eq!(
+        &speakers[..5],
+        ["bot", "caller", "bot", "caller", "bot"],
+        "{turns:?}"
+    );
+    let (_, _, said, heard) = &turns[4];
+    let heard = heard
+        .as_ref()
+        .expect("the interrupted turn has its heard part");
+    assert!(
+        said.starts_with(heard.as_str()) && said.len() > heard.len(),
+        "{said:?} / {heard:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(r, Record::Event { kind, .. } if kind == "barge_in"))
+    );
+    assert!(
+        matches!(records.last(), Some(Record::CallEnded { end_reason, .. }) if end_reason == "stop")
+    );
 }
 
 #[tokio::test]

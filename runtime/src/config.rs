@@ -15,7 +15,8 @@ use hark_actors::providers::ProviderEndpoints;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with the `HARK_` prefix that are not config keys.
-const NOT_CONFIG: &[&str] = &["HARK_LOG"];
+/// (`HARK_PII_*` are secrets: read straight from the environment, never a file.)
+const NOT_CONFIG: &[&str] = &["HARK_LOG", "HARK_PII_KEYS", "HARK_PII_HASH_KEY"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +43,12 @@ pub struct Config {
     pub call: CallSettings,
     /// Provider endpoints and the environment variables holding their keys.
     pub providers: ProviderEndpoints,
+    /// Where call records go: `postgres://…` or `sqlite://FILE?mode=rwc`.
+    pub database_url: String,
+    /// Local state: the record spool, the SQLite file, development PII keys.
+    pub data_dir: PathBuf,
+    /// This node's name on its records. Empty: the host name.
+    pub node: String,
 }
 
 impl Default for Config {
@@ -57,6 +64,9 @@ impl Default for Config {
             worker_threads: 0,
             call: CallSettings::default(),
             providers: ProviderEndpoints::default(),
+            database_url: "sqlite://hark-data/hark.db?mode=rwc".into(),
+            data_dir: PathBuf::from("hark-data"),
+            node: String::new(),
         }
     }
 }
@@ -77,6 +87,22 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The node name on records: `node`, else the host name.
+    pub fn node_name(&self) -> String {
+        if !self.node.is_empty() {
+            return self.node.clone();
+        }
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .unwrap_or_else(|| "local".into())
+    }
+
     /// Loads the configuration from an optional file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(file, std::env::vars())
@@ -162,6 +188,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = self.call.validate();
         errors.extend(self.providers.validate());
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+            || self.database_url.starts_with("sqlite:"))
+        {
+            errors.push("database_url: must start with postgres:// or sqlite:".into());
+        }
         if self.max_calls == 0 {
             errors.push("max_calls: must be at least 1".into());
         }

@@ -19,6 +19,7 @@ use hark_actors::call::CallContext;
 use hark_actors::fault::FaultPlan;
 use hark_actors::media_in::{MediaInMsg, deliver_media};
 use hark_actors::metrics as m;
+use hark_actors::records::Record;
 use hark_actors::{CallArgs, CallIds, EndReason, Outbound, SupervisorMsg, start_call};
 use metrics::Counter;
 use tokio::sync::mpsc;
@@ -77,6 +78,21 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     };
     let fault = fault_plan(&app, &start, &pre_span);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
+    app.records.send(Record::CallStarted {
+        call_sid: ids.call_sid.clone(),
+        stream_sid: ids.stream_sid.clone(),
+        direction: match param("direction").as_str() {
+            "" => "inbound".into(),
+            d => d.to_owned(),
+        },
+        from: param("from"),
+        to: param("to"),
+        policy: app.policy.name.clone(),
+        policy_version: app.policy.version.clone(),
+        node: app.node.clone(),
+        started_at_ms: hark_actors::records::now_ms(),
+    });
     let call = match start_call(CallArgs {
         ids: ids.clone(),
         policy: Arc::clone(&app.policy),
@@ -84,6 +100,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         settings: app.config.call.clone(),
         outbound: tx,
         fault,
+        records: Arc::clone(&app.records),
     })
     .await
     {

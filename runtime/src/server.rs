@@ -41,6 +41,10 @@ pub struct AppState {
     pub policy: Arc<PolicyFile>,
     pub providers: Providers,
     pub health: Arc<ProviderHealth>,
+    /// This node's name on records.
+    pub node: String,
+    /// Where calls' records go (the store's writer queue).
+    pub records: Arc<dyn hark_actors::records::RecordSink>,
     pub metrics: PrometheusHandle,
     pub lifecycle: Arc<Lifecycle>,
     /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.
@@ -168,6 +172,15 @@ pub enum ServeError {
     },
     #[error("providers: {0}")]
     Providers(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Pii(#[from] crate::pii::PiiError),
+    #[error("spool in {path}: {source}")]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("metrics recorder: {0}")]
     Metrics(String),
     #[error("server failed: {0}")]
@@ -181,6 +194,21 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let (providers, notices) =
         Providers::build(&policy, &config.providers, &keys).map_err(ServeError::Providers)?;
     let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
+    let pii = Arc::new(crate::pii::load(&config)?);
+    let store = crate::store::Store::open(&config.database_url).await?;
+    let spool_dir = config.data_dir.join("spool");
+    let spool =
+        crate::store::spool::Spool::open(&spool_dir).map_err(|source| ServeError::Spool {
+            path: spool_dir.clone(),
+            source,
+        })?;
+    if !spool.is_empty() {
+        tracing::info!(
+            rows = spool.len(),
+            "replaying records an earlier run spooled"
+        );
+    }
+    let writer = crate::store::writer::Writer::start(store.clone(), spool, Arc::clone(&pii));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -207,6 +235,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         policy,
         providers,
         health,
+        node: config.node_name(),
+        records: writer.queue.clone(),
         metrics,
         lifecycle: Arc::clone(&lifecycle),
         runtimes,
@@ -235,6 +265,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     };
     tracing::info!(workers = workers.len(), "serving");
     accept(listener, router(state), &workers, drained).await;
+    // Calls are over: write (or spool) their last records.
+    writer.finish(Duration::from_secs(10)).await;
     Ok(())
 }
 

@@ -30,13 +30,19 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
             m::TURN_RESPONSE_BUCKETS,
         )
         .map_err(|e| e.to_string())?;
-    for stage in [m::STT_FINAL, m::LLM_FIRST_TOKEN, m::TTS_FIRST_BYTE] {
+    for stage in [
+        m::STT_FINAL,
+        m::LLM_FIRST_TOKEN,
+        m::TTS_FIRST_BYTE,
+        crate::store::writer::WRITE_SECONDS,
+    ] {
         builder = builder
             .set_buckets_for_metric(Matcher::Full(stage.into()), m::STAGE_BUCKETS)
             .map_err(|e| e.to_string())?;
     }
     let handle = builder.install_recorder().map_err(|e| e.to_string())?;
     m::describe();
+    crate::store::writer::describe_metrics();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

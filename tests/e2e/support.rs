@@ -10,6 +10,20 @@ use hark_loadtest::server::Scrape;
 use crate::fakes::Fakes;
 use hark_loadtest::{Caller, CallerOptions};
 
+/// A fresh directory under the system's temp dir.
+pub fn temp_dir(prefix: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn repo_path(rel: &str) -> String {
     format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -47,10 +61,18 @@ impl Hark {
     }
 
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        // Each instance keeps its records apart (SQLite in its own data dir)
+        // unless the test says otherwise.
+        let data = temp_dir("hark-e2e");
         let mut child = Command::new(env!("CARGO_BIN_EXE_hark"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("HARK_CALL__FAULT_INJECTION", "true")
+            .env("HARK_DATA_DIR", &data)
+            .env(
+                "HARK_DATABASE_URL",
+                format!("sqlite://{}/hark.db?mode=rwc", data.display()),
+            )
             .env("HARK_LOG", "info,hark_actors=debug")
             // A developer's real keys must never reach a test (or a real API).
             .env_remove("DEEPGRAM_API_KEY")

@@ -1,0 +1,193 @@
+//! What a call leaves on record: its start and end, each turn (with the
+//! heard part of an interrupted bot turn), events and the outcome. Actors
+//! hand records to a [`RecordSink`] and never wait: storing them (batched,
+//! spooled to disk while the database is away) is the runtime's job.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    CallStarted {
+        call_sid: String,
+        stream_sid: String,
+        /// `inbound` or `outbound`.
+        direction: String,
+        from: String,
+        to: String,
+        policy: String,
+        policy_version: String,
+        node: String,
+        started_at_ms: i64,
+    },
+    CallEnded {
+        call_sid: String,
+        ended_at_ms: i64,
+        end_reason: String,
+    },
+    Turn {
+        call_sid: String,
+        /// Per call, from 0: with `call_sid`, the record's identity.
+        seq: u32,
+        /// `caller` or `bot`.
+        speaker: String,
+        text: String,
+        /// Of an interrupted bot turn: what the caller heard before talking over it.
+        heard: Option<String>,
+        interrupted: bool,
+        started_at_ms: i64,
+        ended_at_ms: i64,
+    },
+    Event {
+        call_sid: String,
+        seq: u32,
+        /// `barge_in`, `dtmf`, `child_restart`, `provider_fault`, `tool_call`, …
+        kind: String,
+        detail: String,
+        at_ms: i64,
+    },
+    Outcome {
+        call_sid: String,
+        slots: serde_json::Map<String, serde_json::Value>,
+        at_ms: i64,
+    },
+}
+
+impl Record {
+    pub fn call_sid(&self) -> &str {
+        match self {
+            Record::CallStarted { call_sid, .. }
+            | Record::CallEnded { call_sid, .. }
+            | Record::Turn { call_sid, .. }
+            | Record::Event { call_sid, .. }
+            | Record::Outcome { call_sid, .. } => call_sid,
+        }
+    }
+}
+
+/// Where records go. `send` must not block or fail: the sink owns overflow.
+pub trait RecordSink: Send + Sync {
+    fn send(&self, record: Record);
+}
+
+/// Keeps records in memory; for tests and tools.
+#[derive(Default)]
+pub struct MemorySink(pub std::sync::Mutex<Vec<Record>>);
+
+impl RecordSink for MemorySink {
+    fn send(&self, record: Record) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(record);
+    }
+}
+
+/// One call's handle on the sink, numbering its turns and events.
+pub struct CallRecorder {
+    call_sid: String,
+    sink: Arc<dyn RecordSink>,
+    turns: AtomicU32,
+    events: AtomicU32,
+}
+
+impl CallRecorder {
+    pub fn new(call_sid: &str, sink: Arc<dyn RecordSink>) -> Self {
+        Self {
+            call_sid: call_sid.to_owned(),
+            sink,
+            turns: AtomicU32::new(0),
+            events: AtomicU32::new(0),
+        }
+    }
+
+    pub fn send(&self, record: Record) {
+        self.sink.send(record);
+    }
+
+    pub fn caller_turn(&self, text: &str, started_at_ms: i64) {
+        self.turn("caller", text, None, started_at_ms);
+    }
+
+    /// A bot turn that ended: `heard` is set when the caller cut it short.
+    pub fn bot_turn(&self, text: &str, heard: Option<&str>, started_at_ms: i64) {
+        self.turn("bot", text, heard, started_at_ms);
+    }
+
+    fn turn(&self, speaker: &str, text: &str, heard: Option<&str>, started_at_ms: i64) {
+        if text.trim().is_empty() {
+            return;
+        }
+        self.sink.send(Record::Turn {
+            call_sid: self.call_sid.clone(),
+            seq: self.turns.fetch_add(1, Ordering::Relaxed),
+            speaker: speaker.to_owned(),
+            text: text.to_owned(),
+            heard: heard.map(str::to_owned),
+            interrupted: heard.is_some(),
+            started_at_ms,
+            ended_at_ms: now_ms(),
+        });
+    }
+
+    pub fn event(&self, kind: &str, detail: impl Into<String>) {
+        self.sink.send(Record::Event {
+            call_sid: self.call_sid.clone(),
+            seq: self.events.fetch_add(1, Ordering::Relaxed),
+            kind: kind.to_owned(),
+            detail: detail.into(),
+            at_ms: now_ms(),
+        });
+    }
+
+    pub fn outcome(&self, slots: serde_json::Map<String, serde_json::Value>) {
+        self.sink.send(Record::Outcome {
+            call_sid: self.call_sid.clone(),
+            slots,
+            at_ms: now_ms(),
+        });
+    }
+
+    pub fn ended(&self, end_reason: &str) {
+        self.sink.send(Record::CallEnded {
+            call_sid: self.call_sid.clone(),
+            ended_at_ms: now_ms(),
+            end_reason: end_reason.to_owned(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_and_events_are_numbered_per_call_and_empty_turns_skipped() {
+        let sink = Arc::new(MemorySink::default());
+        let rec = CallRecorder::new("CA1", sink.clone());
+        rec.caller_turn("hello", 1);
+        rec.bot_turn("  ", None, 2);
+        rec.bot_turn("Hi there. How can I help?", Some("Hi there."), 3);
+        rec.event("barge_in", "");
+        rec.event("dtmf", "5");
+        let got = sink.0.lock().unwrap().clone();
+        assert_eq!(got.len(), 4);
+        assert!(
+            matches!(&got[1], Record::Turn { seq: 1, interrupted: true, heard: Some(h), .. } if h == "Hi there.")
+        );
+        assert!(matches!(&got[3], Record::Event { seq: 1, kind, .. } if kind == "dtmf"));
+        let json = serde_json::to_string(&got[0]).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), got[0]);
+    }
+}

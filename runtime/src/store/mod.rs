@@ -1,0 +1,159 @@
+//! The call record store: PostgreSQL in production, SQLite as the embedded
+//! default, behind one set of portable queries (`sqlx::Any`: `$n`
+//! placeholders, `ON CONFLICT`, BIGINT/TEXT/bytes columns only). Each backend
+//! has its own migrations folder, run at start-up.
+//!
+//! Every write is idempotent — a row's identity is its natural key (a call's
+//! SID, a turn's call SID and number) — so replaying a spool never duplicates.
+
+pub mod rows;
+pub mod spool;
+pub mod writer;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row as _};
+
+pub use rows::Row;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unreachable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(String),
+    #[error("migrations: {0}")]
+    Migrate(String),
+    #[error("database URL {0:?}: use postgres://… or sqlite://…")]
+    Url(String),
+}
+
+impl StoreError {
+    fn from_sqlx(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            other => {
+                let text = other.to_string();
+                // A server going away mid-query shows up as a protocol or
+                // database error naming the connection.
+                if text.contains("connection") || text.contains("terminating") {
+                    StoreError::Unavailable(text)
+                } else {
+                    StoreError::Query(text)
+                }
+            }
+        }
+    }
+
+    /// Whether waiting (and spooling meanwhile) may help.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Store {
+    /// Connects (lazily: a database that is down at start-up is spooled for,
+    /// not fatal) and runs the backend's migrations when it can.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Url(url.to_owned()));
+        };
+        if backend == Backend::Sqlite
+            && let Some(path) = sqlite_path(url)
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect_lazy(url)
+            .map_err(StoreError::from_sqlx)?;
+        Ok(Self { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        };
+        migrator.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx(e),
+            other => StoreError::Migrate(other.to_string()),
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Writes rows in one transaction.
+    pub async fn write(&self, rows: &[Row]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+        for row in rows {
+            row.query()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)
+    }
+
+    pub async fn count(&self, table: Table) -> Result<i64, StoreError> {
+        let row = sqlx::query(table.count_sql())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        row.try_get::<i64, _>("n").map_err(StoreError::from_sqlx)
+    }
+}
+
+/// Tables a caller may count (a closed set: never a name from input).
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Calls,
+    Turns,
+    Events,
+    AuditLog,
+}
+
+impl Table {
+    fn count_sql(self) -> &'static str {
+        match self {
+            Table::Calls => "SELECT COUNT(*) AS n FROM calls",
+            Table::Turns => "SELECT COUNT(*) AS n FROM turns",
+            Table::Events => "SELECT COUNT(*) AS n FROM call_events",
+            Table::AuditLog => "SELECT COUNT(*) AS n FROM audit_log",
+        }
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}

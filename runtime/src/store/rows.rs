@@ -1,0 +1,224 @@
+//! Records as stored: personal data (phone numbers, transcript text)
+//! already encrypted, so neither the queue, the spool file nor the database
+//! ever holds it in clear.
+
+use hark_actors::records::Record;
+use serde::{Deserialize, Serialize};
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+use crate::pii::Pii;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Row {
+    Call {
+        call_sid: String,
+        stream_sid: String,
+        direction: String,
+        from_enc: Vec<u8>,
+        from_hash: String,
+        to_enc: Vec<u8>,
+        to_hash: String,
+        policy: String,
+        policy_version: String,
+        node: String,
+        started_at: i64,
+    },
+    CallEnd {
+        call_sid: String,
+        ended_at: i64,
+        end_reason: String,
+    },
+    Turn {
+        call_sid: String,
+        seq: i64,
+        speaker: String,
+        text_enc: Vec<u8>,
+        heard_enc: Option<Vec<u8>>,
+        interrupted: bool,
+        started_at: i64,
+        ended_at: i64,
+    },
+    Event {
+        call_sid: String,
+        seq: i64,
+        kind: String,
+        detail: String,
+        at: i64,
+    },
+    Outcome {
+        call_sid: String,
+        slots: String,
+    },
+}
+
+impl Row {
+    /// Encrypts what must not rest in clear.
+    pub fn from_record(record: Record, pii: &Pii) -> Self {
+        match record {
+            Record::CallStarted {
+                call_sid,
+                stream_sid,
+                direction,
+                from,
+                to,
+                policy,
+                policy_version,
+                node,
+                started_at_ms,
+            } => Row::Call {
+                call_sid,
+                stream_sid,
+                direction,
+                from_enc: pii.encrypt(&from),
+                from_hash: pii.hash_number(&from),
+                to_enc: pii.encrypt(&to),
+                to_hash: pii.hash_number(&to),
+                policy,
+                policy_version,
+                node,
+                started_at: started_at_ms,
+            },
+            Record::CallEnded {
+                call_sid,
+                ended_at_ms,
+                end_reason,
+            } => Row::CallEnd {
+                call_sid,
+                ended_at: ended_at_ms,
+                end_reason,
+            },
+            Record::Turn {
+                call_sid,
+                seq,
+                speaker,
+                text,
+                heard,
+                interrupted,
+                started_at_ms,
+                ended_at_ms,
+            } => Row::Turn {
+                call_sid,
+                seq: i64::from(seq),
+                speaker,
+                text_enc: pii.encrypt(&text),
+                heard_enc: heard.map(|h| pii.encrypt(&h)),
+                interrupted,
+                started_at: started_at_ms,
+                ended_at: ended_at_ms,
+            },
+            Record::Event {
+                call_sid,
+                seq,
+                kind,
+                detail,
+                at_ms,
+            } => Row::Event {
+                call_sid,
+                seq: i64::from(seq),
+                kind,
+                detail,
+                at: at_ms,
+            },
+            Record::Outcome {
+                call_sid, slots, ..
+            } => Row::Outcome {
+                call_sid,
+                slots: serde_json::Value::Object(slots).to_string(),
+            },
+        }
+    }
+
+    /// The idempotent statement for this row: calls merge field by field
+    /// (a call's end may arrive before its start); turns and events are
+    /// inserted once.
+    pub fn query(&self) -> Query<'_, Any, AnyArguments> {
+        match self {
+            Row::Call {
+                call_sid,
+                stream_sid,
+                direction,
+                from_enc,
+                from_hash,
+                to_enc,
+                to_hash,
+                policy,
+                policy_version,
+                node,
+                started_at,
+            } => sqlx::query(
+                "INSERT INTO calls (call_sid, stream_sid, direction, from_enc, from_hash, to_enc, to_hash, policy, policy_version, node, started_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (call_sid) DO UPDATE SET stream_sid = excluded.stream_sid, direction = excluded.direction, \
+                 from_enc = excluded.from_enc, from_hash = excluded.from_hash, to_enc = excluded.to_enc, to_hash = excluded.to_hash, \
+                 policy = excluded.policy, policy_version = excluded.policy_version, node = excluded.node, started_at = excluded.started_at",
+            )
+            .bind(call_sid)
+            .bind(stream_sid)
+            .bind(direction)
+            .bind(from_enc.as_slice())
+            .bind(from_hash)
+            .bind(to_enc.as_slice())
+            .bind(to_hash)
+            .bind(policy)
+            .bind(policy_version)
+            .bind(node)
+            .bind(*started_at),
+            Row::CallEnd {
+                call_sid,
+                ended_at,
+                end_reason,
+            } => sqlx::query(
+                "INSERT INTO calls (call_sid, ended_at, end_reason) VALUES ($1, $2, $3) \
+                 ON CONFLICT (call_sid) DO UPDATE SET ended_at = excluded.ended_at, end_reason = excluded.end_reason",
+            )
+            .bind(call_sid)
+            .bind(*ended_at)
+            .bind(end_reason),
+            Row::Turn {
+                call_sid,
+                seq,
+                speaker,
+                text_enc,
+                heard_enc,
+                interrupted,
+                started_at,
+                ended_at,
+            } => sqlx::query(
+                "INSERT INTO turns (call_sid, seq, speaker, text_enc, heard_enc, interrupted, started_at, ended_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (call_sid, seq) DO NOTHING",
+            )
+            .bind(call_sid)
+            .bind(*seq)
+            .bind(speaker)
+            .bind(text_enc.as_slice())
+            .bind(heard_enc.as_deref())
+            .bind(i64::from(*interrupted))
+            .bind(*started_at)
+            .bind(*ended_at),
+            Row::Event {
+                call_sid,
+                seq,
+                kind,
+                detail,
+                at,
+            } => sqlx::query(
+                "INSERT INTO call_events (call_sid, seq, kind, detail, at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (call_sid, seq) DO NOTHING",
+            )
+            .bind(call_sid)
+            .bind(*seq)
+            .bind(kind)
+            .bind(detail)
+            .bind(*at),
+            Row::Outcome { call_sid, slots } => sqlx::query(
+                "INSERT INTO calls (call_sid, outcome) VALUES ($1, $2) \
+                 ON CONFLICT (call_sid) DO UPDATE SET outcome = excluded.outcome",
+            )
+            .bind(call_sid)
+            .bind(slots),
+        }
+    }
+}
