@@ -49,6 +49,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// This node's name on its records. Empty: the host name.
     pub node: String,
+    /// Call attempts one caller may make per hour; more get `<Reject/>`. 0: no limit.
+    pub caller_calls_per_hour: u32,
+    /// Admin API requests per second per token (bursts of twice that); more get 429.
+    pub api_requests_per_second: u32,
+    /// Transcripts older than this are deleted (hourly purge). 0: kept forever.
+    pub retention_days: u64,
 }
 
 impl Default for Config {
@@ -67,6 +73,9 @@ impl Default for Config {
             database_url: "sqlite://hark-data/hark.db?mode=rwc".into(),
             data_dir: PathBuf::from("hark-data"),
             node: String::new(),
+            caller_calls_per_hour: 30,
+            api_requests_per_second: 20,
+            retention_days: 90,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Hark's runtime: the `hark` server around the per-call actor trees —
 //! config, Twilio protocol, HTTP and WebSocket, metrics, graceful shutdown.
 
+pub mod api;
 pub mod config;
 pub mod doctor;
 pub mod health;
@@ -11,6 +12,7 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod twilio;
+pub mod webhooks;
 pub mod workers;
 
 pub use config::Config;

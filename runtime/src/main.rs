@@ -44,10 +44,31 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (once: only its hash is stored).
+    Create {
+        /// admin, ai_ops, agent or viewer
+        #[arg(long)]
+        role: String,
+        /// Who or what it is for (unique), e.g. "ops-dashboard"
+        #[arg(long)]
+        name: String,
+        /// Runtime config file (TOML); HARK_* environment variables override it
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -118,6 +139,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Token {
+            command: TokenCommand::Create { role, name, config },
+        } => {
+            let cfg = Config::load(config.as_deref())?;
+            let role = hark_runtime::api::Role::parse(&role)
+                .with_context(|| format!("--role {role:?}: use admin, ai_ops, agent or viewer"))?;
+            let name = name.trim().to_owned();
+            anyhow::ensure!(
+                !name.is_empty() && name.len() <= 100,
+                "--name: 1 to 100 characters"
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            let token = rt.block_on(async {
+                let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
+                store.migrate().await?;
+                let token = hark_runtime::api::new_token();
+                let id = hark_runtime::api::new_token();
+                store
+                    .create_token(
+                        &id[5..17],
+                        &name,
+                        role.as_str(),
+                        &hark_runtime::api::hash_token(&token),
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        hark_runtime::store::StoreError::Query(m)
+                            if m.contains("UNIQUE") || m.contains("unique") =>
+                        {
+                            anyhow::anyhow!("a token named {name:?} exists already")
+                        }
+                        other => other.into(),
+                    })?;
+                anyhow::Ok(token)
+            })?;
+            eprintln!(
+                "token {name:?} with role {} created; it is shown only now:",
+                role.as_str()
+            );
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Policy {
             command: PolicyCommand::Check { files },

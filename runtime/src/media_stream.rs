@@ -78,6 +78,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     };
     let fault = fault_plan(&app, &start, &pre_span);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let live = app.live();
     let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
     app.records.send(Record::CallStarted {
         call_sid: ids.call_sid.clone(),
@@ -88,15 +89,15 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         },
         from: param("from"),
         to: param("to"),
-        policy: app.policy.name.clone(),
-        policy_version: app.policy.version.clone(),
+        policy: live.policy.name.clone(),
+        policy_version: live.policy.version.clone(),
         node: app.node.clone(),
         started_at_ms: hark_actors::records::now_ms(),
     });
     let call = match start_call(CallArgs {
         ids: ids.clone(),
-        policy: Arc::clone(&app.policy),
-        providers: app.providers.clone(),
+        policy: Arc::clone(&live.policy),
+        providers: live.providers.clone(),
         settings: app.config.call.clone(),
         outbound: tx,
         fault,

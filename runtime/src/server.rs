@@ -8,16 +8,14 @@
 //! | `GET /readyz` | the node takes calls: 503 while draining or while a role (stt, llm, tts) has no healthy provider |
 //! | `GET /metrics` | Prometheus text format |
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hark_actors::metrics as m;
@@ -33,13 +31,17 @@ use crate::workers::Workers;
 use crate::config::Config;
 use crate::health::ProviderHealth;
 use crate::lifecycle::Lifecycle;
-use crate::media_stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
-use crate::twilio::twiml;
+
+/// The policy calls start with, and its providers. Swapped whole by a
+/// policy reload; calls in progress keep the one they started with.
+pub struct Live {
+    pub policy: Arc<PolicyFile>,
+    pub providers: Providers,
+}
 
 pub struct AppState {
     pub config: Config,
-    pub policy: Arc<PolicyFile>,
-    pub providers: Providers,
+    pub live: arc_swap::ArcSwap<Live>,
     pub health: Arc<ProviderHealth>,
     /// This node's name on records.
     pub node: String,
@@ -49,77 +51,34 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.
     pub runtimes: Vec<tokio::runtime::Handle>,
+    pub store: crate::store::Store,
+    pub pii: Arc<crate::pii::Pii>,
+    /// Twilio's auth token: when set, every Twilio request must be signed.
+    pub twilio_auth_token: Option<hark_actors::providers::Secret>,
+    pub caller_limit: crate::webhooks::CallerLimit,
+    pub api_limit: crate::api::RateLimit,
+}
+
+impl AppState {
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/twilio/voice", post(voice))
-        .route("/twilio/media", get(media))
+        .route("/twilio/voice", post(crate::webhooks::voice))
+        .route("/twilio/status", post(crate::webhooks::status))
+        .route("/twilio/media", get(crate::webhooks::media))
+        .nest("/api/v1", crate::api::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(state)
 }
 
-fn refuse(code: StatusCode, message: &str) -> Response {
+pub(crate) fn refuse(code: StatusCode, message: &str) -> Response {
     (code, format!("{message}\n")).into_response()
-}
-
-async fn media(State(app): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
-    let slot = match app.lifecycle.admit() {
-        Ok(slot) => slot,
-        Err(refusal) => return refuse(StatusCode::SERVICE_UNAVAILABLE, refusal.message()),
-    };
-    ws.read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(HARD_MESSAGE_LIMIT)
-        .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| media_stream::run(socket, app, slot))
-}
-
-/// Call data passed on to the stream (Twilio's webhook parameter names).
-const FORWARDED: [(&str, &str); 4] = [
-    ("From", "from"),
-    ("To", "to"),
-    ("Direction", "direction"),
-    ("CallSid", "call_sid"),
-];
-
-async fn voice(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Form(params): Form<BTreeMap<String, String>>,
-) -> Response {
-    if app.lifecycle.is_draining() {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            crate::lifecycle::Refusal::Draining.message(),
-        );
-    }
-    let host = app.config.public_host.clone().or_else(|| {
-        headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-    });
-    let Some(host) = host.filter(|h| !h.is_empty() && !h.contains(['/', '"', '<'])) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "no usable Host header and no public_host configured",
-        );
-    };
-    let url = format!("wss://{host}/twilio/media");
-    let mut stream_params = vec![("policy", app.policy.name.as_str())];
-    for (twilio, ours) in FORWARDED {
-        if let Some(v) = params.get(twilio) {
-            stream_params.push((ours, v.as_str()));
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        twiml::connect_stream(&url, stream_params),
-    )
-        .into_response()
 }
 
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
@@ -135,7 +94,7 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     let body = serde_json::json!({
         "status": status,
         "calls": app.lifecycle.active(),
-        "policy": app.policy.name,
+        "policy": app.live().policy.name,
         "unready_roles": unready,
         "providers": app.health.snapshot(),
     });
@@ -230,10 +189,24 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let mut runtimes = workers.handles();
     runtimes.push(tokio::runtime::Handle::current());
     let lifecycle = Lifecycle::new(config.max_calls);
+    let twilio_auth_token = keys.get(&config.providers.twilio).cloned();
+    if twilio_auth_token.is_none() {
+        tracing::warn!(
+            "{} is not set: Twilio requests are NOT verified (fine for local development, never for a public number)",
+            config.providers.twilio.api_key_env
+        );
+    }
     let state = Arc::new(AppState {
         config: config.clone(),
-        policy,
-        providers,
+        live: arc_swap::ArcSwap::from_pointee(Live {
+            policy,
+            providers: providers.clone(),
+        }),
+        store: store.clone(),
+        pii: Arc::clone(&pii),
+        twilio_auth_token,
+        caller_limit: crate::webhooks::CallerLimit::new(config.caller_calls_per_hour),
+        api_limit: crate::api::RateLimit::new(config.api_requests_per_second),
         health,
         node: config.node_name(),
         records: writer.queue.clone(),
@@ -241,6 +214,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         lifecycle: Arc::clone(&lifecycle),
         runtimes,
     });
+    crate::api::spawn_purge(Arc::clone(&state));
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let goodbye = config.call.goodbye_timeout() + Duration::from_secs(5);
     let drained = async move {

@@ -6,6 +6,7 @@
 //! Every write is idempotent — a row's identity is its natural key (a call's
 //! SID, a turn's call SID and number) — so replaying a spool never duplicates.
 
+pub mod queries;
 pub mod rows;
 pub mod spool;
 pub mod writer;
@@ -28,23 +29,35 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn from_sqlx(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-            other => {
-                let text = other.to_string();
-                // A server going away mid-query shows up as a protocol or
-                // database error naming the connection.
-                if text.contains("connection") || text.contains("terminating") {
-                    StoreError::Unavailable(text)
+    pub(crate) fn from_sqlx(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            // The server answered: a connection-level or resource problem
+            // (SQLSTATE classes 08, 53, 57; SQLite busy/locked/full) passes;
+            // anything else is about the statement.
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                let transient = code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57")
+                    || ["5", "6", "13"].contains(&code.as_ref());
+                if transient {
+                    StoreError::Unavailable(e.to_string())
                 } else {
-                    StoreError::Query(text)
+                    StoreError::Query(e.to_string())
                 }
             }
+            E::Configuration(_)
+            | E::InvalidArgument(_)
+            | E::ColumnIndexOutOfBounds { .. }
+            | E::ColumnNotFound(_)
+            | E::ColumnDecode { .. }
+            | E::Encode(_)
+            | E::Decode(_)
+            | E::TypeNotFound { .. }
+            | E::RowNotFound => StoreError::Query(e.to_string()),
+            // I/O, TLS, protocol (a socket cut mid-reply), pool timeouts.
+            _ => StoreError::Unavailable(e.to_string()),
         }
     }
 

@@ -22,6 +22,13 @@ pub fn connect_stream<'a>(
     xml
 }
 
+/// `<Reject/>`: Twilio refuses the call (the caller hears a busy signal),
+/// unbilled.
+pub fn reject() -> String {
+    r#"<?xml version="1.0" encoding="UTF-8"?><Response><Reject reason="busy"/></Response>"#
+        .to_owned()
+}
+
 /// Escapes text for an XML attribute value.
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {

@@ -1,0 +1,303 @@
+//! Twilio's requests: the incoming-call webhook, call status callbacks and
+//! the Media Streams upgrade. Each is checked against `X-Twilio-Signature`
+//! when an auth token is configured (403 and `hark_twilio_signature_failures_total`
+//! otherwise); calls from blocked numbers, or from numbers over their hourly
+//! attempt limit, get `<Reject/>` and a record saying why.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hark_actors::records::{Record, now_ms};
+use tokio::time::Instant;
+
+use crate::media_stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
+use crate::server::{AppState, refuse};
+use crate::twilio::{signature, twiml};
+
+pub const SIGNATURE_FAILURES: &str = "hark_twilio_signature_failures_total";
+pub const CALLS_REJECTED: &str = "hark_calls_rejected_total";
+
+/// Call data passed on to the stream (Twilio's webhook parameter names).
+const FORWARDED: [(&str, &str); 4] = [
+    ("From", "from"),
+    ("To", "to"),
+    ("Direction", "direction"),
+    ("CallSid", "call_sid"),
+];
+
+/// The host Twilio reached us at: `public_host`, else the `Host` header.
+fn host(app: &AppState, headers: &HeaderMap) -> Option<String> {
+    app.config
+        .public_host
+        .clone()
+        .or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .filter(|h| !h.is_empty() && !h.contains(['/', '"', '<', ' ']))
+}
+
+/// `https`, unless a proxy says the request came in as plain `http`.
+fn scheme(headers: &HeaderMap, secure: &'static str, plain: &'static str) -> &'static str {
+    match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("http") => plain,
+        _ => secure,
+    }
+}
+
+/// The URL Twilio requested, as it signed it.
+fn request_url(
+    headers: &HeaderMap,
+    uri: &Uri,
+    host: &str,
+    secure: &'static str,
+    plain: &'static str,
+) -> String {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{}://{host}{path}", scheme(headers, secure, plain))
+}
+
+/// Checks the signature of a request to `url`; `Some` is the 403 to answer.
+fn check(
+    app: &AppState,
+    route: &'static str,
+    headers: &HeaderMap,
+    url: &str,
+    params: &[(String, String)],
+) -> Option<Response> {
+    let token = app.twilio_auth_token.as_ref()?;
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
+    let ok = given.is_some_and(|sig| signature::verify(token.expose(), url, params, sig));
+    if ok {
+        return None;
+    }
+    let reason = if given.is_some() { "wrong" } else { "missing" };
+    metrics::counter!(SIGNATURE_FAILURES, "route" => route, "reason" => reason).increment(1);
+    tracing::warn!(
+        route,
+        reason,
+        "Twilio signature check failed; request refused"
+    );
+    Some(refuse(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"))
+}
+
+pub async fn media(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if app.twilio_auth_token.is_some() {
+        let Some(host) = host(&app, &headers) else {
+            return refuse(StatusCode::BAD_REQUEST, "no usable Host header");
+        };
+        let url = request_url(&headers, &uri, &host, "wss", "ws");
+        if let Some(refused) = check(&app, "media", &headers, &url, &[]) {
+            return refused;
+        }
+    }
+    let slot = match app.lifecycle.admit() {
+        Ok(slot) => slot,
+        Err(refusal) => return refuse(StatusCode::SERVICE_UNAVAILABLE, refusal.message()),
+    };
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(HARD_MESSAGE_LIMIT)
+        .max_frame_size(HARD_MESSAGE_LIMIT)
+        .on_upgrade(move |socket| media_stream::run(socket, app, slot))
+}
+
+fn pairs(params: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+pub async fn voice(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(params): Form<BTreeMap<String, String>>,
+) -> Response {
+    let Some(host) = host(&app, &headers) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "no usable Host header and no public_host configured",
+        );
+    };
+    let url = request_url(&headers, &uri, &host, "https", "http");
+    if let Some(refused) = check(&app, "voice", &headers, &url, &pairs(&params)) {
+        return refused;
+    }
+    if app.lifecycle.is_draining() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::lifecycle::Refusal::Draining.message(),
+        );
+    }
+    let from = params.get("From").cloned().unwrap_or_default();
+    if !from.is_empty() {
+        let blocked = match app.store.blocked(&from, &app.pii).await {
+            Ok(b) => b,
+            Err(e) => {
+                // The database being away must not stop calls: let it through.
+                tracing::warn!(error = %e, "blocklist unavailable; call allowed");
+                None
+            }
+        };
+        let reason = match blocked {
+            Some(_) => Some("blocked"),
+            None if !app.caller_limit.admit(&app.pii.hash_number(&from)) => Some("rate_limited"),
+            None => None,
+        };
+        if let Some(reason) = reason {
+            return reject(&app, &params, reason);
+        }
+    }
+    let url = format!("{}://{host}/twilio/media", scheme(&headers, "wss", "ws"));
+    let policy = app.live().policy.name.clone();
+    let mut stream_params = vec![("policy", policy.as_str())];
+    for (twilio, ours) in FORWARDED {
+        if let Some(v) = params.get(twilio) {
+            stream_params.push((ours, v.as_str()));
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        twiml::connect_stream(&url, stream_params),
+    )
+        .into_response()
+}
+
+/// `<Reject/>`, counted, with a call record saying why.
+fn reject(app: &AppState, params: &BTreeMap<String, String>, reason: &'static str) -> Response {
+    metrics::counter!(CALLS_REJECTED, "reason" => reason).increment(1);
+    let call_sid = params.get("CallSid").cloned().unwrap_or_default();
+    tracing::info!(%call_sid, from = %crate::pii::mask(params.get("From").map_or("", |s| s)), reason, "call rejected");
+    if !call_sid.is_empty() {
+        let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+        let now = now_ms();
+        app.records.send(Record::CallStarted {
+            call_sid: call_sid.clone(),
+            stream_sid: String::new(),
+            direction: match get("Direction").as_str() {
+                "" => "inbound".into(),
+                d => d.to_owned(),
+            },
+            from: get("From"),
+            to: get("To"),
+            policy: app.live().policy.name.clone(),
+            policy_version: app.live().policy.version.clone(),
+            node: app.node.clone(),
+            started_at_ms: now,
+        });
+        app.records.send(Record::CallEnded {
+            call_sid,
+            ended_at_ms: now,
+            end_reason: format!("rejected_{reason}"),
+        });
+    }
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        twiml::reject(),
+    )
+        .into_response()
+}
+
+/// Twilio's call status callback (`statusCallback`): the status goes on the
+/// call's record as an event.
+pub async fn status(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(params): Form<BTreeMap<String, String>>,
+) -> Response {
+    let Some(host) = host(&app, &headers) else {
+        return refuse(StatusCode::BAD_REQUEST, "no usable Host header");
+    };
+    let url = request_url(&headers, &uri, &host, "https", "http");
+    if let Some(refused) = check(&app, "status", &headers, &url, &pairs(&params)) {
+        return refused;
+    }
+    let (Some(call_sid), Some(status)) = (params.get("CallSid"), params.get("CallStatus")) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "CallSid and CallStatus are required",
+        );
+    };
+    // Status callbacks carry their own sequence number; kept apart from the
+    // call's own events.
+    let seq = params
+        .get("SequenceNumber")
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(0);
+    let mut detail = status.clone();
+    if let Some(d) = params.get("CallDuration") {
+        detail.push_str(&format!(" after {d} s"));
+    }
+    app.records.send(Record::Event {
+        call_sid: call_sid.clone(),
+        seq: 1_000_000 + seq.min(999_999),
+        kind: "twilio_status".into(),
+        detail,
+        at_ms: now_ms(),
+    });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Call attempts per caller per hour (by the number's keyed hash).
+pub struct CallerLimit {
+    per_hour: u32,
+    seen: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl CallerLimit {
+    pub fn new(per_hour: u32) -> Self {
+        Self {
+            per_hour,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn admit(&self, caller: &str) -> bool {
+        if self.per_hour == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() > 100_000 {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(3600));
+        }
+        let entry = seen.entry(caller.to_owned()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(3600) {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.per_hour
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn caller_limit_resets_after_an_hour() {
+        let l = CallerLimit::new(2);
+        assert!(l.admit("a") && l.admit("a"));
+        assert!(!l.admit("a"));
+        assert!(l.admit("b"));
+        tokio::time::advance(Duration::from_secs(3601)).await;
+        assert!(l.admit("a"));
+    }
+}
