@@ -7,5 +7,6 @@ mod conversation;
 mod fakes;
 mod faults;
 mod providers;
+mod records;
 mod server;
 mod support;

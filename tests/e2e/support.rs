@@ -54,7 +54,13 @@ impl Hark {
     }
 
     pub fn start_live_with(fakes: &Fakes, policy: &str, env: &[(&str, &str)]) -> Self {
-        let mut all = fakes.env();
+        // Twilio's credentials are for `hark doctor`; the simulated callers
+        // do not sign their requests.
+        let mut all: Vec<(String, String)> = fakes
+            .env()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("TWILIO_"))
+            .collect();
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Self::start_with(&["--policy", policy], &all)
