@@ -238,12 +238,15 @@ pub fn router() -> Router<Arc<AppState>> {
 #[into_params(parameter_in = Query)]
 pub struct CallQuery {
     /// `active` or `ended`.
+    #[param(pattern = "^(active|ended)$")]
     status: Option<String>,
     /// `inbound`, `outbound-api`, `outbound-dial`.
     direction: Option<String>,
-    /// Started at or after (RFC 3339 or ms since the epoch).
+    /// Started at or after (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
-    /// Started before (RFC 3339 or ms since the epoch).
+    /// Started before (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
     policy: Option<String>,
     /// Text the outcome JSON contains, e.g. `"plan":"pro"`.
@@ -252,9 +255,11 @@ pub struct CallQuery {
     from: Option<String>,
     /// The called number (E.164).
     to: Option<String>,
-    /// 1..=500, default 50.
+    /// Default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0, maximum = 1000000000)]
     offset: Option<i64>,
 }
 
@@ -262,19 +267,11 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, Fail> {
     let Some(v) = v.as_deref() else {
         return Ok(None);
     };
-    if let Ok(ms) = v.parse::<i64>() {
-        return Ok(Some(ms));
-    }
-    humantime::parse_rfc3339(v)
-        .map(|t| {
-            Some(
-                t.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
-            )
-        })
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| Some(t.timestamp_millis()))
         .map_err(|_| {
             bad(format!(
-                "{name}: {v:?} is neither RFC 3339 (2026-11-21T10:00:00Z) nor ms since the epoch"
+                "{name}: {v:?} is not an RFC 3339 time like 2026-11-21T10:00:00Z"
             ))
         })
 }
@@ -291,8 +288,8 @@ impl CallQuery {
             return Err(bad(format!("limit: {limit} is outside 1..=500")));
         }
         let offset = self.offset.unwrap_or(0);
-        if offset < 0 {
-            return Err(bad("offset: must not be negative"));
+        if !(0..=1_000_000_000).contains(&offset) {
+            return Err(bad(format!("offset: {offset} is outside 0..=1000000000")));
         }
         Ok(CallFilter {
             since: time_param("since", &self.since)?,
@@ -366,7 +363,7 @@ fn check_sid(sid: &str) -> Result<(), Fail> {
     Ok(())
 }
 
-#[utoipa::path(get, path = "/api/v1/calls/{call_sid}", params(("call_sid" = String, Path, description = "Twilio's CallSid")),
+#[utoipa::path(get, path = "/api/v1/calls/{call_sid}", params(("call_sid" = String, Path, description = "Twilio's CallSid", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     description = "One call with its events. Roles: admin, ai_ops, agent, viewer.",
     responses((status = 200, body = CallDetail), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
     security(("bearer" = [])))]
@@ -392,7 +389,7 @@ pub struct Transcript {
     turns: Vec<TurnView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/calls/{call_sid}/transcript", params(("call_sid" = String, Path, description = "Twilio's CallSid")),
+#[utoipa::path(get, path = "/api/v1/calls/{call_sid}/transcript", params(("call_sid" = String, Path, description = "Twilio's CallSid", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     description = "What was said, turn by turn (the heard part of interrupted bot turns too). Every read is audited. Roles: admin, ai_ops, agent.",
     responses((status = 200, body = Transcript), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
     security(("bearer" = [])))]
@@ -494,25 +491,29 @@ async fn list_blocklist(
 #[serde(deny_unknown_fields)]
 pub struct NewBlock {
     /// E.164, e.g. `+15551234567`.
+    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$")]
     number: String,
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     reason: String,
 }
 
-/// `+` and 7 to 15 digits.
+/// E.164: `+`, then 7 to 15 digits, the first not 0.
 fn check_number(n: &str) -> Result<String, Fail> {
-    let norm = crate::pii::normalize(n);
-    let digits = norm.trim_start_matches('+');
-    if !norm.starts_with('+') || !(7..=15).contains(&digits.len()) || digits.contains('+') {
+    let digits = n.strip_prefix('+').unwrap_or_default();
+    let ok = (7..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0');
+    if !ok {
         return Err(bad(format!(
             "number: {n:?} is not an E.164 number like +15551234567"
         )));
     }
-    Ok(norm)
+    Ok(n.to_owned())
 }
 
 #[utoipa::path(post, path = "/api/v1/blocklist", request_body = NewBlock,
     description = "Blocks a number: its calls get <Reject/>. Audited. Roles: admin, agent.",
-    responses((status = 201, body = BlockEntry), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 422, body = ApiError)),
+    responses((status = 201, body = BlockEntry), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 415, body = ApiError), (status = 422, body = ApiError)),
     security(("bearer" = [])))]
 async fn add_block(
     State(app): State<Arc<AppState>>,
@@ -524,8 +525,8 @@ async fn add_block(
         body.map_err(|e| Fail(e.status(), format!("bad JSON body: {}", e.body_text())))?;
     let number = check_number(&body.number)?;
     let reason = body.reason.trim();
-    if reason.is_empty() || reason.len() > 500 {
-        return Err(bad("reason: 1 to 500 characters"));
+    if reason.is_empty() || body.reason.chars().count() > 500 {
+        return Err(bad("reason: 1 to 500 characters, not all blank"));
     }
     let entry = app
         .store
@@ -542,7 +543,7 @@ async fn add_block(
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/blocklist/{number}", params(("number" = String, Path, description = "E.164 number")),
+#[utoipa::path(delete, path = "/api/v1/blocklist/{number}", params(("number" = String, Path, description = "E.164 number", pattern = "^\\+[1-9][0-9]{6,14}$")),
     description = "Unblocks a number. Audited. Roles: admin.",
     responses((status = 204), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
     security(("bearer" = [])))]
@@ -815,7 +816,8 @@ async fn node(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// 1..=1000, default 100.
+    /// Default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 

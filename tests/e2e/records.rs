@@ -619,7 +619,7 @@ async fn a_blocked_number_is_rejected_and_the_record_says_why() {
         .http()
         .post(hark.url("/api/v1/blocklist"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({"number": "+1 (555) 000-1111", "reason": "abusive"}))
+        .json(&serde_json::json!({"number": "+15550001111", "reason": "abusive"}))
         .send()
         .await
         .unwrap();
