@@ -435,14 +435,18 @@ async fn a_tts_error_or_stall_moves_that_sentence_to_the_fallback_voice() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(spoken(), ["Hello.", "How can I help you?"]);
-    assert!(caller.wait_idle(QUIET, GREETING).await);
     let greeting_ms =
         crate::fakes::speech_len("Hello.") + crate::fakes::speech_len("How can I help you?");
-    let played = caller.state().media_bytes;
+    let whole = 8 * greeting_ms * 9 / 10;
+    let played = caller
+        .wait_until(GREETING, |st| st.media_bytes >= whole)
+        .await;
     assert!(
-        played >= 8 * greeting_ms * 9 / 10,
-        "the whole greeting played: {played} bytes"
+        played,
+        "the whole greeting played: {} of {whole} bytes",
+        caller.state().media_bytes
     );
+    assert!(caller.wait_idle(QUIET, GREETING).await);
     // The next sentence goes to ElevenLabs again.
     turn(&hark, &caller, "yes").await;
     assert_eq!(fakes.openai.shared.spoken.lock().unwrap().len(), 2);

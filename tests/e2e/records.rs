@@ -721,3 +721,22 @@ async fn a_bad_policy_reload_is_refused_and_the_old_one_stays_live() {
     assert_eq!(list[0]["version"], "2", "{list}");
     assert_eq!(list[0]["active"], true);
 }
+
+#[tokio::test]
+async fn a_token_over_its_request_rate_gets_429() {
+    let node = Node::sqlite();
+    let token = node.token("viewer", "dash");
+    let hark = node.start(&[("HARK_API_REQUESTS_PER_SECOND", "2")]);
+    let api = Api { hark: &hark, token };
+    // A burst of twice the rate passes, then the bucket is empty.
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(api.get("/api/v1/node").await.0);
+    }
+    assert_eq!(&codes[..4], [200, 200, 200, 200], "{codes:?}");
+    assert!(codes[4..].contains(&429), "{codes:?}");
+    let (code, body) = api.get("/api/v1/node").await;
+    if code == 429 {
+        assert!(body["error"].as_str().unwrap().contains("rate limit"));
+    }
+}
