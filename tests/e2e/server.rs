@@ -202,3 +202,59 @@ async fn sigterm_drains_then_ends_calls_with_a_goodbye() {
     let code = hark.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(code, Some(0), "{}", hark.logs());
 }
+
+/// Every metric the Grafana dashboards chart is one Hark exports (named in
+/// the source as a metric), and each query follows the node selector.
+#[test]
+fn dashboards_chart_only_metrics_hark_exports() {
+    let mut source = String::new();
+    for dir in ["actors/src", "runtime/src"] {
+        let mut stack = vec![std::path::PathBuf::from(repo_path(dir))];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    source.push_str(&std::fs::read_to_string(p).unwrap());
+                }
+            }
+        }
+    }
+    let mut dashboards = 0;
+    for e in std::fs::read_dir(repo_path("dashboards"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        dashboards += 1;
+        let mut exprs = Vec::new();
+        for panel in doc["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push(t["expr"].as_str().unwrap().to_owned());
+            }
+        }
+        assert!(exprs.len() > 10, "{:?}", e.path());
+        for expr in &exprs {
+            assert!(expr.contains(r#"instance=~"$instance""#), "{expr}");
+            let mut rest = expr.as_str();
+            while let Some(i) = rest.find("hark_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name);
+                assert!(
+                    source.contains(&format!("\"{base}\"")),
+                    "{base} (in {expr}) is not a metric Hark exports"
+                );
+            }
+        }
+    }
+    assert!(dashboards >= 1);
+}
