@@ -532,6 +532,8 @@ impl Actor for CallSupervisor {
                 }
             }
             SupervisorMsg::PlaybackFinished { generation } => {
+                // The turn has played out: on record now, with its real end.
+                state.record_bot_turns(Some(generation + 1));
                 if let Some(ending) = &state.ending {
                     if ending.generation == generation {
                         let reason = ending.reason;

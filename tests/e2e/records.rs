@@ -186,6 +186,11 @@ async fn records_round_trip(node: Node) {
         .collect();
     assert_eq!(speakers, ["bot", "caller", "bot", "caller", "bot"], "{t}");
     assert_eq!(turns[0]["text"], "Hello. How can I help you?");
+    // The greeting is on record as ending when it finished playing, before the caller spoke.
+    assert!(
+        turns[0]["ended_at"].as_i64() <= turns[1]["started_at"].as_i64(),
+        "{t}"
+    );
     assert!(
         turns[1]["text"]
             .as_str()
