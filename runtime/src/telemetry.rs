@@ -54,6 +54,20 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
+/// A database URL without its password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// What a person starting `hark serve` needs to know, on stdout.
 pub fn print_banner(
     addr: SocketAddr,
@@ -71,6 +85,25 @@ pub fn print_banner(
     let _ = writeln!(out, "  twilio webhook  POST http://{addr}/twilio/voice");
     let _ = writeln!(out, "  media stream    ws://{addr}/twilio/media");
     let _ = writeln!(out, "  metrics         http://{addr}/metrics");
+    let _ = writeln!(
+        out,
+        "  admin API       http://{addr}/api/v1 (tokens: hark token create)"
+    );
+    let _ = writeln!(
+        out,
+        "  records         {}",
+        redact_url(&config.database_url)
+    );
+    let signatures =
+        if std::env::var(&config.providers.twilio.api_key_env).is_ok_and(|v| !v.is_empty()) {
+            "verified".to_owned()
+        } else {
+            format!(
+                "NOT verified ({} not set)",
+                config.providers.twilio.api_key_env
+            )
+        };
+    let _ = writeln!(out, "  twilio requests {signatures}");
     let _ = writeln!(
         out,
         "  policy          {} v{} ({})",
@@ -106,4 +139,25 @@ pub fn print_banner(
     }
     let _ = out.flush();
     tracing::info!(%addr, policy = %policy.name, "hark serving");
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_print() {
+        assert_eq!(
+            redact_url("postgres://hark:s3cret@db:5432/hark"),
+            "postgres://hark:***@db:5432/hark"
+        );
+        assert_eq!(
+            redact_url("postgres://hark@db/hark"),
+            "postgres://hark@db/hark"
+        );
+        assert_eq!(
+            redact_url("sqlite://hark-data/hark.db?mode=rwc"),
+            "sqlite://hark-data/hark.db?mode=rwc"
+        );
+    }
 }
