@@ -334,6 +334,40 @@ pub fn no_retries(
         .with_http_service(async_openai::middleware::ReqwestService::new(http.clone()))
 }
 
+/// Whether an OpenAI-compatible endpoint has `model` (`GET {base}/models/{model}`):
+/// reachability, the key and the model in one request.
+pub async fn check_openai_model(
+    http: &reqwest::Client,
+    base: &str,
+    key: &Secret,
+    model: &str,
+) -> Result<(), ProviderError> {
+    let res = http
+        .get(format!("{base}/models/{model}"))
+        .bearer_auth(key.expose())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    match res.status().as_u16() {
+        200 => Ok(()),
+        s => Err(ProviderError::from_status(s, &format!("model {model}"))),
+    }
+}
+
+/// An async-openai error as a provider error (status, transport, JSON).
+pub fn openai_error(e: async_openai::error::OpenAIError) -> ProviderError {
+    use async_openai::error::OpenAIError;
+    match e {
+        OpenAIError::ApiError(api) => {
+            ProviderError::from_status(api.status_code.as_u16(), &api.api_error.message)
+        }
+        OpenAIError::Reqwest(e) => e.into(),
+        OpenAIError::JSONDeserialize(e, _) => ProviderError::Protocol(format!("bad JSON: {e}")),
+        OpenAIError::StreamError(e) => ProviderError::Protocol(e.to_string()),
+        other => ProviderError::Protocol(other.to_string()),
+    }
+}
+
 /// A provider name as a `'static` label value. Names come from policy and
 /// config files, so the set is small and fixed; each is stored once.
 pub fn intern(name: &str) -> &'static str {

@@ -6,11 +6,9 @@
 //! by index and delivered whole when the choice finishes.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
-use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
     ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
@@ -26,7 +24,9 @@ use futures::StreamExt;
 use super::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ToolCall};
 use crate::history::{Speaker, Turn};
 use crate::policy_file::LlmSettings;
-use crate::providers::{Endpoint, ProviderError, Secret, intern, no_retries};
+use crate::providers::{
+    Endpoint, ProviderError, Secret, check_openai_model, intern, no_retries, openai_error,
+};
 
 pub struct OpenAiChat {
     name: &'static str,
@@ -109,18 +109,6 @@ fn message(turn: &Turn) -> ChatCompletionRequestMessage {
     }
 }
 
-fn error(e: OpenAIError) -> ProviderError {
-    match e {
-        OpenAIError::ApiError(api) => {
-            ProviderError::from_status(api.status_code.as_u16(), &api.api_error.message)
-        }
-        OpenAIError::Reqwest(e) => e.into(),
-        OpenAIError::JSONDeserialize(e, _) => ProviderError::Protocol(format!("bad JSON: {e}")),
-        OpenAIError::StreamError(e) => ProviderError::Protocol(e.to_string()),
-        other => ProviderError::Protocol(other.to_string()),
-    }
-}
-
 /// Tool-call fragments by index, until the choice finishes.
 #[derive(Default)]
 struct Fragments(BTreeMap<u32, ToolCall>);
@@ -170,12 +158,12 @@ impl LlmProvider for OpenAiChat {
             .chat()
             .create_stream(body)
             .await
-            .map_err(error)?;
+            .map_err(openai_error)?;
         let mut fragments = Fragments::default();
         let deltas = chunks.flat_map(move |chunk| {
             let mut out: Vec<Result<LlmDelta, ProviderError>> = Vec::new();
             match chunk {
-                Err(e) => out.push(Err(error(e))),
+                Err(e) => out.push(Err(openai_error(e))),
                 Ok(chunk) => {
                     for choice in chunk.choices {
                         let d = choice.delta;
@@ -212,21 +200,8 @@ impl LlmProvider for OpenAiChat {
     }
 
     async fn check(&self) -> Result<String, ProviderError> {
-        let url = format!("{}/models/{}", self.base, self.settings.model);
-        let res = self
-            .http
-            .get(&url)
-            .bearer_auth(self.key.expose())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?;
-        match res.status().as_u16() {
-            200 => Ok(format!("model {} available", self.settings.model)),
-            s => Err(ProviderError::from_status(
-                s,
-                &format!("model {}", self.settings.model),
-            )),
-        }
+        check_openai_model(&self.http, &self.base, &self.key, &self.settings.model).await?;
+        Ok(format!("model {} available", self.settings.model))
     }
 }
 

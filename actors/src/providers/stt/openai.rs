@@ -2,8 +2,6 @@
 //! or `whisper-1`) through async-openai: one finished utterance at a time,
 //! used while the streaming STT is down.
 
-use std::time::Duration;
-
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::audio::{AudioInput, AudioResponseFormat, CreateTranscriptionRequest};
@@ -11,7 +9,9 @@ use async_trait::async_trait;
 
 use super::BatchStt;
 use crate::policy_file::OpenAiSttSettings;
-use crate::providers::{Endpoint, ProviderError, Secret, no_retries};
+use crate::providers::{
+    Endpoint, ProviderError, Secret, check_openai_model, no_retries, openai_error,
+};
 use crate::ulaw;
 
 pub struct OpenAiStt {
@@ -94,31 +94,13 @@ impl BatchStt for OpenAiStt {
             .transcription()
             .create_raw(request)
             .await
-            .map_err(|e| match e {
-                async_openai::error::OpenAIError::ApiError(api) => {
-                    ProviderError::from_status(api.status_code.as_u16(), &api.api_error.message)
-                }
-                async_openai::error::OpenAIError::Reqwest(e) => e.into(),
-                other => ProviderError::Protocol(other.to_string()),
-            })?;
+            .map_err(openai_error)?;
         text_of(&body)
     }
 
     async fn check(&self) -> Result<String, ProviderError> {
-        let res = self
-            .http
-            .get(format!("{}/models/{}", self.base, self.settings.model))
-            .bearer_auth(self.key.expose())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?;
-        match res.status().as_u16() {
-            200 => Ok(format!("model {} available", self.settings.model)),
-            s => Err(ProviderError::from_status(
-                s,
-                &format!("model {}", self.settings.model),
-            )),
-        }
+        check_openai_model(&self.http, &self.base, &self.key, &self.settings.model).await?;
+        Ok(format!("model {} available", self.settings.model))
     }
 }
 

@@ -5,8 +5,6 @@
 //! waits for the whole body, and its SSE variant only works with
 //! `gpt-4o-mini-tts`), so a sentence starts playing on its first chunk.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use audioadapter_buffers::direct::InterleavedSlice;
 use bytes::Bytes;
@@ -15,7 +13,7 @@ use rubato::{Fft, FixedSync, Resampler};
 
 use super::{AudioStream, TtsProvider};
 use crate::policy_file::OpenAiTtsSettings;
-use crate::providers::{Endpoint, ProviderError, Secret};
+use crate::providers::{Endpoint, ProviderError, Secret, check_openai_model};
 use crate::ulaw;
 
 /// 20 ms at 24 kHz in, 20 ms at 8 kHz out.
@@ -182,23 +180,11 @@ impl TtsProvider for OpenAiTts {
     }
 
     async fn check(&self) -> Result<String, ProviderError> {
-        let res = self
-            .http
-            .get(format!("{}/models/{}", self.base, self.settings.model))
-            .bearer_auth(self.key.expose())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?;
-        match res.status().as_u16() {
-            200 => Ok(format!(
-                "model {} available, voice {}",
-                self.settings.model, self.settings.voice
-            )),
-            s => Err(ProviderError::from_status(
-                s,
-                &format!("model {}", self.settings.model),
-            )),
-        }
+        check_openai_model(&self.http, &self.base, &self.key, &self.settings.model).await?;
+        Ok(format!(
+            "model {} available, voice {}",
+            self.settings.model, self.settings.voice
+        ))
     }
 }
 
