@@ -21,6 +21,8 @@ use crate::twilio::{signature, twiml};
 
 pub const SIGNATURE_FAILURES: &str = "hark_twilio_signature_failures_total";
 pub const CALLS_REJECTED: &str = "hark_calls_rejected_total";
+/// Longest a webhook waits for the blocklist.
+const BLOCKLIST_WAIT: Duration = Duration::from_millis(500);
 
 /// Call data passed on to the stream (Twilio's webhook parameter names).
 const FORWARDED: [(&str, &str); 4] = [
@@ -147,11 +149,17 @@ pub async fn voice(
     }
     let from = params.get("From").cloned().unwrap_or_default();
     if !from.is_empty() {
-        let blocked = match app.store.blocked(&from, &app.pii).await {
-            Ok(b) => b,
-            Err(e) => {
-                // The database being away must not stop calls: let it through.
+        // The database being away (or slow) must not stop or delay calls:
+        // past a short wait the call is let through.
+        let lookup = tokio::time::timeout(BLOCKLIST_WAIT, app.store.blocked(&from, &app.pii));
+        let blocked = match lookup.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "blocklist unavailable; call allowed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("blocklist lookup too slow; call allowed");
                 None
             }
         };
