@@ -108,6 +108,11 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         Ok(call) => call,
         Err(e) => {
             tracing::error!(parent: &pre_span, call_sid = %ids.call_sid, error = %e, "could not start the call");
+            app.records.send(Record::CallEnded {
+                call_sid: ids.call_sid.clone(),
+                ended_at_ms: hark_actors::records::now_ms(),
+                end_reason: "start_failed".into(),
+            });
             return;
         }
     };
