@@ -194,6 +194,7 @@ fn reject(app: &AppState, params: &BTreeMap<String, String>, reason: &'static st
     tracing::info!(%call_sid, from = %crate::pii::mask(params.get("From").map_or("", |s| s)), reason, "call rejected");
     if !call_sid.is_empty() {
         let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+        let live = app.live();
         let now = now_ms();
         app.records.send(Record::CallStarted {
             call_sid: call_sid.clone(),
@@ -204,8 +205,8 @@ fn reject(app: &AppState, params: &BTreeMap<String, String>, reason: &'static st
             },
             from: get("From"),
             to: get("To"),
-            policy: app.live().policy.name.clone(),
-            policy_version: app.live().policy.version.clone(),
+            policy: live.policy.name.clone(),
+            policy_version: live.policy.version.clone(),
             node: app.node.clone(),
             started_at_ms: now,
         });

@@ -85,9 +85,17 @@ impl Deepgram {
     }
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
-    headers.get("authorization").and_then(|v| v.to_str().ok())
-        == Some(format!("Token {}", shared.key).as_str())
+/// Deepgram's 401 unless `Authorization: Token KEY`.
+fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(format!("Token {}", shared.key).as_str());
+    (!ok).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_AUTH",
+            "Invalid credentials.",
+        )
+    })
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -99,24 +107,16 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn projects(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if !authorized(&shared, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_AUTH",
-            "Invalid credentials.",
-        );
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
     }
     axum::Json(json!({ "projects": [{ "project_id": "p-1", "name": "Hark tests" }] }))
         .into_response()
 }
 
 async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if !authorized(&shared, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_AUTH",
-            "Invalid credentials.",
-        );
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
     }
     let stt: Vec<Value> = MODELS
         .iter()
@@ -142,12 +142,8 @@ async fn listen(
     Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !authorized(&shared, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_AUTH",
-            "Invalid credentials.",
-        );
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
     }
     let q = |k: &str| query.get(k).map(String::as_str);
     if q("encoding") != Some("mulaw") || q("sample_rate") != Some("8000") {
