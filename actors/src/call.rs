@@ -58,6 +58,11 @@ pub enum EndReason {
     OutboundStalled,
     /// The bot hung up (the LLM called `end_call`).
     BotEnded,
+    /// Nothing arrived from Twilio for `media_timeout_secs` (Twilio sends
+    /// media every 20 ms, silence included): the peer is gone.
+    MediaTimeout,
+    /// The call reached `call.max_duration_secs`; the caller heard the goodbye.
+    MaxDuration,
 }
 
 impl EndReason {
@@ -70,6 +75,8 @@ impl EndReason {
             EndReason::BadStream => "bad_stream",
             EndReason::OutboundStalled => "outbound_stalled",
             EndReason::BotEnded => "bot_ended",
+            EndReason::MediaTimeout => "media_timeout",
+            EndReason::MaxDuration => "max_duration",
         }
     }
 }
@@ -170,6 +177,11 @@ pub struct CallSettings {
     pub goodbye_timeout_secs: u64,
     /// Test only: honour the `hark_fault` stream parameter (see `fault.rs`).
     pub fault_injection: bool,
+    /// A call this long is ended with the policy's goodbye.
+    pub max_duration_secs: u64,
+    /// DTMF digits a call may send per second (bursts of as many); more are
+    /// counted and dropped. Each digit is a caller turn and an LLM request.
+    pub dtmf_per_second: u32,
 }
 
 impl Default for CallSettings {
@@ -182,6 +194,8 @@ impl Default for CallSettings {
             mailbox_frames: 50,
             goodbye_timeout_secs: 15,
             fault_injection: false,
+            max_duration_secs: 4 * 3600,
+            dtmf_per_second: 10,
         }
     }
 }
@@ -210,6 +224,18 @@ impl CallSettings {
                 self.mailbox_frames
             ));
         }
+        if !(1..=7 * 24 * 3600).contains(&self.max_duration_secs) {
+            errors.push(format!(
+                "call.max_duration_secs: {} is outside 1..=604800",
+                self.max_duration_secs
+            ));
+        }
+        if !(1..=100).contains(&self.dtmf_per_second) {
+            errors.push(format!(
+                "call.dtmf_per_second: {} is outside 1..=100",
+                self.dtmf_per_second
+            ));
+        }
         errors
     }
 
@@ -223,6 +249,10 @@ impl CallSettings {
 
     pub fn goodbye_timeout(&self) -> Duration {
         Duration::from_secs(self.goodbye_timeout_secs)
+    }
+
+    pub fn max_duration(&self) -> Duration {
+        Duration::from_secs(self.max_duration_secs)
     }
 
     /// Audio budget in 20 ms frames.
@@ -274,9 +304,15 @@ pub struct Routes {
 /// Mailbox bounds for the per-frame hops.
 pub struct Backlogs {
     pub media_in: Arc<Backlog>,
+    /// DTMF and echoed marks queued for `MediaIn`: Twilio's own rate is a few
+    /// a second, so a full queue is a flood.
+    pub control: Arc<Backlog>,
     pub vad: Arc<Backlog>,
     pub stt: Arc<Backlog>,
 }
+
+/// Control messages (DTMF, mark echoes) `MediaIn` may have queued.
+pub const CONTROL_BACKLOG: usize = 64;
 
 pub struct CallContext {
     pub ids: CallIds,
@@ -328,6 +364,7 @@ impl CallContext {
             outbound,
             backlogs: Backlogs {
                 media_in: Backlog::new(frames),
+                control: Backlog::new(CONTROL_BACKLOG),
                 vad: Backlog::new(frames),
                 // In batches of `media_in::STT_BATCH_FRAMES` frames.
                 stt: Backlog::new((frames / crate::media_in::STT_BATCH_FRAMES).max(2)),

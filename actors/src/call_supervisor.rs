@@ -42,6 +42,9 @@ pub enum SupervisorMsg {
     Utterance {
         text: String,
     },
+    /// The caller spoke but no transcriber could say what (fallback timed
+    /// out or failed): ask them to say it again.
+    Unheard,
     // From `MediaIn`.
     Dtmf {
         digit: char,
@@ -57,6 +60,10 @@ pub enum SupervisorMsg {
     // From `Policy`.
     /// The LLM called `end_call`: hang up once turn `generation` has played.
     BotEndsCall {
+        generation: Generation,
+    },
+    /// The task writing turn `generation` failed: end it with the fallback line.
+    TurnFailed {
         generation: Generation,
     },
     // From the runtime.
@@ -82,6 +89,9 @@ pub struct CallArgs {
     pub fault: Option<FaultPlan>,
     /// Where the call's records go.
     pub records: Arc<dyn RecordSink>,
+    /// The first turn and event number of this stream (0 for a call's first
+    /// stream; a call that comes back on a new stream continues after it).
+    pub record_base: u32,
 }
 
 /// A running call, as the runtime holds it.
@@ -103,6 +113,7 @@ pub async fn start_call(args: CallArgs) -> Result<CallHandle, SpawnErr> {
         args.fault,
         args.records,
     );
+    ctx.recorder.start_at(args.record_base);
     let (supervisor, done) = CallSupervisor::spawn(None, CallSupervisor, Arc::clone(&ctx)).await?;
     Ok(CallHandle {
         ctx,
@@ -140,6 +151,8 @@ pub struct SupervisorState {
     waiting: Vec<String>,
     ending: Option<Ending>,
     end_timer: Option<AbortOnDrop>,
+    /// Ends the call at `call.max_duration_secs`.
+    _max_duration: Option<AbortOnDrop>,
     end_reason: Option<EndReason>,
     /// The bot asked to hang up after this turn.
     hang_up_after: Option<Generation>,
@@ -438,6 +451,7 @@ impl Actor for CallSupervisor {
             waiting: Vec::new(),
             ending: None,
             end_timer: None,
+            _max_duration: None,
             end_reason: None,
             hang_up_after: None,
             speech_started_ms: None,
@@ -465,6 +479,14 @@ impl Actor for CallSupervisor {
             state.children.insert(cell.get_id(), kind);
         }
         tracing::info!(parent: &state.ctx.span, policy = %state.ctx.policy.name, "call started");
+        let me = myself.clone();
+        let limit = state.ctx.settings.max_duration();
+        state._max_duration = Some(AbortOnDrop::spawn(async move {
+            tokio::time::sleep(limit).await;
+            let _ = me.send_message(SupervisorMsg::EndCall {
+                reason: EndReason::MaxDuration,
+            });
+        }));
         let greeting = state.ctx.policy.greeting.clone();
         if !greeting.trim().is_empty() {
             state.start_turn(TurnKind::Say(greeting), None, None);
@@ -518,6 +540,31 @@ impl Actor for CallSupervisor {
                 state.ctx.recorder.caller_turn(&text, started);
                 let speech_end = state.last_speech_end.take();
                 state.caller_words(text, speech_end);
+            }
+            SupervisorMsg::Unheard => {
+                state.ctx.recorder.event("caller_unheard", "");
+                state.speech_started_ms = None;
+                state.last_speech_end = None;
+                if state.ending.is_none() && state.bot.is_none() {
+                    let line = state.ctx.policy.fallback_line.clone();
+                    state.start_turn(TurnKind::Say(line), None, None);
+                }
+            }
+            SupervisorMsg::TurnFailed { generation } => {
+                if state
+                    .bot
+                    .as_ref()
+                    .is_some_and(|b| b.generation == generation)
+                    && state.ending.is_none()
+                {
+                    state
+                        .ctx
+                        .recorder
+                        .event("turn_failed", format!("turn {generation}"));
+                    state.cancel_bot();
+                    let line = state.ctx.policy.fallback_line.clone();
+                    state.start_turn(TurnKind::Say(line), None, None);
+                }
             }
             SupervisorMsg::Dtmf { digit } => {
                 metrics::counter!(m::DTMF).increment(1);
@@ -577,6 +624,9 @@ impl Actor for CallSupervisor {
             }
             SupervisorMsg::Hangup { reason } => state.close(&myself, reason),
             SupervisorMsg::EndCall { reason } => {
+                if reason == EndReason::MaxDuration {
+                    tracing::info!(parent: &state.ctx.span, max_secs = state.ctx.settings.max_duration_secs, "call reached its maximum duration; saying goodbye");
+                }
                 let goodbye = state.ctx.policy.goodbye.clone();
                 state.end_with(&myself, reason, goodbye);
             }

@@ -1,6 +1,11 @@
 //! `MediaIn`: Twilio's inbound messages → 20 ms PCM16 frames for `Vad` and
 //! μ-law frames for `Stt`; counts sequence gaps; forwards `dtmf` to the
 //! supervisor and echoed marks to `MediaOut`.
+//!
+//! Every message in takes a [`Slot`] of a bounded backlog first — audio
+//! from one, DTMF and marks from another — so a peer that floods the socket
+//! can fill neither mailbox: past the bound, new messages are dropped and
+//! counted.
 
 use std::sync::Arc;
 
@@ -69,10 +74,12 @@ pub enum MediaInMsg {
     Dtmf {
         seq: u64,
         digit: char,
+        slot: Slot,
     },
     Mark {
         seq: u64,
-        name: String,
+        id: MarkId,
+        slot: Slot,
     },
 }
 
@@ -89,6 +96,31 @@ pub fn deliver_media(ctx: &CallContext, seq: u64, audio: &[u8]) -> bool {
         received: Instant::now(),
         slot,
     })
+}
+
+/// Hands a DTMF digit to the call; false (counted by the caller) when the
+/// control backlog is full.
+pub fn deliver_dtmf(ctx: &CallContext, seq: u64, digit: char) -> bool {
+    let Some(slot) = ctx.backlogs.control.try_slot() else {
+        return false;
+    };
+    ctx.routes
+        .media_in
+        .send(MediaInMsg::Dtmf { seq, digit, slot })
+}
+
+/// Hands an echoed mark to the call; false when the control backlog is full.
+pub fn deliver_mark(ctx: &CallContext, seq: u64, id: MarkId) -> bool {
+    let Some(slot) = ctx.backlogs.control.try_slot() else {
+        return false;
+    };
+    ctx.routes.media_in.send(MediaInMsg::Mark { seq, id, slot })
+}
+
+/// Whether `seq` does not follow `last`. Sequence numbers come from the
+/// peer, so `last` may be `u64::MAX`: no arithmetic may overflow.
+fn is_gap(last: Option<u64>, seq: u64) -> bool {
+    last.is_some_and(|last| last.checked_add(1) != Some(seq))
 }
 
 pub struct MediaIn;
@@ -109,11 +141,9 @@ pub struct MediaInState {
 
 impl MediaInState {
     fn check_sequence(&mut self, seq: u64) {
-        if let Some(last) = self.last_seq
-            && seq != last + 1
-        {
+        if is_gap(self.last_seq, seq) {
             self.gaps.increment(1);
-            tracing::debug!(parent: &self.ctx.span, last, seq, "sequence gap");
+            tracing::debug!(parent: &self.ctx.span, last = self.last_seq, seq, "sequence gap");
         }
         self.last_seq = Some(seq);
     }
@@ -217,24 +247,19 @@ impl Actor for MediaIn {
                 state.audio(audio.as_slice(), received);
                 drop(slot);
             }
-            MediaInMsg::Dtmf { seq, digit } => {
+            MediaInMsg::Dtmf { seq, digit, slot } => {
                 state.check_sequence(seq);
                 state
                     .ctx
                     .routes
                     .supervisor
                     .send(SupervisorMsg::Dtmf { digit });
+                drop(slot);
             }
-            MediaInMsg::Mark { seq, name } => {
+            MediaInMsg::Mark { seq, id, slot } => {
                 state.check_sequence(seq);
-                match MarkId::parse(&name) {
-                    Some(id) => {
-                        state.ctx.routes.media_out.send(MediaOutMsg::MarkEchoed(id));
-                    }
-                    None => {
-                        tracing::debug!(parent: &state.ctx.span, %name, "ignoring foreign mark")
-                    }
-                }
+                state.ctx.routes.media_out.send(MediaOutMsg::MarkEchoed(id));
+                drop(slot);
             }
         }
         Ok(())
@@ -244,6 +269,16 @@ impl Actor for MediaIn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_gaps_never_overflow_on_hostile_numbers() {
+        assert!(!is_gap(None, u64::MAX));
+        assert!(!is_gap(Some(4), 5));
+        assert!(is_gap(Some(4), 7));
+        // `last + 1` would overflow here (a panic in debug builds).
+        assert!(is_gap(Some(u64::MAX), 0));
+        assert!(is_gap(Some(u64::MAX), u64::MAX));
+    }
 
     #[test]
     fn inline_and_heap_payloads() {

@@ -6,11 +6,15 @@
 //!
 //! Resilience: the first LLM gets a retry, then the policy's fallbacks get a
 //! try, all within the turn budget; a reply that never starts ends in the
-//! policy's spoken fallback line, so the caller is never left in silence.
+//! policy's spoken fallback line, so the caller is never left in silence. A
+//! reply task that fails outright (a panic: a bug, not a provider fault) is
+//! caught and reported to the supervisor, which ends the turn with the
+//! fallback line too: a call must never go deaf.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
@@ -179,7 +183,26 @@ async fn one_round(
     Round::Failed
 }
 
+/// Runs [`reply`] and turns a panic into [`SupervisorMsg::TurnFailed`].
+async fn guarded_reply(ctx: Arc<CallContext>, generation: Generation) {
+    let run = AssertUnwindSafe(reply(Arc::clone(&ctx), generation)).catch_unwind();
+    if let Err(panic) = run.await {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(parent: &ctx.span, generation, error = %why, "the reply task failed; ending the turn with the fallback line");
+        ctx.routes
+            .supervisor
+            .send(SupervisorMsg::TurnFailed { generation });
+    }
+}
+
 async fn reply(ctx: Arc<CallContext>, generation: Generation) {
+    if let Some(plan) = &ctx.fault {
+        plan.on_reply();
+    }
     let deadline = Instant::now() + ctx.policy.timeouts.turn_budget();
     let mut speaker = Speaker {
         ctx: Arc::clone(&ctx),
@@ -302,7 +325,10 @@ impl Actor for Policy {
                     state.ctx.history().push_caller(&text);
                 }
                 let ctx = Arc::clone(&state.ctx);
-                state.inflight = Some((generation, AbortOnDrop::spawn(reply(ctx, generation))));
+                state.inflight = Some((
+                    generation,
+                    AbortOnDrop::spawn(guarded_reply(ctx, generation)),
+                ));
             }
             PolicyMsg::Say { generation, text } => {
                 state.inflight = None;

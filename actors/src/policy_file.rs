@@ -274,6 +274,9 @@ pub struct Timeouts {
     pub tts_first_byte_ms: u64,
     /// End of speech → final transcript before the utterance goes to the fallback STT.
     pub stt_final_ms: u64,
+    /// The fallback STT's answer for one utterance; past it the utterance is
+    /// lost and the caller hears the fallback line.
+    pub stt_fallback_ms: u64,
     /// Longest wait between STT reconnection attempts (backoff doubles from 100 ms).
     pub stt_reconnect_max_ms: u64,
 }
@@ -285,6 +288,7 @@ impl Default for Timeouts {
             turn_budget_ms: 8000,
             tts_first_byte_ms: 2000,
             stt_final_ms: 2000,
+            stt_fallback_ms: 8000,
             stt_reconnect_max_ms: 5000,
         }
     }
@@ -305,6 +309,10 @@ impl Timeouts {
 
     pub fn stt_final(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.stt_final_ms)
+    }
+
+    pub fn stt_fallback(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stt_fallback_ms)
     }
 
     pub fn stt_reconnect_max(&self) -> std::time::Duration {
@@ -437,10 +445,12 @@ impl fmt::Display for FieldError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policy file {path}: {source}")]
+    // The cause is in the message and not a `source`, so that printing the
+    // error chain (`{:#}`) says it once.
+    #[error("cannot read policy file {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("policy file {origin} is not valid: {message}")]
     Parse { origin: String, message: String },
@@ -459,12 +469,21 @@ fn list(errors: &[FieldError]) -> String {
         .join("\n")
 }
 
+/// The shipped default policy (`policies/default.toml`), compiled in so that
+/// `hark serve` runs from any folder without a policy file.
+pub const BUILTIN_DEFAULT: &str = include_str!("../../policies/default.toml");
+
 impl PolicyFile {
+    /// The built-in default policy.
+    pub fn builtin() -> Result<Self, PolicyError> {
+        Self::parse(BUILTIN_DEFAULT, "(built-in default policy)", "default")
+    }
+
     /// Reads, parses and validates a policy file. The name defaults to the file stem.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let stem = path
             .file_stem()
@@ -651,6 +670,7 @@ impl PolicyFile {
                 30_000,
             ),
             ("timeouts.stt_final_ms", t.stt_final_ms, 100, 30_000),
+            ("timeouts.stt_fallback_ms", t.stt_fallback_ms, 500, 60_000),
             (
                 "timeouts.stt_reconnect_max_ms",
                 t.stt_reconnect_max_ms,
@@ -765,6 +785,32 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
         let p = PolicyFile::load(&path).unwrap();
         assert_eq!(p.name, "default");
+    }
+
+    #[test]
+    fn the_built_in_policy_is_the_shipped_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+        assert_eq!(
+            PolicyFile::builtin().unwrap(),
+            PolicyFile::load(&path).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_missing_file_names_its_cause_once_in_the_error_chain() {
+        let err = PolicyFile::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
+        let mut chain = vec![err.to_string()];
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            chain.push(c.to_string());
+            cause = c.source();
+        }
+        let printed = chain.join(": ");
+        assert_eq!(
+            printed.matches("No such file or directory").count(),
+            1,
+            "{printed}"
+        );
     }
 
     #[test]

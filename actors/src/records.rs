@@ -36,6 +36,20 @@ pub enum Record {
         ended_at_ms: i64,
         end_reason: String,
     },
+    /// A call refused at the webhook (`<Reject/>`): started and ended at
+    /// once. Stored only if the call has no record yet, so a webhook replayed
+    /// for a call on record cannot rewrite it.
+    CallRejected {
+        call_sid: String,
+        direction: String,
+        from: String,
+        to: String,
+        policy: String,
+        policy_version: String,
+        node: String,
+        at_ms: i64,
+        end_reason: String,
+    },
     Turn {
         call_sid: String,
         /// Per call, from 0: with `call_sid`, the record's identity.
@@ -69,6 +83,7 @@ impl Record {
         match self {
             Record::CallStarted { call_sid, .. }
             | Record::CallEnded { call_sid, .. }
+            | Record::CallRejected { call_sid, .. }
             | Record::Turn { call_sid, .. }
             | Record::Event { call_sid, .. }
             | Record::Outcome { call_sid, .. } => call_sid,
@@ -110,6 +125,13 @@ impl CallRecorder {
             turns: AtomicU32::new(0),
             events: AtomicU32::new(0),
         }
+    }
+
+    /// Numbers this stream's turns and events from `base` (a call's later
+    /// streams follow its earlier ones). Call before recording anything.
+    pub fn start_at(&self, base: u32) {
+        self.turns.store(base, Ordering::Relaxed);
+        self.events.store(base, Ordering::Relaxed);
     }
 
     pub fn send(&self, record: Record) {

@@ -13,7 +13,10 @@
 //! - **A stalled or down stream does not stall the turn.** If no final
 //!   arrives within the policy's `stt_final_ms` after the caller stops, or the
 //!   stream is down when they stop, the utterance goes to the fallback
-//!   transcriber (OpenAI) as a whole.
+//!   transcriber (OpenAI) as a whole, which has `stt_fallback_ms` to answer.
+//! - **A lost utterance is said to be lost.** When nothing could transcribe
+//!   it (the fallback failed or timed out), the supervisor hears `Unheard`
+//!   and the caller is asked to say it again, rather than left waiting.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -206,16 +209,26 @@ impl SttState {
         let audio = std::mem::take(&mut self.utterance);
         let me = myself.clone();
         tracing::info!(parent: &self.ctx.span, provider = fallback.name(), "transcribing the utterance with the fallback");
+        let limit = self.ctx.policy.timeouts.stt_fallback();
         self.fallback_task = Some(AbortOnDrop::spawn(async move {
-            let result = fallback.transcribe(&audio).await;
+            let result = match tokio::time::timeout(limit, fallback.transcribe(&audio)).await {
+                Ok(result) => result,
+                Err(_) => Err(ProviderError::Timeout(limit)),
+            };
             let _ = me.send_message(SttMsg::Transcribed { utterance, result });
         }));
     }
 
-    /// The utterance is transcribed: hand the caller's words on.
-    fn complete(&mut self, provider: &'static str, extra: Option<String>) {
+    /// Tells the supervisor the caller's words of this utterance are lost.
+    fn unheard(&self) {
+        self.ctx.routes.supervisor.send(SupervisorMsg::Unheard);
+    }
+
+    /// The utterance is transcribed: hand the caller's words on. False when
+    /// there were none.
+    fn complete(&mut self, provider: &'static str, extra: Option<String>) -> bool {
         let Some(pending) = self.pending.take() else {
-            return;
+            return false;
         };
         metrics::histogram!(m::STT_FINAL, "provider" => provider)
             .record(pending.last_voice.elapsed().as_secs_f64());
@@ -227,13 +240,14 @@ impl SttState {
         }
         if text.trim().is_empty() {
             tracing::debug!(parent: &self.ctx.span, "utterance without words");
-            return;
+            return false;
         }
         tracing::debug!(parent: &self.ctx.span, %text, "caller utterance");
         self.ctx
             .routes
             .supervisor
             .send(SupervisorMsg::Utterance { text });
+        true
     }
 
     fn audio(&mut self, ulaw: &[u8]) {
@@ -356,7 +370,7 @@ impl Actor for Stt {
                         }
                         if utterance_end && state.pending.as_ref().is_some_and(|p| !p.fallback) {
                             let provider = state.provider();
-                            state.complete(provider, None);
+                            let _ = state.complete(provider, None);
                         }
                     }
                     Some(SttEvent::Error(e)) => state.lost(&myself, e),
@@ -389,7 +403,9 @@ impl Actor for Stt {
                         state.transcribe_with_fallback(&myself);
                     } else {
                         tracing::warn!(parent: &state.ctx.span, provider, "no final transcript in time; using what was heard");
-                        state.complete(provider, None);
+                        if !state.complete(provider, None) {
+                            state.unheard();
+                        }
                     }
                 }
             }
@@ -402,11 +418,15 @@ impl Actor for Stt {
                     return Ok(());
                 };
                 match result {
-                    Ok(text) => state.complete(fallback, Some(text)),
+                    Ok(text) => {
+                        let _ = state.complete(fallback, Some(text));
+                    }
                     Err(e) => {
-                        tracing::warn!(parent: &state.ctx.span, provider = fallback, error = %e, "fallback transcription failed; the caller's words are lost");
+                        tracing::warn!(parent: &state.ctx.span, provider = fallback, error = %e, "fallback transcription failed; asking the caller to say it again");
                         state.ctx.provider_fault(fallback, &e);
-                        state.complete(fallback, None);
+                        if !state.complete(fallback, None) {
+                            state.unheard();
+                        }
                     }
                 }
             }

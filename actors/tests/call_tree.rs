@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hark_actors::call::CallSettings;
 use hark_actors::fault::FaultPlan;
-use hark_actors::media_in::{MediaInMsg, deliver_media};
+use hark_actors::media_in::deliver_media;
 use hark_actors::policy_file::PolicyFile;
 use hark_actors::records::{MemorySink, Record};
 use hark_actors::ulaw;
@@ -61,6 +61,7 @@ impl Call {
             outbound: tx,
             fault: fault.map(|f| FaultPlan::parse(f).unwrap()),
             records: records.clone(),
+            record_base: 0,
         })
         .await
         .unwrap();
@@ -107,10 +108,11 @@ impl Call {
         while let Ok(msg) = self.out.try_recv() {
             if let Outbound::Mark(id) = &msg {
                 self.seq += 1;
-                self.handle.ctx.routes.media_in.send(MediaInMsg::Mark {
-                    seq: self.seq,
-                    name: id.to_string(),
-                });
+                assert!(hark_actors::media_in::deliver_mark(
+                    &self.handle.ctx,
+                    self.seq,
+                    *id
+                ));
             }
             got.push(msg);
         }

@@ -262,6 +262,7 @@ fn barge_in(c: &mut Criterion) {
             outbound: tx,
             fault: None,
             records: Arc::new(Discard),
+            record_base: 0,
         }))
         .unwrap();
     let call = Arc::new(call);

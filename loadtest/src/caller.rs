@@ -37,6 +37,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::UrlError;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -54,6 +57,8 @@ pub struct CallerOptions {
     pub call_sid: String,
     pub stream_sid: String,
     pub custom_parameters: BTreeMap<String, String>,
+    /// Extra headers on the WebSocket upgrade (e.g. `X-Twilio-Signature`).
+    pub headers: Vec<(String, String)>,
     /// Echo marks when their audio has played, as Twilio does.
     pub echo_marks: bool,
     /// Keep a log of every server message (tests); otherwise counters only.
@@ -71,6 +76,7 @@ impl CallerOptions {
             call_sid: format!("CA{n:032x}"),
             stream_sid: format!("MZ{n:032x}"),
             custom_parameters: BTreeMap::new(),
+            headers: Vec::new(),
             echo_marks: true,
             record: true,
             recorder: None,
@@ -80,10 +86,11 @@ impl CallerOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallerError {
-    #[error("connect to {url} failed: {source}")]
+    // The cause is in the message, not a `source`: the error chain prints it once.
+    #[error("connect to {url} failed: {error}")]
     Connect {
         url: String,
-        source: Box<tokio_tungstenite::tungstenite::Error>,
+        error: Box<tokio_tungstenite::tungstenite::Error>,
     },
     #[error("the call is over")]
     Closed,
@@ -284,12 +291,27 @@ impl Caller {
             .write_buffer_size(0);
         let connect_err = |e| CallerError::Connect {
             url: opts.url.clone(),
-            source: Box::new(e),
+            error: Box::new(e),
         };
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(opts.url.as_str(), Some(config), true)
-                .await
-                .map_err(connect_err)?;
+        let mut request = opts
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(connect_err)?;
+        for (name, value) in &opts.headers {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) else {
+                return Err(connect_err(tokio_tungstenite::tungstenite::Error::Url(
+                    UrlError::UnableToConnect(format!("bad header {name:?}")),
+                )));
+            };
+            request.headers_mut().insert(name, value);
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+            .await
+            .map_err(connect_err)?;
         let connected = TwilioEvent::Connected {
             protocol: "Call".into(),
             version: "1.0.0".into(),

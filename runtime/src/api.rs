@@ -582,11 +582,12 @@ pub struct PolicyInfo {
     errors: Vec<String>,
 }
 
-/// Policy files next to the configured one.
+/// Policy files next to the configured one (none for the built-in policy).
 fn policy_files(app: &AppState) -> Vec<std::path::PathBuf> {
-    let dir = app
-        .config
-        .policy
+    let Some(policy) = &app.config.policy else {
+        return Vec::new();
+    };
+    let dir = policy
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
@@ -625,7 +626,16 @@ async fn list_policies(
 ) -> Result<Json<Vec<PolicyInfo>>, Fail> {
     admit(&app, &headers, "GET", "/api/v1/policies").await?;
     let live = app.live();
-    let active_file = std::fs::canonicalize(&app.config.policy).ok();
+    let Some(configured) = &app.config.policy else {
+        return Ok(Json(vec![PolicyInfo {
+            name: live.policy.name.clone(),
+            version: live.policy.version.clone(),
+            file: "(built in)".into(),
+            active: true,
+            errors: Vec::new(),
+        }]));
+    };
+    let active_file = std::fs::canonicalize(configured).ok();
     let out = policy_files(&app)
         .into_iter()
         .map(|file| {
@@ -702,8 +712,8 @@ pub struct Rejected {
 }
 
 #[utoipa::path(post, path = "/api/v1/policies/{name}/reload", params(("name" = String, Path, description = "The live policy's name")),
-    description = "Re-reads the live policy's file. A bad file is refused with every error and the old policy stays live; calls in progress are never touched. Audited. Roles: admin, ai_ops.",
-    responses((status = 200, body = Reloaded), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 422, body = Rejected)),
+    description = "Re-reads the live policy's file. A bad file is refused with every error and the old policy stays live; calls in progress are never touched. The built-in policy has no file to re-read (409). Audited. Roles: admin, ai_ops.",
+    responses((status = 200, body = Reloaded), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 422, body = Rejected)),
     security(("bearer" = [])))]
 async fn reload_policy(
     State(app): State<Arc<AppState>>,
@@ -721,7 +731,13 @@ async fn reload_policy(
             ),
         ));
     }
-    let policy = match hark_actors::PolicyFile::load(&app.config.policy) {
+    let Some(file) = &app.config.policy else {
+        return Err(Fail(
+            StatusCode::CONFLICT,
+            "the live policy is the one built into hark; start it with --policy FILE (or HARK_POLICY) to reload a policy from a file".into(),
+        ));
+    };
+    let policy = match hark_actors::PolicyFile::load(file) {
         Ok(p) => p,
         Err(e) => {
             let errors = policy_errors(&e);
@@ -738,7 +754,7 @@ async fn reload_policy(
                 Json(Rejected {
                     error: format!(
                         "policy file {} is not valid; the live policy is unchanged",
-                        app.config.policy.display()
+                        file.display()
                     ),
                     errors,
                 }),

@@ -11,12 +11,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use hark_actors::CallSettings;
+
+use crate::http_limits::HttpSettings;
 use hark_actors::providers::ProviderEndpoints;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with the `HARK_` prefix that are not config keys.
-/// (`HARK_PII_*` are secrets: read straight from the environment, never a file.)
-const NOT_CONFIG: &[&str] = &["HARK_LOG", "HARK_PII_KEYS", "HARK_PII_HASH_KEY"];
+/// (`HARK_PII_*` and `HARK_STREAM_TOKEN_KEY` are secrets: read straight from
+/// the environment, never a file.)
+const NOT_CONFIG: &[&str] = &[
+    "HARK_LOG",
+    "HARK_PII_KEYS",
+    "HARK_PII_HASH_KEY",
+    crate::server::STREAM_TOKEN_KEY_ENV,
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -26,8 +34,9 @@ pub struct Config {
     /// `host[:port]` Twilio reaches this node at (the stream URL in TwiML).
     /// Unset: the `Host` header of the webhook request.
     pub public_host: Option<String>,
-    /// The policy file calls run with.
-    pub policy: PathBuf,
+    /// The policy file calls run with. Unset: the default policy built into
+    /// the binary (`policies/default.toml`).
+    pub policy: Option<PathBuf>,
     /// On SIGTERM/SIGINT, how long calls in progress may go on before they
     /// are ended with the policy's goodbye.
     pub shutdown_grace_secs: u64,
@@ -55,6 +64,21 @@ pub struct Config {
     pub api_requests_per_second: u32,
     /// Transcripts older than this are deleted (hourly purge). 0: kept forever.
     pub retention_days: u64,
+    /// Serve without Twilio signatures (no `TWILIO_AUTH_TOKEN`) on an address
+    /// that is not loopback. Off: `hark serve` refuses, since anyone who can
+    /// reach the node could then start calls.
+    pub allow_unsigned_requests: bool,
+    /// A call whose stream sends nothing for this long is ended
+    /// (`media_timeout`); Twilio sends media every 20 ms, silence included.
+    pub media_timeout_secs: u64,
+    /// A write to a call's socket that takes longer ends the call
+    /// (`outbound_stalled`).
+    pub write_timeout_secs: u64,
+    /// How long a stream token (minted by the voice webhook) stays valid: it
+    /// must cover ringing and answering-machine detection of outbound calls.
+    pub stream_token_ttl_secs: u64,
+    /// Limits on the HTTP listener.
+    pub http: HttpSettings,
 }
 
 impl Default for Config {
@@ -62,7 +86,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_host: None,
-            policy: PathBuf::from("policies/default.toml"),
+            policy: None,
             shutdown_grace_secs: 30,
             max_calls: 10_000,
             start_timeout_secs: 10,
@@ -76,16 +100,22 @@ impl Default for Config {
             caller_calls_per_hour: 30,
             api_requests_per_second: 20,
             retention_days: 90,
+            allow_unsigned_requests: false,
+            media_timeout_secs: 5,
+            write_timeout_secs: 5,
+            stream_token_ttl_secs: 300,
+            http: HttpSettings::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    // The cause is in the message, not a `source`: the error chain prints it once.
+    #[error("cannot read config file {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {path} is not valid: {message}")]
     File { path: PathBuf, message: String },
@@ -112,6 +142,35 @@ impl Config {
             .unwrap_or_else(|| "local".into())
     }
 
+    /// The policy calls start with: `policy`, else the built-in default.
+    pub fn load_policy(&self) -> Result<hark_actors::PolicyFile, hark_actors::PolicyError> {
+        match &self.policy {
+            Some(path) => hark_actors::PolicyFile::load(path),
+            None => hark_actors::PolicyFile::builtin(),
+        }
+    }
+
+    /// Where the policy comes from, for people: its file, or "built in".
+    pub fn policy_origin(&self) -> String {
+        self.policy
+            .as_ref()
+            .map_or_else(|| "built in".to_owned(), |p| p.display().to_string())
+    }
+
+    /// Whether the database is shared by several nodes (PostgreSQL).
+    pub fn is_shared_database(&self) -> bool {
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+    }
+
+    pub fn media_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.media_timeout_secs)
+    }
+
+    pub fn write_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.write_timeout_secs)
+    }
+
     /// Loads the configuration from an optional file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(file, std::env::vars())
@@ -129,9 +188,9 @@ impl Config {
                 message: e.to_string(),
             })?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
                 path: path.to_owned(),
-                source,
+                error,
             })?;
             let overrides: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::File {
                 path: path.to_owned(),
@@ -215,6 +274,21 @@ impl Config {
         if self.start_timeout_secs == 0 {
             errors.push("start_timeout_secs: must be at least 1".into());
         }
+        for (field, v, lo, hi) in [
+            ("media_timeout_secs", self.media_timeout_secs, 1, 600),
+            ("write_timeout_secs", self.write_timeout_secs, 1, 600),
+            (
+                "stream_token_ttl_secs",
+                self.stream_token_ttl_secs,
+                1,
+                86_400,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                errors.push(format!("{field}: {v} is outside {lo}..={hi}"));
+            }
+        }
+        errors.extend(self.http.validate(self.max_calls));
         if errors.is_empty() {
             Ok(())
         } else {
@@ -365,6 +439,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("HARK_MAX_CALLS"), "{err}");
+    }
+
+    #[test]
+    fn lists_and_new_sections_come_from_the_environment() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                (
+                    "HARK_HTTP__TRUSTED_PROXIES",
+                    r#"["10.0.0.0/8", "192.168.1.1"]"#,
+                ),
+                ("HARK_ALLOW_UNSIGNED_REQUESTS", "true"),
+                ("HARK_MEDIA_TIMEOUT_SECS", "9"),
+                ("HARK_POLICY", "/etc/hark/support.toml"),
+                ("HARK_STREAM_TOKEN_KEY", "not a config key"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http.trusted_proxies, ["10.0.0.0/8", "192.168.1.1"]);
+        assert!(c.allow_unsigned_requests);
+        assert_eq!(c.media_timeout_secs, 9);
+        assert_eq!(c.policy, Some(PathBuf::from("/etc/hark/support.toml")));
+        let err = Config::load_from(None, env(&[("HARK_HTTP__TRUSTED_PROXIES", r#"["x"]"#)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.trusted_proxies"), "{err}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080]
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Policy file [default: policies/default.toml]
+        /// Policy file [default: the built-in default policy]
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Runtime config file (TOML); HARK_* environment variables override it
@@ -37,7 +37,7 @@ enum Command {
     /// Check every provider the policy names and the Twilio account
     /// (reachability, credentials, model or voice); exit 1 on any failure.
     Doctor {
-        /// Policy file [default: policies/default.toml]
+        /// Policy file [default: the built-in default policy]
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Runtime config file (TOML); HARK_* environment variables override it
@@ -103,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(listen) = listen {
                 cfg.listen = listen;
             }
-            if let Some(policy) = policy {
+            if policy.is_some() {
                 cfg.policy = policy;
             }
             hark_runtime::telemetry::init_logging();
@@ -117,10 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor { policy, config } => {
             let mut cfg = Config::load(config.as_deref())?;
-            if let Some(policy) = policy {
+            if policy.is_some() {
                 cfg.policy = policy;
             }
-            let policy = PolicyFile::load(&cfg.policy)?;
+            let policy = cfg.load_policy()?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -131,7 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "hark doctor: policy {:?} ({})\n",
                 policy.name,
-                cfg.policy.display()
+                cfg.policy_origin()
             );
             print!("{}", hark_runtime::doctor::render(&checks));
             Ok(if hark_runtime::doctor::failed(&checks) {

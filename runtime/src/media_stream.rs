@@ -5,6 +5,13 @@
 //! ready into one flush. Bad input is counted by reason, logged once per call
 //! per reason, and skipped; the call only ends when the stream itself is
 //! unusable.
+//!
+//! Before a call starts, its `start` must carry a valid stream token for its
+//! call SID (required when Twilio signatures are on; checked whenever one is
+//! present), and no other stream of the call may be live on this node. Once
+//! it runs, nothing lives forever: a stream silent for `media_timeout_secs`
+//! ends the call, every socket write has `write_timeout_secs`, DTMF is
+//! rate-limited and echoed marks share a bounded queue.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -17,19 +24,26 @@ use base64::engine::general_purpose::STANDARD;
 use futures::{SinkExt, StreamExt};
 use hark_actors::call::CallContext;
 use hark_actors::fault::FaultPlan;
-use hark_actors::media_in::{MediaInMsg, deliver_media};
+use hark_actors::media_in::{deliver_dtmf, deliver_mark, deliver_media};
 use hark_actors::metrics as m;
 use hark_actors::records::Record;
-use hark_actors::{CallArgs, CallIds, EndReason, Outbound, SupervisorMsg, start_call};
+use hark_actors::{CallArgs, CallIds, EndReason, MarkId, Outbound, SupervisorMsg, start_call};
 use metrics::Counter;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tracing::Span;
 
 use crate::lifecycle::CallSlot;
+use crate::live_calls::Refused;
 use crate::server::AppState;
+use crate::stream_token::{self, StreamClaims, TokenError};
 use crate::twilio::messages::{MarkBody, OutMedia, StartMeta};
 use crate::twilio::{BadMessage, HarkMessage, TwilioEvent};
+use crate::webhooks::CALLS_REJECTED;
+
+/// `hark_dtmf_dropped_total`: digits over the per-call rate.
+pub const DTMF_DROPPED: &str = "hark_dtmf_dropped_total";
 
 /// Outbound messages queued per call. Pacing keeps ~20 in flight, so a full
 /// queue means the socket has stopped draining.
@@ -71,6 +85,31 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         bad.report(&pre_span, &err);
         return;
     }
+    let claims = match call_claims(&app, &start) {
+        Ok(claims) => claims,
+        Err(e) => {
+            metrics::counter!(CALLS_REJECTED, "reason" => "bad_token").increment(1);
+            tracing::warn!(parent: &pre_span, reason = e.label(), error = %e, "stream refused: no valid stream token for this call");
+            refuse(&mut socket, e.label()).await;
+            return;
+        }
+    };
+    let claim = match app.live_calls.claim(&start.call_sid) {
+        Ok(claim) => claim,
+        Err(why) => {
+            metrics::counter!(CALLS_REJECTED, "reason" => "duplicate_call").increment(1);
+            tracing::warn!(parent: &pre_span, ?why, "stream refused: this call already has a live stream");
+            refuse(
+                &mut socket,
+                match why {
+                    Refused::Duplicate => "duplicate_call",
+                    Refused::TooManyStreams => "too_many_streams",
+                },
+            )
+            .await;
+            return;
+        }
+    };
     let ids = CallIds {
         call_sid: start.call_sid.clone(),
         stream_sid: start.stream_sid.clone(),
@@ -79,16 +118,12 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     let fault = fault_plan(&app, &start, &pre_span);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
     let live = app.live();
-    let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
     app.records.send(Record::CallStarted {
         call_sid: ids.call_sid.clone(),
         stream_sid: ids.stream_sid.clone(),
-        direction: match param("direction").as_str() {
-            "" => "inbound".into(),
-            d => d.to_owned(),
-        },
-        from: param("from"),
-        to: param("to"),
+        direction: claims.direction,
+        from: claims.from,
+        to: claims.to,
         policy: live.policy.name.clone(),
         policy_version: live.policy.version.clone(),
         node: app.node.clone(),
@@ -102,6 +137,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         outbound: tx,
         fault,
         records: Arc::clone(&app.records),
+        record_base: claim.record_base(),
     })
     .await
     {
@@ -118,19 +154,32 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     };
     let active = ActiveCall::new();
     let mut writer = Writer::new(ids.stream_sid.clone());
+    let write_timeout = app.config.write_timeout();
     let mut session = Session {
         ctx: Arc::clone(&call.ctx),
         span: call.ctx.span.clone(),
         bad,
         frames_received: metrics::counter!(m::FRAMES_RECEIVED),
+        dtmf_dropped: metrics::counter!(DTMF_DROPPED),
         decoded: Vec::with_capacity(hark_actors::ulaw::FRAME_SAMPLES),
         max_bytes: app.config.max_message_bytes,
+        messages: 0,
+        dtmf: TokenBucket::new(app.config.call.dtmf_per_second),
+        dtmf_logged: false,
     };
     let supervisor = call.supervisor.clone();
     let mut done = call.done;
     let mut grace = app.lifecycle.grace_over();
     let mut ending = false;
     let mut finished = false;
+    // Inactivity is checked on a coarse tick against a message count, so
+    // the per-frame path only bumps an integer.
+    let media_timeout = app.config.media_timeout();
+    let tick = (media_timeout / 5).max(Duration::from_millis(100));
+    let mut idle_check = tokio::time::interval_at(Instant::now() + tick, tick);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = 0u64;
+    let mut quiet_since = Instant::now();
     // One task per stream reads Twilio's messages and writes the call's.
     loop {
         tokio::select! {
@@ -142,10 +191,14 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
                 break;
             }
             Some(out) = rx.recv(), if !writer.closed => {
-                if writer.write_batch(&mut socket, out, &mut rx).await.is_err() {
-                    let _ = supervisor.send_message(SupervisorMsg::Hangup { reason: EndReason::SocketClosed });
-                    break;
+                let Err(reason) = writer.write_within(&mut socket, out, &mut rx, write_timeout).await else {
+                    continue;
+                };
+                if reason == EndReason::OutboundStalled {
+                    tracing::warn!(parent: &session.span, timeout_secs = write_timeout.as_secs(), "socket write timed out; ending the call");
                 }
+                let _ = supervisor.send_message(SupervisorMsg::Hangup { reason });
+                break;
             }
             _ = &mut done => { finished = true; break; }
             Ok(()) = grace.changed(), if !ending => {
@@ -153,6 +206,16 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
                 if over {
                     ending = true;
                     let _ = supervisor.send_message(SupervisorMsg::EndCall { reason: EndReason::Shutdown });
+                }
+            }
+            now = idle_check.tick() => {
+                if session.messages != seen {
+                    seen = session.messages;
+                    quiet_since = now;
+                } else if now.duration_since(quiet_since) >= media_timeout {
+                    tracing::warn!(parent: &session.span, timeout_secs = media_timeout.as_secs(), "nothing from Twilio in time; ending the call");
+                    let _ = supervisor.send_message(SupervisorMsg::Hangup { reason: EndReason::MediaTimeout });
+                    break;
                 }
             }
         }
@@ -175,7 +238,41 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     drop(session);
     drop(call.ctx);
     drop(active);
+    drop(claim);
     drop(slot);
+}
+
+/// Who the call is, from its stream token; from the stream's own parameters
+/// only when Twilio signatures are off and no token was given (local tools).
+fn call_claims(app: &AppState, start: &StartMeta) -> Result<StreamClaims, TokenError> {
+    let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
+    match start.custom_parameters.get(stream_token::PARAM) {
+        Some(token) => app
+            .stream_tokens
+            .verify(token, &start.call_sid, stream_token::now_secs()),
+        None if app.twilio_auth_token.is_some() => Err(TokenError::Missing),
+        None => Ok(StreamClaims {
+            call_sid: start.call_sid.clone(),
+            from: param("from"),
+            to: param("to"),
+            direction: match param("direction").as_str() {
+                "" => "inbound".into(),
+                d => d.to_owned(),
+            },
+            policy: param("policy"),
+            policy_version: String::new(),
+            exp: 0,
+        }),
+    }
+}
+
+/// Closes a stream that may not become a call, saying why.
+async fn refuse(socket: &mut WebSocket, reason: &'static str) {
+    let close = Message::Close(Some(CloseFrame {
+        code: 1008, // policy violation
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(close)).await;
 }
 
 /// Counts a started call in `hark_calls_total` and, while it lasts, `hark_calls_active`.
@@ -265,9 +362,44 @@ struct Session {
     span: Span,
     bad: BadLog,
     frames_received: Counter,
+    dtmf_dropped: Counter,
     /// Reused base64 output buffer: no allocation per frame.
     decoded: Vec<u8>,
     max_bytes: usize,
+    /// Messages received: the inactivity check watches it move.
+    messages: u64,
+    dtmf: TokenBucket,
+    dtmf_logged: bool,
+}
+
+/// `rate` per second, in bursts of up to `rate`.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            rate,
+            tokens: rate,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Session {
@@ -289,6 +421,7 @@ impl Session {
             }
             Some(Ok(msg)) => msg,
         };
+        self.messages = self.messages.wrapping_add(1);
         match msg {
             Message::Text(text) => self.on_text(&text),
             Message::Binary(_) => {
@@ -314,7 +447,6 @@ impl Session {
             }
         };
         let ours = |sid: &Cow<'_, str>| sid.as_ref() == self.ctx.ids.stream_sid;
-        let routes = &self.ctx.routes;
         match event {
             TwilioEvent::Media {
                 sequence_number,
@@ -346,10 +478,16 @@ impl Session {
                 });
                 match (ours(&stream_sid), digit) {
                     (true, Some(digit)) => {
-                        routes.media_in.send(MediaInMsg::Dtmf {
-                            seq: sequence_number.0,
-                            digit,
-                        });
+                        if !self.dtmf.take(Instant::now()) {
+                            // Each digit is a caller turn (and an LLM request).
+                            self.dtmf_dropped.increment(1);
+                            if !self.dtmf_logged {
+                                self.dtmf_logged = true;
+                                tracing::warn!(parent: &self.span, per_second = self.dtmf.rate, "DTMF faster than the call's limit; the excess is dropped (only counted from now on)");
+                            }
+                        } else if !deliver_dtmf(&self.ctx, sequence_number.0, digit) {
+                            self.bad.report(&self.span, &BadMessage::Flood);
+                        }
                     }
                     (false, _) => self.bad.report(&self.span, &BadMessage::WrongStream),
                     (true, None) => self.bad.report(
@@ -367,10 +505,17 @@ impl Session {
                     self.bad.report(&self.span, &BadMessage::WrongStream);
                     return None;
                 }
-                routes.media_in.send(MediaInMsg::Mark {
-                    seq: sequence_number.0,
-                    name: mark.name.into_owned(),
-                });
+                // Only our own marks mean anything; parsed here, no copy travels.
+                match MarkId::parse(&mark.name) {
+                    Some(id) => {
+                        if !deliver_mark(&self.ctx, sequence_number.0, id) {
+                            self.bad.report(&self.span, &BadMessage::Flood);
+                        }
+                    }
+                    None => {
+                        tracing::debug!(parent: &self.span, name = %mark.name, "ignoring a foreign mark")
+                    }
+                }
             }
             TwilioEvent::Stop { .. } => return Some(EndReason::Stop),
             TwilioEvent::Start { .. } => self.bad.report(&self.span, &BadMessage::DuplicateStart),
@@ -443,13 +588,38 @@ impl Writer {
         Message::Text(text.into())
     }
 
-    /// Writes `first` and whatever else is already queued, then flushes once.
-    async fn write_batch(
+    /// [`Writer::write_batch`] within `limit`. A socket that takes longer is
+    /// stuck (a peer that stopped reading): nothing more goes out on it.
+    async fn write_within<S>(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut S,
         first: Outbound,
         rx: &mut mpsc::Receiver<Outbound>,
-    ) -> Result<(), axum::Error> {
+        limit: Duration,
+    ) -> Result<(), EndReason>
+    where
+        S: futures::Sink<Message> + Unpin,
+    {
+        match tokio::time::timeout(limit, self.write_batch(socket, first, rx)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(EndReason::SocketClosed),
+            Err(_) => {
+                self.closed = true;
+                Err(EndReason::OutboundStalled)
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is already queued, then flushes once.
+    async fn write_batch<S>(
+        &mut self,
+        socket: &mut S,
+        first: Outbound,
+        rx: &mut mpsc::Receiver<Outbound>,
+    ) -> Result<(), S::Error>
+    where
+        S: futures::Sink<Message> + Unpin,
+    {
         let mut next = Some(first);
         while let Some(out) = next.take() {
             let msg = self.encode(out);
@@ -460,5 +630,60 @@ impl Writer {
             next = rx.try_recv().ok();
         }
         socket.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A socket whose peer stopped reading: it never takes another message.
+    struct Stuck;
+
+    impl futures::Sink<Message> for Stuck {
+        type Error = axum::Error;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_to_a_socket_nobody_reads_times_out_and_ends_the_call() {
+        let mut writer = Writer::new("MZ1".into());
+        let (_tx, mut rx) = mpsc::channel(4);
+        let began = Instant::now();
+        let r = writer
+            .write_within(&mut Stuck, Outbound::Clear, &mut rx, Duration::from_secs(5))
+            .await;
+        assert_eq!(r, Err(EndReason::OutboundStalled));
+        assert_eq!(began.elapsed(), Duration::from_secs(5));
+        assert!(
+            writer.closed,
+            "nothing more may be written to a stuck socket"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dtmf_is_limited_to_its_rate_in_bursts_of_as_many() {
+        let mut bucket = TokenBucket::new(10);
+        let t0 = Instant::now();
+        assert_eq!((0..100).filter(|_| bucket.take(t0)).count(), 10);
+        // A second later, ten more.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..100).filter(|_| bucket.take(t1)).count(), 10);
+        // Half a second: five.
+        let t2 = t1 + Duration::from_millis(500);
+        assert_eq!((0..100).filter(|_| bucket.take(t2)).count(), 5);
     }
 }

@@ -209,6 +209,23 @@ pub fn load(config: &crate::Config) -> Result<Pii, PiiError> {
     }
 }
 
+/// A node-local secret in `file` (base64 of 32 random bytes, mode 0600),
+/// made on first use; the key's bytes and whether it was just made.
+pub fn key_file(file: &Path) -> std::io::Result<(Vec<u8>, bool)> {
+    let created = !file.exists();
+    if created {
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_private(file, &format!("{}\n", STANDARD.encode(random::<32>())))?;
+    }
+    let text = std::fs::read_to_string(file)?;
+    let key = STANDARD
+        .decode(text.trim())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not base64"))?;
+    Ok((key, created))
+}
+
 fn redact(s: &str) -> String {
     s.split_once(':')
         .map_or_else(|| "…".into(), |(id, _)| format!("{id}:…"))

@@ -3,7 +3,9 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /twilio/voice` | Twilio's incoming-call webhook; answers `<Connect><Stream>` TwiML |
+//! | `POST /twilio/status` | Twilio's call status callback |
 //! | `GET /twilio/media` | the bidirectional Media Streams WebSocket |
+//! | `/api/v1/…` | the admin API |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | the node takes calls: 503 while draining or while a role (stt, llm, tts) has no healthy provider |
 //! | `GET /metrics` | Prometheus text format |
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,12 +27,26 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::{TcpListener, TcpStream};
-
-use crate::workers::Workers;
+use tower::ServiceExt as _;
 
 use crate::config::Config;
 use crate::health::ProviderHealth;
+use crate::http_limits::{ConnLimits, REFUSED_RESPONSE};
 use crate::lifecycle::Lifecycle;
+use crate::live_calls::LiveCalls;
+use crate::stream_token::TokenKey;
+use crate::workers::Workers;
+
+/// The environment variable holding the stream token key (a secret: never
+/// a config file). Required with PostgreSQL, where nodes verify each other's
+/// tokens; a single SQLite node keeps a generated key in its data directory.
+pub const STREAM_TOKEN_KEY_ENV: &str = "HARK_STREAM_TOKEN_KEY";
+
+/// TCP keepalive on every accepted socket: a peer that vanished without a
+/// FIN is found within about `IDLE + INTERVAL * RETRIES`.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// The policy calls start with, and its providers. Swapped whole by a
 /// policy reload; calls in progress keep the one they started with.
@@ -57,6 +73,10 @@ pub struct AppState {
     pub twilio_auth_token: Option<hark_actors::providers::Secret>,
     pub caller_limit: crate::webhooks::CallerLimit,
     pub api_limit: crate::api::RateLimit,
+    /// Signs and verifies the stream tokens the voice webhook hands out.
+    pub stream_tokens: TokenKey,
+    /// Calls with a live stream on this node: one stream per call.
+    pub live_calls: Arc<LiveCalls>,
 }
 
 impl AppState {
@@ -65,7 +85,7 @@ impl AppState {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>, limits: Arc<ConnLimits>) -> Router {
     Router::new()
         .route("/twilio/voice", post(crate::webhooks::voice))
         .route("/twilio/status", post(crate::webhooks::status))
@@ -74,6 +94,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            crate::http_limits::guard,
+        ))
         .with_state(state)
 }
 
@@ -124,10 +148,11 @@ async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
 pub enum ServeError {
     #[error(transparent)]
     Policy(#[from] hark_actors::PolicyError),
-    #[error("cannot listen on {addr}: {source}")]
+    // Causes are in the messages, not `source`s: the error chain prints each once.
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("providers: {0}")]
     Providers(String),
@@ -135,31 +160,67 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Pii(#[from] crate::pii::PiiError),
-    #[error("spool in {path}: {source}")]
+    #[error("spool in {path}: {error}")]
     Spool {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("metrics recorder: {0}")]
     Metrics(String),
+    #[error(
+        "refusing to serve on {addr} without Twilio signatures: {env} is not set, so anyone who can reach this address could start calls (and paid provider sessions). Set {env}, listen on a loopback address, or set allow_unsigned_requests = true (HARK_ALLOW_UNSIGNED_REQUESTS=true) to accept that"
+    )]
+    Unsigned { addr: SocketAddr, env: String },
+    #[error("stream token key: {0}")]
+    TokenKey(String),
+    #[error("config: {0}")]
+    Config(String),
     #[error("server failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ServeError {
+    fn from(e: std::io::Error) -> Self {
+        ServeError::Io(e)
+    }
 }
 
 /// Runs `hark serve` until SIGTERM/SIGINT and a graceful drain.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let policy = Arc::new(PolicyFile::load(&config.policy)?);
+    let policy = Arc::new(config.load_policy()?);
     let keys = Keys::from_env(&config.providers);
+    let twilio_auth_token = keys.get(&config.providers.twilio).cloned();
+    if twilio_auth_token.is_none()
+        && !config.listen.ip().is_loopback()
+        && !config.allow_unsigned_requests
+    {
+        return Err(ServeError::Unsigned {
+            addr: config.listen,
+            env: config.providers.twilio.api_key_env.clone(),
+        });
+    }
+    let (stream_tokens, token_source) = stream_token_key(&config)?;
+    let limits = ConnLimits::new(&config.http).map_err(ServeError::Config)?;
     let (providers, notices) =
         Providers::build(&policy, &config.providers, &keys).map_err(ServeError::Providers)?;
     let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
     let pii = Arc::new(crate::pii::load(&config)?);
     let store = crate::store::Store::open(&config.database_url).await?;
+    if store.backend == crate::store::Backend::Sqlite {
+        // A local file: a path that cannot be opened is a mistake to report
+        // now, not an outage to spool through.
+        store.migrate().await.map_err(|e| {
+            ServeError::Config(format!(
+                "cannot open the SQLite database {}: {e}; check that its folder is writable, or set HARK_DATABASE_URL",
+                crate::telemetry::redact_url(&config.database_url)
+            ))
+        })?;
+    }
     let spool_dir = config.data_dir.join("spool");
     let spool =
-        crate::store::spool::Spool::open(&spool_dir).map_err(|source| ServeError::Spool {
+        crate::store::spool::Spool::open(&spool_dir).map_err(|error| ServeError::Spool {
             path: spool_dir.clone(),
-            source,
+            error,
         })?;
     if !spool.is_empty() {
         tracing::info!(
@@ -170,12 +231,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let writer = crate::store::writer::Writer::start(store.clone(), spool, Arc::clone(&pii));
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| ServeError::Bind {
+        .map_err(|error| ServeError::Bind {
             addr: config.listen,
-            source,
+            error,
         })?;
     let addr = listener.local_addr()?;
-    crate::telemetry::print_banner(addr, &config, &policy, &providers, &notices);
+    crate::telemetry::print_banner(
+        addr,
+        &config,
+        &policy,
+        &providers,
+        &notices,
+        twilio_auth_token.is_some(),
+        token_source,
+    );
     // Checked in the background: a provider that is down must not stop the
     // node from starting; /readyz and the logs say which one it is.
     let health = ProviderHealth::new(&providers);
@@ -189,9 +258,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let mut runtimes = workers.handles();
     runtimes.push(tokio::runtime::Handle::current());
     let lifecycle = Lifecycle::new(config.max_calls);
-    let twilio_auth_token = keys.get(&config.providers.twilio).cloned();
     if twilio_auth_token.is_none() {
         tracing::warn!(
+            listen = %addr,
             "{} is not set: Twilio requests are NOT verified (fine for local development, never for a public number)",
             config.providers.twilio.api_key_env
         );
@@ -206,6 +275,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         pii: Arc::clone(&pii),
         twilio_auth_token,
         caller_limit: crate::webhooks::CallerLimit::new(config.caller_calls_per_hour),
+        stream_tokens,
+        live_calls: Arc::new(LiveCalls::default()),
         api_limit: crate::api::RateLimit::new(config.api_requests_per_second),
         health,
         node: config.node_name(),
@@ -238,10 +309,58 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::info!("shutdown complete");
     };
     tracing::info!(workers = workers.len(), "serving");
-    accept(listener, router(state), &workers, drained).await;
+    accept(
+        listener,
+        router(state, Arc::clone(&limits)),
+        &workers,
+        &limits,
+        drained,
+    )
+    .await;
     // Calls are over: write (or spool) their last records.
     writer.finish(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// The stream token key: `HARK_STREAM_TOKEN_KEY`, else (one SQLite node) a
+/// key kept in the data directory, made on first start.
+fn stream_token_key(config: &Config) -> Result<(TokenKey, &'static str), ServeError> {
+    if let Ok(value) = std::env::var(STREAM_TOKEN_KEY_ENV) {
+        let key = TokenKey::new(value.into_bytes())
+            .map_err(|e| ServeError::TokenKey(format!("{STREAM_TOKEN_KEY_ENV} {e}")))?;
+        return Ok((key, "from HARK_STREAM_TOKEN_KEY"));
+    }
+    if config.is_shared_database() {
+        return Err(ServeError::TokenKey(format!(
+            "{STREAM_TOKEN_KEY_ENV} is required with PostgreSQL: every node must verify the stream tokens the others hand out. Set the same value (32 bytes or more, e.g. `openssl rand -base64 32`) on every node"
+        )));
+    }
+    let file = config.data_dir.join("stream-token.key");
+    let (key, created) = crate::pii::key_file(&file)
+        .map_err(|e| ServeError::TokenKey(format!("{}: {e}", file.display())))?;
+    let key =
+        TokenKey::new(key).map_err(|e| ServeError::TokenKey(format!("{}: {e}", file.display())))?;
+    Ok((
+        key,
+        if created {
+            "generated (data dir; set HARK_STREAM_TOKEN_KEY for several nodes)"
+        } else {
+            "from the data dir (set HARK_STREAM_TOKEN_KEY for several nodes)"
+        },
+    ))
+}
+
+/// No Nagle delays on small real-time frames; keepalive finds peers that
+/// vanished without a FIN.
+pub fn tune_socket(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
 }
 
 /// Accepts connections until `stop` completes, handing each to the
@@ -250,11 +369,13 @@ async fn accept(
     listener: TcpListener,
     app: Router,
     workers: &Workers,
+    limits: &Arc<ConnLimits>,
     stop: impl Future<Output = ()>,
 ) {
+    let idle = limits.settings().idle_timeout();
     tokio::pin!(stop);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             res = listener.accept() => match res {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -266,19 +387,34 @@ async fn accept(
             },
             () = &mut stop => return,
         };
-        // Real-time audio: no Nagle delays on small frames.
-        let _ = stream.set_nodelay(true);
+        let ticket = match limits.admit(peer) {
+            Ok(ticket) => ticket,
+            Err(why) => {
+                tracing::debug!(%peer, reason = why.as_str(), "connection refused");
+                let _ = stream.try_write(REFUSED_RESPONSE);
+                continue;
+            }
+        };
+        tune_socket(&stream);
         // The socket is registered with this runtime's reactor; the worker re-registers it.
         let Ok(std) = stream.into_std() else {
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Every request of the connection carries its ticket (the media
+        // upgrade keeps it for as long as the call lasts).
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(Arc::clone(&ticket));
+                req
+            },
+        ));
         workers.spawn(async move {
             let Ok(stream) = TcpStream::from_std(std) else {
                 return;
             };
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
+                .header_read_timeout(idle)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             let _ = conn.await;

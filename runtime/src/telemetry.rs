@@ -69,12 +69,15 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// What a person starting `hark serve` needs to know, on stdout.
+#[allow(clippy::too_many_arguments)]
 pub fn print_banner(
     addr: SocketAddr,
     config: &Config,
     policy: &PolicyFile,
     providers: &Providers,
     notices: &[Notice],
+    signed: bool,
+    token_source: &str,
 ) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -94,22 +97,28 @@ pub fn print_banner(
         "  records         {}",
         redact_url(&config.database_url)
     );
-    let signatures =
-        if std::env::var(&config.providers.twilio.api_key_env).is_ok_and(|v| !v.is_empty()) {
-            "verified".to_owned()
-        } else {
-            format!(
-                "NOT verified ({} not set)",
-                config.providers.twilio.api_key_env
-            )
-        };
+    let env = &config.providers.twilio.api_key_env;
+    let signatures = if signed {
+        "verified".to_owned()
+    } else {
+        format!("NOT verified ({env} not set)")
+    };
     let _ = writeln!(out, "  twilio requests {signatures}");
+    let _ = writeln!(out, "  stream tokens   key {token_source}");
+    if !signed && !addr.ip().is_loopback() {
+        // Only reachable with allow_unsigned_requests = true.
+        let _ = writeln!(
+            out,
+            "  WARNING: UNSIGNED REQUESTS ACCEPTED ON {addr} (allow_unsigned_requests): anyone who can reach this address can start calls; set {env}"
+        );
+        tracing::warn!(%addr, "unsigned Twilio requests accepted on a non-loopback address (allow_unsigned_requests)");
+    }
     let _ = writeln!(
         out,
         "  policy          {} v{} ({})",
         policy.name,
         policy.version,
-        config.policy.display()
+        config.policy_origin()
     );
     let mut simulated = false;
     for (role, name, sim) in providers.describe() {

@@ -2,12 +2,14 @@
 //! the Media Streams upgrade. Each is checked against `X-Twilio-Signature`
 //! when an auth token is configured (403 and `hark_twilio_signature_failures_total`
 //! otherwise); calls from blocked numbers, or from numbers over their hourly
-//! attempt limit, get `<Reject/>` and a record saying why.
+//! attempt limit, get `<Reject/>` and a record saying why. An admitted call
+//! gets a stream token (see `stream_token`) that its Media Stream must show.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -15,22 +17,27 @@ use axum::response::{IntoResponse, Response};
 use hark_actors::records::{Record, now_ms};
 use tokio::time::Instant;
 
+use crate::http_limits::{ClientAddr, ConnTicket};
 use crate::media_stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
 use crate::server::{AppState, refuse};
+use crate::stream_token::{self, StreamClaims};
 use crate::twilio::{signature, twiml};
 
 pub const SIGNATURE_FAILURES: &str = "hark_twilio_signature_failures_total";
 pub const CALLS_REJECTED: &str = "hark_calls_rejected_total";
 /// Longest a webhook waits for the blocklist.
 const BLOCKLIST_WAIT: Duration = Duration::from_millis(500);
+/// Status callback events are numbered from here, apart from the call's own
+/// events (which each stream numbers from `stream_index * 1_000_000`).
+pub const STATUS_EVENT_BASE: u32 = 4_290_000_000;
 
-/// Call data passed on to the stream (Twilio's webhook parameter names).
-const FORWARDED: [(&str, &str); 4] = [
-    ("From", "from"),
-    ("To", "to"),
-    ("Direction", "direction"),
-    ("CallSid", "call_sid"),
-];
+/// `direction` as records keep it: Twilio's `Direction`, `inbound` if absent.
+fn direction(params: &BTreeMap<String, String>) -> String {
+    match params.get("Direction").map(String::as_str) {
+        None | Some("") => "inbound".into(),
+        Some(d) => d.to_owned(),
+    }
+}
 
 /// The host Twilio reached us at: `public_host`, else the `Host` header.
 fn host(app: &AppState, headers: &HeaderMap) -> Option<String> {
@@ -76,6 +83,7 @@ fn check(
     headers: &HeaderMap,
     url: &str,
     params: &[(String, String)],
+    client: Option<ClientAddr>,
 ) -> Option<Response> {
     let token = app.twilio_auth_token.as_ref()?;
     let given = headers
@@ -87,9 +95,11 @@ fn check(
     }
     let reason = if given.is_some() { "wrong" } else { "missing" };
     metrics::counter!(SIGNATURE_FAILURES, "route" => route, "reason" => reason).increment(1);
+    let client = client.map(|c| c.0.to_string()).unwrap_or_default();
     tracing::warn!(
         route,
         reason,
+        %client,
         "Twilio signature check failed; request refused"
     );
     Some(refuse(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"))
@@ -99,14 +109,17 @@ pub async fn media(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
+    ticket: Option<Extension<Arc<ConnTicket>>>,
+    client: Option<Extension<ClientAddr>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = client.map(|c| c.0);
     if app.twilio_auth_token.is_some() {
         let Some(host) = host(&app, &headers) else {
             return refuse(StatusCode::BAD_REQUEST, "no usable Host header");
         };
         let url = request_url(&headers, &uri, &host, "wss", "ws");
-        if let Some(refused) = check(&app, "media", &headers, &url, &[]) {
+        if let Some(refused) = check(&app, "media", &headers, &url, &[], client) {
             return refused;
         }
     }
@@ -114,11 +127,20 @@ pub async fn media(
         Ok(slot) => slot,
         Err(refusal) => return refuse(StatusCode::SERVICE_UNAVAILABLE, refusal.message()),
     };
+    // Now a call: bounded by max_calls, no longer by its client's cap. The
+    // connection keeps its place in the total for as long as the call lasts.
+    let ticket = ticket.map(|t| t.0);
+    if let Some(t) = &ticket {
+        t.graduate();
+    }
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| media_stream::run(socket, app, slot))
+        .on_upgrade(move |socket| async move {
+            media_stream::run(socket, app, slot).await;
+            drop(ticket);
+        })
 }
 
 fn pairs(params: &BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -129,6 +151,7 @@ pub async fn voice(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
+    client: Option<Extension<ClientAddr>>,
     Form(params): Form<BTreeMap<String, String>>,
 ) -> Response {
     let Some(host) = host(&app, &headers) else {
@@ -138,9 +161,19 @@ pub async fn voice(
         );
     };
     let url = request_url(&headers, &uri, &host, "https", "http");
-    if let Some(refused) = check(&app, "voice", &headers, &url, &pairs(&params)) {
+    if let Some(refused) = check(
+        &app,
+        "voice",
+        &headers,
+        &url,
+        &pairs(&params),
+        client.map(|c| c.0),
+    ) {
         return refused;
     }
+    let Some(call_sid) = params.get("CallSid").filter(|s| !s.is_empty()).cloned() else {
+        return refuse(StatusCode::BAD_REQUEST, "CallSid is required");
+    };
     if app.lifecycle.is_draining() {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -173,13 +206,22 @@ pub async fn voice(
         }
     }
     let url = format!("{}://{host}/twilio/media", scheme(&headers, "wss", "ws"));
-    let policy = app.live().policy.name.clone();
-    let mut stream_params = vec![("policy", policy.as_str())];
-    for (twilio, ours) in FORWARDED {
-        if let Some(v) = params.get(twilio) {
-            stream_params.push((ours, v.as_str()));
-        }
-    }
+    let live = app.live();
+    let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+    // What the stream may claim: the numbers checked above, this call only.
+    let token = app.stream_tokens.sign(&StreamClaims {
+        call_sid,
+        from: from.clone(),
+        to: get("To"),
+        direction: direction(&params),
+        policy: live.policy.name.clone(),
+        policy_version: live.policy.version.clone(),
+        exp: stream_token::now_secs().saturating_add(app.config.stream_token_ttl_secs),
+    });
+    let stream_params = [
+        ("policy", live.policy.name.as_str()),
+        (stream_token::PARAM, token.as_str()),
+    ];
     (
         [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
         twiml::connect_stream(&url, stream_params),
@@ -187,32 +229,24 @@ pub async fn voice(
         .into_response()
 }
 
-/// `<Reject/>`, counted, with a call record saying why.
+/// `<Reject/>`, counted, with a call record saying why. A webhook replayed
+/// for a call already on record changes nothing of it (first record wins).
 fn reject(app: &AppState, params: &BTreeMap<String, String>, reason: &'static str) -> Response {
     metrics::counter!(CALLS_REJECTED, "reason" => reason).increment(1);
     let call_sid = params.get("CallSid").cloned().unwrap_or_default();
     tracing::info!(%call_sid, from = %crate::pii::mask(params.get("From").map_or("", |s| s)), reason, "call rejected");
-    if !call_sid.is_empty() {
+    if !call_sid.is_empty() && !app.live_calls.is_live(&call_sid) {
         let get = |k: &str| params.get(k).cloned().unwrap_or_default();
         let live = app.live();
-        let now = now_ms();
-        app.records.send(Record::CallStarted {
-            call_sid: call_sid.clone(),
-            stream_sid: String::new(),
-            direction: match get("Direction").as_str() {
-                "" => "inbound".into(),
-                d => d.to_owned(),
-            },
+        app.records.send(Record::CallRejected {
+            call_sid,
+            direction: direction(params),
             from: get("From"),
             to: get("To"),
             policy: live.policy.name.clone(),
             policy_version: live.policy.version.clone(),
             node: app.node.clone(),
-            started_at_ms: now,
-        });
-        app.records.send(Record::CallEnded {
-            call_sid,
-            ended_at_ms: now,
+            at_ms: now_ms(),
             end_reason: format!("rejected_{reason}"),
         });
     }
@@ -229,13 +263,21 @@ pub async fn status(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
+    client: Option<Extension<ClientAddr>>,
     Form(params): Form<BTreeMap<String, String>>,
 ) -> Response {
     let Some(host) = host(&app, &headers) else {
         return refuse(StatusCode::BAD_REQUEST, "no usable Host header");
     };
     let url = request_url(&headers, &uri, &host, "https", "http");
-    if let Some(refused) = check(&app, "status", &headers, &url, &pairs(&params)) {
+    if let Some(refused) = check(
+        &app,
+        "status",
+        &headers,
+        &url,
+        &pairs(&params),
+        client.map(|c| c.0),
+    ) {
         return refused;
     }
     let (Some(call_sid), Some(status)) = (params.get("CallSid"), params.get("CallStatus")) else {
@@ -256,7 +298,7 @@ pub async fn status(
     }
     app.records.send(Record::Event {
         call_sid: call_sid.clone(),
-        seq: 1_000_000 + seq.min(999_999),
+        seq: STATUS_EVENT_BASE + seq.min(999_999),
         kind: "twilio_status".into(),
         detail,
         at_ms: now_ms(),

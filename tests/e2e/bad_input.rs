@@ -22,7 +22,7 @@ fn start(seq: u64) -> String {
 fn media(seq: u64, payload: &str) -> String {
     format!(
         r#"{{"event":"media","sequenceNumber":"{seq}","media":{{"track":"inbound","chunk":"{seq}","timestamp":"{}","payload":"{payload}"}},"streamSid":"{SID}"}}"#,
-        seq * 20
+        seq.wrapping_mul(20)
     )
 }
 
@@ -191,4 +191,32 @@ async fn an_unsupported_media_format_is_refused() {
         .await;
     assert_eq!(m, 1.0);
     assert_eq!(hark.metrics().await.get("hark_call_actors"), 0.0);
+}
+
+/// Sequence numbers are the peer's: `18446744073709551615` then anything
+/// must not overflow `last + 1` (a panic in MediaIn, a restart per frame).
+#[tokio::test]
+async fn hostile_sequence_numbers_do_not_overflow() {
+    let hark = Hark::start(&[]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(hark.media_url())
+        .await
+        .unwrap();
+    let silence = STANDARD.encode([0xFFu8; 160]);
+    ws.send(Message::text(start(1))).await.unwrap();
+    for seq in [u64::MAX, 0, u64::MAX, u64::MAX, 7] {
+        ws.send(Message::text(media(seq, &silence))).await.unwrap();
+    }
+    for seq in 8..40 {
+        ws.send(Message::text(media(seq, &silence))).await.unwrap();
+    }
+    assert!(count_media(&mut ws, Duration::from_secs(3)).await > 5);
+    let m = hark.metrics().await;
+    assert_eq!(
+        m.sum("hark_actor_restarts_total", &[]),
+        0.0,
+        "{}",
+        hark.logs()
+    );
+    assert!(m.get("hark_media_sequence_gaps_total") >= 4.0);
+    assert_eq!(m.get("hark_calls_active"), 1.0);
 }

@@ -253,3 +253,91 @@ async fn stop_ends_the_call_and_its_whole_actor_tree() {
     assert_eq!(m.get("hark_calls_ended_total{reason=\"stop\"}"), 1.0);
     assert_eq!(m.get("hark_calls_total"), 1.0);
 }
+
+/// Audio `text` is given by the sim TTS at `ms_per_char` (whitespace not counted).
+fn sim_audio(text: &str, ms_per_char: u64) -> Duration {
+    Duration::from_millis(text.chars().filter(|c| !c.is_whitespace()).count() as u64 * ms_per_char)
+}
+
+/// A greeting and a reply in Hindi, each longer than the sentence splitter's
+/// cut, with byte 220 inside a character and no ASCII full stop: once this
+/// dropped every call (the greeting) or left it deaf (the reply).
+#[tokio::test]
+async fn a_long_hindi_greeting_and_a_long_hindi_reply_are_spoken_whole() {
+    let policy_file = crate::support::repo_path("tests/policies/hindi.toml");
+    let policy = hark_actors::PolicyFile::load(std::path::Path::new(&policy_file)).unwrap();
+    let reply = &policy.sim.llm.replies[0].say;
+    assert!(!policy.greeting.is_char_boundary(220) && !reply.is_char_boundary(220));
+    let hark = Hark::start_with(&["--policy", &policy_file], &[]);
+    let caller = hark.caller(60).await;
+    assert!(
+        caller.wait_idle(QUIET, GREETING).await,
+        "greeting never ended"
+    );
+    let connected = caller.connected_at();
+    let greeting = caller.state().audio_since(connected);
+    let expected = sim_audio(&policy.greeting, 10);
+    // Every sentence of it, to the 100 ms chunk.
+    assert!(
+        greeting + Duration::from_millis(400) >= expected,
+        "greeting cut short: {greeting:?} of {expected:?}"
+    );
+    let spoken = caller.say(speech("order")).await.unwrap();
+    caller
+        .wait_media_since(spoken.ended, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("no Hindi reply:\n{}", hark.logs()));
+    assert!(caller.wait_idle(QUIET, Duration::from_secs(20)).await);
+    let heard = caller.state().audio_since(spoken.ended);
+    let expected = sim_audio(reply, 10);
+    assert!(
+        heard + Duration::from_millis(400) >= expected,
+        "reply cut short: {heard:?} of {expected:?}"
+    );
+    let m = hark.metrics().await;
+    assert_eq!(
+        m.sum("hark_actor_restarts_total", &[]),
+        0.0,
+        "{}",
+        hark.logs()
+    );
+    assert_eq!(m.get("hark_calls_active"), 1.0);
+    assert!(!hark.logs().contains("panicked"), "{}", hark.logs());
+}
+
+/// A reply task that fails (a bug, injected here as a panic) must end its
+/// turn with the fallback line; the call must not go deaf.
+#[tokio::test]
+async fn a_failed_reply_task_ends_its_turn_with_the_fallback_line() {
+    let hark = Hark::start(&[]);
+    let caller = hark
+        .caller_with(61, |o| {
+            o.custom_parameters
+                .insert("hark_fault".into(), "reply:after=1:once".into());
+        })
+        .await;
+    assert!(caller.wait_idle(QUIET, GREETING).await);
+    let spoken = caller.say(speech("order")).await.unwrap();
+    caller
+        .wait_media_since(spoken.ended, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("the call went deaf:\n{}", hark.logs()));
+    assert!(caller.wait_idle(QUIET, Duration::from_secs(20)).await);
+    // The default fallback line, at the sim's 60 ms a character.
+    let fallback = hark_actors::PolicyFile::default().fallback_line;
+    let heard = caller.state().audio_since(spoken.ended);
+    let expected = sim_audio(&fallback, 60);
+    assert!(
+        heard + Duration::from_millis(400) >= expected && heard < expected * 2,
+        "expected the fallback line ({expected:?}), heard {heard:?}"
+    );
+    assert!(hark.logs().contains("the reply task failed"));
+    // The next turn is answered as usual.
+    let again = caller.say(speech("order")).await.unwrap();
+    assert!(
+        caller
+            .wait_media_since(again.ended, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+}

@@ -2,10 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod access;
 mod bad_input;
 mod conversation;
 mod fakes;
 mod faults;
+mod first_run;
+mod limits;
 mod providers;
 mod records;
 mod server;

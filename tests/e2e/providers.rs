@@ -288,6 +288,61 @@ async fn a_stalled_stt_stream_times_out_to_the_batch_fallback() {
     );
 }
 
+/// The fallback transcriber hangs: past `stt_fallback_ms` the utterance is
+/// given up, the caller is asked to say it again, and the next one is heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_fallback_transcription_times_out_and_the_caller_is_asked_again() {
+    let fakes = Fakes::start().await;
+    fakes
+        .deepgram
+        .shared
+        .faults
+        .always(Some(Fault::Status(503)));
+    fakes.openai.shared.transcription_faults.push(Fault::Stall);
+    let policy = live_policy(
+        "fallback-timeout",
+        &[(
+            "stt_final_ms = 1500",
+            "stt_final_ms = 1500\nstt_fallback_ms = 1000",
+        )],
+    );
+    let hark = Hark::start_live_with(&fakes, &policy, &[]);
+    let caller = hark.caller(120).await;
+    assert!(caller.wait_idle(QUIET, GREETING).await);
+    let spoken = caller.say(speech("order")).await.unwrap();
+    let answered = caller
+        .wait_media_since(spoken.ended, Duration::from_secs(4))
+        .await
+        .unwrap_or_else(|| panic!("the caller was left waiting:\n{}", hark.logs()));
+    // Endpointing (500 ms) + the fallback's 1 s, not forever.
+    assert!(answered - spoken.ended < Duration::from_secs(3));
+    assert!(caller.wait_idle(QUIET, Duration::from_secs(20)).await);
+    let said = fakes.elevenlabs.sentences();
+    assert_eq!(
+        &said[2..],
+        [
+            "Sorry, I am having trouble right now.",
+            "Please say that again."
+        ],
+        "{said:?}"
+    );
+    assert!(
+        fakes.openai.chat_requests().is_empty(),
+        "nothing was heard to answer"
+    );
+    let m = hark.metrics().await;
+    assert_eq!(
+        m.sum(
+            "hark_provider_errors_total",
+            &[("provider", "openai"), ("kind", "timeout")]
+        ),
+        1.0
+    );
+    // The transcriber is back: the next utterance is heard whole.
+    turn(&hark, &caller, "order").await;
+    assert_heard_whole(&fakes, "order");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_rate_limit_and_broken_streams_are_retried_within_the_turn() {
     let fakes = Fakes::start().await;

@@ -17,7 +17,7 @@ fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-async fn fresh_pg() -> String {
+pub async fn fresh_pg() -> String {
     use sqlx::Connection;
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!(
@@ -43,38 +43,42 @@ async fn fresh_pg() -> String {
     format!("{base}/{name}")
 }
 
+/// Every test node shares one stream token key (PostgreSQL requires one).
+pub const STREAM_TOKEN_KEY: &str = "e2e-stream-token-key-of-32-bytes-or-more";
+
 /// A node's data directory and database, and tokens for it.
-struct Node {
-    data: std::path::PathBuf,
-    db: String,
+pub struct Node {
+    pub data: std::path::PathBuf,
+    pub db: String,
 }
 
 impl Node {
-    fn sqlite() -> Self {
+    pub fn sqlite() -> Self {
         let data = temp_dir("hark-rec");
         let db = format!("sqlite://{}/hark.db?mode=rwc", data.display());
         Self { data, db }
     }
 
-    async fn postgres() -> Self {
+    pub async fn postgres() -> Self {
         Self {
             data: temp_dir("hark-rec"),
             db: fresh_pg().await,
         }
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("HARK_DATA_DIR".into(), self.data.display().to_string()),
             ("HARK_DATABASE_URL".into(), self.db.clone()),
+            ("HARK_STREAM_TOKEN_KEY".into(), STREAM_TOKEN_KEY.into()),
         ]
     }
 
-    fn start(&self, extra: &[(&str, &str)]) -> Hark {
+    pub fn start(&self, extra: &[(&str, &str)]) -> Hark {
         self.start_with_policy(&repo_path("tests/policies/e2e.toml"), extra)
     }
 
-    fn start_with_policy(&self, policy: &str, extra: &[(&str, &str)]) -> Hark {
+    pub fn start_with_policy(&self, policy: &str, extra: &[(&str, &str)]) -> Hark {
         let mut env = self.env();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -82,7 +86,7 @@ impl Node {
     }
 
     /// `hark token create`; the token it prints.
-    fn token(&self, role: &str, name: &str) -> String {
+    pub fn token(&self, role: &str, name: &str) -> String {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
             .args(["token", "create", "--role", role, "--name", name])
             .envs(self.env())
@@ -97,13 +101,13 @@ impl Node {
     }
 }
 
-struct Api<'a> {
-    hark: &'a Hark,
-    token: String,
+pub struct Api<'a> {
+    pub hark: &'a Hark,
+    pub token: String,
 }
 
 impl Api<'_> {
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
         let res = self
             .hark
             .http()
@@ -117,7 +121,7 @@ impl Api<'_> {
     }
 
     /// Polls until `f` accepts the body of `path`.
-    async fn wait(&self, path: &str, f: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait(&self, path: &str, f: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..300 {
             let (code, body) = self.get(path).await;
             if code == 200 && f(&body) {
@@ -386,9 +390,9 @@ async fn a_restart_replays_what_the_spool_still_holds() {
     assert!(spooled.is_empty());
 }
 
-const TOKEN: &str = "twilio-secret";
+pub const TOKEN: &str = "twilio-secret";
 
-fn sign(url: &str, params: &[(&str, &str)]) -> String {
+pub fn sign(url: &str, params: &[(&str, &str)]) -> String {
     let params: Vec<(String, String)> = params
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -32,6 +32,7 @@ pub struct Hark {
     child: Child,
     pub addr: String,
     logs: Arc<Mutex<String>>,
+    banner: Arc<Mutex<String>>,
     http: reqwest::Client,
 }
 
@@ -67,11 +68,25 @@ impl Hark {
     }
 
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn("127.0.0.1:0", args, env, None)
+    }
+
+    /// `hark serve --listen LISTEN ARGS…` with `env`, in `cwd` if given.
+    pub fn spawn(
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: Option<&std::path::Path>,
+    ) -> Self {
         // Each instance keeps its records apart (SQLite in its own data dir)
         // unless the test says otherwise.
         let data = temp_dir("hark-e2e");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hark"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hark"));
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command
+            .args(["serve", "--listen", listen])
             .args(args)
             .env("HARK_CALL__FAULT_INJECTION", "true")
             .env("HARK_DATA_DIR", &data)
@@ -86,6 +101,7 @@ impl Hark {
             .env_remove("ELEVENLABS_API_KEY")
             .env_remove("TWILIO_ACCOUNT_SID")
             .env_remove("TWILIO_AUTH_TOKEN")
+            .env_remove("HARK_STREAM_TOKEN_KEY")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -107,8 +123,11 @@ impl Hark {
         });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let banner = Arc::new(Mutex::new(String::new()));
+        let out = Arc::clone(&banner);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                out.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(rest.trim().to_owned());
                 }
@@ -122,8 +141,25 @@ impl Hark {
             child,
             addr,
             logs,
+            banner,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// What `hark serve` printed on stdout (the banner).
+    pub fn banner(&self) -> String {
+        self.banner.lock().unwrap().clone()
+    }
+
+    /// The RSS of the `hark` process, in bytes (from /proc).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            * 1024
     }
 
     pub fn pid(&self) -> u32 {

@@ -99,10 +99,14 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         }
+        let url = match backend {
+            Backend::Sqlite => sqlite_creating(url),
+            Backend::Postgres => url.to_owned(),
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
             .acquire_timeout(std::time::Duration::from_secs(3))
-            .connect_lazy(url)
+            .connect_lazy(&url)
             .map_err(StoreError::from_sqlx)?;
         Ok(Self { pool, backend })
     }
@@ -163,10 +167,46 @@ impl Table {
     }
 }
 
+/// A SQLite URL that creates its file when missing (`mode=rwc`), as the
+/// default URL does, unless it names a mode of its own.
+fn sqlite_creating(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    if query.split('&').any(|kv| kv.starts_with("mode=")) || sqlite_path(url).is_none() {
+        return url.to_owned();
+    }
+    if query.is_empty() {
+        format!("{base}?mode=rwc")
+    } else {
+        format!("{base}?{query}&mode=rwc")
+    }
+}
+
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_their_file_unless_they_say_otherwise() {
+        assert_eq!(
+            sqlite_creating("sqlite:///tmp/h.db"),
+            "sqlite:///tmp/h.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_creating("sqlite://data/h.db?cache=shared"),
+            "sqlite://data/h.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_creating("sqlite://h.db?mode=ro"),
+            "sqlite://h.db?mode=ro"
+        );
+        assert_eq!(sqlite_creating("sqlite::memory:"), "sqlite::memory:");
+    }
 }

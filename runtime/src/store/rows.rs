@@ -31,6 +31,20 @@ pub enum Row {
         ended_at: i64,
         end_reason: String,
     },
+    /// A call refused at the webhook; stored only if the call is not on record.
+    Rejected {
+        call_sid: String,
+        direction: String,
+        from_enc: Vec<u8>,
+        from_hash: String,
+        to_enc: Vec<u8>,
+        to_hash: String,
+        policy: String,
+        policy_version: String,
+        node: String,
+        at: i64,
+        end_reason: String,
+    },
     Turn {
         call_sid: String,
         seq: i64,
@@ -80,6 +94,29 @@ impl Row {
                 policy_version,
                 node,
                 started_at: started_at_ms,
+            },
+            Record::CallRejected {
+                call_sid,
+                direction,
+                from,
+                to,
+                policy,
+                policy_version,
+                node,
+                at_ms,
+                end_reason,
+            } => Row::Rejected {
+                call_sid,
+                direction,
+                from_enc: pii.encrypt(&from),
+                from_hash: pii.hash_number(&from),
+                to_enc: pii.encrypt(&to),
+                to_hash: pii.hash_number(&to),
+                policy,
+                policy_version,
+                node,
+                at: at_ms,
+                end_reason,
             },
             Record::CallEnded {
                 call_sid,
@@ -131,8 +168,9 @@ impl Row {
         }
     }
 
-    /// The idempotent statement for this row: calls merge field by field
-    /// (a call's end may arrive before its start); turns and events are
+    /// The idempotent statement for this row: calls merge field by field (a
+    /// call's end may arrive before its start) and the first start wins (a
+    /// replayed webhook or stream cannot rewrite it); turns and events are
     /// inserted once.
     pub fn query(&self) -> Query<'_, Any, AnyArguments> {
         match self {
@@ -153,7 +191,8 @@ impl Row {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (call_sid) DO UPDATE SET stream_sid = excluded.stream_sid, direction = excluded.direction, \
                  from_enc = excluded.from_enc, from_hash = excluded.from_hash, to_enc = excluded.to_enc, to_hash = excluded.to_hash, \
-                 policy = excluded.policy, policy_version = excluded.policy_version, node = excluded.node, started_at = excluded.started_at",
+                 policy = excluded.policy, policy_version = excluded.policy_version, node = excluded.node, started_at = excluded.started_at \
+                 WHERE calls.started_at IS NULL",
             )
             .bind(call_sid)
             .bind(stream_sid)
@@ -166,6 +205,33 @@ impl Row {
             .bind(policy_version)
             .bind(node)
             .bind(*started_at),
+            Row::Rejected {
+                call_sid,
+                direction,
+                from_enc,
+                from_hash,
+                to_enc,
+                to_hash,
+                policy,
+                policy_version,
+                node,
+                at,
+                end_reason,
+            } => sqlx::query(
+                "INSERT INTO calls (call_sid, stream_sid, direction, from_enc, from_hash, to_enc, to_hash, policy, policy_version, node, started_at, ended_at, end_reason) \
+                 VALUES ($1, '', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT (call_sid) DO NOTHING",
+            )
+            .bind(call_sid)
+            .bind(direction)
+            .bind(from_enc.as_slice())
+            .bind(from_hash)
+            .bind(to_enc.as_slice())
+            .bind(to_hash)
+            .bind(policy)
+            .bind(policy_version)
+            .bind(node)
+            .bind(*at)
+            .bind(end_reason),
             Row::CallEnd {
                 call_sid,
                 ended_at,

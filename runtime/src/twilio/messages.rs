@@ -215,6 +215,8 @@ pub enum BadMessage {
     WrongStream,
     #[error("unsupported media format {0}")]
     UnsupportedFormat(String),
+    #[error("control messages (dtmf, mark) faster than the call can take them")]
+    Flood,
 }
 
 impl BadMessage {
@@ -230,6 +232,7 @@ impl BadMessage {
             BadMessage::DuplicateStart => "duplicate_start",
             BadMessage::WrongStream => "wrong_stream",
             BadMessage::UnsupportedFormat(_) => "unsupported_format",
+            BadMessage::Flood => "flood",
         }
     }
 
@@ -246,6 +249,7 @@ impl BadMessage {
             BadMessage::DuplicateStart => 7,
             BadMessage::WrongStream => 8,
             BadMessage::UnsupportedFormat(_) => 9,
+            BadMessage::Flood => 10,
         }
     }
 }

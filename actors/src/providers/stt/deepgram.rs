@@ -29,6 +29,11 @@ use crate::providers::{Endpoint, ProviderError, Secret};
 
 /// Audio batches (100 ms each) queued for the socket: 2 s.
 const QUEUE: usize = 20;
+/// Longest any one hand-off to the socket may take before the session is
+/// declared lost: the driver must never wait forever on a stuck socket.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a graceful close (`CloseStream`) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Deepgram {
     client: deepgram::Deepgram,
@@ -94,6 +99,18 @@ enum Command {
 struct DeepgramInput {
     tx: mpsc::Sender<Command>,
     events: fmpsc::UnboundedSender<SttEvent>,
+    /// The driver task. Dropping the input aborts it, unless `close` asked it
+    /// to end gracefully (then it ends within `CLOSE_TIMEOUT` by itself).
+    driver: tokio::task::JoinHandle<()>,
+    closing: bool,
+}
+
+impl Drop for DeepgramInput {
+    fn drop(&mut self) {
+        if !self.closing {
+            self.driver.abort();
+        }
+    }
 }
 
 impl DeepgramInput {
@@ -120,7 +137,7 @@ impl SttInput for DeepgramInput {
     }
 
     fn close(&mut self) {
-        let _ = self.tx.try_send(Command::Close);
+        self.closing = self.tx.try_send(Command::Close).is_ok();
     }
 }
 
@@ -178,9 +195,11 @@ async fn drive(
         tokio::select! {
             cmd = commands.recv() => {
                 let sent = match cmd {
-                    Some(Command::Audio(audio)) => handle.send_data(audio.to_vec()).await,
+                    Some(Command::Audio(audio)) => {
+                        tokio::time::timeout(SEND_TIMEOUT, handle.send_data(audio.to_vec())).await
+                    }
                     Some(Command::Finalize) => {
-                        let sent = handle.finalize().await;
+                        let sent = tokio::time::timeout(SEND_TIMEOUT, handle.finalize()).await;
                         if settled {
                             let _ = events.unbounded_send(SttEvent::Final {
                                 text: String::new(),
@@ -190,12 +209,14 @@ async fn drive(
                         sent
                     }
                     Some(Command::Close) | None => {
-                        let _ = handle.close_stream().await;
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, handle.close_stream()).await;
                         return;
                     }
                 };
-                if let Err(e) = sent {
-                    return fail(ProviderError::Connect(e.to_string()));
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return fail(ProviderError::Connect(e.to_string())),
+                    Err(_) => return fail(ProviderError::Timeout(SEND_TIMEOUT)),
                 }
             }
             response = handle.receive() => match response {
@@ -213,6 +234,20 @@ async fn drive(
             }
         }
     }
+}
+
+/// The driver task around a connected socket, its input and its events.
+fn session(handle: WebsocketHandle) -> (DeepgramInput, fmpsc::UnboundedReceiver<SttEvent>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (events_tx, events) = fmpsc::unbounded();
+    let driver = tokio::spawn(drive(handle, rx, events_tx.clone()));
+    let input = DeepgramInput {
+        tx,
+        events: events_tx,
+        driver,
+        closing: false,
+    };
+    (input, events)
 }
 
 #[async_trait]
@@ -243,14 +278,9 @@ impl SttProvider for Deepgram {
             .await
             .map_err(|_| ProviderError::Timeout(self.connect_timeout))?
             .map_err(connect_error)?;
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (events_tx, events) = fmpsc::unbounded();
-        tokio::spawn(drive(handle, rx, events_tx.clone()));
+        let (input, events) = session(handle);
         Ok(SttSession {
-            input: Box::new(DeepgramInput {
-                tx,
-                events: events_tx,
-            }),
+            input: Box::new(input),
             events: events.boxed(),
         })
     }
@@ -277,5 +307,69 @@ impl SttProvider for Deepgram {
                 self.settings.model
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::endpoints::Endpoint;
+
+    /// A Deepgram that accepts the socket, then never reads from it, with a
+    /// tiny receive buffer: the crate's worker soon blocks on the socket, and
+    /// then the driver on the crate's full channel.
+    async fn deaf_server() -> (String, tokio::task::JoinHandle<()>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(8).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn dropping_a_session_stuck_on_its_socket_ends_its_driver() {
+        let (url, _server) = deaf_server().await;
+        let endpoint = Endpoint {
+            base_url: url,
+            api_key_env: "DEEPGRAM_API_KEY".into(),
+        };
+        let dg = Deepgram::new(
+            &endpoint,
+            Secret::new("k"),
+            DeepgramSettings::default(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let builder = dg
+            .client
+            .transcription()
+            .stream_request_with_options(Options::builder().build())
+            .encoding(Encoding::Mulaw);
+        let (mut input, mut events) = session(builder.handle().await.unwrap());
+        // Feed audio until the driver stops taking it: it is stuck.
+        let chunk = vec![0xFFu8; 64 * 1024];
+        let mut stuck = false;
+        for _ in 0..2000 {
+            input.audio(&chunk);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if input.tx.capacity() == 0 {
+                stuck = true;
+                break;
+            }
+        }
+        assert!(stuck, "the driver never blocked");
+        drop(input);
+        // The driver holds a sender of the events: when it is gone, they end.
+        let ended = tokio::time::timeout(Duration::from_millis(500), async {
+            while events.next().await.is_some() {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the driver outlived its session");
     }
 }
