@@ -7,8 +7,21 @@
 //! ```
 //!
 //! One file per actor, its messages beside it. The runtime feeds Twilio
-//! messages in through [`media_in::deliver_media`] and the `MediaIn` route,
-//! and drains [`call::Outbound`] messages to the socket.
+//! messages in through [`media_in::deliver_media`], [`media_in::deliver_dtmf`]
+//! and [`media_in::deliver_mark`], and drains [`call::Outbound`] messages to
+//! the socket.
+//!
+//! # Layout
+//!
+//! - Actors: [`call_supervisor`], [`media_in`], [`vad`], [`stt`], [`policy`],
+//!   [`tts`], [`media_out`]; what they share is in [`call`].
+//! - Pure logic inside them: [`sentences`] (streamed text → sentences,
+//!   UTF-8-safe), [`history`] (what was said and heard), [`tools`], [`ulaw`].
+//! - [`providers`] — STT, LLM and TTS behind small traits, one file per provider.
+//! - [`policy_file`] — the policy AI Ops edit, validated; the built-in default.
+//! - [`records`] — what a call leaves on record; [`backlog`] — mailbox bounds;
+//!   [`metrics`] — metric names; [`fault`] — test-only fault injection;
+//!   [`util`] — guards tying tasks to actors.
 
 pub mod backlog;
 pub mod call;

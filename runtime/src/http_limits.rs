@@ -12,6 +12,10 @@
 //!   named by `X-Forwarded-For` (its rightmost address that is not itself a
 //!   trusted proxy) is capped by its requests in flight. `X-Forwarded-For`
 //!   from any other peer is ignored: anyone can write that header.
+//! - **Stuck clients**: a write to any connection (an HTTP response, or a
+//!   call's stream after its upgrade) that cannot make progress for
+//!   `write_timeout_secs` fails, and the connection with it
+//!   ([`WriteDeadline`]).
 //! - **Slow clients**: a request head must arrive within
 //!   `http.idle_timeout_secs` of the connection opening or of the previous
 //!   response (hyper's header timeout, which also closes idle keep-alive
@@ -21,8 +25,10 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -394,6 +400,100 @@ fn refuse(code: StatusCode, why: Refusal) -> Response {
     res
 }
 
+/// A socket whose writes fail once one has been pending for `limit`: a
+/// peer that stopped reading cannot hold a connection (or the task serving
+/// it) forever. Reads pass through; a write that completes at once costs
+/// nothing extra.
+pub struct WriteDeadline<T> {
+    io: T,
+    limit: Duration,
+    /// Armed while a write is pending.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    pub fn new(io: T, limit: Duration) -> Self {
+        Self {
+            io,
+            limit,
+            deadline: None,
+        }
+    }
+
+    /// Called when a write is pending: fails once the deadline passes.
+    fn check(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let limit = self.limit;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(deadline.as_mut().poll(cx));
+        self.deadline = None;
+        Poll::Ready(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "socket write timed out: the peer stopped reading",
+        ))
+    }
+
+    fn done<R>(&mut self, r: R) -> Poll<R> {
+        self.deadline = None;
+        Poll::Ready(r)
+    }
+}
+
+use std::future::Future as _;
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Ready(r) => self.done(r),
+            Poll::Pending => self.check(cx).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => self.done(r),
+            Poll::Pending => self.check(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(r) => self.done(r),
+            Poll::Pending => self.check(cx).map(Err),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.io).poll_shutdown(cx) {
+            Poll::Ready(r) => self.done(r),
+            Poll::Pending => self.check(cx).map(Err),
+        }
+    }
+}
+
 /// What a connection refused at accept gets before it is closed.
 pub const REFUSED_RESPONSE: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
@@ -480,6 +580,32 @@ mod tests {
         // Garbage, or no header: the proxy itself.
         assert_eq!(l.client_addr(proxy, &xff(&["1.1.1.1, not-an-ip"])), proxy);
         assert_eq!(l.client_addr(proxy, &HeaderMap::new()), proxy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_nobody_reads_fails_after_the_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = WriteDeadline::new(a, Duration::from_secs(5));
+        // Room in the pipe: writes complete at once.
+        io.write_all(&[1; 64]).await.unwrap();
+        let began = tokio::time::Instant::now();
+        let err = io.write_all(&[2; 64]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(began.elapsed(), Duration::from_secs(5));
+        // A reader that reads keeps it alive past the deadline.
+        let mut buf = [0u8; 64];
+        b.read_exact(&mut buf).await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut total = 0;
+            let mut buf = [0u8; 64];
+            while total < 640 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                total += b.read(&mut buf).await.unwrap();
+            }
+        });
+        io.write_all(&[3; 640]).await.unwrap();
+        reader.await.unwrap();
     }
 
     #[test]

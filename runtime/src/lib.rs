@@ -1,5 +1,25 @@
 //! Hark's runtime: the `hark` server around the per-call actor trees —
 //! config, Twilio protocol, HTTP and WebSocket, metrics, graceful shutdown.
+//!
+//! # Layout
+//!
+//! - `main.rs` — the binary edge: `hark serve | doctor | token | policy`.
+//! - [`config`] — the runtime config (defaults ← file ← `HARK_*` ← flags).
+//! - [`server`] — start-up checks, the accept loop (connection limits, TCP
+//!   keepalive, one connection per worker thread) and the router.
+//! - [`workers`] — thread-per-core: N single-threaded runtimes.
+//! - [`http_limits`] — connection caps, trusted proxies, request deadlines.
+//! - [`webhooks`] — Twilio's voice and status webhooks and the stream
+//!   upgrade: signatures, blocklist and caller limits, stream tokens.
+//! - [`stream_token`] — the token that binds a stream to its webhook (codec).
+//! - [`live_calls`] — one live stream per call on this node.
+//! - [`media_stream`] — one stream's session: Twilio in, the call's audio out.
+//! - [`twilio`] — Twilio's wire formats (messages, TwiML, signatures; no I/O).
+//! - [`lifecycle`] — admission (`max_calls`) and graceful shutdown.
+//! - [`store`] — call records (PostgreSQL / SQLite), the writer and its spool.
+//! - [`pii`] — encryption of personal data at rest, key files.
+//! - [`api`] — the admin API (`/api/v1`) with roles.
+//! - [`health`], [`doctor`] — provider checks; [`telemetry`] — logs, metrics, banner.
 
 pub mod api;
 pub mod config;

@@ -31,7 +31,7 @@ use tower::ServiceExt as _;
 
 use crate::config::Config;
 use crate::health::ProviderHealth;
-use crate::http_limits::{ConnLimits, REFUSED_RESPONSE};
+use crate::http_limits::{ConnLimits, REFUSED_RESPONSE, WriteDeadline};
 use crate::lifecycle::Lifecycle;
 use crate::live_calls::LiveCalls;
 use crate::stream_token::TokenKey;
@@ -314,6 +314,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         router(state, Arc::clone(&limits)),
         &workers,
         &limits,
+        config.write_timeout(),
         drained,
     )
     .await;
@@ -370,6 +371,7 @@ async fn accept(
     app: Router,
     workers: &Workers,
     limits: &Arc<ConnLimits>,
+    write_timeout: Duration,
     stop: impl Future<Output = ()>,
 ) {
     let idle = limits.settings().idle_timeout();
@@ -415,7 +417,10 @@ async fn accept(
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(idle)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(
+                    TokioIo::new(WriteDeadline::new(stream, write_timeout)),
+                    service,
+                )
                 .with_upgrades();
             let _ = conn.await;
         });

@@ -43,6 +43,7 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
     let handle = builder.install_recorder().map_err(|e| e.to_string())?;
     m::describe();
     crate::store::writer::describe_metrics();
+    describe_runtime_metrics();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -52,6 +53,31 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
         }
     });
     Ok(handle)
+}
+
+/// Help text for the metrics the runtime itself exports.
+fn describe_runtime_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        crate::webhooks::CALLS_REJECTED,
+        "Calls refused, by reason: blocked, rate_limited (webhook), bad_token, duplicate_call (stream)."
+    );
+    describe_counter!(
+        crate::webhooks::SIGNATURE_FAILURES,
+        "Twilio requests refused for a missing or wrong X-Twilio-Signature, by route and reason."
+    );
+    describe_counter!(
+        crate::media_stream::DTMF_DROPPED,
+        "DTMF digits dropped for exceeding the call's call.dtmf_per_second."
+    );
+    describe_counter!(
+        crate::http_limits::REFUSED,
+        "Connections and requests refused by an HTTP listener limit, by reason."
+    );
+    describe_gauge!(
+        crate::http_limits::CONNECTIONS,
+        "HTTP connections open, calls included."
+    );
 }
 
 /// A database URL without its password.
