@@ -70,3 +70,34 @@ fn a_start_up_error_names_its_cause_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_built_in_policy_is_listed_and_cannot_be_reloaded_from_a_file() {
+    let node = crate::records::Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let env = node.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let hark = Hark::start_with(&[], &env);
+    let api = crate::records::Api {
+        hark: &hark,
+        token: admin.clone(),
+    };
+    let (code, list) = api.get("/api/v1/policies").await;
+    assert_eq!(code, 200);
+    assert_eq!(list[0]["file"], "(built in)", "{list}");
+    assert_eq!(list[0]["name"], "default");
+    assert_eq!(list[0]["active"], true);
+    let res = hark
+        .http()
+        .post(hark.url("/api/v1/policies/default/reload"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("--policy FILE"),
+        "{body}"
+    );
+}
