@@ -50,6 +50,9 @@ pub enum Record {
         at_ms: i64,
         end_reason: String,
     },
+    /// This node restarted: every call it left open (a crash, SIGKILL) ended
+    /// before `at_ms`, with reason `node_restarted`.
+    NodeRestarted { node: String, at_ms: i64 },
     Turn {
         call_sid: String,
         /// Per call, from 0: with `call_sid`, the record's identity.
@@ -79,6 +82,7 @@ pub enum Record {
 }
 
 impl Record {
+    /// The call the record is about (none for a node's own records).
     pub fn call_sid(&self) -> &str {
         match self {
             Record::CallStarted { call_sid, .. }
@@ -87,6 +91,7 @@ impl Record {
             | Record::Turn { call_sid, .. }
             | Record::Event { call_sid, .. }
             | Record::Outcome { call_sid, .. } => call_sid,
+            Record::NodeRestarted { .. } => "",
         }
     }
 }

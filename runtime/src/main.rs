@@ -54,6 +54,22 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The call record store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Write the rows the database once refused (DATA_DIR/spool/rejected/)
+    /// again, one by one; rows still refused stay there.
+    ReplayRejected {
+        /// Runtime config file (TOML); HARK_* environment variables override it
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -184,6 +200,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             println!("{token}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command: StoreCommand::ReplayRejected { config },
+        } => {
+            let cfg = Config::load(config.as_deref())?;
+            hark_runtime::telemetry::init_logging();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            let dir = cfg.data_dir.join("spool").join("rejected");
+            let report = rt.block_on(async {
+                let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
+                store.migrate().await?;
+                store
+                    .replay_rejected(&dir)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))
+            })?;
+            println!(
+                "{}: {} row(s) written, {} still refused (kept)",
+                dir.display(),
+                report.written,
+                report.refused
+            );
+            Ok(if report.refused == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Policy {
             command: PolicyCommand::Check { files },

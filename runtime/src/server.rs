@@ -68,6 +68,8 @@ pub struct AppState {
     /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.
     pub runtimes: Vec<tokio::runtime::Handle>,
     pub store: crate::store::Store,
+    /// Whether records reach the database, and what waits in the spool.
+    pub store_health: Arc<crate::store::writer::StoreHealth>,
     pub pii: Arc<crate::pii::Pii>,
     /// Twilio's auth token: when set, every Twilio request must be signed.
     pub twilio_auth_token: Option<hark_actors::providers::Secret>,
@@ -121,6 +123,12 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
         "policy": app.live().policy.name,
         "unready_roles": unready,
         "providers": app.health.snapshot(),
+        // A database that is down does not stop calls (records spool), so
+        // it does not fail readiness; it is shown here.
+        "store": {
+            "state": if app.store_health.is_up() { "up" } else { "down" },
+            "spool_rows": app.store_health.spool_rows(),
+        },
     });
     let code = if status == "ready" {
         StatusCode::OK
@@ -206,16 +214,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
     let pii = Arc::new(crate::pii::load(&config)?);
     let store = crate::store::Store::open(&config.database_url).await?;
-    if store.backend == crate::store::Backend::Sqlite {
-        // A local file: a path that cannot be opened is a mistake to report
-        // now, not an outage to spool through.
-        store.migrate().await.map_err(|e| {
-            ServeError::Config(format!(
-                "cannot open the SQLite database {}: {e}; check that its folder is writable, or set HARK_DATABASE_URL",
-                crate::telemetry::redact_url(&config.database_url)
-            ))
-        })?;
-    }
+    migrate_at_start(&store, &config).await?;
     let spool_dir = config.data_dir.join("spool");
     let spool =
         crate::store::spool::Spool::open(&spool_dir).map_err(|error| ServeError::Spool {
@@ -229,6 +228,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let writer = crate::store::writer::Writer::start(store.clone(), spool, Arc::clone(&pii));
+    // Calls this node left open when it last went down (SIGKILL, a crash)
+    // end now, before it takes new ones.
+    hark_actors::records::RecordSink::send(
+        &*writer.queue,
+        hark_actors::records::Record::NodeRestarted {
+            node: config.node_name(),
+            at_ms: hark_actors::records::now_ms(),
+        },
+    );
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|error| ServeError::Bind {
@@ -272,6 +280,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             providers: providers.clone(),
         }),
         store: store.clone(),
+        store_health: Arc::clone(&writer.queue.health),
         pii: Arc::clone(&pii),
         twilio_auth_token,
         caller_limit: crate::webhooks::CallerLimit::new(config.caller_calls_per_hour),
@@ -321,6 +330,42 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // Calls are over: write (or spool) their last records.
     writer.finish(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// Longest start-up waits for the database before it counts as down.
+const MIGRATE_AT_START: Duration = Duration::from_secs(10);
+
+/// Runs the migrations before the node takes calls. A migration that fails
+/// (a bad or newer schema, a checksum mismatch) stops the node: records
+/// would otherwise spool forever while it looks ready. A PostgreSQL that is
+/// only unreachable does not: calls go on, records spool until it answers.
+/// SQLite is a local file: any failure is a mistake to report now.
+async fn migrate_at_start(store: &crate::store::Store, config: &Config) -> Result<(), ServeError> {
+    let result = tokio::time::timeout(MIGRATE_AT_START, store.migrate()).await;
+    let sqlite = store.backend == crate::store::Backend::Sqlite;
+    let url = crate::telemetry::redact_url(&config.database_url);
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if sqlite => Err(ServeError::Config(format!(
+            "cannot open the SQLite database {url}: {e}; check that its folder is writable, or set HARK_DATABASE_URL"
+        ))),
+        Ok(Err(e)) if e.is_unavailable() => {
+            tracing::warn!(error = %e, "the database is unreachable at start-up: serving anyway, records spool to disk until it answers (see /readyz)");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ServeError::Config(format!(
+            "the database's migrations failed ({url}): {e}; hark will not start on a schema it cannot use"
+        ))),
+        Err(_) if sqlite => Err(ServeError::Config(format!(
+            "the SQLite database {url} did not answer in {MIGRATE_AT_START:?}"
+        ))),
+        Err(_) => {
+            tracing::warn!(
+                "the database did not answer at start-up: serving anyway, records spool to disk until it answers (see /readyz)"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The stream token key: `HARK_STREAM_TOKEN_KEY`, else (one SQLite node) a

@@ -12,4 +12,5 @@ mod limits;
 mod providers;
 mod records;
 mod server;
+mod store;
 mod support;

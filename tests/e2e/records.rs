@@ -45,6 +45,9 @@ pub async fn fresh_pg() -> String {
 
 /// Every test node shares one stream token key (PostgreSQL requires one).
 pub const STREAM_TOKEN_KEY: &str = "e2e-stream-token-key-of-32-bytes-or-more";
+/// And one set of PII keys (PostgreSQL requires them from the environment).
+pub const PII_KEYS: &str = "k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+pub const PII_HASH_KEY: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=";
 
 /// A node's data directory and database, and tokens for it.
 pub struct Node {
@@ -71,6 +74,8 @@ impl Node {
             ("HARK_DATA_DIR".into(), self.data.display().to_string()),
             ("HARK_DATABASE_URL".into(), self.db.clone()),
             ("HARK_STREAM_TOKEN_KEY".into(), STREAM_TOKEN_KEY.into()),
+            ("HARK_PII_KEYS".into(), PII_KEYS.into()),
+            ("HARK_PII_HASH_KEY".into(), PII_HASH_KEY.into()),
         ]
     }
 
@@ -138,7 +143,7 @@ impl Api<'_> {
 }
 
 /// One call: greeting, a question, a barge-in over the reply, hang up.
-async fn a_call(hark: &Hark, n: u64) -> String {
+pub async fn a_call(hark: &Hark, n: u64) -> String {
     let caller = hark.caller(n).await;
     assert!(caller.wait_idle(QUIET, GREETING).await);
     let asked = caller.say(speech("order")).await.unwrap();
@@ -249,19 +254,63 @@ async fn records_on_postgres() {
 }
 
 /// A TCP proxy to PostgreSQL that a test can cut and restore.
-struct Proxy {
+pub struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
+    /// Stalled: connections stay open and nothing gets through (a network
+    /// that drops packets without resetting anything).
+    stalled: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Stall as soon as the client sends these bytes (mid-transaction).
+    stall_on: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
     conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
+/// A byte pattern that stalls the proxy, and the stall switch.
+type Trigger<'a> = (
+    &'a std::sync::Mutex<Option<Vec<u8>>>,
+    &'a tokio::sync::watch::Sender<bool>,
+);
+
+/// Copies `from` to `to` until EOF; stalls everything if `trigger` shows up.
+async fn forward(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    trigger: Option<Trigger<'_>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if let Some((pattern, stalled)) = trigger {
+            let hit = pattern
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|p| buf[..n].windows(p.len()).any(|w| w == p.as_slice()));
+            if hit {
+                stalled.send_replace(true);
+                return std::future::pending().await;
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Proxy {
-    async fn start(target: &str) -> Self {
+    pub async fn start(target: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(tokio::sync::watch::channel(false).0);
+        let stall_on: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
         let conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
         let (u, c, target) = (Arc::clone(&up), Arc::clone(&conns), target.to_owned());
+        let (st, on) = (Arc::clone(&stalled), Arc::clone(&stall_on));
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !u.load(Ordering::SeqCst) {
@@ -269,36 +318,71 @@ impl Proxy {
                     continue;
                 }
                 let target = target.clone();
+                let (stalled, on) = (Arc::clone(&st), Arc::clone(&on));
                 c.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut out) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    let Ok(mut out) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let mut stall = stalled.subscribe();
+                    if !*stall.borrow() {
+                        let (ri, wi) = inbound.split();
+                        let (ro, wo) = out.split();
+                        tokio::select! {
+                            _ = forward(ri, wo, Some((&on, &stalled))) => return,
+                            _ = forward(ro, wi, None) => return,
+                            _ = stall.wait_for(|s| *s) => {}
+                        }
                     }
+                    // Stalled: hold both ends, pass nothing, until unstalled.
+                    let _ = stall.wait_for(|s| !*s).await;
                 }));
             }
         });
-        Self { port, up, conns }
+        Self {
+            port,
+            up,
+            stalled,
+            stall_on,
+            conns,
+        }
+    }
+
+    /// The network stalls the moment the client sends `pattern` — in the
+    /// middle of a transaction, say.
+    pub fn stall_on(&self, pattern: &str) {
+        *self.stall_on.lock().unwrap() = Some(pattern.as_bytes().to_vec());
     }
 
     /// The database is gone: open connections are cut, new ones refused.
-    fn cut(&self) {
+    pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for c in self.conns.lock().unwrap().drain(..) {
             c.abort();
         }
     }
 
-    fn restore(&self) {
+    /// The network to the database drops everything, silently.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    pub fn restore(&self) {
+        *self.stall_on.lock().unwrap() = None;
+        self.stalled.send_replace(false);
         self.up.store(true, Ordering::SeqCst);
     }
 
-    fn url(&self, db_url: &str) -> String {
-        db_url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port))
+    /// `db_url` through the proxy, in clear (so `stall_on` can see it).
+    pub fn url(&self, db_url: &str) -> String {
+        let url = db_url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port));
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}sslmode=disable")
     }
 }
 
 /// Every call ended, and each call's turns are numbered 0..n without gaps:
 /// nothing lost, nothing twice.
-async fn assert_complete(api: &Api<'_>, sids: &[String]) {
+pub async fn assert_complete(api: &Api<'_>, sids: &[String]) {
     for sid in sids {
         api.wait(&format!("/api/v1/calls/{sid}"), |c| {
             c["end_reason"] == "stop"

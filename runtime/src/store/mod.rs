@@ -28,19 +28,43 @@ pub enum StoreError {
     Url(String),
 }
 
+/// Whether a PostgreSQL SQLSTATE means "try again later" rather than "this
+/// statement is wrong": the connection (08), resources (53), an operator or
+/// failover (57: admin shutdown, crash recovery), system I/O (58), a
+/// serialization failure or deadlock (40001, 40P01), a read-only server
+/// (25006: a standby, or a primary just demoted by a failover), a lock not
+/// available (55P03).
+pub fn pg_transient(sqlstate: &str) -> bool {
+    ["08", "53", "57", "58"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+        || ["40001", "40P01", "25006", "55P03"].contains(&sqlstate)
+}
+
+/// Whether a SQLite result code (extended codes included: SQLite reports
+/// e.g. 517 for BUSY_SNAPSHOT) means "try again later": BUSY, LOCKED,
+/// READONLY (a file system remounted), IOERR, FULL, CANTOPEN.
+pub fn sqlite_transient(code: i64) -> bool {
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+}
+
 impl StoreError {
-    pub(crate) fn from_sqlx(e: sqlx::Error) -> Self {
+    pub fn from_sqlx(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
         match &e {
-            // The server answered: a connection-level or resource problem
-            // (SQLSTATE classes 08, 53, 57; SQLite busy/locked/full) passes;
-            // anything else is about the statement.
+            // The server answered: an outage-like condition passes (see
+            // `pg_transient`, `sqlite_transient`); anything else is about
+            // the statement.
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                let transient = code.starts_with("08")
-                    || code.starts_with("53")
-                    || code.starts_with("57")
-                    || ["5", "6", "13"].contains(&code.as_ref());
+                let transient = if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    pg_transient(&code)
+                } else {
+                    code.parse::<i64>().is_ok_and(sqlite_transient)
+                };
                 if transient {
                     StoreError::Unavailable(e.to_string())
                 } else {
@@ -144,6 +168,62 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
         row.try_get::<i64, _>("n").map_err(StoreError::from_sqlx)
+    }
+}
+
+/// What `hark store replay-rejected` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub written: usize,
+    /// Still refused by the database: kept.
+    pub refused: usize,
+    /// Not tried (the database went away): kept.
+    pub untried: usize,
+}
+
+impl Store {
+    /// Writes the rows kept in `rejected/` (rows the database refused once,
+    /// e.g. during a bug since fixed) one by one; what is still refused, or
+    /// not tried because the database went away, stays there.
+    pub async fn replay_rejected(&self, dir: &std::path::Path) -> Result<ReplayReport, String> {
+        let mut spool = spool::Spool::open(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let rows = spool
+            .read()
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut report = ReplayReport::default();
+        let mut kept = Vec::new();
+        let mut down = None;
+        for row in rows {
+            if down.is_some() {
+                report.untried += 1;
+                kept.push(row);
+                continue;
+            }
+            match self.write(std::slice::from_ref(&row)).await {
+                Ok(()) => report.written += 1,
+                Err(e) if e.is_unavailable() => {
+                    down = Some(e);
+                    report.untried += 1;
+                    kept.push(row);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "row still refused; kept");
+                    report.refused += 1;
+                    kept.push(row);
+                }
+            }
+        }
+        spool
+            .replace(&kept)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        match down {
+            Some(e) => Err(format!(
+                "{e}: stopped after {} row(s); {} kept for the next run",
+                report.written,
+                kept.len()
+            )),
+            None => Ok(report),
+        }
     }
 }
 

@@ -45,6 +45,11 @@ pub enum Row {
         at: i64,
         end_reason: String,
     },
+    /// Ends the calls a node left open when it went down.
+    NodeRestarted {
+        node: String,
+        at: i64,
+    },
     Turn {
         call_sid: String,
         seq: i64,
@@ -118,6 +123,7 @@ impl Row {
                 at: at_ms,
                 end_reason,
             },
+            Record::NodeRestarted { node, at_ms } => Row::NodeRestarted { node, at: at_ms },
             Record::CallEnded {
                 call_sid,
                 ended_at_ms,
@@ -232,6 +238,12 @@ impl Row {
             .bind(node)
             .bind(*at)
             .bind(end_reason),
+            Row::NodeRestarted { node, at } => sqlx::query(
+                "UPDATE calls SET ended_at = $2, end_reason = 'node_restarted' \
+                 WHERE node = $1 AND ended_at IS NULL AND started_at IS NOT NULL AND started_at < $2",
+            )
+            .bind(node)
+            .bind(*at),
             Row::CallEnd {
                 call_sid,
                 ended_at,

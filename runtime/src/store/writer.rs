@@ -1,15 +1,23 @@
-//! The record writer: calls hand it records without waiting (a bounded queue;
-//! past its bound, an in-memory overflow that is counted and logged), and
-//! one task writes them in batched transactions. While the database is
-//! unreachable, batches go to the fsynced spool instead, and everything new
-//! follows them there until the spool has been replayed, in order.
+//! The record writer: calls hand it records without waiting, and one task
+//! writes them in batched transactions. While the database is unreachable —
+//! or slow: every write has a deadline — batches go to the fsynced spool
+//! instead, and everything new follows them there until the spool has been
+//! replayed, in order.
+//!
+//! Memory is bounded end to end. Records wait in a queue (`QUEUE`), then in
+//! an overflow (`OVERFLOW`); past that they are spilled straight to the
+//! spool by a blocking task (`SPILL` may wait for it). Only past all three —
+//! or after the writer has finished at shutdown — is a record dropped, and
+//! then it is counted and logged. On shutdown the writer writes what it can
+//! before its deadline and spools the rest.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hark_actors::records::{Record, RecordSink};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -19,16 +27,17 @@ use crate::pii::Pii;
 
 /// Rows per transaction.
 pub const BATCH: usize = 256;
-/// Records queued before the overflow takes them.
-pub const QUEUE: usize = 65_536;
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// After `finish`'s deadline, time allowed to spool what is left.
+const SPOOL_GRACE: Duration = Duration::from_secs(10);
 
 pub const ROWS_WRITTEN: &str = "hark_store_rows_written_total";
 pub const ROWS_SPOOLED: &str = "hark_store_rows_spooled_total";
 pub const ROWS_REJECTED: &str = "hark_store_rows_rejected_total";
 pub const SPOOL_ROWS: &str = "hark_store_spool_rows";
 pub const QUEUE_OVERFLOW: &str = "hark_store_queue_overflow_total";
+pub const RECORDS_DROPPED: &str = "hark_store_records_dropped_total";
 pub const STORE_UP: &str = "hark_store_up";
 pub const WRITE_SECONDS: &str = "hark_store_write_seconds";
 
@@ -40,16 +49,20 @@ pub fn describe_metrics() {
     );
     describe_counter!(
         ROWS_SPOOLED,
-        "Record rows written to the local spool while the database was unreachable."
+        "Record rows written to the local spool (database unreachable or slow, or the writer's memory full)."
     );
     describe_counter!(
         ROWS_REJECTED,
-        "Record rows the database refused (kept in rejected.jsonl)."
+        "Record rows the database refused (kept in spool/rejected/)."
     );
     describe_gauge!(SPOOL_ROWS, "Rows waiting in the local spool.");
     describe_counter!(
         QUEUE_OVERFLOW,
-        "Records that found the writer's queue full and waited in memory."
+        "Records that found the writer's queue full (held in the overflow, or spilled to the spool)."
+    );
+    describe_counter!(
+        RECORDS_DROPPED,
+        "Records lost: past every bound, or handed over after the writer finished at shutdown."
     );
     describe_gauge!(STORE_UP, "1 while the database takes writes.");
     describe_histogram!(
@@ -59,27 +72,181 @@ pub fn describe_metrics() {
     );
     metrics::counter!(ROWS_WRITTEN).absolute(0);
     metrics::counter!(ROWS_SPOOLED).absolute(0);
+    metrics::counter!(RECORDS_DROPPED).absolute(0);
+}
+
+/// How much the writer holds in memory, and how long a write may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Records queued for the writer task.
+    pub queue: usize,
+    /// Records held in memory once the queue is full.
+    pub overflow: usize,
+    /// Records waiting to be spilled to the spool once the overflow is full.
+    pub spill: usize,
+    /// One database write (a batch, a migration); past it the database
+    /// counts as down and the batch goes to the spool.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            queue: 65_536,
+            overflow: 65_536,
+            spill: 65_536,
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The database and spool as `/readyz` reports them.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    up: AtomicBool,
+    spool_rows: AtomicU64,
+}
+
+impl StoreHealth {
+    /// Whether the last write (or migration) reached the database.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub fn spool_rows(&self) -> u64 {
+        self.spool_rows.load(Ordering::Acquire)
+    }
+
+    fn set_spool(&self, rows: u64) {
+        self.spool_rows.store(rows, Ordering::Release);
+        metrics::gauge!(SPOOL_ROWS).set(rows as f64);
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+        metrics::gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+fn dropped(n: u64, why: &str) {
+    metrics::counter!(RECORDS_DROPPED).increment(n);
+    tracing::error!(records = n, why, "call records lost");
+}
+
+/// Past the overflow: records go straight to the spool, from a blocking
+/// task, so a caller never waits on the disk.
+struct Spill {
+    pending: Mutex<Vec<Record>>,
+    cap: usize,
+    running: AtomicBool,
+    spool: Arc<Mutex<Spool>>,
+    pii: Arc<Pii>,
+    runtime: tokio::runtime::Handle,
+    health: Arc<StoreHealth>,
+}
+
+impl Spill {
+    fn push(self: &Arc<Self>, record: Record) {
+        {
+            let mut pending = lock(&self.pending);
+            if pending.len() >= self.cap {
+                drop(pending);
+                return dropped(1, "the writer's memory and spill queue are full");
+            }
+            if pending.is_empty() {
+                tracing::warn!("record overflow full: spilling records straight to the spool");
+            }
+            pending.push(record);
+        }
+        if !self.running.swap(true, Ordering::AcqRel) {
+            let me = Arc::clone(self);
+            self.runtime.spawn_blocking(move || me.drain());
+        }
+    }
+
+    fn drain(&self) {
+        loop {
+            let batch = std::mem::take(&mut *lock(&self.pending));
+            if batch.is_empty() {
+                self.running.store(false, Ordering::Release);
+                // A push may have come between the take and the store.
+                if lock(&self.pending).is_empty() || self.running.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                continue;
+            }
+            let n = batch.len();
+            let rows: Vec<Row> = batch
+                .into_iter()
+                .map(|r| Row::from_record(r, &self.pii))
+                .collect();
+            let mut spool = lock(&self.spool);
+            match spool.append(&rows) {
+                Ok(()) => {
+                    metrics::counter!(ROWS_SPOOLED).increment(n as u64);
+                    self.health.set_spool(spool.len());
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot write the spool");
+                    dropped(n as u64, "the spool cannot be written");
+                }
+            }
+        }
+    }
 }
 
 /// The sink calls record into.
 pub struct RecordQueue {
     tx: mpsc::Sender<Record>,
     overflow: Mutex<VecDeque<Record>>,
+    overflow_cap: usize,
     wake: Notify,
+    spill: Arc<Spill>,
+    /// Set once a record arrived after the writer finished (logged once).
+    late: AtomicBool,
+    pub health: Arc<StoreHealth>,
+}
+
+impl RecordQueue {
+    /// Records held in the overflow now.
+    pub fn overflow_len(&self) -> usize {
+        lock(&self.overflow).len()
+    }
 }
 
 impl RecordSink for RecordQueue {
     fn send(&self, record: Record) {
-        if let Err(mpsc::error::TrySendError::Full(record)) = self.tx.try_send(record) {
-            metrics::counter!(QUEUE_OVERFLOW).increment(1);
-            let mut o = self.overflow.lock().unwrap_or_else(PoisonError::into_inner);
-            if o.is_empty() {
-                tracing::warn!(
-                    "record queue full: holding records in memory until the writer catches up"
-                );
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(record)) => {
+                metrics::counter!(QUEUE_OVERFLOW).increment(1);
+                let mut o = lock(&self.overflow);
+                if o.len() < self.overflow_cap {
+                    if o.is_empty() {
+                        tracing::warn!(
+                            "record queue full: holding records in memory until the writer catches up"
+                        );
+                    }
+                    o.push_back(record);
+                    drop(o);
+                    self.wake.notify_one();
+                } else {
+                    drop(o);
+                    self.spill.push(record);
+                }
             }
-            o.push_back(record);
-            self.wake.notify_one();
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                metrics::counter!(RECORDS_DROPPED).increment(1);
+                if !self.late.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        "a call record arrived after the record writer finished; lost (counted in hark_store_records_dropped_total)"
+                    );
+                }
+            }
         }
     }
 }
@@ -87,40 +254,64 @@ impl RecordSink for RecordQueue {
 pub struct Writer {
     pub queue: Arc<RecordQueue>,
     task: JoinHandle<()>,
-    stop: Arc<Notify>,
+    stop: watch::Sender<Option<Instant>>,
 }
 
 impl Writer {
     pub fn start(store: Store, spool: Spool, pii: Arc<Pii>) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        Self::start_with(store, spool, pii, Limits::default())
+    }
+
+    pub fn start_with(store: Store, spool: Spool, pii: Arc<Pii>, limits: Limits) -> Self {
+        let (tx, rx) = mpsc::channel(limits.queue.max(1));
+        let health = Arc::new(StoreHealth::default());
+        health.set_spool(spool.len());
+        let spool = Arc::new(Mutex::new(spool));
         let queue = Arc::new(RecordQueue {
             tx,
             overflow: Mutex::new(VecDeque::new()),
+            overflow_cap: limits.overflow,
             wake: Notify::new(),
+            spill: Arc::new(Spill {
+                pending: Mutex::new(Vec::new()),
+                cap: limits.spill,
+                running: AtomicBool::new(false),
+                spool: Arc::clone(&spool),
+                pii: Arc::clone(&pii),
+                runtime: tokio::runtime::Handle::current(),
+                health: Arc::clone(&health),
+            }),
+            late: AtomicBool::new(false),
+            health,
         });
-        let stop = Arc::new(Notify::new());
-        metrics::gauge!(SPOOL_ROWS).set(spool.len() as f64);
+        let (stop, stopping) = watch::channel(None);
         let task = tokio::spawn(
             Task {
                 store,
-                spool: Arc::new(Mutex::new(spool)),
+                spool,
                 pii,
                 rx,
                 queue: Arc::clone(&queue),
                 migrated: false,
                 retry: FIRST_RETRY,
                 next_retry: Instant::now(),
+                write_timeout: limits.write_timeout,
+                deadline: None,
             }
-            .run(Arc::clone(&stop)),
+            .run(stopping),
         );
         Self { queue, task, stop }
     }
 
-    /// Writes (or spools) everything queued, then stops.
+    /// Writes what it can of everything queued within `limit`, spools the
+    /// rest, then stops. Records handed over later are counted as dropped.
     pub async fn finish(self, limit: Duration) {
-        self.stop.notify_one();
-        if tokio::time::timeout(limit, self.task).await.is_err() {
-            tracing::warn!("record writer did not finish in time");
+        let _ = self.stop.send(Some(Instant::now() + limit));
+        if tokio::time::timeout(limit + SPOOL_GRACE, self.task)
+            .await
+            .is_err()
+        {
+            tracing::error!("record writer could not even spool in time");
         }
     }
 }
@@ -134,38 +325,36 @@ struct Task {
     migrated: bool,
     retry: Duration,
     next_retry: Instant,
+    write_timeout: Duration,
+    /// Set by `finish`: past it, nothing is written, only spooled.
+    deadline: Option<Instant>,
 }
 
 impl Task {
-    async fn run(mut self, stop: Arc<Notify>) {
+    async fn run(mut self, mut stop: watch::Receiver<Option<Instant>>) {
         // Whatever an earlier run spooled goes first.
         self.recover().await;
-        let mut stopping = false;
         loop {
             let mut records = Vec::with_capacity(BATCH);
             let spooled = self.spool_len() > 0;
-            if !stopping {
+            if self.deadline.is_none() {
                 let retry_at = self.next_retry;
                 tokio::select! {
                     n = self.rx.recv_many(&mut records, BATCH) => {
                         if n == 0 {
-                            stopping = true;
+                            self.deadline = Some(Instant::now());
                         }
                     }
                     _ = self.queue.wake.notified() => {}
-                    _ = stop.notified() => {
-                        stopping = true;
+                    Ok(()) = stop.changed() => {
+                        self.deadline = *stop.borrow();
                         self.rx.close();
                     }
                     _ = tokio::time::sleep_until(retry_at), if spooled => {}
                 }
             }
             {
-                let mut o = self
-                    .queue
-                    .overflow
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut o = lock(&self.queue.overflow);
                 while records.len() < BATCH * 4 {
                     match o.pop_front() {
                         Some(r) => records.push(r),
@@ -183,7 +372,7 @@ impl Task {
                 .into_iter()
                 .map(|r| Row::from_record(r, &self.pii))
                 .collect();
-            if stopping && rows.is_empty() {
+            if self.deadline.is_some() && rows.is_empty() {
                 if self.spool_len() > 0 {
                     self.recover().await;
                 }
@@ -194,10 +383,36 @@ impl Task {
     }
 
     fn spool_len(&self) -> u64 {
-        self.spool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        lock(&self.spool).len()
+    }
+
+    /// How long the next database call may take: the write timeout, cut to
+    /// what is left before `finish`'s deadline.
+    fn budget(&self) -> Duration {
+        match self.deadline {
+            Some(d) => self
+                .write_timeout
+                .min(d.saturating_duration_since(Instant::now())),
+            None => self.write_timeout,
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        what: &str,
+        op: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let budget = self.budget();
+        if budget.is_zero() {
+            return Err(StoreError::Unavailable(format!(
+                "shutting down: no time left to {what}"
+            )));
+        }
+        tokio::time::timeout(budget, op).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "{what} took longer than {budget:?}"
+            )))
+        })
     }
 
     /// Migrates if not done yet, and replays the spool.
@@ -206,7 +421,11 @@ impl Task {
             return;
         }
         if !self.migrated {
-            match self.store.migrate().await {
+            let store = self.store.clone();
+            match self
+                .timed("migrate", async move { store.migrate().await })
+                .await
+            {
                 Ok(()) => self.migrated = true,
                 Err(e) => return self.down(e),
             }
@@ -245,7 +464,7 @@ impl Task {
 
     async fn write(&self, rows: &[Row]) -> Result<(), StoreError> {
         let t = Instant::now();
-        self.store.write(rows).await?;
+        self.timed("write", self.store.write(rows)).await?;
         metrics::histogram!(WRITE_SECONDS).record(t.elapsed().as_secs_f64());
         metrics::counter!(ROWS_WRITTEN).increment(rows.len() as u64);
         Ok(())
@@ -263,15 +482,10 @@ impl Task {
                 }
                 Err(e) => {
                     metrics::counter!(ROWS_REJECTED).increment(1);
-                    tracing::error!(error = %e, "row refused by the database; kept in rejected.jsonl");
-                    let spool = Arc::clone(&self.spool);
+                    tracing::error!(error = %e, "row refused by the database; kept in spool/rejected/ (hark store replay-rejected)");
+                    let dir = rejected_dir(&lock(&self.spool));
                     let row = row.clone();
                     let _ = tokio::task::spawn_blocking(move || {
-                        let dir = spool
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .path()
-                            .with_file_name("rejected");
                         Spool::open(&dir).and_then(|mut s| s.append(&[row]))
                     })
                     .await;
@@ -284,32 +498,38 @@ impl Task {
         let n = rows.len();
         let spool = Arc::clone(&self.spool);
         let result = tokio::task::spawn_blocking(move || {
-            let mut s = spool.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut s = lock(&spool);
             s.append(&rows).map(|()| s.len())
         })
         .await;
         match result {
             Ok(Ok(len)) => {
                 metrics::counter!(ROWS_SPOOLED).increment(n as u64);
-                metrics::gauge!(SPOOL_ROWS).set(len as f64);
+                self.queue.health.set_spool(len);
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, rows = n, "cannot write the spool; these records are lost")
+                tracing::error!(error = %e, "cannot write the spool");
+                dropped(n as u64, "the spool cannot be written");
             }
-            Err(e) => tracing::error!(error = %e, rows = n, "spool task failed"),
+            Err(e) => {
+                tracing::error!(error = %e, "spool task failed");
+                dropped(n as u64, "the spool task failed");
+            }
         }
     }
 
     async fn replay(&mut self) {
         let spool = Arc::clone(&self.spool);
-        let rows = match tokio::task::spawn_blocking(move || {
-            spool.lock().unwrap_or_else(PoisonError::into_inner).read()
-        })
-        .await
-        {
+        let rows = match tokio::task::spawn_blocking(move || lock(&spool).read()).await {
             Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => return tracing::error!(error = %e, "cannot read the spool"),
-            Err(e) => return tracing::error!(error = %e, "spool task failed"),
+            // Back off like an outage, rather than try again at once.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the spool; will try again");
+                return self.down(StoreError::Unavailable(format!("spool unreadable: {e}")));
+            }
+            Err(e) => {
+                return self.down(StoreError::Unavailable(format!("spool task failed: {e}")));
+            }
         };
         let t = Instant::now();
         for chunk in rows.chunks(BATCH) {
@@ -320,11 +540,19 @@ impl Task {
             }
         }
         let spool = Arc::clone(&self.spool);
-        let _ = tokio::task::spawn_blocking(move || {
-            spool.lock().unwrap_or_else(PoisonError::into_inner).clear()
+        let replayed = rows.len();
+        let left = tokio::task::spawn_blocking(move || {
+            let mut s = lock(&spool);
+            s.remove_first(replayed).map(|()| s.len())
         })
         .await;
-        metrics::gauge!(SPOOL_ROWS).set(0.0);
+        match left {
+            Ok(Ok(left)) => self.queue.health.set_spool(left),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot empty the replayed spool (its rows will be replayed again: harmless, writes are idempotent)")
+            }
+            Err(e) => tracing::error!(error = %e, "spool task failed"),
+        }
         tracing::info!(
             rows = rows.len(),
             ms = t.elapsed().as_millis() as u64,
@@ -337,7 +565,7 @@ impl Task {
         if self.retry == FIRST_RETRY {
             tracing::warn!(error = %e, "database unreachable: spooling records to disk until it returns");
         }
-        metrics::gauge!(STORE_UP).set(0.0);
+        self.queue.health.set_up(false);
         self.next_retry = Instant::now() + self.retry;
         self.retry = (self.retry * 2).min(MAX_RETRY);
     }
@@ -346,8 +574,116 @@ impl Task {
         if self.retry != FIRST_RETRY {
             tracing::info!("database reachable again");
         }
-        metrics::gauge!(STORE_UP).set(1.0);
+        self.queue.health.set_up(true);
         self.retry = FIRST_RETRY;
         self.next_retry = Instant::now();
+    }
+}
+
+/// Where rows the database refused are kept: `spool/rejected/`.
+pub fn rejected_dir(spool: &Spool) -> std::path::PathBuf {
+    spool.path().with_file_name("rejected")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pii::Pii;
+    use base64::Engine;
+
+    fn pii() -> Arc<Pii> {
+        let k = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        Arc::new(Pii::from_spec(&format!("k1:{k}"), &k).unwrap())
+    }
+
+    fn event(seq: u32) -> Record {
+        Record::Event {
+            call_sid: "CA1".into(),
+            seq,
+            kind: "barge_in".into(),
+            detail: String::new(),
+            at_ms: 1,
+        }
+    }
+
+    /// A PostgreSQL that accepts connections and never answers: every
+    /// write would hang (as on a network that drops packets).
+    async fn black_hole() -> (String, JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("postgres://hark@{}/hark", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        (url, task)
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("hark-writer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// Memory stays bounded while the database hangs, every record reaches
+    /// the spool, and `finish` returns on time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_database_spills_past_the_bounds_and_finish_spools_the_rest() {
+        let (url, _db) = black_hole().await;
+        let dir = temp("hung");
+        let store = Store::open(&url).await.unwrap();
+        let spool = Spool::open(&dir).unwrap();
+        let limits = Limits {
+            queue: 8,
+            overflow: 8,
+            spill: 100_000,
+            write_timeout: Duration::from_millis(500),
+        };
+        let writer = Writer::start_with(store, spool, pii(), limits);
+        for seq in 0..2_000 {
+            writer.queue.send(event(seq));
+            assert!(writer.queue.overflow_len() <= 8);
+        }
+        let began = Instant::now();
+        writer.finish(Duration::from_secs(2)).await;
+        assert!(began.elapsed() < Duration::from_secs(2) + SPOOL_GRACE);
+        let mut spool = Spool::open(&dir).unwrap();
+        let mut seqs: Vec<i64> = spool
+            .read()
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                Row::Event { seq, .. } => Some(seq),
+                _ => None,
+            })
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (0..2_000).collect::<Vec<i64>>(),
+            "every record is in the spool, once"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_after_finish_is_counted_as_dropped() {
+        let (url, _db) = black_hole().await;
+        let dir = temp("late");
+        let writer = Writer::start_with(
+            Store::open(&url).await.unwrap(),
+            Spool::open(&dir).unwrap(),
+            pii(),
+            Limits {
+                write_timeout: Duration::from_millis(200),
+                ..Limits::default()
+            },
+        );
+        let queue = Arc::clone(&writer.queue);
+        writer.finish(Duration::from_millis(500)).await;
+        queue.send(event(1));
+        assert!(queue.late.load(Ordering::Acquire));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
