@@ -568,7 +568,11 @@ impl Actor for CallSupervisor {
             }
             SupervisorMsg::Dtmf { digit } => {
                 metrics::counter!(m::DTMF).increment(1);
-                state.ctx.recorder.event("dtmf", digit.to_string());
+                if state.ctx.policy.records.dtmf_digits {
+                    state.ctx.recorder.private_event("dtmf", digit.to_string());
+                } else {
+                    state.ctx.recorder.event("dtmf", "pressed");
+                }
                 tracing::debug!(parent: &state.ctx.span, %digit, "dtmf");
                 state.interrupt();
                 state.caller_words(format!("pressed {digit}"), None);

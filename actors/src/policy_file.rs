@@ -39,7 +39,17 @@ pub struct PolicyFile {
     pub tts: TtsSettings,
     pub timeouts: Timeouts,
     pub tools: ToolSettings,
+    pub records: RecordSettings,
     pub sim: SimSettings,
+}
+
+/// What a call leaves on record, beyond what every call keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordSettings {
+    /// Keep the DTMF digits pressed (encrypted, like transcripts). Off:
+    /// only that a key was pressed — digits are often PINs and card numbers.
+    pub dtmf_digits: bool,
 }
 
 impl Default for PolicyFile {
@@ -64,6 +74,7 @@ impl Default for PolicyFile {
             tts: TtsSettings::default(),
             timeouts: Timeouts::default(),
             tools: ToolSettings::default(),
+            records: RecordSettings::default(),
             sim: SimSettings::default(),
         }
     }

@@ -72,6 +72,10 @@ pub enum Record {
         /// `barge_in`, `dtmf`, `child_restart`, `provider_fault`, `tool_call`, …
         kind: String,
         detail: String,
+        /// The detail is personal (digits pressed): encrypted at rest,
+        /// masked for the `viewer` role.
+        #[serde(default)]
+        private: bool,
         at_ms: i64,
     },
     Outcome {
@@ -169,11 +173,21 @@ impl CallRecorder {
     }
 
     pub fn event(&self, kind: &str, detail: impl Into<String>) {
+        self.event_with(kind, detail.into(), false);
+    }
+
+    /// An event whose detail is personal: encrypted at rest.
+    pub fn private_event(&self, kind: &str, detail: impl Into<String>) {
+        self.event_with(kind, detail.into(), true);
+    }
+
+    fn event_with(&self, kind: &str, detail: String, private: bool) {
         self.sink.send(Record::Event {
             call_sid: self.call_sid.clone(),
             seq: self.events.fetch_add(1, Ordering::Relaxed),
             kind: kind.to_owned(),
-            detail: detail.into(),
+            detail,
+            private,
             at_ms: now_ms(),
         });
     }

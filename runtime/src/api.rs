@@ -249,7 +249,9 @@ pub struct CallQuery {
     #[param(format = DateTime)]
     until: Option<String>,
     policy: Option<String>,
-    /// Text the outcome JSON contains, e.g. `"plan":"pro"`.
+    /// An outcome slot and its value, `SLOT:VALUE`, e.g. `plan:pro` or
+    /// `interested:true` (values are matched by keyed hash, never stored in clear).
+    #[param(pattern = "^[^:]+:.*$")]
     outcome: Option<String>,
     /// The caller's number (E.164).
     from: Option<String>,
@@ -291,13 +293,27 @@ impl CallQuery {
         if !(0..=1_000_000_000).contains(&offset) {
             return Err(bad(format!("offset: {offset} is outside 0..=1000000000")));
         }
+        let outcome = match self.outcome {
+            None => None,
+            Some(o) => {
+                let Some((slot, value)) = o.split_once(':').filter(|(s, _)| !s.is_empty()) else {
+                    return Err(bad(format!(
+                        "outcome: {o:?} is not SLOT:VALUE (e.g. plan:pro, interested:true)"
+                    )));
+                };
+                // `true`, `3`, `"pro"` as JSON; anything else is a string.
+                let value = serde_json::from_str(value)
+                    .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+                Some((slot.to_owned(), value))
+            }
+        };
         Ok(CallFilter {
             since: time_param("since", &self.since)?,
             until: time_param("until", &self.until)?,
             status: self.status,
             direction: self.direction,
             policy: self.policy,
-            outcome: self.outcome,
+            outcome,
             from: self.from,
             to: self.to,
             limit,
@@ -379,7 +395,10 @@ async fn get_call(
         .call(&sid, &app.pii, caller.role == Viewer)
         .await?
         .ok_or_else(|| Fail(StatusCode::NOT_FOUND, format!("no call {sid}")))?;
-    let events = app.store.events(&sid).await?;
+    let events = app
+        .store
+        .events(&sid, &app.pii, caller.role == Viewer)
+        .await?;
     Ok(Json(CallDetail { call, events }))
 }
 
@@ -536,8 +555,8 @@ async fn add_block(
         .audit(
             &caller.name,
             "block_number",
-            &crate::pii::mask(&number),
-            reason,
+            &app.pii.audit_ref(&number),
+            "",
         )
         .await?;
     Ok((StatusCode::CREATED, Json(entry)))
@@ -564,7 +583,7 @@ async fn remove_block(
         .audit(
             &caller.name,
             "unblock_number",
-            &crate::pii::mask(&number),
+            &app.pii.audit_ref(&number),
             "",
         )
         .await?;
@@ -575,10 +594,14 @@ async fn remove_block(
 pub struct PolicyInfo {
     name: String,
     version: String,
+    /// The file's name (no directory).
     file: String,
     /// Calls start with this one.
     active: bool,
-    /// Errors, when the file on disk is not valid (the live one stays).
+    /// Whether the file on disk is valid (when not, the live one stays).
+    valid: bool,
+    /// What is wrong with it, with fields and lines (admin and ai_ops
+    /// only: errors may quote the file).
     errors: Vec<String>,
 }
 
@@ -624,7 +647,8 @@ async fn list_policies(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<PolicyInfo>>, Fail> {
-    admit(&app, &headers, "GET", "/api/v1/policies").await?;
+    let caller = admit(&app, &headers, "GET", "/api/v1/policies").await?;
+    let details = matches!(caller.role, Admin | AiOps);
     let live = app.live();
     let Some(configured) = &app.config.policy else {
         return Ok(Json(vec![PolicyInfo {
@@ -632,8 +656,14 @@ async fn list_policies(
             version: live.policy.version.clone(),
             file: "(built in)".into(),
             active: true,
+            valid: true,
             errors: Vec::new(),
         }]));
+    };
+    let file_name = |p: &std::path::Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     };
     let active_file = std::fs::canonicalize(configured).ok();
     let out = policy_files(&app)
@@ -644,8 +674,9 @@ async fn list_policies(
                 Ok(p) => PolicyInfo {
                     name: p.name,
                     version: p.version,
-                    file: file.display().to_string(),
+                    file: file_name(&file),
                     active,
+                    valid: true,
                     errors: Vec::new(),
                 },
                 Err(e) => PolicyInfo {
@@ -661,9 +692,14 @@ async fn list_policies(
                     } else {
                         String::new()
                     },
-                    file: file.display().to_string(),
+                    file: file_name(&file),
                     active,
-                    errors: policy_errors(&e),
+                    valid: false,
+                    errors: if details {
+                        policy_errors(&e)
+                    } else {
+                        Vec::new()
+                    },
                 },
             }
         })
@@ -796,6 +832,13 @@ pub struct NodeInfo {
     max_calls: usize,
     policy: String,
     store: &'static str,
+    /// `up` or `down` (records then go to the spool).
+    store_state: &'static str,
+    spool_rows: u64,
+    /// Each provider's last check; with the error text (which may name
+    /// internal hosts) for every role but `viewer`.
+    #[schema(value_type = Vec<Object>)]
+    providers: serde_json::Value,
 }
 
 #[utoipa::path(get, path = "/api/v1/node",
@@ -806,7 +849,12 @@ async fn node(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<NodeInfo>, Fail> {
-    admit(&app, &headers, "GET", "/api/v1/node").await?;
+    let caller = admit(&app, &headers, "GET", "/api/v1/node").await?;
+    let providers = if caller.role == Viewer {
+        serde_json::Value::Array(app.health.public_snapshot())
+    } else {
+        serde_json::to_value(app.health.snapshot()).unwrap_or_default()
+    };
     let status = if app.lifecycle.is_draining() {
         "draining"
     } else if !app.health.unready_roles().is_empty() {
@@ -825,6 +873,13 @@ async fn node(
             crate::store::Backend::Postgres => "postgres",
             crate::store::Backend::Sqlite => "sqlite",
         },
+        store_state: if app.store_health.is_up() {
+            "up"
+        } else {
+            "down"
+        },
+        spool_rows: app.store_health.spool_rows(),
+        providers,
     }))
 }
 
@@ -890,23 +945,31 @@ pub fn spawn_purge(app: Arc<AppState>) {
             tick.tick().await;
             let cutoff =
                 hark_actors::records::now_ms() - app.config.retention_days as i64 * 86_400_000;
-            match app.store.purge_transcripts(cutoff).await {
+            match app.store.purge_personal(cutoff).await {
                 Ok(n) => {
                     let _ = app
                         .store
                         .audit(
                             "hark",
-                            "purge_transcripts",
-                            "turns",
-                            &format!("{n} turns older than {} days", app.config.retention_days),
+                            "purge_personal_data",
+                            "calls",
+                            &format!(
+                                "older than {} days: {} turns, {} events, {} outcomes erased",
+                                app.config.retention_days, n.turns, n.events, n.outcomes
+                            ),
                         )
                         .await;
-                    if n > 0 {
-                        tracing::info!(turns = n, "purged transcripts past retention");
+                    if n != crate::store::queries::Purged::default() {
+                        tracing::info!(
+                            turns = n.turns,
+                            events = n.events,
+                            outcomes = n.outcomes,
+                            "erased personal data past retention"
+                        );
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "transcript purge failed; will retry in an hour")
+                    tracing::warn!(error = %e, "retention purge failed; will retry in an hour")
                 }
             }
         }

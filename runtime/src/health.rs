@@ -67,6 +67,32 @@ impl ProviderHealth {
             .clone()
     }
 
+    /// What anyone may see (`/readyz` has no token): each provider's state
+    /// and, when unhealthy, the kind of fault — never the error text, which
+    /// names internal hosts and URLs. The details are in `/api/v1/node`.
+    pub fn public_snapshot(&self) -> Vec<serde_json::Value> {
+        self.snapshot()
+            .into_iter()
+            .map(|e| {
+                let (state, kind) = match e.state {
+                    State::Unknown => ("unknown", None),
+                    State::Healthy { .. } => ("healthy", None),
+                    State::Unhealthy { kind, .. } => ("unhealthy", Some(kind)),
+                };
+                let mut v = serde_json::json!({
+                    "role": e.role,
+                    "provider": e.provider,
+                    "simulated": e.simulated,
+                    "state": state,
+                });
+                if let (Some(kind), Some(obj)) = (kind, v.as_object_mut()) {
+                    obj.insert("kind".into(), kind.into());
+                }
+                v
+            })
+            .collect()
+    }
+
     /// Roles (`stt`, `llm`, `tts`) none of whose providers is usable; a call
     /// needs one of each.
     pub fn unready_roles(&self) -> Vec<&'static str> {

@@ -30,6 +30,19 @@ pub struct Pii {
     active: String,
     keys: HashMap<String, Aes256Gcm>,
     hash_key: Vec<u8>,
+    /// `(key id, fingerprint)` of every key, the hash key as `#hash`.
+    fingerprints: Vec<(String, String)>,
+}
+
+/// A key's fingerprint: names it without revealing it (SHA-256 of a
+/// domain tag and the key, 32 hex digits).
+fn fingerprint(key: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = Sha256::new()
+        .chain_update(b"hark-pii-key-fingerprint/v1:")
+        .chain_update(key)
+        .finalize();
+    hex(&digest[..16])
 }
 
 impl std::fmt::Debug for Pii {
@@ -43,6 +56,7 @@ impl Pii {
     pub fn from_spec(keys: &str, hash_key: &str) -> Result<Self, PiiError> {
         let mut map = HashMap::new();
         let mut active = None;
+        let mut fingerprints = Vec::new();
         for part in keys.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (id, b64) = part
                 .split_once(':')
@@ -64,7 +78,12 @@ impl Pii {
                 PiiError::Keys(format!("key {id:?} must be 32 bytes, not {}", key.len()))
             })?;
             active.get_or_insert_with(|| id.to_owned());
-            map.insert(id.to_owned(), cipher);
+            if map.insert(id.to_owned(), cipher).is_some() {
+                return Err(PiiError::Keys(format!(
+                    "key id {id:?} is given twice: each key needs its own id"
+                )));
+            }
+            fingerprints.push((id.to_owned(), fingerprint(&key)));
         }
         let active = active.ok_or_else(|| PiiError::Keys("no key given".into()))?;
         let hash_key = STANDARD
@@ -73,11 +92,19 @@ impl Pii {
         if hash_key.len() < 16 {
             return Err(PiiError::Keys("hash key must be at least 16 bytes".into()));
         }
+        fingerprints.push(("#hash".to_owned(), fingerprint(&hash_key)));
         Ok(Self {
             active,
             keys: map,
             hash_key,
+            fingerprints,
         })
+    }
+
+    /// Every key's id and fingerprint (the hash key as `#hash`), for the
+    /// database to tell whether this node writes what the others can read.
+    pub fn fingerprints(&self) -> &[(String, String)] {
+        &self.fingerprints
     }
 
     /// Reads `file` (`keys = …`, `hash_key = …` lines), creating it with
@@ -154,6 +181,27 @@ impl Pii {
         String::from_utf8(plain).map_err(|_| PiiError::Decrypt("not UTF-8"))
     }
 
+    /// The keyed hash of an outcome slot's value, for filters: `h:` and 16
+    /// hex digits of HMAC-SHA256(slot, NUL, the value as JSON).
+    pub fn hash_slot(&self, slot: &str, value: &serde_json::Value) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.hash_key) else {
+            unreachable!("HMAC accepts any key length")
+        };
+        mac.update(b"slot:");
+        mac.update(slot.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.to_string().as_bytes());
+        let full = hex(&mac.finalize().into_bytes());
+        format!("h:{}", full.get(..16).unwrap_or(&full))
+    }
+
+    /// A short keyed hash of a phone number for audit rows: identifies the
+    /// number to someone who has it, reveals nothing to anyone who has not.
+    pub fn audit_ref(&self, number: &str) -> String {
+        let full = self.hash_number(number);
+        format!("h:{}", full.get(..16).unwrap_or(&full))
+    }
+
     /// The keyed hash of a phone number (normalized to `+` and digits).
     pub fn hash_number(&self, number: &str) -> String {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.hash_key) else {
@@ -197,6 +245,9 @@ pub fn load(config: &crate::Config) -> Result<Pii, PiiError> {
         (Ok(keys), Ok(hash)) => Pii::from_spec(&keys, &hash),
         (Ok(_), Err(_)) | (Err(_), Ok(_)) => Err(PiiError::Keys(
             "set both HARK_PII_KEYS and HARK_PII_HASH_KEY, or neither".into(),
+        )),
+        (Err(_), Err(_)) if config.is_shared_database() => Err(PiiError::Keys(
+            "HARK_PII_KEYS and HARK_PII_HASH_KEY are required with PostgreSQL: every node must encrypt and hash with the same keys, or one cannot read another's rows nor enforce its blocks. Set them from your secret store (each key: 32 random bytes, base64), the same on every node".into(),
         )),
         (Err(_), Err(_)) => {
             let file = config.data_dir.join("pii.keys");
@@ -310,6 +361,30 @@ mod tests {
         );
         assert_ne!(p.hash_number("+15551234567"), q.hash_number("+15551234567"));
         assert_eq!(mask("+15551234567"), "+1********67");
+    }
+
+    #[test]
+    fn a_key_id_given_twice_is_refused() {
+        let h = STANDARD.encode([1u8; 16]);
+        let e = Pii::from_spec(
+            &format!("k1:{},k1:{}", key(), STANDARD.encode([3u8; 32])),
+            &h,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("given twice"), "{e}");
+    }
+
+    #[test]
+    fn fingerprints_name_keys_without_revealing_them() {
+        let h = STANDARD.encode([1u8; 16]);
+        let p = Pii::from_spec(&format!("k1:{}", key()), &h).unwrap();
+        let q = Pii::from_spec(&format!("k1:{}", STANDARD.encode([8u8; 32])), &h).unwrap();
+        assert_eq!(p.fingerprints()[0].0, "k1");
+        assert_eq!(p.fingerprints()[1].0, "#hash");
+        assert_ne!(p.fingerprints()[0], q.fingerprints()[0]);
+        assert_eq!(p.fingerprints()[1], q.fingerprints()[1]);
+        assert!(!p.fingerprints()[0].1.contains(&key()));
     }
 
     #[test]

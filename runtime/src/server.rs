@@ -122,7 +122,7 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
         "calls": app.lifecycle.active(),
         "policy": app.live().policy.name,
         "unready_roles": unready,
-        "providers": app.health.snapshot(),
+        "providers": app.health.public_snapshot(),
         // A database that is down does not stop calls (records spool), so
         // it does not fail readiness; it is shown here.
         "store": {
@@ -215,6 +215,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let pii = Arc::new(crate::pii::load(&config)?);
     let store = crate::store::Store::open(&config.database_url).await?;
     migrate_at_start(&store, &config).await?;
+    check_pii_keys(&store, &pii).await?;
     let spool_dir = config.data_dir.join("spool");
     let spool =
         crate::store::spool::Spool::open(&spool_dir).map_err(|error| ServeError::Spool {
@@ -362,6 +363,29 @@ async fn migrate_at_start(store: &crate::store::Store, config: &Config) -> Resul
         Err(_) => {
             tracing::warn!(
                 "the database did not answer at start-up: serving anyway, records spool to disk until it answers (see /readyz)"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A node whose PII keys differ from the ones the database's rows are under
+/// would write rows no other node can read, and hash numbers so that
+/// blocks made elsewhere are not enforced: it does not start.
+async fn check_pii_keys(
+    store: &crate::store::Store,
+    pii: &crate::pii::Pii,
+) -> Result<(), ServeError> {
+    match tokio::time::timeout(MIGRATE_AT_START, store.check_pii_keys(pii.fingerprints())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if !e.is_unavailable() => Err(ServeError::Store(e)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot check the PII keys against the database now (it is unreachable)");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                "cannot check the PII keys against the database now (it did not answer)"
             );
             Ok(())
         }

@@ -301,6 +301,7 @@ pub async fn status(
         seq: STATUS_EVENT_BASE + seq.min(999_999),
         kind: "twilio_status".into(),
         detail,
+        private: false,
         at_ms: now_ms(),
     });
     StatusCode::NO_CONTENT.into_response()

@@ -9,6 +9,7 @@ mod fakes;
 mod faults;
 mod first_run;
 mod limits;
+mod privacy;
 mod providers;
 mod records;
 mod server;

@@ -336,3 +336,101 @@ async fn replay_rejected_writes_what_the_database_takes_and_keeps_the_rest() {
         .unwrap();
     assert_eq!(n.0, 2);
 }
+
+/// Retention erases what was said and personal details, and keeps the
+/// calls, their turns' timing and their events: counts and durations stay.
+#[tokio::test]
+async fn retention_erases_text_details_and_slot_values_and_keeps_the_shape() {
+    use hark_actors::records::Record;
+    use hark_runtime::store::Row;
+    let node = Node::sqlite();
+    let store = Store::open(&node.db).await.unwrap();
+    store.migrate().await.unwrap();
+    let pii =
+        hark_runtime::pii::Pii::from_spec(crate::records::PII_KEYS, crate::records::PII_HASH_KEY)
+            .unwrap();
+    let mut slots = serde_json::Map::new();
+    slots.insert("plan".into(), "pro".into());
+    let records = [
+        Record::CallStarted {
+            call_sid: "CA1".into(),
+            stream_sid: "MZ1".into(),
+            direction: "inbound".into(),
+            from: "+15551230000".into(),
+            to: "+15557650000".into(),
+            policy: "p".into(),
+            policy_version: "1".into(),
+            node: "n".into(),
+            started_at_ms: 1_000,
+        },
+        Record::Turn {
+            call_sid: "CA1".into(),
+            seq: 0,
+            speaker: "caller".into(),
+            text: "my card is 4111".into(),
+            heard: None,
+            interrupted: false,
+            started_at_ms: 1_000,
+            ended_at_ms: 2_000,
+        },
+        Record::Event {
+            call_sid: "CA1".into(),
+            seq: 0,
+            kind: "dtmf".into(),
+            detail: "4".into(),
+            private: true,
+            at_ms: 1_500,
+        },
+        Record::Outcome {
+            call_sid: "CA1".into(),
+            slots,
+            at_ms: 2_000,
+        },
+        Record::CallEnded {
+            call_sid: "CA1".into(),
+            ended_at_ms: 3_000,
+            end_reason: "stop".into(),
+        },
+    ];
+    let rows: Vec<Row> = records
+        .into_iter()
+        .map(|r| Row::from_record(r, &pii))
+        .collect();
+    store.write(&rows).await.unwrap();
+    let purged = store.purge_personal(10_000).await.unwrap();
+    assert_eq!((purged.turns, purged.events, purged.outcomes), (1, 1, 1));
+    let call = store.call("CA1", &pii, false).await.unwrap().unwrap();
+    assert_eq!(call.duration_ms, Some(2_000));
+    assert_eq!(call.end_reason.as_deref(), Some("stop"));
+    assert_eq!(call.outcome, None);
+    let turns = store.transcript("CA1", &pii).await.unwrap();
+    assert_eq!(turns.len(), 1, "the turn stays");
+    assert_eq!(turns[0].text, "");
+    assert_eq!(turns[0].ended_at - turns[0].started_at, 1_000);
+    let events = store.events("CA1", &pii, false).await.unwrap();
+    assert_eq!((events.len(), events[0].detail.as_str()), (1, ""));
+    // Nothing newer is touched, and a second purge finds nothing.
+    let again = store.purge_personal(10_000).await.unwrap();
+    assert_eq!((again.turns, again.events, again.outcomes), (0, 0, 0));
+}
+
+/// The audit log cannot be rewritten, not even by Hark's own connection.
+#[tokio::test]
+async fn the_audit_log_is_append_only_in_the_database_itself() {
+    for url in [Node::sqlite().db, fresh_pg().await] {
+        let store = Store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .audit("ops", "read_transcript", "CA1", "admin")
+            .await
+            .unwrap();
+        for sql in [
+            "UPDATE audit_log SET actor = 'nobody'",
+            "DELETE FROM audit_log",
+        ] {
+            let e = sqlx::query(sql).execute(store.pool()).await;
+            assert!(e.is_err(), "{url}: {sql} went through");
+        }
+        assert_eq!(store.audit_log(10).await.unwrap().len(), 1);
+    }
+}

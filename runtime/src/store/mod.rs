@@ -26,6 +26,8 @@ pub enum StoreError {
     Migrate(String),
     #[error("database URL {0:?}: use postgres://… or sqlite://…")]
     Url(String),
+    #[error("{0}")]
+    Keys(String),
 }
 
 /// Whether a PostgreSQL SQLSTATE means "try again later" rather than "this

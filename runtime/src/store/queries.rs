@@ -18,8 +18,9 @@ pub struct CallFilter {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub policy: Option<String>,
-    /// The outcome JSON contains this text (e.g. `"plan":"pro"`).
-    pub outcome: Option<String>,
+    /// An outcome slot and its value (`plan`, `"pro"`): matched by keyed
+    /// hash, values are never stored in clear.
+    pub outcome: Option<(String, serde_json::Value)>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: i64,
@@ -65,6 +66,14 @@ pub struct TurnView {
     pub interrupted: bool,
     pub started_at: i64,
     pub ended_at: i64,
+}
+
+/// What a retention purge erased.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub turns: u64,
+    pub events: u64,
+    pub outcomes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -137,7 +146,33 @@ impl Sql {
     }
 }
 
-const CALL_COLUMNS: &str = "SELECT call_sid, stream_sid, direction, from_enc, to_enc, policy, policy_version, node, started_at, ended_at, end_reason, outcome FROM calls";
+const CALL_COLUMNS: &str = "SELECT call_sid, stream_sid, direction, from_enc, to_enc, policy, policy_version, node, started_at, ended_at, end_reason, outcome, outcome_enc FROM calls";
+
+/// What a `viewer` sees instead of a personal value.
+pub const MASKED: &str = "***";
+
+/// The outcome slots to show: decrypted (values masked for `viewer`).
+/// Rows from before outcomes were encrypted hold them in clear.
+fn outcome_view(
+    clear: Option<String>,
+    enc: Option<Vec<u8>>,
+    pii: &Pii,
+    mask: bool,
+) -> Option<serde_json::Value> {
+    let mut value: serde_json::Value = match enc {
+        Some(enc) => match pii.decrypt(&enc) {
+            Ok(text) => serde_json::from_str(&text).ok()?,
+            Err(_) => return Some("<unreadable: key not loaded>".into()),
+        },
+        None => serde_json::from_str(&clear?).ok()?,
+    };
+    if mask && let Some(slots) = value.as_object_mut() {
+        for v in slots.values_mut() {
+            *v = MASKED.into();
+        }
+    }
+    Some(value)
+}
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e)
@@ -155,6 +190,7 @@ fn call_row(row: &AnyRow, pii: &Pii, mask: bool) -> Result<CallSummary, StoreErr
     let started_at: Option<i64> = row.try_get("started_at").map_err(err)?;
     let ended_at: Option<i64> = row.try_get("ended_at").map_err(err)?;
     let outcome: Option<String> = row.try_get("outcome").map_err(err)?;
+    let outcome_enc: Option<Vec<u8>> = row.try_get("outcome_enc").map_err(err)?;
     Ok(CallSummary {
         call_sid: row.try_get("call_sid").map_err(err)?,
         stream_sid: row.try_get("stream_sid").map_err(err)?,
@@ -168,7 +204,7 @@ fn call_row(row: &AnyRow, pii: &Pii, mask: bool) -> Result<CallSummary, StoreErr
         ended_at,
         end_reason: row.try_get("end_reason").map_err(err)?,
         duration_ms: started_at.zip(ended_at).map(|(s, e)| e - s),
-        outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
+        outcome: outcome_view(outcome, outcome_enc, pii, mask),
     })
 }
 
@@ -199,10 +235,16 @@ impl Store {
             if let Some(p) = &f.policy {
                 q.and("policy = $?", Some(Arg::Text(p.clone())));
             }
-            if let Some(o) = &f.outcome {
+            if let Some((slot, value)) = &f.outcome {
+                let pair = serde_json::json!({ slot.as_str(): pii.hash_slot(slot, value) });
+                let pair = pair.to_string();
+                // `{"plan":"h:…"}` → `"plan":"h:…"`, as it appears in the index.
+                let inner = pair
+                    .get(1..pair.len().saturating_sub(1))
+                    .unwrap_or_default();
                 q.and(
                     "outcome LIKE $?",
-                    Some(Arg::Text(format!("%{}%", o.replace(['%', '_'], "")))),
+                    Some(Arg::Text(format!("%{}%", inner.replace(['%', '_'], "")))),
                 );
             }
             if let Some(n) = &f.from {
@@ -248,9 +290,15 @@ impl Store {
         row.map(|r| call_row(&r, pii, mask)).transpose()
     }
 
-    pub async fn events(&self, call_sid: &str) -> Result<Vec<EventView>, StoreError> {
+    /// A call's events; personal details decrypted, or masked for `viewer`.
+    pub async fn events(
+        &self,
+        call_sid: &str,
+        pii: &Pii,
+        mask: bool,
+    ) -> Result<Vec<EventView>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, kind, detail, at FROM call_events WHERE call_sid = $1 ORDER BY seq",
+            "SELECT seq, kind, detail, detail_enc, at FROM call_events WHERE call_sid = $1 ORDER BY seq",
         )
         .bind(call_sid)
         .fetch_all(self.pool())
@@ -258,10 +306,18 @@ impl Store {
         .map_err(err)?;
         rows.iter()
             .map(|r| {
+                let enc: Option<Vec<u8>> = r.try_get("detail_enc").map_err(err)?;
+                let detail = match enc {
+                    Some(_) if mask => MASKED.to_owned(),
+                    Some(enc) => pii
+                        .decrypt(&enc)
+                        .unwrap_or_else(|_| "<unreadable: key not loaded>".into()),
+                    None => r.try_get("detail").map_err(err)?,
+                };
                 Ok(EventView {
                     seq: r.try_get("seq").map_err(err)?,
                     kind: r.try_get("kind").map_err(err)?,
-                    detail: r.try_get("detail").map_err(err)?,
+                    detail,
                     at: r.try_get("at").map_err(err)?,
                 })
             })
@@ -408,6 +464,44 @@ impl Store {
             .collect()
     }
 
+    /// Checks this node's PII keys against the ones the database's rows are
+    /// under, and records new ones. A key id (or the hash key) the database
+    /// knows with another fingerprint is an error naming it.
+    pub async fn check_pii_keys(&self, keys: &[(String, String)]) -> Result<(), StoreError> {
+        for (id, fingerprint) in keys {
+            let known = sqlx::query("SELECT fingerprint FROM pii_keys WHERE key_id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(err)?;
+            match known {
+                Some(row) => {
+                    let known: String = row.try_get("fingerprint").map_err(err)?;
+                    if &known != fingerprint {
+                        let which = if id == "#hash" {
+                            "HARK_PII_HASH_KEY".to_owned()
+                        } else {
+                            format!("PII key {id:?}")
+                        };
+                        return Err(StoreError::Keys(format!(
+                            "{which} is not the one this database's rows were written with (fingerprint {known}, this node's {fingerprint}): give every node the same keys"
+                        )));
+                    }
+                }
+                None => {
+                    sqlx::query("INSERT INTO pii_keys (key_id, fingerprint, created_at) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING")
+                        .bind(id)
+                        .bind(fingerprint)
+                        .bind(hark_actors::records::now_ms())
+                        .execute(self.pool())
+                        .await
+                        .map_err(err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn create_token(
         &self,
         id: &str,
@@ -443,13 +537,44 @@ impl Store {
         .transpose()
     }
 
-    /// Deletes turns (transcripts) that started before `before_ms`; how many.
-    pub async fn purge_transcripts(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM turns WHERE started_at < $1")
-            .bind(before_ms)
-            .execute(self.pool())
-            .await
-            .map_err(err)?;
-        Ok(done.rows_affected())
+    /// Erases what was said and the personal details of calls older than
+    /// `before_ms`: turn text, event details, outcome slot values. The rows
+    /// stay — who spoke when, what happened, how the call ended and how
+    /// long it took — so counts and analytics survive. How many of each.
+    pub async fn purge_personal(&self, before_ms: i64) -> Result<Purged, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(err)?;
+        let turns = sqlx::query(
+            "UPDATE turns SET text_enc = NULL, heard_enc = NULL \
+             WHERE started_at < $1 AND (text_enc IS NOT NULL OR heard_enc IS NOT NULL)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        let events = sqlx::query(
+            "UPDATE call_events SET detail = '', detail_enc = NULL \
+             WHERE at < $1 AND (detail <> '' OR detail_enc IS NOT NULL)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        let outcomes = sqlx::query(
+            "UPDATE calls SET outcome = NULL, outcome_enc = NULL \
+             WHERE started_at < $1 AND (outcome IS NOT NULL OR outcome_enc IS NOT NULL)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        tx.commit().await.map_err(err)?;
+        Ok(Purged {
+            turns,
+            events,
+            outcomes,
+        })
     }
 }

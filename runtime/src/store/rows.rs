@@ -46,10 +46,7 @@ pub enum Row {
         end_reason: String,
     },
     /// Ends the calls a node left open when it went down.
-    NodeRestarted {
-        node: String,
-        at: i64,
-    },
+    NodeRestarted { node: String, at: i64 },
     Turn {
         call_sid: String,
         seq: i64,
@@ -64,12 +61,19 @@ pub enum Row {
         call_sid: String,
         seq: i64,
         kind: String,
+        /// Empty when the detail is personal (then in `detail_enc`).
         detail: String,
+        #[serde(default)]
+        detail_enc: Option<Vec<u8>>,
         at: i64,
     },
     Outcome {
         call_sid: String,
+        /// The slots with keyed hashes for values (`{"plan":"h:…"}`): what
+        /// filters match on. The values themselves are only in `slots_enc`.
         slots: String,
+        #[serde(default)]
+        slots_enc: Option<Vec<u8>>,
     },
 }
 
@@ -157,20 +161,36 @@ impl Row {
                 seq,
                 kind,
                 detail,
+                private,
                 at_ms,
-            } => Row::Event {
-                call_sid,
-                seq: i64::from(seq),
-                kind,
-                detail,
-                at: at_ms,
-            },
+            } => {
+                let (detail, detail_enc) = if private {
+                    (String::new(), Some(pii.encrypt(&detail)))
+                } else {
+                    (detail, None)
+                };
+                Row::Event {
+                    call_sid,
+                    seq: i64::from(seq),
+                    kind,
+                    detail,
+                    detail_enc,
+                    at: at_ms,
+                }
+            }
             Record::Outcome {
                 call_sid, slots, ..
-            } => Row::Outcome {
-                call_sid,
-                slots: serde_json::Value::Object(slots).to_string(),
-            },
+            } => {
+                let index: serde_json::Map<String, serde_json::Value> = slots
+                    .iter()
+                    .map(|(slot, value)| (slot.clone(), pii.hash_slot(slot, value).into()))
+                    .collect();
+                Row::Outcome {
+                    call_sid,
+                    slots: serde_json::Value::Object(index).to_string(),
+                    slots_enc: Some(pii.encrypt(&serde_json::Value::Object(slots).to_string())),
+                }
+            }
         }
     }
 
@@ -281,22 +301,29 @@ impl Row {
                 seq,
                 kind,
                 detail,
+                detail_enc,
                 at,
             } => sqlx::query(
-                "INSERT INTO call_events (call_sid, seq, kind, detail, at) VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO call_events (call_sid, seq, kind, detail, detail_enc, at) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (call_sid, seq) DO NOTHING",
             )
             .bind(call_sid)
             .bind(*seq)
             .bind(kind)
             .bind(detail)
+            .bind(detail_enc.as_deref())
             .bind(*at),
-            Row::Outcome { call_sid, slots } => sqlx::query(
-                "INSERT INTO calls (call_sid, outcome) VALUES ($1, $2) \
-                 ON CONFLICT (call_sid) DO UPDATE SET outcome = excluded.outcome",
+            Row::Outcome {
+                call_sid,
+                slots,
+                slots_enc,
+            } => sqlx::query(
+                "INSERT INTO calls (call_sid, outcome, outcome_enc) VALUES ($1, $2, $3) \
+                 ON CONFLICT (call_sid) DO UPDATE SET outcome = excluded.outcome, outcome_enc = excluded.outcome_enc",
             )
             .bind(call_sid)
-            .bind(slots),
+            .bind(slots)
+            .bind(slots_enc.as_deref()),
         }
     }
 }

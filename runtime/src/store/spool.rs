@@ -226,7 +226,8 @@ mod tests {
             call_sid: "CA1".into(),
             seq,
             kind: "dtmf".into(),
-            detail: "1".into(),
+            detail: "pressed".into(),
+            detail_enc: None,
             at: seq,
         }
     }

@@ -602,6 +602,7 @@ mod tests {
             seq,
             kind: "barge_in".into(),
             detail: String::new(),
+            private: false,
             at_ms: 1,
         }
     }
