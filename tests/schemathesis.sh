@@ -8,7 +8,7 @@ profile=${1:-debug}
 command -v schemathesis >/dev/null || python3 -m pip install -q 'schemathesis>=4,<5'
 dir=$(mktemp -d)
 port=18181
-export HARK_DATA_DIR="$dir" HARK_DATABASE_URL="sqlite://$dir/hark.db?mode=rwc" HARK_API_REQUESTS_PER_SECOND=100000 HARK_LOG=warn
+export HARK_DATA_DIR="$dir" HARK_DATABASE_URL="sqlite://$dir/hark.db?mode=rwc" HARK_API_REQUESTS_PER_SECOND=100000 HARK_API_AUTH_FAILURES_PER_MINUTE=100000 HARK_LOG=warn
 bin="target/$profile/hark"
 [ -x "$bin" ] || cargo build --locked --bin hark $([ "$profile" = release ] && echo --release)
 token=$("$bin" token create --role admin --name schemathesis 2>/dev/null)
@@ -17,7 +17,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 1 50); do curl -fs "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 curl -fs -X POST -H "Authorization: Bearer $token" -H 'content-type: application/json' \
-  -d '{"number": "+15550001111", "reason": "seed"}' "127.0.0.1:$port/api/v1/blocklist" >/dev/null
+  -d '{"number": "+14155550101", "reason": "seed"}' "127.0.0.1:$port/api/v1/blocklist" >/dev/null
 schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" --checks all --max-examples "${ST_MAX_EXAMPLES:-50}" \
   --seed 1 --no-color

@@ -348,8 +348,7 @@ impl CallContext {
         fault: Option<FaultPlan>,
         records: Arc<dyn crate::records::RecordSink>,
     ) -> Arc<Self> {
-        let span =
-            tracing::info_span!("call", call_sid = %ids.call_sid, stream_sid = %ids.stream_sid);
+        let span = tracing::info_span!("call", call_sid = %crate::util::Escaped(&ids.call_sid), stream_sid = %crate::util::Escaped(&ids.stream_sid));
         let frames = settings.mailbox_frames;
         Arc::new(Self {
             recorder: crate::records::CallRecorder::new(&ids.call_sid, records),

@@ -224,8 +224,12 @@ impl SupervisorState {
         speech_end: Option<Instant>,
     ) -> Generation {
         let generation = self.ctx.advance_generation();
-        // Earlier bot turns are over (played, cut or dropped): on record now.
+        // Earlier bot turns are over (played, cut or dropped): on record now,
+        // and no longer needed in memory past the policy's window.
         self.record_bot_turns(Some(generation));
+        self.ctx
+            .history()
+            .trim_to(self.ctx.policy.history.max_turns);
         self.turn_starts.push((generation, now_ms()));
         let routes = &self.ctx.routes;
         routes.media_out.send(MediaOutMsg::TurnStarted {

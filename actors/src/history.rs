@@ -129,6 +129,25 @@ impl History {
         }
     }
 
+    /// Keeps the newest `max` turns (at least), dropping older ones — they
+    /// are on record already — so a long call costs what a short one does
+    /// and the model's context stays bounded. The kept part never starts
+    /// with a tool result: a tool call and its results stay together.
+    pub fn trim_to(&mut self, max: usize) {
+        if self.turns.len() <= max {
+            return;
+        }
+        let mut start = self.turns.len() - max;
+        while self
+            .turns
+            .get(start)
+            .is_some_and(|t| t.speaker == Speaker::Tool)
+        {
+            start += 1;
+        }
+        self.turns.drain(..start.min(self.turns.len()));
+    }
+
     /// Cuts bot turn `generation` down to what the caller heard and marks it interrupted.
     /// A turn of which nothing was heard is removed.
     pub fn cut_to_heard(&mut self, generation: Generation, heard: Heard) {
@@ -190,6 +209,38 @@ mod tests {
         let t = &h.turns()[0];
         assert!(t.interrupted);
         assert_eq!(t.text(), "First sentence here. one two three four");
+    }
+
+    #[test]
+    fn trimming_keeps_the_newest_turns_and_tool_rounds_whole() {
+        let mut h = History::default();
+        for g in 1..=50u64 {
+            h.push_caller(&format!("question {g}"));
+            if g % 5 == 0 {
+                let call = ToolCall {
+                    id: format!("t{g}"),
+                    name: "record_outcome".into(),
+                    arguments: "{}".into(),
+                };
+                h.push_tool_round(g, vec![(call.clone(), "ok".into()), (call, "ok".into())]);
+            }
+            h.push_bot_sentence(g, &format!("Answer {g}."));
+        }
+        h.trim_to(10);
+        assert!(
+            h.turns().len() <= 10 && h.turns().len() >= 8,
+            "{}",
+            h.turns().len()
+        );
+        assert_ne!(h.turns()[0].speaker, Speaker::Tool);
+        assert_eq!(h.turns().last().unwrap().text(), "Answer 50.");
+        // A long call's history stays the size of a short one's.
+        for g in 51..=500u64 {
+            h.push_caller("more");
+            h.push_bot_sentence(g, "Sure.");
+            h.trim_to(10);
+        }
+        assert!(h.turns().len() <= 10);
     }
 
     #[test]

@@ -227,14 +227,16 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
             let outcome = ctx.tools.run(&call);
             metrics::counter!(m::TOOL_CALLS, "tool" => tool_label(&call.name), "outcome" => outcome.label)
                 .increment(1);
-            tracing::info!(parent: &ctx.span, tool = %call.name, outcome = outcome.label, "tool call");
+            tracing::info!(parent: &ctx.span, tool = tool_label(&call.name), outcome = outcome.label, "tool call");
             ctx.recorder.event(
                 "tool_call",
                 format!("{}: {}", tool_label(&call.name), outcome.label),
             );
             match outcome.effect {
                 Effect::EndCall { reason } => {
-                    tracing::info!(parent: &ctx.span, reason = reason.as_deref().unwrap_or(""), "the bot ends the call");
+                    // The model's words about the caller stay out of info logs.
+                    tracing::info!(parent: &ctx.span, "the bot ends the call");
+                    tracing::debug!(parent: &ctx.span, reason = reason.as_deref().unwrap_or(""), "end_call reason");
                     ends_call = true;
                 }
                 Effect::Outcome(slots) => ctx.record_outcome(slots),

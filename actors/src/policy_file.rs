@@ -40,7 +40,23 @@ pub struct PolicyFile {
     pub timeouts: Timeouts,
     pub tools: ToolSettings,
     pub records: RecordSettings,
+    pub history: HistorySettings,
     pub sim: SimSettings,
+}
+
+/// How much of the conversation a call keeps in memory (and the model sees).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySettings {
+    /// Turns (caller, bot, tool results) kept; older ones are on record,
+    /// not in memory, and not sent to the model.
+    pub max_turns: usize,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        Self { max_turns: 40 }
+    }
 }
 
 /// What a call leaves on record, beyond what every call keeps.
@@ -75,6 +91,7 @@ impl Default for PolicyFile {
             timeouts: Timeouts::default(),
             tools: ToolSettings::default(),
             records: RecordSettings::default(),
+            history: HistorySettings::default(),
             sim: SimSettings::default(),
         }
     }
@@ -715,6 +732,11 @@ impl PolicyFile {
                 ),
             );
         }
+        check(
+            (4..=1000).contains(&self.history.max_turns),
+            "history.max_turns",
+            format!("{} is outside 4..=1000", self.history.max_turns),
+        );
         let sim = &self.sim;
         check(
             sim.stt.final_delay_ms <= 10_000,

@@ -39,6 +39,8 @@ const PRE_ROLL_BYTES: usize = 4000;
 /// Longest utterance kept for replay and fallback: 60 s.
 const MAX_UTTERANCE_BYTES: usize = 60 * 8000;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Utterance buffer kept between utterances: 4 s of μ-law.
+const KEEP_UTTERANCE_BYTES: usize = 4 * 8000;
 
 #[derive(Debug)]
 pub enum SttMsg {
@@ -237,6 +239,8 @@ impl SttState {
         self.fallback_task = None;
         if !self.speaking {
             self.utterance.clear();
+            // One long utterance must not keep its buffer for the rest of the call.
+            self.utterance.shrink_to(KEEP_UTTERANCE_BYTES);
         }
         if text.trim().is_empty() {
             tracing::debug!(parent: &self.ctx.span, "utterance without words");

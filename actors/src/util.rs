@@ -81,3 +81,35 @@ impl Incarnation {
         }
     }
 }
+
+/// Text from outside (a call SID from a `start` message, a path parameter,
+/// a model's tool name) as logs may show it: control characters and the
+/// like escaped, so a `\n` in a call SID cannot forge a log line.
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() || c == '\\' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                std::fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Escaped;
+
+    #[test]
+    fn outside_text_cannot_forge_a_log_line() {
+        let sid = "CA1\n2026-11-26T00:00:00Z  INFO forged: admin logged in\r\u{1b}[31m";
+        let shown = Escaped(sid).to_string();
+        assert!(!shown.contains(['\n', '\r', '\u{1b}']), "{shown}");
+        assert!(shown.starts_with("CA1\\n2026"), "{shown}");
+        assert_eq!(Escaped("CA0123 नमस्ते").to_string(), "CA0123 नमस्ते");
+    }
+}

@@ -22,7 +22,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::server::{AppState, Live};
 use crate::store::StoreError;
-use crate::store::queries::{AuditEntry, BlockEntry, CallFilter, CallSummary, EventView, TurnView};
+use crate::store::queries::{
+    AuditEntry, BlockEntry, CallFilter, CallSummary, EventView, TokenInfo, TurnView,
+};
 
 pub const API_REQUESTS: &str = "hark_api_requests_total";
 
@@ -78,6 +80,8 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("POST", "/api/v1/policies/{name}/reload", &[Admin, AiOps]),
     ("GET", "/api/v1/node", ALL),
     ("GET", "/api/v1/audit", &[Admin]),
+    ("GET", "/api/v1/tokens", &[Admin]),
+    ("DELETE", "/api/v1/tokens/{name}", &[Admin]),
 ];
 
 fn roles_for(method: &str, route: &str) -> &'static [Role] {
@@ -161,11 +165,20 @@ async fn admit(
                 "missing bearer token (Authorization: Bearer …)".into(),
             )
         })?;
-    let (name, role) = app
-        .store
-        .token(&hash_token(token))
-        .await?
-        .ok_or_else(|| Fail(StatusCode::UNAUTHORIZED, "unknown or revoked token".into()))?;
+    let hash = hash_token(token);
+    let found = match app.tokens.get(&hash) {
+        Some(found) => found,
+        None => {
+            let found = app.store.token(&hash).await?;
+            app.tokens.put(&hash, found.clone());
+            found
+        }
+    };
+    let (name, role, expires_at) =
+        found.ok_or_else(|| Fail(StatusCode::UNAUTHORIZED, "unknown or revoked token".into()))?;
+    if expires_at.is_some_and(|t| t <= hark_actors::records::now_ms()) {
+        return Err(Fail(StatusCode::UNAUTHORIZED, "token expired".into()));
+    }
     let role = Role::parse(&role)
         .ok_or_else(|| Fail(StatusCode::FORBIDDEN, "token has no valid role".into()))?;
     if !roles_for(method, route).contains(&role) {
@@ -181,6 +194,136 @@ async fn admit(
         ));
     }
     Ok(Caller { name, role })
+}
+
+/// Token lookups, cached briefly (misses too): a flood of bad tokens does
+/// not become a flood of queries. A revocation through this node clears it;
+/// other nodes see it within [`TOKEN_CACHE_TTL`].
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (Option<TokenRow>, Instant)>>,
+}
+
+/// A token's name, role and expiry (ms since the epoch).
+type TokenRow = (String, String, Option<i64>);
+
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<Option<TokenRow>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(found, _)| found.clone())
+    }
+
+    fn put(&self, hash: &str, found: Option<TokenRow>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            if entries.len() >= TOKEN_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(hash.to_owned(), (found, Instant::now()));
+    }
+
+    /// Forgets every cached lookup (after a revocation).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// Failed authentications per client address: past the limit in a window,
+/// the client gets 429 without a lookup until the window passes.
+pub struct AuthFailures {
+    per_minute: u32,
+    seen: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
+}
+
+const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+impl AuthFailures {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `client` may try to authenticate now.
+    pub fn allowed(&self, client: std::net::IpAddr) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.get(&client)
+            .is_none_or(|(n, since)| *n < self.per_minute || since.elapsed() >= AUTH_FAILURE_WINDOW)
+    }
+
+    pub fn failed(&self, client: std::net::IpAddr) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= 100_000 {
+            seen.retain(|_, (_, since)| since.elapsed() < AUTH_FAILURE_WINDOW);
+        }
+        let entry = seen.entry(client).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= AUTH_FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+}
+
+/// Longest an admin API request may take (database queries included).
+pub const API_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Around every `/api/v1` request: refuses a client past its failed
+/// authentications, counts new failures, and puts a deadline on the whole
+/// request (a slow database answers 503, not never).
+pub async fn guard(
+    State(app): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let client = req
+        .extensions()
+        .get::<crate::http_limits::ClientAddr>()
+        .map(|c| c.0);
+    if let Some(client) = client
+        && !app.auth_failures.allowed(client)
+    {
+        return Fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed authentications from this address; wait a minute".into(),
+        )
+        .into_response();
+    }
+    let res = match tokio::time::timeout(API_DEADLINE, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!("admin API request took longer than its deadline");
+            return Fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request took too long (is the database slow?); try again".into(),
+            )
+            .into_response();
+        }
+    };
+    if res.status() == StatusCode::UNAUTHORIZED
+        && let Some(client) = client
+    {
+        app.auth_failures.failed(client);
+    }
+    res
 }
 
 /// A token bucket per token name.
@@ -228,6 +371,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/policies/{name}", get(get_policy))
         .route("/policies/{name}/reload", post(reload_policy))
         .route("/node", get(node))
+        .route("/tokens", get(list_tokens))
+        .route("/tokens/{name}", delete(revoke_token))
         .route("/audit", get(audit))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { Fail(StatusCode::NOT_FOUND, "no such route".into()) })
@@ -478,15 +623,19 @@ async fn export_csv(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
 }
 
-/// Quotes a CSV field; a leading `=`, `+`, `-`, `@` is defused for spreadsheets.
+/// Quotes a CSV field; a cell a spreadsheet would run as a formula — one
+/// starting with `=`, `@`, TAB or CR, or with `+`/`-` unless it is a plain
+/// number like `+15551234567` — is defused with a leading `'`.
 fn csv_field(f: &str) -> String {
-    let f = if f.starts_with(['=', '@'])
-        || (f.starts_with(['+', '-']) && !f[1..].chars().all(|c| c.is_ascii_digit()))
-    {
-        format!("'{f}")
-    } else {
-        f.to_owned()
-    };
+    let signed_number = f
+        .strip_prefix(['+', '-'])
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()));
+    let f =
+        if f.starts_with(['=', '@', '\t', '\r']) || (f.starts_with(['+', '-']) && !signed_number) {
+            format!("'{f}")
+        } else {
+            f.to_owned()
+        };
     if f.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", f.replace('"', "\"\""))
     } else {
@@ -551,14 +700,6 @@ async fn add_block(
         .store
         .block(&number, reason, &caller.name, &app.pii)
         .await?;
-    app.store
-        .audit(
-            &caller.name,
-            "block_number",
-            &app.pii.audit_ref(&number),
-            "",
-        )
-        .await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
@@ -573,20 +714,12 @@ async fn remove_block(
 ) -> Result<StatusCode, Fail> {
     let caller = admit(&app, &headers, "DELETE", "/api/v1/blocklist/{number}").await?;
     let number = check_number(&number)?;
-    if !app.store.unblock(&number, &app.pii).await? {
+    if !app.store.unblock(&number, &caller.name, &app.pii).await? {
         return Err(Fail(
             StatusCode::NOT_FOUND,
             "that number is not blocked".into(),
         ));
     }
-    app.store
-        .audit(
-            &caller.name,
-            "unblock_number",
-            &app.pii.audit_ref(&number),
-            "",
-        )
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -815,6 +948,8 @@ async fn reload_policy(
         )
         .await?;
     tracing::info!(policy = %policy.name, version = %policy.version, by = %caller.name, "policy reloaded");
+    // Health checks follow the providers calls now start with.
+    app.health.replace(&providers);
     app.live.store(Arc::new(Live {
         policy: Arc::new(policy),
         providers,
@@ -883,6 +1018,39 @@ async fn node(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens",
+    description = "The API tokens: name, role, created, expiry (never the token or its hash). Roles: admin.",
+    responses((status = 200, body = Vec<TokenInfo>), (status = 401, body = ApiError), (status = 403, body = ApiError)),
+    security(("bearer" = [])))]
+async fn list_tokens(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<TokenInfo>>, Fail> {
+    admit(&app, &headers, "GET", "/api/v1/tokens").await?;
+    Ok(Json(app.store.tokens().await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", params(("name" = String, Path, description = "The token's name")),
+    description = "Revokes a token at once on this node (other nodes within 10 s). Audited. Roles: admin.",
+    responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
+    security(("bearer" = [])))]
+async fn revoke_token(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Fail> {
+    let caller = admit(&app, &headers, "DELETE", "/api/v1/tokens/{name}").await?;
+    if !app.store.revoke_token(&name, &caller.name).await? {
+        return Err(Fail(
+            StatusCode::NOT_FOUND,
+            format!("no token named {name:?}"),
+        ));
+    }
+    app.tokens.clear();
+    tracing::info!(token = %hark_actors::util::Escaped(&name), by = %hark_actors::util::Escaped(&caller.name), "token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -912,7 +1080,7 @@ async fn audit(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hark admin API", description = "Calls, transcripts, blocklist, policies and the node. Bearer tokens with roles (`hark token create`)."),
-    paths(list_calls, export_csv, get_call, transcript, list_blocklist, add_block, remove_block, list_policies, get_policy, reload_policy, node, audit),
+    paths(list_calls, export_csv, get_call, transcript, list_blocklist, add_block, remove_block, list_policies, get_policy, reload_policy, node, audit, list_tokens, revoke_token),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -999,6 +1167,12 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
         assert_eq!(csv_field("+15551234567"), "+15551234567");
+        assert_eq!(csv_field("-3"), "-3");
+        assert_eq!(csv_field("+SUM(A1)"), "'+SUM(A1)");
+        assert_eq!(csv_field("-"), "'-");
+        // TAB and CR also start formulas in some spreadsheets.
+        assert_eq!(csv_field("\t=cmd()"), "'\t=cmd()");
+        assert_eq!(csv_field("\r=cmd()"), "\"'\r=cmd()\"");
     }
 
     #[tokio::test(start_paused = true)]

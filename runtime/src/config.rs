@@ -62,6 +62,9 @@ pub struct Config {
     pub caller_calls_per_hour: u32,
     /// Admin API requests per second per token (bursts of twice that); more get 429.
     pub api_requests_per_second: u32,
+    /// Failed admin API authentications one client address may make in a
+    /// minute; past it the address gets 429 until the minute is over.
+    pub api_auth_failures_per_minute: u32,
     /// Transcripts older than this are deleted (hourly purge). 0: kept forever.
     pub retention_days: u64,
     /// Serve without Twilio signatures (no `TWILIO_AUTH_TOKEN`) on an address
@@ -99,6 +102,7 @@ impl Default for Config {
             node: String::new(),
             caller_calls_per_hour: 30,
             api_requests_per_second: 20,
+            api_auth_failures_per_minute: 20,
             retention_days: 90,
             allow_unsigned_requests: false,
             media_timeout_secs: 5,
@@ -289,6 +293,15 @@ impl Config {
             }
         }
         errors.extend(self.http.validate(self.max_calls));
+        if self.api_auth_failures_per_minute == 0 {
+            errors.push("api_auth_failures_per_minute: must be at least 1".into());
+        }
+        if self.retention_days > 36_500 {
+            errors.push(format!(
+                "retention_days: {} is over 36500 (100 years); 0 keeps everything",
+                self.retention_days
+            ));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -465,6 +478,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http.trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn retention_days_and_auth_limits_are_validated() {
+        let err = Config::load_from(None, env(&[("HARK_RETENTION_DAYS", "99999999999999")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retention_days"), "{err}");
+        let err = Config::load_from(None, env(&[("HARK_API_AUTH_FAILURES_PER_MINUTE", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_auth_failures_per_minute"), "{err}");
     }
 
     #[test]

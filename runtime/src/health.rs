@@ -41,11 +41,23 @@ impl Entry {
 
 pub struct ProviderHealth {
     entries: Mutex<Vec<Entry>>,
+    /// The providers the checks run on: replaced by a policy reload.
+    providers: Mutex<Providers>,
+    /// Wakes the checker at once (after a reload).
+    now: tokio::sync::Notify,
 }
 
 impl ProviderHealth {
     pub fn new(providers: &Providers) -> Arc<Self> {
-        let entries = providers
+        Arc::new(Self {
+            entries: Mutex::new(Self::unknown(providers)),
+            providers: Mutex::new(providers.clone()),
+            now: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn unknown(providers: &Providers) -> Vec<Entry> {
+        providers
             .describe()
             .into_iter()
             .map(|(role, provider, simulated)| Entry {
@@ -54,10 +66,18 @@ impl ProviderHealth {
                 simulated,
                 state: State::Unknown,
             })
-            .collect();
-        Arc::new(Self {
-            entries: Mutex::new(entries),
-        })
+            .collect()
+    }
+
+    /// A policy reload brought other providers: check those from now on
+    /// (at once), and forget the old ones' states.
+    pub fn replace(&self, providers: &Providers) {
+        *self.entries.lock().unwrap_or_else(PoisonError::into_inner) = Self::unknown(providers);
+        *self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = providers.clone();
+        self.now.notify_one();
     }
 
     pub fn snapshot(&self) -> Vec<Entry> {
@@ -109,6 +129,14 @@ impl ProviderHealth {
     pub async fn check(&self, providers: &Providers, limit: Duration) {
         let results = providers.check(limit).await;
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() != results.len()
+            || entries
+                .iter()
+                .zip(&results)
+                .any(|(e, (role, provider, _))| e.role != *role || e.provider != *provider)
+        {
+            return; // replaced while this round ran: the next round checks the new set
+        }
         for (entry, (_, _, result)) in entries.iter_mut().zip(results) {
             let state = match result {
                 Ok(detail) => State::Healthy { detail },
@@ -142,10 +170,10 @@ impl ProviderHealth {
         }
     }
 
-    /// Checks now and then every `every`, for the life of the process.
+    /// Checks now and then every `every` (and at once after a reload), for
+    /// the life of the process, on whatever providers are current.
     pub fn spawn(
         self: &Arc<Self>,
-        providers: Providers,
         every: Duration,
         limit: Duration,
     ) -> tokio::task::JoinHandle<()> {
@@ -154,7 +182,15 @@ impl ProviderHealth {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = health.now.notified() => {}
+                }
+                let providers = health
+                    .providers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
                 health.check(&providers, limit).await;
             }
         })
@@ -175,9 +211,29 @@ mod tests {
     }
 
     fn health(entries: Vec<Entry>) -> ProviderHealth {
+        let policy = hark_actors::PolicyFile::default();
         ProviderHealth {
             entries: Mutex::new(entries),
+            providers: Mutex::new(Providers::simulated(&policy)),
+            now: tokio::sync::Notify::new(),
         }
+    }
+
+    #[test]
+    fn the_public_view_has_no_error_text() {
+        let h = health(vec![entry(
+            "stt",
+            "deepgram",
+            State::Unhealthy {
+                kind: "connect",
+                detail: "error sending request for url (http://10.1.2.3:8080/v1/projects)".into(),
+            },
+        )]);
+        let public = serde_json::Value::Array(h.public_snapshot()).to_string();
+        assert!(
+            !public.contains("10.1.2.3") && public.contains("connect"),
+            "{public}"
+        );
     }
 
     fn down() -> State {

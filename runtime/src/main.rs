@@ -74,12 +74,24 @@ enum StoreCommand {
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Create a token and print it (once: only its hash is stored).
+    /// Create a token and print it (once: only its hash is stored). Audited.
     Create {
         /// admin, ai_ops, agent or viewer
         #[arg(long)]
         role: String,
         /// Who or what it is for (unique), e.g. "ops-dashboard"
+        #[arg(long)]
+        name: String,
+        /// Expire it after this long: 90d, 12h, 30m [default: never]
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Runtime config file (TOML); HARK_* environment variables override it
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Revoke a token by name, at once (other nodes drop it from their cache
+    /// within 10 s). Audited.
+    Revoke {
         #[arg(long)]
         name: String,
         /// Runtime config file (TOML); HARK_* environment variables override it
@@ -157,8 +169,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Token {
-            command: TokenCommand::Create { role, name, config },
+            command:
+                TokenCommand::Create {
+                    role,
+                    name,
+                    expires_in,
+                    config,
+                },
         } => {
+            let expires_at = expires_in
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .context("--expires-in")?
+                .map(|d| hark_actors::records::now_ms() + d.as_millis() as i64);
             let cfg = Config::load(config.as_deref())?;
             let role = hark_runtime::api::Role::parse(&role)
                 .with_context(|| format!("--role {role:?}: use admin, ai_ops, agent or viewer"))?;
@@ -178,10 +202,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let id = hark_runtime::api::new_token();
                 store
                     .create_token(
-                        &id[5..17],
+                        id.get(5..17).unwrap_or(&id),
                         &name,
                         role.as_str(),
                         &hark_runtime::api::hash_token(&token),
+                        expires_at,
+                        "cli",
                     )
                     .await
                     .map_err(|e| match e {
@@ -199,6 +225,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 role.as_str()
             );
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { name, config },
+        } => {
+            let cfg = Config::load(config.as_deref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            let found = rt.block_on(async {
+                let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
+                store.migrate().await?;
+                anyhow::Ok(store.revoke_token(&name, "cli").await?)
+            })?;
+            anyhow::ensure!(found, "no token named {name:?}");
+            eprintln!("token {name:?} revoked");
             Ok(ExitCode::SUCCESS)
         }
         Command::Store {
@@ -256,4 +299,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `90d`, `12h`, `30m`, `45s`.
+fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{text:?}: a number and a unit, like 90d or 12h"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => anyhow::bail!("{text:?}: the unit is d, h, m or s"),
+    };
+    anyhow::ensure!(n > 0, "{text:?}: must be more than nothing");
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }

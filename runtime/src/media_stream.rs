@@ -27,6 +27,7 @@ use hark_actors::fault::FaultPlan;
 use hark_actors::media_in::{deliver_dtmf, deliver_mark, deliver_media};
 use hark_actors::metrics as m;
 use hark_actors::records::Record;
+use hark_actors::util::Escaped;
 use hark_actors::{CallArgs, CallIds, EndReason, MarkId, Outbound, SupervisorMsg, start_call};
 use metrics::Counter;
 use tokio::sync::mpsc;
@@ -143,7 +144,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     {
         Ok(call) => call,
         Err(e) => {
-            tracing::error!(parent: &pre_span, call_sid = %ids.call_sid, error = %e, "could not start the call");
+            tracing::error!(parent: &pre_span, error = %e, "could not start the call");
             app.records.send(Record::CallEnded {
                 call_sid: ids.call_sid.clone(),
                 ended_at_ms: hark_actors::records::now_ms(),
@@ -325,7 +326,10 @@ async fn await_start(
         }
         match TwilioEvent::parse(text.as_str()) {
             Ok(TwilioEvent::Start { start, .. }) => {
-                span.record("call_sid", start.call_sid.as_str());
+                span.record(
+                    "call_sid",
+                    tracing::field::display(Escaped(&start.call_sid)),
+                );
                 return Some(start);
             }
             Ok(TwilioEvent::Connected { .. }) => {}
@@ -347,7 +351,7 @@ fn fault_plan(app: &AppState, start: &StartMeta, span: &Span) -> Option<FaultPla
     }
     match FaultPlan::parse(spec) {
         Ok(plan) => {
-            tracing::warn!(parent: span, %spec, "fault injection armed for this call");
+            tracing::warn!(parent: span, spec = %Escaped(spec), "fault injection armed for this call");
             Some(plan)
         }
         Err(e) => {
@@ -513,7 +517,7 @@ impl Session {
                         }
                     }
                     None => {
-                        tracing::debug!(parent: &self.span, name = %mark.name, "ignoring a foreign mark")
+                        tracing::debug!(parent: &self.span, name = %Escaped(&mark.name), "ignoring a foreign mark")
                     }
                 }
             }

@@ -68,6 +68,8 @@ pub struct AppState {
     /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.
     pub runtimes: Vec<tokio::runtime::Handle>,
     pub store: crate::store::Store,
+    /// The webhooks' blocklist lookups, on their own pool.
+    pub lookups: crate::store::Store,
     /// Whether records reach the database, and what waits in the spool.
     pub store_health: Arc<crate::store::writer::StoreHealth>,
     pub pii: Arc<crate::pii::Pii>,
@@ -75,6 +77,10 @@ pub struct AppState {
     pub twilio_auth_token: Option<hark_actors::providers::Secret>,
     pub caller_limit: crate::webhooks::CallerLimit,
     pub api_limit: crate::api::RateLimit,
+    /// Token lookups, cached briefly.
+    pub tokens: crate::api::TokenCache,
+    /// Failed API authentications per client address.
+    pub auth_failures: crate::api::AuthFailures,
     /// Signs and verifies the stream tokens the voice webhook hands out.
     pub stream_tokens: TokenKey,
     /// Calls with a live stream on this node: one stream per call.
@@ -92,7 +98,13 @@ pub fn router(state: Arc<AppState>, limits: Arc<ConnLimits>) -> Router {
         .route("/twilio/voice", post(crate::webhooks::voice))
         .route("/twilio/status", post(crate::webhooks::status))
         .route("/twilio/media", get(crate::webhooks::media))
-        .nest("/api/v1", crate::api::router())
+        .nest(
+            "/api/v1",
+            crate::api::router().layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                crate::api::guard,
+            )),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -228,7 +240,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "replaying records an earlier run spooled"
         );
     }
-    let writer = crate::store::writer::Writer::start(store.clone(), spool, Arc::clone(&pii));
+    // The writer and the webhooks' lookups each get their own pool: a flood
+    // of API requests (or bad tokens) cannot delay a record or a call.
+    let writer_store = crate::store::Store::open_with(&config.database_url, 2).await?;
+    let lookups = crate::store::Store::open_with(&config.database_url, 4).await?;
+    let writer = crate::store::writer::Writer::start(writer_store, spool, Arc::clone(&pii));
     // Calls this node left open when it last went down (SIGKILL, a crash)
     // end now, before it takes new ones.
     hark_actors::records::RecordSink::send(
@@ -258,7 +274,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // node from starting; /readyz and the logs say which one it is.
     let health = ProviderHealth::new(&providers);
     let _checks = health.spawn(
-        providers.clone(),
         config.providers.health_check_interval(),
         config.providers.connect_timeout() * 2,
     );
@@ -281,6 +296,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             providers: providers.clone(),
         }),
         store: store.clone(),
+        lookups,
         store_health: Arc::clone(&writer.queue.health),
         pii: Arc::clone(&pii),
         twilio_auth_token,
@@ -288,6 +304,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         stream_tokens,
         live_calls: Arc::new(LiveCalls::default()),
         api_limit: crate::api::RateLimit::new(config.api_requests_per_second),
+        tokens: crate::api::TokenCache::default(),
+        auth_failures: crate::api::AuthFailures::new(config.api_auth_failures_per_minute),
         health,
         node: config.node_name(),
         records: writer.queue.clone(),

@@ -5,7 +5,7 @@
 //! attempt limit, get `<Reject/>` and a record saying why. An admitted call
 //! gets a stream token (see `stream_token`) that its Media Stream must show.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -181,10 +181,13 @@ pub async fn voice(
         );
     }
     let from = params.get("From").cloned().unwrap_or_default();
-    if !from.is_empty() {
+    // A withheld number is nobody in particular: it is never blocked, and
+    // callers who withhold theirs do not share one attempt limit.
+    if let Some(caller) = caller_identity(&from) {
+        let from = caller;
         // The database being away (or slow) must not stop or delay calls:
         // past a short wait the call is let through.
-        let lookup = tokio::time::timeout(BLOCKLIST_WAIT, app.store.blocked(&from, &app.pii));
+        let lookup = tokio::time::timeout(BLOCKLIST_WAIT, app.lookups.blocked(&from, &app.pii));
         let blocked = match lookup.await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
@@ -234,7 +237,7 @@ pub async fn voice(
 fn reject(app: &AppState, params: &BTreeMap<String, String>, reason: &'static str) -> Response {
     metrics::counter!(CALLS_REJECTED, "reason" => reason).increment(1);
     let call_sid = params.get("CallSid").cloned().unwrap_or_default();
-    tracing::info!(%call_sid, from = %crate::pii::mask(params.get("From").map_or("", |s| s)), reason, "call rejected");
+    tracing::info!(call_sid = %hark_actors::util::Escaped(&call_sid), from = %crate::pii::mask(params.get("From").map_or("", |s| s)), reason, "call rejected");
     if !call_sid.is_empty() && !app.live_calls.is_live(&call_sid) {
         let get = |k: &str| params.get(k).cloned().unwrap_or_default();
         let live = app.live();
@@ -307,17 +310,49 @@ pub async fn status(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// What carriers put in `From` for a caller who withholds their number,
+/// spelled on a keypad: ANONYMOUS, RESTRICTED, UNKNOWN, BLOCKED, UNAVAILABLE.
+const WITHHELD: [&str; 5] = [
+    "+266696687",
+    "+7378742833",
+    "+8656696",
+    "+2562533",
+    "+86282452253",
+];
+
+/// The caller's number in E.164, if `from` names one: a valid number (by
+/// libphonenumber's rules), not a carrier's stand-in for a withheld one.
+pub fn caller_identity(from: &str) -> Option<String> {
+    let from = from.trim();
+    if !from.starts_with('+') || WITHHELD.contains(&from) {
+        return None;
+    }
+    let number = phonenumber::parse(None, from).ok()?;
+    phonenumber::is_valid(&number)
+        .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// Callers whose attempts the limiter remembers: the least recently seen
+/// are forgotten past this, so memory stays bounded whatever the flood.
+pub const CALLER_LIMIT_MEMORY: usize = 100_000;
+
 /// Call attempts per caller per hour (by the number's keyed hash).
 pub struct CallerLimit {
     per_hour: u32,
-    seen: Mutex<HashMap<String, (Instant, u32)>>,
+    seen: Mutex<lru::LruCache<String, (Instant, u32)>>,
 }
 
 impl CallerLimit {
     pub fn new(per_hour: u32) -> Self {
+        Self::with_memory(per_hour, CALLER_LIMIT_MEMORY)
+    }
+
+    pub fn with_memory(per_hour: u32, callers: usize) -> Self {
+        let cap =
+            std::num::NonZeroUsize::new(callers.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
         Self {
             per_hour,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(lru::LruCache::new(cap)),
         }
     }
 
@@ -327,21 +362,62 @@ impl CallerLimit {
         }
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if seen.len() > 100_000 {
-            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(3600));
-        }
-        let entry = seen.entry(caller.to_owned()).or_insert((now, 0));
+        let entry = seen.get_or_insert_mut(caller.to_owned(), || (now, 0));
         if now.duration_since(entry.0) >= Duration::from_secs(3600) {
             *entry = (now, 0);
         }
-        entry.1 += 1;
+        entry.1 = entry.1.saturating_add(1);
         entry.1 <= self.per_hour
+    }
+
+    pub fn remembered(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn withheld_and_invalid_numbers_are_nobody() {
+        assert_eq!(
+            caller_identity("+14155550100").as_deref(),
+            Some("+14155550100")
+        );
+        assert_eq!(
+            caller_identity(" +919876543210 ").as_deref(),
+            Some("+919876543210")
+        );
+        for nobody in [
+            "",
+            "anonymous",
+            "Restricted",
+            "+266696687",
+            "+7378742833",
+            "+8656696",
+            "+2562533",
+            "+86282452253",
+            "+1",
+            "+999999999999999",
+            "12345",
+        ] {
+            assert_eq!(caller_identity(nobody), None, "{nobody}");
+        }
+    }
+
+    #[test]
+    fn the_caller_limiter_forgets_the_least_recent_past_its_memory() {
+        let l = CallerLimit::with_memory(1, 3);
+        for c in ["a", "b", "c", "d", "e"] {
+            assert!(l.admit(c));
+        }
+        assert_eq!(l.remembered(), 3);
+        assert!(!l.admit("e"), "the recent ones are still counted");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn caller_limit_resets_after_an_hour() {

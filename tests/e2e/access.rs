@@ -58,8 +58,8 @@ async fn allow_unsigned_requests_serves_a_public_address_with_a_loud_warning() {
 async fn webhook_token(hark: &Hark, call_sid: &str) -> String {
     let params = [
         ("CallSid", call_sid),
-        ("From", "+15551230000"),
-        ("To", "+15557650000"),
+        ("From", "+14155550103"),
+        ("To", "+14155550106"),
         ("Direction", "inbound"),
     ];
     let sig = sign(&format!("https://{}/twilio/voice", hark.addr), &params);
@@ -153,8 +153,8 @@ async fn with_signatures_on_a_stream_needs_a_valid_token_for_its_own_call() {
             c["end_reason"] == "stop"
         })
         .await;
-    assert_eq!(call["from"], "+15551230000", "{call}");
-    assert_eq!(call["to"], "+15557650000", "{call}");
+    assert_eq!(call["from"], "+14155550103", "{call}");
+    assert_eq!(call["to"], "+14155550106", "{call}");
     let m = hark.metrics().await;
     assert_eq!(
         m.get("hark_calls_rejected_total{reason=\"bad_token\"}"),
@@ -284,8 +284,8 @@ async fn a_replayed_webhook_cannot_rewrite_a_call_on_record() {
     };
     let params = [
         ("CallSid", sid(530)),
-        ("From", "+15551230000".to_owned()),
-        ("To", "+15557650000".to_owned()),
+        ("From", "+14155550103".to_owned()),
+        ("To", "+14155550106".to_owned()),
     ];
     let post = || {
         hark.http()
@@ -339,5 +339,54 @@ async fn a_replayed_webhook_cannot_rewrite_a_call_on_record() {
             .await
             .get("hark_calls_rejected_total{reason=\"rate_limited\"}"),
         2.0
+    );
+}
+
+/// Callers who withhold their number are nobody in particular: they share
+/// no attempt limit (one anonymous caller cannot lock out the others) and
+/// are never matched against the blocklist.
+#[tokio::test]
+async fn callers_with_withheld_numbers_share_no_attempt_limit() {
+    let hark = Hark::start(&[("HARK_CALLER_CALLS_PER_HOUR", "1")]);
+    for (i, from) in ["anonymous", "+266696687", "", "Restricted", "+266696687"]
+        .iter()
+        .enumerate()
+    {
+        let xml = hark
+            .http()
+            .post(hark.url("/twilio/voice"))
+            .form(&[("CallSid", sid(540 + i as u64).as_str()), ("From", from)])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(xml.contains("<Connect>"), "{from:?}: {xml}");
+    }
+    // A real number still has its limit.
+    let post = |n: u64| {
+        hark.http()
+            .post(hark.url("/twilio/voice"))
+            .form(&[("CallSid", sid(n)), ("From", "+14155550109".to_owned())])
+            .send()
+    };
+    assert!(
+        post(550)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("<Connect>")
+    );
+    assert!(
+        post(551)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("<Reject")
     );
 }

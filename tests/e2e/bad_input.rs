@@ -220,3 +220,31 @@ async fn hostile_sequence_numbers_do_not_overflow() {
     assert!(m.get("hark_media_sequence_gaps_total") >= 4.0);
     assert_eq!(m.get("hark_calls_active"), 1.0);
 }
+
+/// A call SID is the peer's text: a line break in it must not forge a log
+/// line.
+#[tokio::test]
+async fn a_call_sid_with_a_line_break_cannot_forge_a_log_line() {
+    let hark = Hark::start(&[]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(hark.media_url())
+        .await
+        .unwrap();
+    let forged = start(1).replace(
+        CALL,
+        "CA1\\n2026-01-01T00:00:00.000000Z  INFO FORGED: admin logged in",
+    );
+    ws.send(Message::text(forged)).await.unwrap();
+    ws.send(Message::text("not json")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = hark.logs();
+    assert!(
+        logs.contains("FORGED"),
+        "the call did start and log: {logs}"
+    );
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("INFO FORGED") && !l.contains("CA1")),
+        "{logs}"
+    );
+}

@@ -490,8 +490,8 @@ async fn twilio_requests_must_be_signed_when_an_auth_token_is_set() {
     let hark = node.start(&[("TWILIO_AUTH_TOKEN", TOKEN)]);
     let params = [
         ("CallSid", "CA1"),
-        ("From", "+15551230000"),
-        ("To", "+15557650000"),
+        ("From", "+14155550103"),
+        ("To", "+14155550106"),
     ];
     let voice = format!("https://{}/twilio/voice", hark.addr);
     let post = |sig: Option<String>, body: &[(&str, &str)]| {
@@ -509,8 +509,8 @@ async fn twilio_requests_must_be_signed_when_an_auth_token_is_set() {
     );
     let tampered = [
         ("CallSid", "CA1"),
-        ("From", "+15559999999"),
-        ("To", "+15557650000"),
+        ("From", "+14155550107"),
+        ("To", "+14155550106"),
     ];
     assert_eq!(
         post(Some(good), &tampered).await.unwrap().status(),
@@ -588,7 +588,7 @@ async fn every_route_admits_exactly_its_roles() {
     for (method, route, roles) in hark_runtime::api::ROUTES {
         let path = route
             .replace("{call_sid}", "CA404")
-            .replace("{number}", "+15550000000")
+            .replace("{number}", "+14155550100")
             .replace("{name}", "e2e");
         let req = |token: Option<&str>| {
             let mut r = match *method {
@@ -596,7 +596,7 @@ async fn every_route_admits_exactly_its_roles() {
                 "POST" => hark
                     .http()
                     .post(hark.url(&path))
-                    .json(&serde_json::json!({"number": "+15550000000", "reason": "matrix"})),
+                    .json(&serde_json::json!({"number": "+14155550100", "reason": "matrix"})),
                 _ => hark.http().delete(hark.url(&path)),
             };
             if let Some(t) = token {
@@ -649,7 +649,7 @@ async fn bad_requests_get_a_4xx_with_a_message_never_a_500() {
         (
             "POST",
             "/api/v1/blocklist",
-            Some(r#"{"number": "+15550001111"}"#),
+            Some(r#"{"number": "+14155550101"}"#),
             422,
         ),
         (
@@ -661,16 +661,16 @@ async fn bad_requests_get_a_4xx_with_a_message_never_a_500() {
         (
             "POST",
             "/api/v1/blocklist",
-            Some(r#"{"number": "+15550001111", "reason": ""}"#),
+            Some(r#"{"number": "+14155550101", "reason": ""}"#),
             400,
         ),
         (
             "POST",
             "/api/v1/blocklist",
-            Some(r#"{"number": "+15550001111", "reason": "x", "extra": 1}"#),
+            Some(r#"{"number": "+14155550101", "reason": "x", "extra": 1}"#),
             422,
         ),
-        ("DELETE", "/api/v1/blocklist/+15550009999", None, 404),
+        ("DELETE", "/api/v1/blocklist/+14155550102", None, 404),
         ("DELETE", "/api/v1/blocklist/banana", None, 400),
         ("GET", "/api/v1/policies/nope", None, 404),
         ("POST", "/api/v1/policies/nope/reload", None, 404),
@@ -712,7 +712,7 @@ async fn a_blocked_number_is_rejected_and_the_record_says_why() {
         .http()
         .post(hark.url("/api/v1/blocklist"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({"number": "+15550001111", "reason": "abusive"}))
+        .json(&serde_json::json!({"number": "+14155550101", "reason": "abusive"}))
         .send()
         .await
         .unwrap();
@@ -720,10 +720,10 @@ async fn a_blocked_number_is_rejected_and_the_record_says_why() {
     let voice = |call: &str, from: &str| {
         hark.http()
             .post(hark.url("/twilio/voice"))
-            .form(&[("CallSid", call), ("From", from), ("To", "+15557650000")])
+            .form(&[("CallSid", call), ("From", from), ("To", "+14155550106")])
             .send()
     };
-    let xml = voice("CAblocked", "+15550001111")
+    let xml = voice("CAblocked", "+14155550101")
         .await
         .unwrap()
         .text()
@@ -736,7 +736,7 @@ async fn a_blocked_number_is_rejected_and_the_record_says_why() {
     .await;
     // A caller over the hourly limit is rejected too.
     for i in 0..2 {
-        let xml = voice(&format!("CAok{i}"), "+15552223333")
+        let xml = voice(&format!("CAok{i}"), "+14155550105")
             .await
             .unwrap()
             .text()
@@ -744,7 +744,7 @@ async fn a_blocked_number_is_rejected_and_the_record_says_why() {
             .unwrap();
         assert!(xml.contains("<Connect>"), "{xml}");
     }
-    let xml = voice("CAover", "+15552223333")
+    let xml = voice("CAover", "+14155550105")
         .await
         .unwrap()
         .text()

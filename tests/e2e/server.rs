@@ -10,8 +10,8 @@ async fn voice_webhook_answers_connect_stream_twiml() {
     let hark = Hark::start(&[]);
     let form = [
         ("CallSid", "CA123"),
-        ("From", "+15551230000"),
-        ("To", "+15557650000"),
+        ("From", "+14155550103"),
+        ("To", "+14155550106"),
         ("Direction", "inbound"),
     ];
     let res = hark

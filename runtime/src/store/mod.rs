@@ -107,8 +107,16 @@ pub struct Store {
 
 impl Store {
     /// Connects (lazily: a database that is down at start-up is spooled for,
-    /// not fatal) and runs the backend's migrations when it can.
+    /// not fatal) with a pool of up to 8 connections (1 for SQLite).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, 8).await
+    }
+
+    /// [`Store::open`] with a pool of up to `connections` (1 for SQLite,
+    /// whatever is asked). Hark opens one pool per job — the record writer,
+    /// the webhooks' blocklist lookups, the admin API — so none can starve
+    /// another.
+    pub async fn open_with(url: &str, connections: u32) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -130,7 +138,11 @@ impl Store {
             Backend::Postgres => url.to_owned(),
         };
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .max_connections(if backend == Backend::Sqlite {
+                1
+            } else {
+                connections.max(1)
+            })
             .acquire_timeout(std::time::Duration::from_secs(3))
             .connect_lazy(&url)
             .map_err(StoreError::from_sqlx)?;

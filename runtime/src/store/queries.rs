@@ -68,6 +68,38 @@ pub struct TurnView {
     pub ended_at: i64,
 }
 
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+    /// Milliseconds since the Unix epoch; none: does not expire.
+    pub expires_at: Option<i64>,
+}
+
+/// An audit row inside the transaction of the change it records: both or
+/// neither. Audit rows hold no personal data (keyed references only).
+async fn audit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(hark_actors::records::now_ms())
+    .bind(actor)
+    .bind(action)
+    .bind(target)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
 /// What a retention purge erased.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -353,7 +385,8 @@ impl Store {
             .collect()
     }
 
-    /// Adds or replaces a blocklist entry.
+    /// Adds or replaces a blocklist entry, and its audit row, in one
+    /// transaction (the audit names the number by keyed hash only).
     pub async fn block(
         &self,
         number: &str,
@@ -363,6 +396,7 @@ impl Store {
     ) -> Result<BlockEntry, StoreError> {
         let now = hark_actors::records::now_ms();
         let normalized = crate::pii::normalize(number);
+        let mut tx = self.pool().begin().await.map_err(err)?;
         sqlx::query(
             "INSERT INTO blocklist (number_hash, number_enc, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (number_hash) DO UPDATE SET reason = excluded.reason, created_by = excluded.created_by, created_at = excluded.created_at",
@@ -372,9 +406,11 @@ impl Store {
         .bind(reason)
         .bind(by)
         .bind(now)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(err)?;
+        audit_in(&mut tx, by, "block_number", &pii.audit_ref(&normalized), "").await?;
+        tx.commit().await.map_err(err)?;
         Ok(BlockEntry {
             number: normalized,
             reason: reason.to_owned(),
@@ -383,14 +419,21 @@ impl Store {
         })
     }
 
-    /// Whether it was there.
-    pub async fn unblock(&self, number: &str, pii: &Pii) -> Result<bool, StoreError> {
+    /// Removes a blocklist entry (audited in the same transaction); whether
+    /// it was there.
+    pub async fn unblock(&self, number: &str, by: &str, pii: &Pii) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(err)?;
         let done = sqlx::query("DELETE FROM blocklist WHERE number_hash = $1")
             .bind(pii.hash_number(number))
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await
             .map_err(err)?;
-        Ok(done.rows_affected() > 0)
+        let found = done.rows_affected() > 0;
+        if found {
+            audit_in(&mut tx, by, "unblock_number", &pii.audit_ref(number), "").await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(found)
     }
 
     /// The reason, when `number` is blocked.
@@ -502,36 +545,87 @@ impl Store {
         Ok(())
     }
 
+    /// Creates a token (its hash) and audits it, in one transaction.
     pub async fn create_token(
         &self,
         id: &str,
         name: &str,
         role: &str,
         token_hash: &str,
+        expires_at: Option<i64>,
+        by: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+        let mut tx = self.pool().begin().await.map_err(err)?;
+        sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
             .bind(name)
             .bind(role)
             .bind(token_hash)
             .bind(hark_actors::records::now_ms())
-            .execute(self.pool())
+            .bind(expires_at)
+            .execute(&mut *tx)
             .await
             .map_err(err)?;
-        Ok(())
+        let detail = match expires_at {
+            Some(t) => format!("role {role}, expires {t}"),
+            None => format!("role {role}"),
+        };
+        audit_in(&mut tx, by, "create_token", name, &detail).await?;
+        tx.commit().await.map_err(err)
     }
 
-    /// `(name, role)` of the token with this hash.
-    pub async fn token(&self, token_hash: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(self.pool())
+    /// Revokes (deletes) the token named `name`, audited in the same
+    /// transaction; whether there was one.
+    pub async fn revoke_token(&self, name: &str, by: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(err)?;
+        let done = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
             .await
             .map_err(err)?;
+        let found = done.rows_affected() > 0;
+        if found {
+            audit_in(&mut tx, by, "revoke_token", name, "").await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(found)
+    }
+
+    /// Every token: name, role, created, expiry (never its hash).
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, role, created_at, expires_at FROM api_tokens ORDER BY name")
+                .fetch_all(self.pool())
+                .await
+                .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenInfo {
+                    name: r.try_get("name").map_err(err)?,
+                    role: r.try_get("role").map_err(err)?,
+                    created_at: r.try_get("created_at").map_err(err)?,
+                    expires_at: r.try_get("expires_at").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    /// `(name, role, expires_at)` of the token with this hash.
+    pub async fn token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(String, String, Option<i64>)>, StoreError> {
+        let row =
+            sqlx::query("SELECT name, role, expires_at FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(err)?;
         row.map(|r| {
             Ok((
                 r.try_get("name").map_err(err)?,
                 r.try_get("role").map_err(err)?,
+                r.try_get("expires_at").map_err(err)?,
             ))
         })
         .transpose()
