@@ -18,6 +18,9 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 1 50); do curl -fs "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 curl -fs -X POST -H "Authorization: Bearer $token" -H 'content-type: application/json' \
   -d '{"number": "+14155550101", "reason": "seed"}' "127.0.0.1:$port/api/v1/blocklist" >/dev/null
+# Revoking tokens is left out: a generated DELETE of its own token would
+# leave the rest of the run unauthenticated (the e2e tests cover revoking).
 schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" --checks all --max-examples "${ST_MAX_EXAMPLES:-50}" \
+  --exclude-operation-id revoke_token \
   --seed 1 --no-color

@@ -584,7 +584,10 @@ async fn every_route_admits_exactly_its_roles() {
         .into_iter()
         .map(|r| (r, node.token(r, &format!("{r}-token"))))
         .collect();
-    let hark = node.start(&[("HARK_API_REQUESTS_PER_SECOND", "1000")]);
+    let hark = node.start(&[
+        ("HARK_API_REQUESTS_PER_SECOND", "1000"),
+        ("HARK_API_AUTH_FAILURES_PER_MINUTE", "1000"),
+    ]);
     for (method, route, roles) in hark_runtime::api::ROUTES {
         let path = route
             .replace("{call_sid}", "CA404")
