@@ -39,8 +39,6 @@ const PRE_ROLL_BYTES: usize = 4000;
 /// Longest utterance kept for replay and fallback: 60 s.
 const MAX_UTTERANCE_BYTES: usize = 60 * 8000;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// Utterance buffer kept between utterances: 4 s of μ-law.
-const KEEP_UTTERANCE_BYTES: usize = 4 * 8000;
 
 #[derive(Debug)]
 pub enum SttMsg {
@@ -105,9 +103,14 @@ pub struct SttState {
     connected_once: bool,
     backoff: Duration,
     speaking: bool,
-    pre_roll: VecDeque<u8>,
-    /// Audio of the current (or pending) utterance.
-    utterance: Vec<u8>,
+    /// The last `PRE_ROLL_BYTES` of audio, as the batches `MediaIn` sent.
+    pre_roll: VecDeque<Bytes>,
+    pre_roll_bytes: usize,
+    /// Audio of the current (or pending) utterance, as sent (shared, not
+    /// copied), kept for a replay or the fallback and released once its
+    /// transcript is in: between utterances a call holds no audio.
+    utterance: Vec<Bytes>,
+    utterance_bytes: usize,
     pending: Option<Pending>,
     utterances: u64,
     finals: Vec<String>,
@@ -190,7 +193,9 @@ impl SttState {
         self.backoff = FIRST_BACKOFF;
         // Replay what the caller said that has no transcript yet.
         if self.speaking || self.pending.as_ref().is_some_and(|p| !p.fallback) {
-            live.input.audio(&self.utterance);
+            for chunk in &self.utterance {
+                live.input.audio(chunk);
+            }
         }
         if let Some(p) = self.pending.as_ref().filter(|p| !p.fallback) {
             live.input.end_of_speech(p.info);
@@ -208,7 +213,10 @@ impl SttState {
         pending.fallback = true;
         let utterance = pending.id;
         self.finals.clear();
-        let audio = std::mem::take(&mut self.utterance);
+        let mut audio = Vec::with_capacity(self.utterance_bytes);
+        for chunk in self.take_utterance() {
+            audio.extend_from_slice(&chunk);
+        }
         let me = myself.clone();
         tracing::info!(parent: &self.ctx.span, provider = fallback.name(), "transcribing the utterance with the fallback");
         let limit = self.ctx.policy.timeouts.stt_fallback();
@@ -238,9 +246,7 @@ impl SttState {
         let text = std::mem::take(&mut self.finals).join(" ");
         self.fallback_task = None;
         if !self.speaking {
-            self.utterance.clear();
-            // One long utterance must not keep its buffer for the rest of the call.
-            self.utterance.shrink_to(KEEP_UTTERANCE_BYTES);
+            self.take_utterance();
         }
         if text.trim().is_empty() {
             tracing::debug!(parent: &self.ctx.span, "utterance without words");
@@ -254,19 +260,36 @@ impl SttState {
         true
     }
 
-    fn audio(&mut self, ulaw: &[u8]) {
+    fn audio(&mut self, ulaw: Bytes) {
         if self.speaking {
-            if self.utterance.len() + ulaw.len() <= MAX_UTTERANCE_BYTES {
-                self.utterance.extend_from_slice(ulaw);
-            }
             if let Some(live) = self.live.as_mut() {
-                live.input.audio(ulaw);
+                live.input.audio(&ulaw);
             }
+            self.keep(ulaw);
         } else {
-            self.pre_roll.extend(ulaw);
-            let excess = self.pre_roll.len().saturating_sub(PRE_ROLL_BYTES);
-            self.pre_roll.drain(..excess);
+            self.pre_roll_bytes += ulaw.len();
+            self.pre_roll.push_back(ulaw);
+            while self.pre_roll_bytes > PRE_ROLL_BYTES {
+                let Some(old) = self.pre_roll.pop_front() else {
+                    break;
+                };
+                self.pre_roll_bytes -= old.len();
+            }
         }
+    }
+
+    /// Keeps audio for a replay, up to `MAX_UTTERANCE_BYTES`.
+    fn keep(&mut self, ulaw: Bytes) {
+        if self.utterance_bytes + ulaw.len() <= MAX_UTTERANCE_BYTES {
+            self.utterance_bytes += ulaw.len();
+            self.utterance.push(ulaw);
+        }
+    }
+
+    /// The utterance's audio, leaving none (and no buffer) behind.
+    fn take_utterance(&mut self) -> Vec<Bytes> {
+        self.utterance_bytes = 0;
+        std::mem::take(&mut self.utterance)
     }
 }
 
@@ -288,8 +311,10 @@ impl Actor for Stt {
             connected_once: false,
             backoff: FIRST_BACKOFF,
             speaking: false,
-            pre_roll: VecDeque::with_capacity(PRE_ROLL_BYTES + 800),
+            pre_roll: VecDeque::new(),
+            pre_roll_bytes: 0,
             utterance: Vec::new(),
+            utterance_bytes: 0,
             pending: None,
             utterances: 0,
             finals: Vec::new(),
@@ -320,18 +345,20 @@ impl Actor for Stt {
         state.life.on_message(&state.ctx.fault, ChildKind::Stt);
         match msg {
             SttMsg::Audio { ulaw, slot } => {
-                state.audio(&ulaw);
+                state.audio(ulaw);
                 drop(slot);
             }
             SttMsg::SpeechStarted => {
                 state.speaking = true;
                 if state.pending.is_none() {
-                    state.utterance.clear();
+                    state.take_utterance();
                 }
-                let pre_roll: Vec<u8> = state.pre_roll.drain(..).collect();
-                state.utterance.extend_from_slice(&pre_roll);
-                if let Some(live) = state.live.as_mut() {
-                    live.input.audio(&pre_roll);
+                state.pre_roll_bytes = 0;
+                while let Some(chunk) = state.pre_roll.pop_front() {
+                    if let Some(live) = state.live.as_mut() {
+                        live.input.audio(&chunk);
+                    }
+                    state.keep(chunk);
                 }
             }
             SttMsg::EndOfSpeech { info, last_voice } => {

@@ -339,6 +339,9 @@ pub const CALLER_LIMIT_MEMORY: usize = 100_000;
 /// Call attempts per caller per hour (by the number's keyed hash).
 pub struct CallerLimit {
     per_hour: u32,
+    /// Most callers this remembers; the map grows to it as callers come
+    /// (`LruCache::new` would allocate all of it up front: 2 MB idle).
+    memory: usize,
     seen: Mutex<lru::LruCache<String, (Instant, u32)>>,
 }
 
@@ -348,11 +351,10 @@ impl CallerLimit {
     }
 
     pub fn with_memory(per_hour: u32, callers: usize) -> Self {
-        let cap =
-            std::num::NonZeroUsize::new(callers.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
         Self {
             per_hour,
-            seen: Mutex::new(lru::LruCache::new(cap)),
+            memory: callers.max(1),
+            seen: Mutex::new(lru::LruCache::unbounded()),
         }
     }
 
@@ -362,6 +364,9 @@ impl CallerLimit {
         }
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if !seen.contains(caller) && seen.len() >= self.memory {
+            seen.pop_lru();
+        }
         let entry = seen.get_or_insert_mut(caller.to_owned(), || (now, 0));
         if now.duration_since(entry.0) >= Duration::from_secs(3600) {
             *entry = (now, 0);

@@ -29,6 +29,10 @@ use crate::pii::Pii;
 pub const BATCH: usize = 256;
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How long the first record of a batch waits for others: one transaction
+/// (and one fsync) per 100 ms instead of one per record or two under load.
+/// Records are in memory meanwhile, as they are while a write is in flight.
+const LINGER: Duration = Duration::from_millis(100);
 /// After `finish`'s deadline, time allowed to spool what is left.
 const SPOOL_GRACE: Duration = Duration::from_secs(10);
 
@@ -343,6 +347,8 @@ impl Task {
                     n = self.rx.recv_many(&mut records, BATCH) => {
                         if n == 0 {
                             self.deadline = Some(Instant::now());
+                        } else {
+                            self.linger(&mut records, &mut stop).await;
                         }
                     }
                     _ = self.queue.wake.notified() => {}
@@ -379,6 +385,32 @@ impl Task {
                 return;
             }
             self.store_rows(rows).await;
+        }
+    }
+
+    /// Collects more records for `LINGER` or until a batch is full.
+    async fn linger(
+        &mut self,
+        records: &mut Vec<Record>,
+        stop: &mut watch::Receiver<Option<Instant>>,
+    ) {
+        let until = tokio::time::sleep(LINGER);
+        tokio::pin!(until);
+        while records.len() < BATCH {
+            let room = BATCH - records.len();
+            tokio::select! {
+                n = self.rx.recv_many(records, room) => {
+                    if n == 0 {
+                        return;
+                    }
+                }
+                () = &mut until => return,
+                Ok(()) = stop.changed() => {
+                    self.deadline = *stop.borrow();
+                    self.rx.close();
+                    return;
+                }
+            }
         }
     }
 

@@ -128,8 +128,8 @@ impl DeepgramInput {
 }
 
 impl SttInput for DeepgramInput {
-    fn audio(&mut self, ulaw: &[u8]) {
-        self.send(Command::Audio(Bytes::copy_from_slice(ulaw)));
+    fn audio(&mut self, ulaw: &Bytes) {
+        self.send(Command::Audio(ulaw.clone()));
     }
 
     fn end_of_speech(&mut self, _speech: SpeechInfo) {

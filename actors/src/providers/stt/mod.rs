@@ -2,6 +2,7 @@
 //! transcriber for when the stream is down.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use super::ProviderError;
@@ -32,8 +33,9 @@ pub enum SttEvent {
 /// The sending half of a session. Methods must not block the caller: an
 /// implementation queues (boundedly) or drops and reports an error.
 pub trait SttInput: Send {
-    /// Caller audio, μ-law 8 kHz mono.
-    fn audio(&mut self, ulaw: &[u8]);
+    /// Caller audio, μ-law 8 kHz mono. `Bytes` so a session that queues it
+    /// shares the buffer the `Stt` actor keeps for replay instead of copying.
+    fn audio(&mut self, ulaw: &Bytes);
     /// Hark's VAD heard the caller stop talking: finish the utterance now.
     fn end_of_speech(&mut self, speech: SpeechInfo);
     /// The call is over; flush and close.

@@ -70,7 +70,7 @@ impl SimSttInput {
 }
 
 impl SttInput for SimSttInput {
-    fn audio(&mut self, ulaw: &[u8]) {
+    fn audio(&mut self, ulaw: &bytes::Bytes) {
         self.audio_bytes += ulaw.len() as u64;
     }
 
