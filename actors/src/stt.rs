@@ -110,6 +110,9 @@ pub struct SttState {
     /// copied), kept for a replay or the fallback and released once its
     /// transcript is in: between utterances a call holds no audio.
     utterance: Vec<Bytes>,
+    /// Whether anything could need the utterance again: a session that can
+    /// drop (replay) or a fallback transcriber.
+    keep_audio: bool,
     utterance_bytes: usize,
     pending: Option<Pending>,
     utterances: u64,
@@ -280,7 +283,7 @@ impl SttState {
 
     /// Keeps audio for a replay, up to `MAX_UTTERANCE_BYTES`.
     fn keep(&mut self, ulaw: Bytes) {
-        if self.utterance_bytes + ulaw.len() <= MAX_UTTERANCE_BYTES {
+        if self.keep_audio && self.utterance_bytes + ulaw.len() <= MAX_UTTERANCE_BYTES {
             self.utterance_bytes += ulaw.len();
             self.utterance.push(ulaw);
         }
@@ -303,6 +306,8 @@ impl Actor for Stt {
         myself: ActorRef<Self::Msg>,
         ctx: Arc<CallContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let keep_audio =
+            ctx.providers.stt.sessions_can_drop() || ctx.providers.stt_fallback.is_some();
         let mut state = SttState {
             ctx,
             live: None,
@@ -315,6 +320,7 @@ impl Actor for Stt {
             pre_roll_bytes: 0,
             utterance: Vec::new(),
             utterance_bytes: 0,
+            keep_audio,
             pending: None,
             utterances: 0,
             finals: Vec::new(),

@@ -20,6 +20,7 @@ use std::time::Duration;
 use hark_actors::call::CallSettings;
 use hark_actors::media_in::{deliver_mark, deliver_media};
 use hark_actors::policy_file::PolicyFile;
+use hark_actors::providers::{ProviderError, SttProvider, SttSession};
 use hark_actors::records::{Record, RecordSink};
 use hark_actors::{CallArgs, CallIds, EndReason, Outbound, Providers, SupervisorMsg, start_call};
 use hark_actors::{CallHandle, ulaw};
@@ -139,6 +140,30 @@ async fn caller(
     (media, clears)
 }
 
+/// The simulated STT as a network one: its sessions "can drop", so the
+/// call keeps each utterance for a replay, as it does with Deepgram.
+struct Droppable(Arc<dyn SttProvider>);
+
+#[async_trait::async_trait]
+impl SttProvider for Droppable {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    async fn connect(&self, call: &CallIds) -> Result<SttSession, ProviderError> {
+        self.0.connect(call).await
+    }
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Costs {
+    /// Simulated providers, as `policies/loadtest.toml` runs them.
+    simulated: Cost,
+    /// The same with a streaming STT whose sessions can drop: each
+    /// utterance is kept until its transcript, for a replay.
+    replaying_stt: Cost,
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Cost {
@@ -150,9 +175,13 @@ struct Cost {
     bytes_allocated_per_call_second: u64,
 }
 
-#[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn a_calls_heap_and_allocations_stay_within_the_recorded_figures() {
+/// Runs `CALLS` barge-in callers for `SECONDS` and counts.
+async fn measure(replaying: bool) -> Cost {
     let policy = policy();
+    let mut providers = Providers::simulated(&policy);
+    if replaying {
+        providers.stt = Arc::new(Droppable(Arc::clone(&providers.stt)));
+    }
     let start_live = LIVE.load(Ordering::Relaxed);
     PEAK.store(start_live, Ordering::Relaxed);
     let (allocs0, bytes0) = (
@@ -169,7 +198,7 @@ async fn a_calls_heap_and_allocations_stay_within_the_recorded_figures() {
                 stream_sid: format!("MZ{i:032x}"),
                 account_sid: "ACcost".into(),
             },
-            providers: Providers::simulated(&policy),
+            providers: providers.clone(),
             policy: Arc::clone(&policy),
             settings: CallSettings::default(),
             outbound: tx,
@@ -191,12 +220,53 @@ async fn a_calls_heap_and_allocations_stay_within_the_recorded_figures() {
         );
     }
     let calls = CALLS as u64;
-    let measured = Cost {
+    Cost {
         heap_per_call_bytes: ((PEAK.load(Ordering::Relaxed) - start_live).max(0) as u64) / calls,
         allocations_per_call_second: (ALLOCS.load(Ordering::Relaxed) - allocs0) / calls / SECONDS,
         bytes_allocated_per_call_second: (BYTES.load(Ordering::Relaxed) - bytes0) / calls / SECONDS,
+    }
+}
+
+/// The figures of `now` that rose past the tolerance over `then`.
+fn regressions(what: &str, now: &Cost, then: &Cost) -> Vec<String> {
+    let over = |name: &str, now: u64, then: u64| {
+        let limit = then as f64 * (1.0 + TOLERANCE);
+        (now as f64 > limit).then(|| {
+            format!(
+                "{what}.{name}: {now} > {then} recorded (+{:.1}%)",
+                (now as f64 / then as f64 - 1.0) * 100.0
+            )
+        })
     };
-    eprintln!("measured: {measured:?}");
+    [
+        over(
+            "heap_per_call_bytes",
+            now.heap_per_call_bytes,
+            then.heap_per_call_bytes,
+        ),
+        over(
+            "allocations_per_call_second",
+            now.allocations_per_call_second,
+            then.allocations_per_call_second,
+        ),
+        over(
+            "bytes_allocated_per_call_second",
+            now.bytes_allocated_per_call_second,
+            then.bytes_allocated_per_call_second,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_calls_heap_and_allocations_stay_within_the_recorded_figures() {
+    let measured = Costs {
+        simulated: measure(false).await,
+        replaying_stt: measure(true).await,
+    };
+    eprintln!("measured: {measured:#?}");
 
     let path = format!("{}/tests/call_cost.toml", env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("HARK_RECORD_COST").is_some() {
@@ -208,39 +278,16 @@ async fn a_calls_heap_and_allocations_stay_within_the_recorded_figures() {
         .unwrap();
         return;
     }
-    let recorded: Cost = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let over = |name: &str, now: u64, then: u64| {
-        let limit = then as f64 * (1.0 + TOLERANCE);
-        (now as f64 > limit).then(|| {
-            format!(
-                "{name}: {now} > {then} recorded (+{:.1}%)",
-                (now as f64 / then as f64 - 1.0) * 100.0
-            )
-        })
-    };
-    let regressions: Vec<String> = [
-        over(
-            "heap_per_call_bytes",
-            measured.heap_per_call_bytes,
-            recorded.heap_per_call_bytes,
-        ),
-        over(
-            "allocations_per_call_second",
-            measured.allocations_per_call_second,
-            recorded.allocations_per_call_second,
-        ),
-        over(
-            "bytes_allocated_per_call_second",
-            measured.bytes_allocated_per_call_second,
-            recorded.bytes_allocated_per_call_second,
-        ),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let recorded: Costs = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut found = regressions("simulated", &measured.simulated, &recorded.simulated);
+    found.extend(regressions(
+        "replaying_stt",
+        &measured.replaying_stt,
+        &recorded.replaying_stt,
+    ));
     assert!(
-        regressions.is_empty(),
+        found.is_empty(),
         "a call costs more than recorded in {path}:\n  {}\n(if intended, re-record and say why in the commit)",
-        regressions.join("\n  ")
+        found.join("\n  ")
     );
 }

@@ -353,7 +353,7 @@ mod tests {
             .encoding(Encoding::Mulaw);
         let (mut input, mut events) = session(builder.handle().await.unwrap());
         // Feed audio until the driver stops taking it: it is stuck.
-        let chunk = vec![0xFFu8; 64 * 1024];
+        let chunk = Bytes::from(vec![0xFFu8; 64 * 1024]);
         let mut stuck = false;
         for _ in 0..2000 {
             input.audio(&chunk);

@@ -54,6 +54,12 @@ pub trait SttProvider: Send + Sync + 'static {
     fn is_simulated(&self) -> bool {
         false
     }
+    /// Whether a session can lose audio it was sent (a socket that drops).
+    /// Then the `Stt` actor keeps the current utterance to replay it into
+    /// the next session; an in-process session cannot, and costs no copy.
+    fn sessions_can_drop(&self) -> bool {
+        true
+    }
     async fn connect(&self, call: &CallIds) -> Result<SttSession, ProviderError>;
     /// Reachability, credentials, model; a one-line description when healthy.
     async fn check(&self) -> Result<String, ProviderError> {

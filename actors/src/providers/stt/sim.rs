@@ -35,6 +35,10 @@ impl SttProvider for SimStt {
         true
     }
 
+    fn sessions_can_drop(&self) -> bool {
+        false
+    }
+
     async fn connect(&self, _call: &CallIds) -> Result<SttSession, ProviderError> {
         let (tx, rx) = mpsc::unbounded();
         Ok(SttSession {
