@@ -42,6 +42,11 @@ pub const ROWS_REJECTED: &str = "hark_store_rows_rejected_total";
 pub const SPOOL_ROWS: &str = "hark_store_spool_rows";
 pub const QUEUE_OVERFLOW: &str = "hark_store_queue_overflow_total";
 pub const RECORDS_DROPPED: &str = "hark_store_records_dropped_total";
+pub const SPOOL_READ_ERRORS: &str = "hark_store_spool_read_errors_total";
+
+/// Failed spool reads, for the test that they are backed off.
+#[cfg(test)]
+static READ_FAILURES: AtomicU64 = AtomicU64::new(0);
 pub const STORE_UP: &str = "hark_store_up";
 pub const WRITE_SECONDS: &str = "hark_store_write_seconds";
 
@@ -556,6 +561,9 @@ impl Task {
             Ok(Ok(rows)) => rows,
             // Back off like an outage, rather than try again at once.
             Ok(Err(e)) => {
+                metrics::counter!(SPOOL_READ_ERRORS).increment(1);
+                #[cfg(test)]
+                READ_FAILURES.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "cannot read the spool; will try again");
                 return self.down(StoreError::Unavailable(format!("spool unreadable: {e}")));
             }
@@ -697,6 +705,32 @@ mod tests {
             (0..2_000).collect::<Vec<i64>>(),
             "every record is in the spool, once"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A spool that cannot be read (here: its file replaced by a directory)
+    /// is tried again with backoff (250 ms doubling), not in a loop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreadable_spool_is_retried_with_backoff_not_in_a_loop() {
+        let dir = temp("unreadable");
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/hark.db?mode=rwc", dir.display());
+        let store = Store::open(&url).await.unwrap();
+        let mut spool = Spool::open(&dir.join("spool")).unwrap();
+        spool.append(&[Row::from_record(event(1), &pii())]).unwrap();
+        let path = spool.path().to_owned();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let before = READ_FAILURES.load(Ordering::Relaxed);
+        let writer = Writer::start_with(store, spool, pii(), Limits::default());
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let failures = READ_FAILURES.load(Ordering::Relaxed) - before;
+        // 0, 250, 750 ms (+ the 100 ms linger of nothing): a handful, not thousands.
+        assert!(
+            (1..=5).contains(&failures),
+            "{failures} reads failed in 1.5 s"
+        );
+        writer.finish(Duration::from_millis(200)).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
