@@ -381,8 +381,9 @@ impl CallContext {
     }
 
     /// Only the supervisor advances the generation.
-    pub(crate) fn advance_generation(&self) -> Generation {
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    /// The turn controller moved on to `generation`: anything older is stale.
+    pub(crate) fn set_generation(&self, generation: Generation) {
+        self.generation.store(generation, Ordering::Release);
     }
 
     /// Records tools called in turn `generation` and their results, unless

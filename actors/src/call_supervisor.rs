@@ -1,7 +1,7 @@
 //! `CallSupervisor`: owns one call. Spawns and links the children, restarts a
-//! failed child within a restart budget, and runs turn-taking: it owns the
-//! turn generation, starts bot turns when the caller's turn ends, and cancels
-//! them when the caller barges in.
+//! failed child within a restart budget, and carries out what the pure
+//! [`TurnController`] decides (start a bot turn, cancel it everywhere, close),
+//! putting each turn on record as it goes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::providers::Providers;
 use crate::records::{RecordSink, now_ms};
 use crate::stt::Stt;
 use crate::tts::{Tts, TtsMsg};
+use crate::turns::{Command, Event as TurnEvent, Lines, TurnController, TurnKind};
 use crate::util::{AbortOnDrop, LiveActor};
 use crate::vad::Vad;
 
@@ -122,40 +123,18 @@ pub async fn start_call(args: CallArgs) -> Result<CallHandle, SpawnErr> {
     })
 }
 
-#[derive(Debug, Clone)]
-enum TurnKind {
-    Reply,
-    Say(String),
-}
-
-struct BotTurn {
-    generation: Generation,
-    kind: TurnKind,
-    audio_started: bool,
-}
-
-struct Ending {
-    reason: EndReason,
-    generation: Generation,
-}
-
 pub struct CallSupervisor;
 
 pub struct SupervisorState {
     ctx: Arc<CallContext>,
     children: HashMap<ActorId, ChildKind>,
     restarts: VecDeque<Instant>,
-    bot: Option<BotTurn>,
-    last_speech_end: Option<Instant>,
-    /// Caller words heard while an uninterruptible bot turn was playing.
-    waiting: Vec<String>,
-    ending: Option<Ending>,
+    /// Who speaks next: the pure state machine this actor carries out.
+    turns: TurnController,
     end_timer: Option<AbortOnDrop>,
     /// Ends the call at `call.max_duration_secs`.
     _max_duration: Option<AbortOnDrop>,
     end_reason: Option<EndReason>,
-    /// The bot asked to hang up after this turn.
-    hang_up_after: Option<Generation>,
     started: Instant,
     /// Wall-clock start of the caller's current speech, for its turn record.
     speech_started_ms: Option<i64>,
@@ -215,43 +194,91 @@ fn speaks(kind: ChildKind) -> bool {
 }
 
 impl SupervisorState {
-    /// Starts a bot turn. `speech_end` (end of the caller speech it answers)
-    /// starts the response-latency clock; `None` for turns that answer no speech.
-    fn start_turn(
-        &mut self,
-        kind: TurnKind,
-        caller_text: Option<String>,
-        speech_end: Option<Instant>,
-    ) -> Generation {
-        let generation = self.ctx.advance_generation();
-        // Earlier bot turns are over (played, cut or dropped): on record now,
-        // and no longer needed in memory past the policy's window.
-        self.record_bot_turns(Some(generation));
-        self.ctx
-            .history()
-            .trim_to(self.ctx.policy.history.max_turns);
-        self.turn_starts.push((generation, now_ms()));
+    /// Feeds the turn controller and carries out what it decides.
+    fn apply(&mut self, myself: &ActorRef<SupervisorMsg>, event: TurnEvent) {
+        for command in self.turns.on(event) {
+            self.execute(myself, command);
+        }
+    }
+
+    fn execute(&mut self, myself: &ActorRef<SupervisorMsg>, command: Command) {
         let routes = &self.ctx.routes;
-        routes.media_out.send(MediaOutMsg::TurnStarted {
-            generation,
-            speech_end,
-        });
-        match &kind {
-            TurnKind::Reply => routes.policy.send(PolicyMsg::Respond {
+        match command {
+            Command::StartTurn {
                 generation,
+                kind,
                 caller_text,
-            }),
-            TurnKind::Say(text) => routes.policy.send(PolicyMsg::Say {
-                generation,
-                text: text.clone(),
-            }),
-        };
-        self.bot = Some(BotTurn {
-            generation,
-            kind,
-            audio_started: false,
-        });
-        generation
+                speech_end,
+            } => {
+                self.ctx.set_generation(generation);
+                // Earlier bot turns are over (played, cut or dropped): on record now,
+                // and no longer needed in memory past the policy's window.
+                self.record_bot_turns(Some(generation));
+                self.ctx
+                    .history()
+                    .trim_to(self.ctx.policy.history.max_turns);
+                self.turn_starts.push((generation, now_ms()));
+                let routes = &self.ctx.routes;
+                routes.media_out.send(MediaOutMsg::TurnStarted {
+                    generation,
+                    speech_end,
+                });
+                match kind {
+                    TurnKind::Reply => routes.policy.send(PolicyMsg::Respond {
+                        generation,
+                        caller_text,
+                    }),
+                    TurnKind::Say(text) => routes.policy.send(PolicyMsg::Say { generation, text }),
+                };
+            }
+            Command::Cancel { generation, clear } => {
+                // The LLM and TTS streams are aborted and, if the turn's audio
+                // reached the carrier, it is told to `clear`.
+                self.ctx.set_generation(generation);
+                routes.policy.send(PolicyMsg::Cancel { generation });
+                routes.tts.send(TtsMsg::Cancel { generation });
+                routes
+                    .media_out
+                    .send(MediaOutMsg::Cancel { generation, clear });
+            }
+            Command::BargedIn { generation } => {
+                metrics::counter!(m::BARGE_INS).increment(1);
+                self.ctx
+                    .recorder
+                    .event("barge_in", format!("turn {generation}"));
+                tracing::info!(parent: &self.ctx.span, generation, "barge-in: bot turn cancelled");
+            }
+            Command::Dropped { generation } => {
+                tracing::debug!(parent: &self.ctx.span, generation, "caller spoke before the reply played; dropped it");
+            }
+            Command::TurnFailed { generation } => {
+                self.ctx
+                    .recorder
+                    .event("turn_failed", format!("turn {generation}"));
+            }
+            Command::HangUpAfter { generation } => {
+                self.ctx
+                    .recorder
+                    .event("bot_ends_call", format!("turn {generation}"));
+            }
+            Command::ArmEndTimer => {
+                let me = myself.clone();
+                let timeout = self.ctx.settings.goodbye_timeout();
+                self.end_timer = Some(AbortOnDrop::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    let _ = me.send_message(SupervisorMsg::EndTimeout);
+                }));
+            }
+            Command::Close(reason) => {
+                // Closes the stream and stops the tree now.
+                if self.end_reason.is_some() {
+                    return;
+                }
+                self.end_reason = Some(reason);
+                let _ = self.ctx.outbound.try_send(Outbound::Close(reason));
+                myself.stop(Some(reason.as_str().to_owned()));
+            }
+        }
     }
 
     /// Puts bot turns older than `before` (all, if `None`) on record: the
@@ -295,77 +322,6 @@ impl SupervisorState {
         }
     }
 
-    /// Cancels the bot's turn everywhere: the LLM and TTS streams are aborted
-    /// and, if its audio reached Twilio, Twilio is told to `clear`.
-    fn cancel_bot(&mut self) -> Option<BotTurn> {
-        let bot = self.bot.take()?;
-        let generation = self.ctx.advance_generation();
-        let routes = &self.ctx.routes;
-        routes.policy.send(PolicyMsg::Cancel { generation });
-        routes.tts.send(TtsMsg::Cancel { generation });
-        routes.media_out.send(MediaOutMsg::Cancel {
-            generation,
-            clear: bot.audio_started,
-        });
-        Some(bot)
-    }
-
-    fn caller_words(&mut self, text: String, speech_end: Option<Instant>) {
-        if self.ending.is_some() || text.trim().is_empty() {
-            return;
-        }
-        if self.bot.is_some() {
-            self.waiting.push(text);
-        } else {
-            self.start_turn(TurnKind::Reply, Some(text), speech_end);
-        }
-    }
-
-    /// The caller talked (or pressed a key) over the bot.
-    fn interrupt(&mut self) {
-        if self.ending.is_some() || !self.ctx.policy.barge_in.enabled {
-            return;
-        }
-        if let Some(bot) = self.cancel_bot() {
-            if bot.audio_started {
-                metrics::counter!(m::BARGE_INS).increment(1);
-                self.ctx
-                    .recorder
-                    .event("barge_in", format!("turn {}", bot.generation));
-                tracing::info!(parent: &self.ctx.span, generation = bot.generation, "barge-in: bot turn cancelled");
-            } else {
-                tracing::debug!(parent: &self.ctx.span, generation = bot.generation, "caller spoke before the reply played; dropped it");
-            }
-        }
-    }
-
-    /// Ends the call after speaking `line` (goodbye, apology).
-    fn end_with(&mut self, myself: &ActorRef<SupervisorMsg>, reason: EndReason, line: String) {
-        if self.ending.is_some() {
-            return;
-        }
-        self.cancel_bot();
-        self.waiting.clear();
-        let generation = self.start_turn(TurnKind::Say(line), None, None);
-        self.ending = Some(Ending { reason, generation });
-        let me = myself.clone();
-        let timeout = self.ctx.settings.goodbye_timeout();
-        self.end_timer = Some(AbortOnDrop::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = me.send_message(SupervisorMsg::EndTimeout);
-        }));
-    }
-
-    /// Closes the stream and stops the tree now.
-    fn close(&mut self, myself: &ActorRef<SupervisorMsg>, reason: EndReason) {
-        if self.end_reason.is_some() {
-            return;
-        }
-        self.end_reason = Some(reason);
-        let _ = self.ctx.outbound.try_send(Outbound::Close(reason));
-        myself.stop(Some(reason.as_str().to_owned()));
-    }
-
     async fn child_failed(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
@@ -373,13 +329,10 @@ impl SupervisorState {
         mut reason: String,
     ) {
         let span = self.ctx.span.clone();
-        if let Some(ending) = &self.ending {
+        if self.turns.ending().is_some() {
             tracing::warn!(parent: &span, actor = kind.as_str(), %reason, "child failed while the call was ending");
-            if speaks(kind) {
-                let r = ending.reason;
-                self.close(myself, r);
-            }
-            return;
+            let speaks = speaks(kind);
+            return self.apply(myself, TurnEvent::ChildLostWhileEnding { speaks });
         }
         let budget = self.ctx.settings.restart_budget as usize;
         let window = self.ctx.settings.restart_window();
@@ -407,12 +360,13 @@ impl SupervisorState {
                         Ok(cell) => {
                             self.children.insert(cell.get_id(), kind);
                         }
-                        Err(_) => return self.close(myself, EndReason::RestartBudget),
+                        Err(_) => {
+                            let reason = EndReason::RestartBudget;
+                            return self.apply(myself, TurnEvent::Hangup { reason });
+                        }
                     }
                 }
-                let apology = self.ctx.policy.apology.clone();
-                self.end_with(myself, EndReason::RestartBudget, apology);
-                return;
+                return self.apply(myself, TurnEvent::RestartBudgetExhausted);
             }
             self.restarts.push_back(now);
             metrics::counter!(m::ACTOR_RESTARTS, "actor" => kind.as_str()).increment(1);
@@ -426,12 +380,8 @@ impl SupervisorState {
                 Err(e) => reason = format!("restart failed: {e}"),
             }
         }
-        // A turn that lost its LLM, TTS or playback state is spoken again from the start.
-        if speaks(kind)
-            && let Some(bot) = self.cancel_bot()
-        {
-            self.start_turn(bot.kind, None, None);
-        }
+        let speaks = speaks(kind);
+        self.apply(myself, TurnEvent::ChildRestarted { speaks });
     }
 }
 
@@ -446,18 +396,23 @@ impl Actor for CallSupervisor {
         ctx: Arc<CallContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
         ctx.routes.supervisor.set(myself);
+        let turns = TurnController::new(
+            Lines {
+                greeting: ctx.policy.greeting.clone(),
+                fallback: ctx.policy.fallback_line.clone(),
+                goodbye: ctx.policy.goodbye.clone(),
+                apology: ctx.policy.apology.clone(),
+            },
+            ctx.policy.barge_in.enabled,
+        );
         Ok(SupervisorState {
             ctx,
             children: HashMap::new(),
             restarts: VecDeque::new(),
-            bot: None,
-            last_speech_end: None,
-            waiting: Vec::new(),
-            ending: None,
+            turns,
             end_timer: None,
             _max_duration: None,
             end_reason: None,
-            hang_up_after: None,
             speech_started_ms: None,
             turn_starts: Vec::new(),
             started: Instant::now(),
@@ -491,10 +446,7 @@ impl Actor for CallSupervisor {
                 reason: EndReason::MaxDuration,
             });
         }));
-        let greeting = state.ctx.policy.greeting.clone();
-        if !greeting.trim().is_empty() {
-            state.start_turn(TurnKind::Say(greeting), None, None);
-        }
+        state.apply(&myself, TurnEvent::CallStarted);
         Ok(())
     }
 
@@ -532,43 +484,25 @@ impl Actor for CallSupervisor {
                     state.speech_started_ms = Some(now_ms() - at.elapsed().as_millis() as i64);
                 }
             }
-            SupervisorMsg::BargeIn { .. } => state.interrupt(),
+            SupervisorMsg::BargeIn { .. } => state.apply(&myself, TurnEvent::BargeIn),
             SupervisorMsg::SpeechEnded { last_voice, .. } => {
-                state.last_speech_end = Some(last_voice);
+                state.apply(&myself, TurnEvent::SpeechEnded { last_voice });
             }
             SupervisorMsg::Utterance { text } => {
                 let started = state.speech_started_ms.take().unwrap_or_else(now_ms);
                 // Bot turns that are over come first on record.
-                let active = state.bot.as_ref().map(|b| b.generation);
+                let active = state.turns.active();
                 state.record_bot_turns(active);
                 state.ctx.recorder.caller_turn(&text, started);
-                let speech_end = state.last_speech_end.take();
-                state.caller_words(text, speech_end);
+                state.apply(&myself, TurnEvent::Utterance { text });
             }
             SupervisorMsg::Unheard => {
                 state.ctx.recorder.event("caller_unheard", "");
                 state.speech_started_ms = None;
-                state.last_speech_end = None;
-                if state.ending.is_none() && state.bot.is_none() {
-                    let line = state.ctx.policy.fallback_line.clone();
-                    state.start_turn(TurnKind::Say(line), None, None);
-                }
+                state.apply(&myself, TurnEvent::Unheard);
             }
             SupervisorMsg::TurnFailed { generation } => {
-                if state
-                    .bot
-                    .as_ref()
-                    .is_some_and(|b| b.generation == generation)
-                    && state.ending.is_none()
-                {
-                    state
-                        .ctx
-                        .recorder
-                        .event("turn_failed", format!("turn {generation}"));
-                    state.cancel_bot();
-                    let line = state.ctx.policy.fallback_line.clone();
-                    state.start_turn(TurnKind::Say(line), None, None);
-                }
+                state.apply(&myself, TurnEvent::TurnFailed { generation });
             }
             SupervisorMsg::Dtmf { digit } => {
                 metrics::counter!(m::DTMF).increment(1);
@@ -578,72 +512,36 @@ impl Actor for CallSupervisor {
                     state.ctx.recorder.event("dtmf", "pressed");
                 }
                 tracing::debug!(parent: &state.ctx.span, %digit, "dtmf");
-                state.interrupt();
-                state.caller_words(format!("pressed {digit}"), None);
+                state.apply(&myself, TurnEvent::Dtmf { digit });
             }
             SupervisorMsg::PlaybackStarted { generation } => {
-                if let Some(bot) = state.bot.as_mut().filter(|b| b.generation == generation) {
-                    bot.audio_started = true;
-                }
+                state.apply(&myself, TurnEvent::PlaybackStarted { generation });
             }
             SupervisorMsg::PlaybackFinished { generation } => {
                 // The turn has played out: on record now, with its real end.
                 state.record_bot_turns(Some(generation + 1));
-                if let Some(ending) = &state.ending {
-                    if ending.generation == generation {
-                        let reason = ending.reason;
-                        state.close(&myself, reason);
-                    }
-                    return Ok(());
-                }
-                if state.hang_up_after == Some(generation) {
-                    state.close(&myself, EndReason::BotEnded);
-                    return Ok(());
-                }
-                if state
-                    .bot
-                    .as_ref()
-                    .is_some_and(|b| b.generation == generation)
-                {
-                    state.bot = None;
-                    if !state.waiting.is_empty() {
-                        let text = std::mem::take(&mut state.waiting).join(" ");
-                        state.start_turn(TurnKind::Reply, Some(text), None);
-                    }
-                }
+                state.apply(&myself, TurnEvent::PlaybackFinished { generation });
             }
             SupervisorMsg::OutboundStalled => {
                 tracing::warn!(parent: &state.ctx.span, "socket is not draining outbound audio");
-                state.close(&myself, EndReason::OutboundStalled);
+                let reason = EndReason::OutboundStalled;
+                state.apply(&myself, TurnEvent::Hangup { reason });
             }
             SupervisorMsg::BotEndsCall { generation } => {
-                // If the turn was interrupted meanwhile, the caller is talking: stay.
-                if state
-                    .bot
-                    .as_ref()
-                    .is_some_and(|b| b.generation == generation)
-                {
-                    state.hang_up_after = Some(generation);
-                    state
-                        .ctx
-                        .recorder
-                        .event("bot_ends_call", format!("turn {generation}"));
-                }
+                state.apply(&myself, TurnEvent::BotEndsCall { generation });
             }
-            SupervisorMsg::Hangup { reason } => state.close(&myself, reason),
+            SupervisorMsg::Hangup { reason } => state.apply(&myself, TurnEvent::Hangup { reason }),
             SupervisorMsg::EndCall { reason } => {
                 if reason == EndReason::MaxDuration {
                     tracing::info!(parent: &state.ctx.span, max_secs = state.ctx.settings.max_duration_secs, "call reached its maximum duration; saying goodbye");
                 }
-                let goodbye = state.ctx.policy.goodbye.clone();
-                state.end_with(&myself, reason, goodbye);
+                state.apply(&myself, TurnEvent::EndCall { reason });
             }
             SupervisorMsg::EndTimeout => {
-                if let Some(ending) = &state.ending {
-                    let reason = ending.reason;
+                if state.turns.ending().is_some() {
                     tracing::warn!(parent: &state.ctx.span, "closing before the last line finished playing");
-                    state.close(&myself, reason);
                 }
+                state.apply(&myself, TurnEvent::EndTimeout);
             }
         }
         Ok(())

@@ -15,8 +15,10 @@
 //!
 //! - Actors: [`call_supervisor`], [`media_in`], [`vad`], [`stt`], [`policy`],
 //!   [`tts`], [`media_out`]; what they share is in [`call`].
-//! - Pure logic inside them: [`sentences`] (streamed text → sentences,
-//!   UTF-8-safe), [`history`] (what was said and heard), [`tools`], [`ulaw`].
+//! - Pure logic inside them: [`turns`] (the turn controller: who speaks
+//!   next, events in and commands out), [`sentences`] (streamed text →
+//!   sentences, UTF-8-safe), [`history`] (what was said and heard),
+//!   [`tools`], [`ulaw`].
 //! - [`providers`] — STT, LLM and TTS behind small traits, one file per provider.
 //! - [`policy_file`] — the policy AI Ops edit, validated; the built-in default.
 //! - [`records`] — what a call leaves on record; [`backlog`] — mailbox bounds;
@@ -39,6 +41,7 @@ pub mod sentences;
 pub mod stt;
 pub mod tools;
 pub mod tts;
+pub mod turns;
 pub mod ulaw;
 pub mod util;
 pub mod vad;
