@@ -339,8 +339,10 @@ impl RateLimit {
             buckets: Mutex::new(HashMap::new()),
         }
     }
+}
 
-    pub fn admit(&self, who: &str) -> bool {
+impl crate::cluster::RateLimiter for RateLimit {
+    fn admit(&self, who: &str) -> bool {
         if self.per_second <= 0.0 {
             return true;
         }
@@ -1147,6 +1149,7 @@ pub fn spawn_purge(app: Arc<AppState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::RateLimiter;
 
     #[test]
     fn every_route_has_roles_and_admin_has_all() {

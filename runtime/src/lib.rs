@@ -12,7 +12,9 @@
 //! - [`webhooks`] — Twilio's voice and status webhooks and the stream
 //!   upgrade: signatures, blocklist and caller limits, stream tokens.
 //! - [`stream_token`] — the token that binds a stream to its webhook (codec).
-//! - [`live_calls`] — one live stream per call on this node.
+//! - [`cluster`] — state a cluster will share, behind small traits: live
+//!   calls (one stream per call), the caller limiter, the API rate limiter;
+//!   in-process implementations.
 //! - [`media_stream`] — one stream's session: Twilio in, the call's audio out.
 //! - [`twilio`] — Twilio's wire formats (messages, TwiML, signatures; no I/O).
 //! - [`lifecycle`] — admission (`max_calls`) and graceful shutdown.
@@ -22,12 +24,12 @@
 //! - [`health`], [`doctor`] — provider checks; [`telemetry`] — logs, metrics, banner.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod doctor;
 pub mod health;
 pub mod http_limits;
 pub mod lifecycle;
-pub mod live_calls;
 pub mod media_stream;
 pub mod pii;
 pub mod server;

@@ -35,8 +35,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tracing::Span;
 
+use crate::cluster::{CallClaim, Refused};
 use crate::lifecycle::CallSlot;
-use crate::live_calls::Refused;
 use crate::server::AppState;
 use crate::stream_token::{self, StreamClaims, TokenError};
 use crate::twilio::messages::{MarkBody, OutMedia, StartMeta};
@@ -95,7 +95,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
             return;
         }
     };
-    let claim = match app.live_calls.claim(&start.call_sid) {
+    let claim = match CallClaim::new(&app.live_calls, &start.call_sid) {
         Ok(claim) => claim,
         Err(why) => {
             metrics::counter!(CALLS_REJECTED, "reason" => "duplicate_call").increment(1);

@@ -29,11 +29,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
+use crate::cluster::live_calls::LiveCalls;
+use crate::cluster::{CallRegistry, CallerLimiter, RateLimiter};
 use crate::config::Config;
 use crate::health::ProviderHealth;
 use crate::http_limits::{ConnLimits, REFUSED_RESPONSE, WriteDeadline};
 use crate::lifecycle::Lifecycle;
-use crate::live_calls::LiveCalls;
 use crate::stream_token::TokenKey;
 use crate::workers::Workers;
 
@@ -75,8 +76,8 @@ pub struct AppState {
     pub pii: Arc<crate::pii::Pii>,
     /// Twilio's auth token: when set, every Twilio request must be signed.
     pub twilio_auth_token: Option<hark_actors::providers::Secret>,
-    pub caller_limit: crate::webhooks::CallerLimit,
-    pub api_limit: crate::api::RateLimit,
+    pub caller_limit: Arc<dyn CallerLimiter>,
+    pub api_limit: Arc<dyn RateLimiter>,
     /// Token lookups, cached briefly.
     pub tokens: crate::api::TokenCache,
     /// Failed API authentications per client address.
@@ -84,7 +85,7 @@ pub struct AppState {
     /// Signs and verifies the stream tokens the voice webhook hands out.
     pub stream_tokens: TokenKey,
     /// Calls with a live stream on this node: one stream per call.
-    pub live_calls: Arc<LiveCalls>,
+    pub live_calls: Arc<dyn CallRegistry>,
 }
 
 impl AppState {
@@ -300,10 +301,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         store_health: Arc::clone(&writer.queue.health),
         pii: Arc::clone(&pii),
         twilio_auth_token,
-        caller_limit: crate::webhooks::CallerLimit::new(config.caller_calls_per_hour),
+        caller_limit: Arc::new(crate::webhooks::CallerLimit::new(
+            config.caller_calls_per_hour,
+        )),
         stream_tokens,
         live_calls: Arc::new(LiveCalls::default()),
-        api_limit: crate::api::RateLimit::new(config.api_requests_per_second),
+        api_limit: Arc::new(crate::api::RateLimit::new(config.api_requests_per_second)),
         tokens: crate::api::TokenCache::default(),
         auth_failures: crate::api::AuthFailures::new(config.api_auth_failures_per_minute),
         health,

@@ -358,7 +358,16 @@ impl CallerLimit {
         }
     }
 
-    pub fn admit(&self, caller: &str) -> bool {
+    pub fn remembered(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl crate::cluster::CallerLimiter for CallerLimit {
+    fn admit(&self, caller: &str) -> bool {
         if self.per_hour == 0 {
             return true;
         }
@@ -374,18 +383,12 @@ impl CallerLimit {
         entry.1 = entry.1.saturating_add(1);
         entry.1 <= self.per_hour
     }
-
-    pub fn remembered(&self) -> usize {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::CallerLimiter;
 
     #[test]
     fn withheld_and_invalid_numbers_are_nobody() {

@@ -8,14 +8,17 @@
 //! records are numbered after the earlier streams' so none collide. Ended
 //! calls are remembered for [`REMEMBER`] for that.
 //!
-//! The registry is this node's: a duplicate stream that reaches another node
-//! is caught by the cluster registry (a later issue), not here.
+//! This is the in-process [`CallRegistry`]: it knows this node's streams
+//! only; a duplicate stream that reaches another node is for the cluster
+//! registry (a later issue) behind the same trait.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::{CallRegistry, Refused};
 
 /// How long a call's stream count is kept after its last stream ended.
 pub const REMEMBER: Duration = Duration::from_secs(3600);
@@ -36,56 +39,14 @@ struct Inner {
 #[derive(Default)]
 pub struct LiveCalls(Mutex<Inner>);
 
-/// Why a stream was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// A stream of this call is live on this node.
-    Duplicate,
-    /// The call has had [`MAX_STREAMS`] streams.
-    TooManyStreams,
-}
-
-/// A live stream's hold on its call SID; released when dropped.
-pub struct CallClaim {
-    calls: Arc<LiveCalls>,
-    call_sid: String,
-    /// 0 for the call's first stream on this node, then 1, 2…
-    pub stream_index: u32,
-}
-
-impl CallClaim {
-    /// Where this stream's turn and event numbers start.
-    pub fn record_base(&self) -> u32 {
-        self.stream_index.saturating_mul(RECORDS_PER_STREAM)
-    }
-}
-
-impl Drop for CallClaim {
-    fn drop(&mut self) {
-        let mut inner = self.calls.lock();
-        inner.live.remove(&self.call_sid);
-        let now = Instant::now();
-        if inner.ended.len() >= REMEMBER_MAX {
-            inner
-                .ended
-                .retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
-        }
-        if inner.ended.len() < REMEMBER_MAX {
-            inner.ended.insert(
-                std::mem::take(&mut self.call_sid),
-                (self.stream_index.saturating_add(1), now),
-            );
-        }
-    }
-}
-
 impl LiveCalls {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// Claims `call_sid` for a new stream, unless one is live.
-    pub fn claim(self: &Arc<Self>, call_sid: &str) -> Result<CallClaim, Refused> {
+impl CallRegistry for LiveCalls {
+    fn claim(&self, call_sid: &str) -> Result<u32, Refused> {
         let mut inner = self.lock();
         if inner.live.contains(call_sid) {
             return Err(Refused::Duplicate);
@@ -98,40 +59,61 @@ impl LiveCalls {
             return Err(Refused::TooManyStreams);
         }
         inner.live.insert(call_sid.to_owned());
-        Ok(CallClaim {
-            calls: Arc::clone(self),
-            call_sid: call_sid.to_owned(),
-            stream_index,
-        })
+        Ok(stream_index)
     }
 
-    pub fn is_live(&self, call_sid: &str) -> bool {
+    fn release(&self, call_sid: &str, stream_index: u32) {
+        let mut inner = self.lock();
+        inner.live.remove(call_sid);
+        let now = Instant::now();
+        if inner.ended.len() >= REMEMBER_MAX {
+            inner
+                .ended
+                .retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
+        }
+        if inner.ended.len() < REMEMBER_MAX {
+            inner
+                .ended
+                .insert(call_sid.to_owned(), (stream_index.saturating_add(1), now));
+        }
+    }
+
+    fn is_live(&self, call_sid: &str) -> bool {
         self.lock().live.contains(call_sid)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::cluster::CallClaim;
 
     #[tokio::test(start_paused = true)]
     async fn one_live_stream_per_call_and_later_streams_numbered_after() {
-        let calls = Arc::new(LiveCalls::default());
-        let first = calls.claim("CA1").unwrap();
+        let calls: Arc<dyn CallRegistry> = Arc::new(LiveCalls::default());
+        let first = CallClaim::new(&calls, "CA1").unwrap();
         assert_eq!(first.record_base(), 0);
-        assert_eq!(calls.claim("CA1").err(), Some(Refused::Duplicate));
-        assert!(calls.claim("CA2").is_ok(), "other calls are not affected");
+        assert_eq!(
+            CallClaim::new(&calls, "CA1").err(),
+            Some(Refused::Duplicate)
+        );
+        assert!(
+            CallClaim::new(&calls, "CA2").is_ok(),
+            "other calls are not affected"
+        );
         assert!(calls.is_live("CA1"));
         drop(first);
         assert!(!calls.is_live("CA1"));
         // The call comes back (after a transfer attempt): a new stream.
-        let again = calls.claim("CA1").unwrap();
+        let again = CallClaim::new(&calls, "CA1").unwrap();
         assert_eq!(again.stream_index, 1);
         assert_eq!(again.record_base(), RECORDS_PER_STREAM);
         drop(again);
         // Long after, it is a stranger again.
         tokio::time::advance(REMEMBER + Duration::from_secs(1)).await;
-        assert_eq!(calls.claim("CA1").unwrap().stream_index, 0);
+        assert_eq!(CallClaim::new(&calls, "CA1").unwrap().stream_index, 0);
     }
 
     #[test]

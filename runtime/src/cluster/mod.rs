@@ -1,0 +1,116 @@
+//! State a cluster of nodes will have to share, each piece behind a small
+//! trait: which calls have a live stream (and, later, on which node), how
+//! often a caller has called, how fast an API token is being used. Today's
+//! in-process maps are the implementations; a Redis one is a later issue and
+//! changes only what `AppState` is built with.
+//!
+//! # Layout
+//! - [`CallRegistry`], held through a [`CallClaim`] for as long as a stream
+//!   lives; in-process: [`live_calls::LiveCalls`].
+//! - [`CallerLimiter`]: call attempts per caller; in-process:
+//!   [`crate::webhooks::CallerLimit`] (bounded LRU).
+//! - [`RateLimiter`]: admin API requests per token; in-process:
+//!   [`crate::api::RateLimit`].
+
+use std::sync::Arc;
+
+pub mod live_calls;
+
+/// Why a stream was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A stream of this call is live.
+    Duplicate,
+    /// The call has had [`live_calls::MAX_STREAMS`] streams.
+    TooManyStreams,
+}
+
+/// The calls with a live stream: one stream per call.
+pub trait CallRegistry: Send + Sync {
+    /// Claims `call_sid` for a new stream, unless one is live: the new
+    /// stream's index (0 for the call's first, then 1, 2…).
+    fn claim(&self, call_sid: &str) -> Result<u32, Refused>;
+    /// The stream `claim` numbered `stream_index` has ended.
+    fn release(&self, call_sid: &str, stream_index: u32);
+    fn is_live(&self, call_sid: &str) -> bool;
+}
+
+/// Call attempts per caller (keyed by the number's keyed hash).
+pub trait CallerLimiter: Send + Sync {
+    /// Counts an attempt; false when the caller is over the limit.
+    fn admit(&self, caller: &str) -> bool;
+}
+
+/// Requests per client (an API token's name).
+pub trait RateLimiter: Send + Sync {
+    /// Takes one request's worth; false when the client is over its rate.
+    fn admit(&self, who: &str) -> bool;
+}
+
+/// A live stream's hold on its call SID; released when dropped.
+pub struct CallClaim {
+    registry: Arc<dyn CallRegistry>,
+    call_sid: String,
+    /// 0 for the call's first stream, then 1, 2…
+    pub stream_index: u32,
+}
+
+impl CallClaim {
+    pub fn new(registry: &Arc<dyn CallRegistry>, call_sid: &str) -> Result<Self, Refused> {
+        let stream_index = registry.claim(call_sid)?;
+        Ok(Self {
+            registry: Arc::clone(registry),
+            call_sid: call_sid.to_owned(),
+            stream_index,
+        })
+    }
+
+    /// Where this stream's turn and event numbers start.
+    pub fn record_base(&self) -> u32 {
+        self.stream_index
+            .saturating_mul(live_calls::RECORDS_PER_STREAM)
+    }
+}
+
+impl Drop for CallClaim {
+    fn drop(&mut self) {
+        self.registry.release(&self.call_sid, self.stream_index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Another registry behind the seam: one that logs what it is asked.
+    #[derive(Default)]
+    struct Logging(Mutex<Vec<String>>);
+
+    impl CallRegistry for Logging {
+        fn claim(&self, call_sid: &str) -> Result<u32, Refused> {
+            self.0.lock().unwrap().push(format!("claim {call_sid}"));
+            Ok(7)
+        }
+        fn release(&self, call_sid: &str, stream_index: u32) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("release {call_sid} {stream_index}"));
+        }
+        fn is_live(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_claim_is_released_to_its_registry_with_its_stream_index_when_dropped() {
+        let log = Arc::new(Logging::default());
+        let registry: Arc<dyn CallRegistry> = log.clone();
+        let claim = CallClaim::new(&registry, "CA9").unwrap();
+        assert_eq!(claim.record_base(), 7 * live_calls::RECORDS_PER_STREAM);
+        drop(claim);
+        assert_eq!(*log.0.lock().unwrap(), ["claim CA9", "release CA9 7"]);
+    }
+}
