@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::call::{CallContext, CallIds, CallSettings, ChildKind, EndReason, Generation, Outbound};
-use crate::fault::FaultPlan;
+use crate::fault::{Child, FaultPlan};
 use crate::media_in::MediaIn;
 use crate::media_out::{MediaOut, MediaOutMsg};
 use crate::metrics as m;
@@ -153,32 +153,32 @@ async fn spawn_child(
     let routes = &ctx.routes;
     Ok(match kind {
         ChildKind::MediaIn => {
-            let (r, _) = MediaIn::spawn_linked(None, MediaIn, c, sup).await?;
+            let (r, _) = Actor::spawn_linked(None, Child(MediaIn), c, sup).await?;
             routes.media_in.set(r.clone());
             r.get_cell()
         }
         ChildKind::Vad => {
-            let (r, _) = Vad::spawn_linked(None, Vad, c, sup).await?;
+            let (r, _) = Actor::spawn_linked(None, Child(Vad), c, sup).await?;
             routes.vad.set(r.clone());
             r.get_cell()
         }
         ChildKind::Stt => {
-            let (r, _) = Stt::spawn_linked(None, Stt, c, sup).await?;
+            let (r, _) = Actor::spawn_linked(None, Child(Stt), c, sup).await?;
             routes.stt.set(r.clone());
             r.get_cell()
         }
         ChildKind::Policy => {
-            let (r, _) = Policy::spawn_linked(None, Policy, c, sup).await?;
+            let (r, _) = Actor::spawn_linked(None, Child(Policy), c, sup).await?;
             routes.policy.set(r.clone());
             r.get_cell()
         }
         ChildKind::Tts => {
-            let (r, _) = Tts::spawn_linked(None, Tts, c, sup).await?;
+            let (r, _) = Actor::spawn_linked(None, Child(Tts), c, sup).await?;
             routes.tts.set(r.clone());
             r.get_cell()
         }
         ChildKind::MediaOut => {
-            let (r, _) = MediaOut::spawn_linked(None, MediaOut, c, sup).await?;
+            let (r, _) = Actor::spawn_linked(None, Child(MediaOut), c, sup).await?;
             routes.media_out.set(r.clone());
             r.get_cell()
         }

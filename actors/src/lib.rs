@@ -22,7 +22,8 @@
 //! - [`providers`] — STT, LLM and TTS behind small traits, one file per provider.
 //! - [`policy_file`] — the policy AI Ops edit, validated; the built-in default.
 //! - [`records`] — what a call leaves on record; [`backlog`] — mailbox bounds;
-//!   [`metrics`] — metric names; [`fault`] — test-only fault injection;
+//!   [`metrics`] — metric names; [`fault`] — the `Child` wrapper every
+//!   child actor runs in (live-actor count, test-only fault injection);
 //!   [`util`] — guards tying tasks to actors.
 
 pub mod backlog;

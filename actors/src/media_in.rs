@@ -21,7 +21,6 @@ use crate::media_out::MediaOutMsg;
 use crate::metrics as m;
 use crate::stt::SttMsg;
 use crate::ulaw::{self, FRAME_SAMPLES};
-use crate::util::Incarnation;
 use crate::vad::VadMsg;
 
 /// Largest payload carried inline (no heap) in a message: one Twilio frame.
@@ -125,6 +124,10 @@ fn is_gap(last: Option<u64>, seq: u64) -> bool {
 
 pub struct MediaIn;
 
+impl crate::fault::CallChild for MediaIn {
+    const KIND: ChildKind = ChildKind::MediaIn;
+}
+
 pub struct MediaInState {
     ctx: Arc<CallContext>,
     last_seq: Option<u64>,
@@ -136,7 +139,6 @@ pub struct MediaInState {
     gaps: Counter,
     vad_drops: Counter,
     stt_drops: Counter,
-    life: Incarnation,
 }
 
 impl MediaInState {
@@ -225,7 +227,6 @@ impl Actor for MediaIn {
             gaps: metrics::counter!(m::SEQUENCE_GAPS),
             vad_drops: metrics::counter!(m::FRAMES_DROPPED, "stage" => "vad"),
             stt_drops: metrics::counter!(m::FRAMES_DROPPED, "stage" => "stt"),
-            life: Incarnation::default(),
         })
     }
 
@@ -235,7 +236,6 @@ impl Actor for MediaIn {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.life.on_message(&state.ctx.fault, ChildKind::MediaIn);
         match msg {
             MediaInMsg::Media {
                 seq,

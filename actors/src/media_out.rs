@@ -27,7 +27,7 @@ use crate::call_supervisor::SupervisorMsg;
 use crate::history::Heard;
 use crate::metrics as m;
 use crate::ulaw::FRAME_SAMPLES;
-use crate::util::{AbortOnDrop, Incarnation};
+use crate::util::AbortOnDrop;
 
 /// If Twilio has not echoed a turn's marks this long after its audio should
 /// have finished playing, the turn is taken as played (marks can be lost).
@@ -131,6 +131,10 @@ impl Turn {
 
 pub struct MediaOut;
 
+impl crate::fault::CallChild for MediaOut {
+    const KIND: ChildKind = ChildKind::MediaOut;
+}
+
 pub struct MediaOutState {
     ctx: Arc<CallContext>,
     turn: Turn,
@@ -143,7 +147,6 @@ pub struct MediaOutState {
     timer: Option<(Instant, AbortOnDrop)>,
     frames_sent: Counter,
     turn_response: Histogram,
-    life: Incarnation,
 }
 
 impl MediaOutState {
@@ -308,7 +311,6 @@ impl Actor for MediaOut {
             timer: None,
             frames_sent: metrics::counter!(m::FRAMES_SENT),
             turn_response: metrics::histogram!(m::TURN_RESPONSE, "provider" => pipeline),
-            life: Incarnation::default(),
         })
     }
 
@@ -318,7 +320,6 @@ impl Actor for MediaOut {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.life.on_message(&state.ctx.fault, ChildKind::MediaOut);
         match msg {
             MediaOutMsg::TurnStarted {
                 generation,

@@ -25,7 +25,7 @@ use crate::providers::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ProviderErr
 use crate::sentences::SentenceSplitter;
 use crate::tools::Effect;
 use crate::tts::TtsMsg;
-use crate::util::{AbortOnDrop, Incarnation};
+use crate::util::AbortOnDrop;
 
 #[derive(Debug)]
 pub enum PolicyMsg {
@@ -46,11 +46,14 @@ pub enum PolicyMsg {
 
 pub struct Policy;
 
+impl crate::fault::CallChild for Policy {
+    const KIND: ChildKind = ChildKind::Policy;
+}
+
 pub struct PolicyState {
     ctx: Arc<CallContext>,
     /// The turn being generated; dropping it aborts the LLM stream.
     inflight: Option<(Generation, AbortOnDrop)>,
-    life: Incarnation,
 }
 
 /// Hands sentences of one turn to `Tts`, recording each in the history.
@@ -307,7 +310,6 @@ impl Actor for Policy {
         Ok(PolicyState {
             ctx,
             inflight: None,
-            life: Incarnation::default(),
         })
     }
 
@@ -317,7 +319,6 @@ impl Actor for Policy {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.life.on_message(&state.ctx.fault, ChildKind::Policy);
         match msg {
             PolicyMsg::Respond {
                 generation,

@@ -32,7 +32,7 @@ use crate::call::{CallContext, ChildKind};
 use crate::call_supervisor::SupervisorMsg;
 use crate::metrics as m;
 use crate::providers::{ProviderError, SpeechInfo, SttEvent, SttInput, SttSession};
-use crate::util::{AbortOnDrop, Incarnation};
+use crate::util::AbortOnDrop;
 
 /// Audio kept from before speech is detected: 0.5 s of μ-law.
 const PRE_ROLL_BYTES: usize = 4000;
@@ -94,6 +94,10 @@ struct Pending {
 
 pub struct Stt;
 
+impl crate::fault::CallChild for Stt {
+    const KIND: ChildKind = ChildKind::Stt;
+}
+
 pub struct SttState {
     ctx: Arc<CallContext>,
     live: Option<Live>,
@@ -118,7 +122,6 @@ pub struct SttState {
     utterances: u64,
     finals: Vec<String>,
     fallback_task: Option<AbortOnDrop>,
-    life: Incarnation,
 }
 
 impl SttState {
@@ -325,7 +328,6 @@ impl Actor for Stt {
             utterances: 0,
             finals: Vec::new(),
             fallback_task: None,
-            life: Incarnation::default(),
         };
         state.connect(&myself);
         Ok(state)
@@ -348,7 +350,6 @@ impl Actor for Stt {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.life.on_message(&state.ctx.fault, ChildKind::Stt);
         match msg {
             SttMsg::Audio { ulaw, slot } => {
                 state.audio(ulaw);

@@ -22,7 +22,7 @@ use crate::call::{CallContext, ChildKind, Generation, frames_in};
 use crate::media_out::MediaOutMsg;
 use crate::metrics as m;
 use crate::providers::{AudioStream, ProviderError, TtsProvider};
-use crate::util::{AbortOnDrop, Incarnation};
+use crate::util::AbortOnDrop;
 
 /// Largest chunk handed to `MediaOut`: also the granularity of marks, hence
 /// of how precisely Hark knows what the caller heard.
@@ -45,6 +45,10 @@ pub enum TtsMsg {
 
 pub struct Tts;
 
+impl crate::fault::CallChild for Tts {
+    const KIND: ChildKind = ChildKind::Tts;
+}
+
 struct Sentence {
     generation: Generation,
     index: u32,
@@ -58,7 +62,6 @@ pub struct TtsState {
     queue: VecDeque<Sentence>,
     busy: Option<(Generation, AbortOnDrop)>,
     end_pending: Option<Generation>,
-    life: Incarnation,
 }
 
 impl TtsState {
@@ -206,7 +209,6 @@ impl Actor for Tts {
             queue: VecDeque::new(),
             busy: None,
             end_pending: None,
-            life: Incarnation::default(),
         })
     }
 
@@ -216,7 +218,6 @@ impl Actor for Tts {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.life.on_message(&state.ctx.fault, ChildKind::Tts);
         match msg {
             TtsMsg::Speak {
                 generation,

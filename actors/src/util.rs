@@ -4,13 +4,8 @@
 //! its supervisor, or panicked (when `post_stop` does not run) — so anything
 //! that must not outlive the actor is owned by a guard in its state.
 
-use std::sync::Arc;
-
 use metrics::Gauge;
 use tokio::task::JoinHandle;
-
-use crate::call::ChildKind;
-use crate::fault::FaultPlan;
 
 /// Aborts the task when dropped: the actor's in-flight work dies with it.
 #[derive(Debug)]
@@ -62,23 +57,6 @@ impl Default for LiveActor {
 impl Drop for LiveActor {
     fn drop(&mut self) {
         self.0.decrement(1.0);
-    }
-}
-
-/// What every incarnation of a call actor carries: its place in
-/// `hark_call_actors` and its message count for fault injection.
-#[derive(Debug, Default)]
-pub struct Incarnation {
-    handled: u32,
-    _live: LiveActor,
-}
-
-impl Incarnation {
-    /// Called once per handled message; panics if a test fault plan says so.
-    pub fn on_message(&mut self, fault: &Option<Arc<FaultPlan>>, kind: ChildKind) {
-        if let Some(plan) = fault {
-            plan.on_message(kind, &mut self.handled);
-        }
     }
 }
 

@@ -19,7 +19,6 @@ use crate::policy_file::{FRAME_MS, PolicyFile, VadMode};
 use crate::providers::SpeechInfo;
 use crate::stt::SttMsg;
 use crate::ulaw::FRAME_SAMPLES;
-use crate::util::Incarnation;
 
 #[derive(Debug)]
 pub enum VadMsg {
@@ -230,11 +229,14 @@ impl FrameClassifier {
 
 pub struct Vad;
 
+impl crate::fault::CallChild for Vad {
+    const KIND: ChildKind = ChildKind::Vad;
+}
+
 pub struct VadState {
     ctx: Arc<CallContext>,
     classifier: FrameClassifier,
     endpointer: Endpointer,
-    life: Incarnation,
 }
 
 impl Actor for Vad {
@@ -254,7 +256,6 @@ impl Actor for Vad {
             ),
             endpointer: Endpointer::for_policy(&ctx.policy, Instant::now()),
             ctx,
-            life: Incarnation::default(),
         })
     }
 
@@ -264,7 +265,6 @@ impl Actor for Vad {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.life.on_message(&state.ctx.fault, ChildKind::Vad);
         let VadMsg::Frame {
             pcm,
             received,
