@@ -28,10 +28,10 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hark_actors::MarkId;
 use hark_actors::ulaw::{FRAME_SAMPLES, SILENCE};
-use hark_runtime::twilio::messages::{
+use hark_carrier::twilio::messages::{
     DtmfBody, MarkBody, MediaBody, MediaFormat, StartMeta, StopBody,
 };
-use hark_runtime::twilio::{HarkMessage, StrNum, TwilioEvent};
+use hark_carrier::twilio::{HarkMessage, StrNum, TwilioEvent};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;

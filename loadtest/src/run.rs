@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use hark_runtime::workers::Workers;
+use hark_workers::Workers;
 
 use crate::caller::{Caller, CallerOptions};
 use crate::scenario::Scenario;

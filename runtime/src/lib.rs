@@ -7,7 +7,8 @@
 //! - [`config`] — the runtime config (defaults ← file ← `HARK_*` ← flags).
 //! - [`server`] — start-up checks, the accept loop (connection limits, TCP
 //!   keepalive, one connection per worker thread) and the router.
-//! - [`workers`] — thread-per-core: N single-threaded runtimes.
+//! - [`workers`] — thread-per-core: N single-threaded runtimes (the
+//!   `hark-workers` crate, re-exported).
 //! - [`http_limits`] — connection caps, trusted proxies, request deadlines.
 //! - [`webhooks`] — Twilio's voice and status webhooks and the stream
 //!   upgrade: signatures, blocklist and caller limits, stream tokens.
@@ -16,7 +17,8 @@
 //!   calls (one stream per call), the caller limiter, the API rate limiter;
 //!   in-process implementations.
 //! - [`media_stream`] — one stream's session: Twilio in, the call's audio out.
-//! - [`twilio`] — Twilio's wire formats (messages, TwiML, signatures; no I/O).
+//! - [`twilio`] — Twilio's wire formats (messages, TwiML, signatures; no I/O;
+//!   the `hark-carrier` crate, re-exported).
 //! - [`lifecycle`] — admission (`max_calls`) and graceful shutdown.
 //! - [`store`] — call records (PostgreSQL / SQLite), the writer and its spool.
 //! - [`pii`] — encryption of personal data at rest, key files.
@@ -36,9 +38,9 @@ pub mod server;
 pub mod store;
 pub mod stream_token;
 pub mod telemetry;
-pub mod twilio;
+pub use hark_carrier::twilio;
 pub mod webhooks;
-pub mod workers;
+pub use hark_workers as workers;
 
 pub use config::Config;
 pub use server::{ServeError, serve};

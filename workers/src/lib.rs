@@ -7,6 +7,10 @@
 //! finds nothing to do; measured on 500 calls, keeping each call on one
 //! thread cut Hark's CPU by 16%. Calls are independent, so spreading them
 //! over cores by connection is all the parallelism they need.
+//!
+//! # Layout
+//!
+//! One file: [`Workers`] (start, spawn on the least loaded, loads, handles).
 
 use std::future::Future;
 use std::sync::Arc;
