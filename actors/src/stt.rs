@@ -132,10 +132,9 @@ impl SttState {
     /// Starts a connection attempt in the background (audio keeps flowing in meanwhile).
     fn connect(&mut self, myself: &ActorRef<SttMsg>) {
         let stt = Arc::clone(&self.ctx.providers.stt);
-        let ids = self.ctx.ids.clone();
         let me = myself.clone();
         self.connecting = Some(AbortOnDrop::spawn(async move {
-            let result = stt.connect(&ids).await;
+            let result = stt.connect().await;
             let _ = me.send_message(SttMsg::Connected(result));
         }));
     }

@@ -149,8 +149,8 @@ impl SttProvider for Droppable {
     fn name(&self) -> &'static str {
         self.0.name()
     }
-    async fn connect(&self, call: &CallIds) -> Result<SttSession, ProviderError> {
-        self.0.connect(call).await
+    async fn connect(&self) -> Result<SttSession, ProviderError> {
+        self.0.connect().await
     }
 }
 

@@ -23,7 +23,6 @@ use futures::channel::mpsc as fmpsc;
 use tokio::sync::mpsc;
 
 use super::{SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
-use crate::call::CallIds;
 use crate::policy_file::DeepgramSettings;
 use crate::providers::{Endpoint, ProviderError, Secret};
 
@@ -256,7 +255,7 @@ impl SttProvider for Deepgram {
         "deepgram"
     }
 
-    async fn connect(&self, _call: &CallIds) -> Result<SttSession, ProviderError> {
+    async fn connect(&self) -> Result<SttSession, ProviderError> {
         let options = Options::builder()
             .model(Model::from(self.settings.model.clone()))
             .language(Language::from(self.settings.language.clone()))

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use super::ProviderError;
-use crate::call::CallIds;
 
 pub mod deepgram;
 pub mod openai;
@@ -60,7 +59,7 @@ pub trait SttProvider: Send + Sync + 'static {
     fn sessions_can_drop(&self) -> bool {
         true
     }
-    async fn connect(&self, call: &CallIds) -> Result<SttSession, ProviderError>;
+    async fn connect(&self) -> Result<SttSession, ProviderError>;
     /// Reachability, credentials, model; a one-line description when healthy.
     async fn check(&self) -> Result<String, ProviderError> {
         Ok("simulated".into())

@@ -11,7 +11,6 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 
 use super::{SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
-use crate::call::CallIds;
 use crate::policy_file::SimSttSettings;
 use crate::providers::ProviderError;
 
@@ -39,7 +38,7 @@ impl SttProvider for SimStt {
         false
     }
 
-    async fn connect(&self, _call: &CallIds) -> Result<SttSession, ProviderError> {
+    async fn connect(&self) -> Result<SttSession, ProviderError> {
         let (tx, rx) = mpsc::unbounded();
         Ok(SttSession {
             input: Box::new(SimSttInput {
@@ -105,21 +104,13 @@ impl SttInput for SimSttInput {
 mod tests {
     use super::*;
 
-    fn ids() -> CallIds {
-        CallIds {
-            call_sid: "CA1".into(),
-            stream_sid: "MZ1".into(),
-            account_sid: "AC1".into(),
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn script_lines_cycle_after_the_final_delay() {
         let stt = SimStt::new(SimSttSettings {
             final_delay_ms: 200,
             script: vec!["one".into(), "two".into()],
         });
-        let mut s = stt.connect(&ids()).await.unwrap();
+        let mut s = stt.connect().await.unwrap();
         let start = tokio::time::Instant::now();
         for _ in 0..3 {
             s.input.end_of_speech(SpeechInfo { speech_ms: 900 });
@@ -141,7 +132,7 @@ mod tests {
             final_delay_ms: 0,
             script: vec![],
         });
-        let mut s = stt.connect(&ids()).await.unwrap();
+        let mut s = stt.connect().await.unwrap();
         s.input.end_of_speech(SpeechInfo { speech_ms: 1500 });
         let Some(SttEvent::Final { text, .. }) = s.events.next().await else {
             panic!()
