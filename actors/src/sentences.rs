@@ -68,6 +68,13 @@ impl SentenceSplitter {
         let mut count = 0;
         while let Some((i, c)) = chars.next() {
             count += 1;
+            if count > MAX_SENTENCE_CHARS {
+                // Past the limit with no full stop: cut at the last soft
+                // break, or right here if the text has none (CJK, one long
+                // word). Checked first: a stop as the 221st character must
+                // not make a 221-character sentence.
+                return Some(soft.unwrap_or(i));
+            }
             let after = i + c.len_utf8();
             if ends_alone(c) && nonblank {
                 return Some(after);
@@ -80,11 +87,6 @@ impl SentenceSplitter {
                 return Some(after);
             }
             nonblank |= !c.is_whitespace();
-            if count > MAX_SENTENCE_CHARS {
-                // Past the limit with no full stop: cut at the last soft
-                // break, or right here if the text has none (CJK, one long word).
-                return Some(soft.unwrap_or(i));
-            }
             if soft_break(c) {
                 soft = Some(after);
             }
@@ -213,6 +215,21 @@ mod tests {
             "[\u{1F600}-\u{1F64F}\u{a0} .a-z]{0,400}",
         ];
         (text, proptest::collection::vec(any::<usize>(), 0..20))
+    }
+
+    #[test]
+    fn a_stop_as_the_character_past_the_limit_does_not_make_a_longer_sentence() {
+        // Found by the property test: 220 characters without a break, then `।`.
+        let text = format!("{}।", "ऀ".repeat(MAX_SENTENCE_CHARS));
+        let out = split_streamed(&[&text]);
+        assert!(
+            out.iter().all(|s| s.chars().count() <= MAX_SENTENCE_CHARS),
+            "{:?}",
+            out.iter().map(|s| s.chars().count()).collect::<Vec<_>>()
+        );
+        let text = format!("{}. Next.", "a".repeat(MAX_SENTENCE_CHARS));
+        let out = split_streamed(&[&text]);
+        assert!(out.iter().all(|s| s.chars().count() <= MAX_SENTENCE_CHARS));
     }
 
     proptest! {
