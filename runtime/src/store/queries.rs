@@ -86,6 +86,20 @@ async fn audit_in(
     target: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
+    audit_row(actor, action, target, detail)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
+/// The `INSERT` of one audit row, stamped now.
+fn audit_row<'q>(
+    actor: &'q str,
+    action: &'q str,
+    target: &'q str,
+    detail: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -94,10 +108,6 @@ async fn audit_in(
     .bind(action)
     .bind(target)
     .bind(detail)
-    .execute(&mut **tx)
-    .await
-    .map_err(err)?;
-    Ok(())
 }
 
 /// What a retention purge erased.
@@ -471,17 +481,10 @@ impl Store {
         target: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(hark_actors::records::now_ms())
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(detail)
-        .execute(self.pool())
-        .await
-        .map_err(err)?;
+        audit_row(actor, action, target, detail)
+            .execute(self.pool())
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
