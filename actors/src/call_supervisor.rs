@@ -7,93 +7,25 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::call::{CallContext, CallIds, CallSettings, ChildKind, EndReason, Generation, Outbound};
-use crate::fault::{Child, FaultPlan};
+use crate::context::{CallArgs, CallContext};
+use crate::fault::Child;
+use crate::llm::Llm;
 use crate::media_in::MediaIn;
-use crate::media_out::{MediaOut, MediaOutMsg};
+use crate::media_out::MediaOut;
 use crate::metrics as m;
-use crate::policy::{Policy, PolicyMsg};
-use crate::policy_file::PolicyFile;
-use crate::providers::Providers;
-use crate::records::{RecordSink, now_ms};
+use crate::protocol::{
+    ChildKind, Command as ToCarrier, EndReason, Generation, LlmMsg, MediaOutMsg, SupervisorMsg,
+    TtsMsg,
+};
+use crate::records::now_ms;
 use crate::stt::Stt;
-use crate::tts::{Tts, TtsMsg};
+use crate::tts::Tts;
 use crate::turns::{Command, Event as TurnEvent, Lines, TurnController, TurnKind};
 use crate::util::{AbortOnDrop, LiveActor};
 use crate::vad::Vad;
-
-#[derive(Debug)]
-pub enum SupervisorMsg {
-    // From `Vad`.
-    SpeechStarted {
-        at: Instant,
-    },
-    BargeIn {
-        at: Instant,
-    },
-    SpeechEnded {
-        last_voice: Instant,
-        speech_ms: u32,
-    },
-    // From `Stt`.
-    Utterance {
-        text: String,
-    },
-    /// The caller spoke but no transcriber could say what (fallback timed
-    /// out or failed): ask them to say it again.
-    Unheard,
-    // From `MediaIn`.
-    Dtmf {
-        digit: char,
-    },
-    // From `MediaOut`.
-    PlaybackStarted {
-        generation: Generation,
-    },
-    PlaybackFinished {
-        generation: Generation,
-    },
-    OutboundStalled,
-    // From `Policy`.
-    /// The LLM called `end_call`: hang up once turn `generation` has played.
-    BotEndsCall {
-        generation: Generation,
-    },
-    /// The task writing turn `generation` failed: end it with the fallback line.
-    TurnFailed {
-        generation: Generation,
-    },
-    // From the runtime.
-    /// The stream is gone (Twilio `stop`, socket closed): end now, silently.
-    Hangup {
-        reason: EndReason,
-    },
-    /// End the call with the policy's goodbye line (e.g. node shutdown).
-    EndCall {
-        reason: EndReason,
-    },
-    /// The goodbye or apology took too long to play.
-    EndTimeout,
-}
-
-/// Everything needed to start a call.
-pub struct CallArgs {
-    pub ids: CallIds,
-    pub policy: Arc<PolicyFile>,
-    pub providers: Providers,
-    pub settings: CallSettings,
-    pub outbound: mpsc::Sender<Outbound>,
-    pub fault: Option<FaultPlan>,
-    /// Where the call's records go.
-    pub records: Arc<dyn RecordSink>,
-    /// The first turn and event number of this stream (0 for a call's first
-    /// stream; a call that comes back on a new stream continues after it).
-    pub record_base: u32,
-}
 
 /// A running call, as the runtime holds it.
 pub struct CallHandle {
@@ -105,16 +37,7 @@ pub struct CallHandle {
 
 /// Starts a call's actor tree; the greeting starts playing right away.
 pub async fn start_call(args: CallArgs) -> Result<CallHandle, SpawnErr> {
-    let ctx = CallContext::new(
-        args.ids,
-        args.policy,
-        args.providers,
-        args.settings,
-        args.outbound,
-        args.fault,
-        args.records,
-    );
-    ctx.recorder.start_at(args.record_base);
+    let ctx = CallContext::new(args);
     let (supervisor, done) = CallSupervisor::spawn(None, CallSupervisor, Arc::clone(&ctx)).await?;
     Ok(CallHandle {
         ctx,
@@ -167,9 +90,9 @@ async fn spawn_child(
             routes.stt.set(r.clone());
             r.get_cell()
         }
-        ChildKind::Policy => {
-            let (r, _) = Actor::spawn_linked(None, Child(Policy), c, sup).await?;
-            routes.policy.set(r.clone());
+        ChildKind::Llm => {
+            let (r, _) = Actor::spawn_linked(None, Child(Llm), c, sup).await?;
+            routes.llm.set(r.clone());
             r.get_cell()
         }
         ChildKind::Tts => {
@@ -187,10 +110,7 @@ async fn spawn_child(
 
 /// Children needed to speak a line: a failure among them stops a goodbye.
 fn speaks(kind: ChildKind) -> bool {
-    matches!(
-        kind,
-        ChildKind::Policy | ChildKind::Tts | ChildKind::MediaOut
-    )
+    matches!(kind, ChildKind::Llm | ChildKind::Tts | ChildKind::MediaOut)
 }
 
 impl SupervisorState {
@@ -224,18 +144,18 @@ impl SupervisorState {
                     speech_end,
                 });
                 match kind {
-                    TurnKind::Reply => routes.policy.send(PolicyMsg::Respond {
+                    TurnKind::Reply => routes.llm.send(LlmMsg::Respond {
                         generation,
                         caller_text,
                     }),
-                    TurnKind::Say(text) => routes.policy.send(PolicyMsg::Say { generation, text }),
+                    TurnKind::Say(text) => routes.llm.send(LlmMsg::Say { generation, text }),
                 };
             }
             Command::Cancel { generation, clear } => {
                 // The LLM and TTS streams are aborted and, if the turn's audio
                 // reached the carrier, it is told to `clear`.
                 self.ctx.set_generation(generation);
-                routes.policy.send(PolicyMsg::Cancel { generation });
+                routes.llm.send(LlmMsg::Cancel { generation });
                 routes.tts.send(TtsMsg::Cancel { generation });
                 routes
                     .media_out
@@ -275,7 +195,9 @@ impl SupervisorState {
                     return;
                 }
                 self.end_reason = Some(reason);
-                let _ = self.ctx.outbound.try_send(Outbound::Close(reason));
+                let _ = self.ctx.outbound.try_send(ToCarrier::Close {
+                    reason: reason.as_str(),
+                });
                 myself.stop(Some(reason.as_str().to_owned()));
             }
         }
@@ -429,7 +351,7 @@ impl Actor for CallSupervisor {
         for kind in [
             ChildKind::MediaOut,
             ChildKind::Tts,
-            ChildKind::Policy,
+            ChildKind::Llm,
             ChildKind::Stt,
             ChildKind::Vad,
             ChildKind::MediaIn,

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::call::{CallContext, ChildKind};
+use crate::context::CallContext;
+use crate::protocol::ChildKind;
 use crate::util::LiveActor;
 
 /// A child actor of a call: which one it is, for restarts and fault plans.

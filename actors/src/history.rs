@@ -1,42 +1,13 @@
 //! The conversation as the LLM sees it: what the caller said and what the
 //! caller actually *heard* of the bot.
 //!
-//! Kept outside the `Policy` actor (in the call context) so that a restart of
-//! `Policy` does not make the bot forget the conversation.
+//! Kept outside the `Llm` actor (in the call context) so that a restart of
+//! `Llm` does not make the bot forget the conversation.
 
-use crate::call::Generation;
+use crate::protocol::Generation;
 use crate::providers::ToolCall;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Speaker {
-    Caller,
-    Bot,
-    /// The result of a tool the bot called.
-    Tool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Turn {
-    pub speaker: Speaker,
-    /// Bot turns keep their sentences apart so an interruption can cut at the heard part.
-    pub sentences: Vec<String>,
-    /// The bot turn's generation; 0 for caller turns.
-    pub generation: Generation,
-    /// The caller talked over this bot turn; only the heard part is kept.
-    pub interrupted: bool,
-    /// Tools the bot called in this turn.
-    pub tool_calls: Vec<ToolCall>,
-    /// For a tool result: the call it answers.
-    pub tool_call_id: Option<String>,
-    /// Of a bot turn cut to what was heard: everything it said.
-    pub said: Option<String>,
-}
-
-impl Turn {
-    pub fn text(&self) -> String {
-        self.sentences.join(" ")
-    }
-}
+/// The conversation types are the LLM providers' input; the history keeps them.
+pub use crate::providers::llm::{Speaker, Turn};
 
 /// How much of a bot turn the caller heard before interrupting it.
 #[derive(Debug, Clone, Copy, PartialEq)]

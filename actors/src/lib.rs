@@ -1,44 +1,51 @@
-//! The per-call supervised actor tree of Hark.
+//! The per-call supervised actor tree of Hark: the call core.
 //!
 //! ```text
 //! CallSupervisor ── MediaIn ─┬─> Vad ──> (supervisor: speech start/end, barge-in)
 //!                            └─> Stt ──> (supervisor: caller's words)
-//!                   Policy ──> Tts ──> MediaOut ──> socket writer (runtime)
+//!                   Llm ──> Tts ──> MediaOut ──> carrier commands (runtime)
 //! ```
 //!
-//! One file per actor, its messages beside it. The runtime feeds Twilio
-//! messages in through [`media_in::deliver_media`], [`media_in::deliver_dtmf`]
-//! and [`media_in::deliver_mark`], and drains [`call::Outbound`] messages to
-//! the socket.
+//! The core knows no carrier: a carrier adapter hands it
+//! [`hark_carrier::port::Event`]s through [`media_in::deliver`] and drains
+//! [`protocol::Command`]s to its stream; [`protocol::Capabilities`] say
+//! whether the carrier reports playback (else `MediaOut` estimates it).
 //!
 //! # Layout
 //!
-//! - Actors: [`call_supervisor`], [`media_in`], [`vad`], [`stt`], [`policy`],
-//!   [`tts`], [`media_out`]; what they share is in [`call`].
+//! - [`protocol`] — the leaf: call ids, end reasons, child kinds and every
+//!   actor's message enum (ARCHITECTURE's message table in code).
+//! - [`context`] — what a call's actors share (`CallContext`, `CallArgs`,
+//!   routes to the restartable children); [`settings`] — the `[call]` knobs.
+//! - Actors, one file each: [`call_supervisor`], [`media_in`], [`vad`],
+//!   [`stt`], [`llm`] (the bot's turn), [`tts`], [`media_out`]; [`fault`] —
+//!   the `Child` wrapper every child runs in (live-actor count, test-only
+//!   fault injection).
 //! - Pure logic inside them: [`turns`] (the turn controller: who speaks
 //!   next, events in and commands out), [`sentences`] (streamed text →
 //!   sentences, UTF-8-safe), [`history`] (what was said and heard),
 //!   [`tools`], [`ulaw`].
-//! - [`providers`] — STT, LLM and TTS behind small traits, one file per provider.
+//! - [`providers`] — STT, LLM and TTS behind small traits, one file per
+//!   provider; they import nothing from the call core.
 //! - [`policy_file`] — the policy AI Ops edit, validated; the built-in default.
 //! - [`records`] — what a call leaves on record; [`backlog`] — mailbox bounds;
-//!   [`metrics`] — metric names; [`fault`] — the `Child` wrapper every
-//!   child actor runs in (live-actor count, test-only fault injection);
-//!   [`util`] — guards tying tasks to actors.
+//!   [`metrics`] — metric names; [`util`] — guards tying tasks to actors.
 
 pub mod backlog;
-pub mod call;
 pub mod call_supervisor;
+pub mod context;
 pub mod fault;
 pub mod history;
+pub mod llm;
 pub mod media_in;
 pub mod media_out;
 pub mod metrics;
-pub mod policy;
 pub mod policy_file;
+pub mod protocol;
 pub mod providers;
 pub mod records;
 pub mod sentences;
+pub mod settings;
 pub mod stt;
 pub mod tools;
 pub mod tts;
@@ -47,7 +54,9 @@ pub mod ulaw;
 pub mod util;
 pub mod vad;
 
-pub use call::{CallContext, CallIds, CallSettings, EndReason, MarkId, Outbound};
-pub use call_supervisor::{CallArgs, CallHandle, SupervisorMsg, start_call};
+pub use call_supervisor::{CallHandle, start_call};
+pub use context::{CallArgs, CallContext};
 pub use policy_file::{PolicyError, PolicyFile};
+pub use protocol::{CallIds, Capabilities, Checkpoint, Command, EndReason, SupervisorMsg};
 pub use providers::{Keys, Notice, Providers};
+pub use settings::CallSettings;

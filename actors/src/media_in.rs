@@ -1,11 +1,11 @@
-//! `MediaIn`: Twilio's inbound messages → 20 ms PCM16 frames for `Vad` and
-//! μ-law frames for `Stt`; counts sequence gaps; forwards `dtmf` to the
-//! supervisor and echoed marks to `MediaOut`.
+//! `MediaIn`: the carrier's events → 20 ms PCM16 frames for `Vad` and
+//! μ-law frames for `Stt`; counts sequence gaps; forwards DTMF to the
+//! supervisor and playback reports to `MediaOut`.
 //!
-//! Every message in takes a [`Slot`] of a bounded backlog first — audio
-//! from one, DTMF and marks from another — so a peer that floods the socket
-//! can fill neither mailbox: past the bound, new messages are dropped and
-//! counted.
+//! Every event in takes a slot of a bounded backlog first — audio from one,
+//! DTMF and playback reports from another — so a peer that floods the
+//! socket can fill neither mailbox: past the bound, new events are dropped
+//! and counted.
 
 use std::sync::Arc;
 
@@ -14,72 +14,30 @@ use metrics::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-use crate::backlog::Slot;
-use crate::call::{CallContext, ChildKind, MarkId};
-use crate::call_supervisor::SupervisorMsg;
-use crate::media_out::MediaOutMsg;
+use crate::context::CallContext;
 use crate::metrics as m;
-use crate::stt::SttMsg;
+use crate::protocol::STT_BATCH_FRAMES;
+use crate::protocol::{
+    Checkpoint, ChildKind, EndReason, InboundAudio, MediaInMsg, MediaOutMsg, SttMsg, SupervisorMsg,
+    VadMsg,
+};
 use crate::ulaw::{self, FRAME_SAMPLES};
-use crate::vad::VadMsg;
+use hark_carrier::port::Event;
 
-/// Largest payload carried inline (no heap) in a message: one Twilio frame.
-const INLINE: usize = FRAME_SAMPLES;
-
-/// Caller audio goes to `Stt` in 100 ms batches: streaming STT takes 20–250 ms
-/// chunks, and five times fewer messages. `Vad` still gets every 20 ms frame,
-/// so turn-taking timing does not change.
-pub const STT_BATCH_FRAMES: usize = 5;
-
-/// One inbound `media` payload, already base64-decoded.
-#[derive(Debug)]
-pub enum InboundAudio {
-    /// The usual 20 ms frame (or less), stored inline.
-    Inline { len: u8, data: [u8; INLINE] },
-    /// A larger payload (Twilio does not promise 160 bytes).
-    Heap(Vec<u8>),
-}
-
-impl InboundAudio {
-    pub fn from_slice(bytes: &[u8]) -> Self {
-        if bytes.len() <= INLINE {
-            let mut data = [0u8; INLINE];
-            data[..bytes.len()].copy_from_slice(bytes);
-            Self::Inline {
-                len: bytes.len() as u8,
-                data,
-            }
-        } else {
-            Self::Heap(bytes.to_vec())
-        }
+/// Hands one event from the carrier's stream to the call: the one door
+/// into the call core for every carrier. Returns false when it was not
+/// taken: audio dropped because `MediaIn` is behind (counted here), or
+/// DTMF or a playback report over the control backlog (the adapter counts
+/// it as a flood). `Stop` ends the call silently.
+pub fn deliver(ctx: &CallContext, event: Event<'_>) -> bool {
+    match event {
+        Event::Audio { seq, payload } => deliver_media(ctx, seq, payload),
+        Event::Dtmf { seq, digit } => deliver_dtmf(ctx, seq, digit),
+        Event::Played { seq, checkpoint } => deliver_played(ctx, seq, checkpoint),
+        Event::Stop => ctx.routes.supervisor.send(SupervisorMsg::Hangup {
+            reason: EndReason::Stop,
+        }),
     }
-
-    pub fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, data } => &data[..*len as usize],
-            Self::Heap(v) => v,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum MediaInMsg {
-    Media {
-        seq: u64,
-        audio: InboundAudio,
-        received: Instant,
-        slot: Slot,
-    },
-    Dtmf {
-        seq: u64,
-        digit: char,
-        slot: Slot,
-    },
-    Mark {
-        seq: u64,
-        id: MarkId,
-        slot: Slot,
-    },
 }
 
 /// Hands one inbound `media` payload to the call. Returns false (and counts
@@ -108,12 +66,16 @@ pub fn deliver_dtmf(ctx: &CallContext, seq: u64, digit: char) -> bool {
         .send(MediaInMsg::Dtmf { seq, digit, slot })
 }
 
-/// Hands an echoed mark to the call; false when the control backlog is full.
-pub fn deliver_mark(ctx: &CallContext, seq: u64, id: MarkId) -> bool {
+/// Hands a playback report to the call; false when the control backlog is full.
+pub fn deliver_played(ctx: &CallContext, seq: u64, checkpoint: Checkpoint) -> bool {
     let Some(slot) = ctx.backlogs.control.try_slot() else {
         return false;
     };
-    ctx.routes.media_in.send(MediaInMsg::Mark { seq, id, slot })
+    ctx.routes.media_in.send(MediaInMsg::Played {
+        seq,
+        checkpoint,
+        slot,
+    })
 }
 
 /// Whether `seq` does not follow `last`. Sequence numbers come from the
@@ -256,9 +218,17 @@ impl Actor for MediaIn {
                     .send(SupervisorMsg::Dtmf { digit });
                 drop(slot);
             }
-            MediaInMsg::Mark { seq, id, slot } => {
+            MediaInMsg::Played {
+                seq,
+                checkpoint,
+                slot,
+            } => {
                 state.check_sequence(seq);
-                state.ctx.routes.media_out.send(MediaOutMsg::MarkEchoed(id));
+                state
+                    .ctx
+                    .routes
+                    .media_out
+                    .send(MediaOutMsg::Played(checkpoint));
                 drop(slot);
             }
         }

@@ -1,10 +1,12 @@
-//! `MediaOut`: the bot's audio to Twilio.
+//! `MediaOut`: the bot's audio to the carrier.
 //!
 //! Audio is paced a little ahead of real-time playback (`playback_lead_ms`),
-//! one `media` message per synthesized chunk (≤ 100 ms), with a `mark` after
-//! every chunk. Twilio
-//! echoes a mark once the audio before it has played, which is how Hark knows
-//! what the caller heard.
+//! one audio command per synthesized chunk (≤ 100 ms), with a checkpoint
+//! after every chunk. A carrier that reports playback (Twilio's marks)
+//! answers a checkpoint once the audio before it has played, which is how
+//! Hark knows what the caller heard. For one that does not (Asterisk,
+//! WebRTC) the checkpoint stays in Hark and counts as played when the
+//! real-time clock says its audio has: the same bookkeeping, estimated.
 //!
 //! Cancellation invariant: the queue only ever holds audio of the current
 //! turn. On cancel the queue is emptied *before* `clear` is queued to the
@@ -22,44 +24,16 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
-use crate::call::{CallContext, ChildKind, Generation, MarkId, Outbound};
-use crate::call_supervisor::SupervisorMsg;
+use crate::context::CallContext;
 use crate::history::Heard;
 use crate::metrics as m;
+use crate::protocol::{Checkpoint, ChildKind, Command, Generation, MediaOutMsg, SupervisorMsg};
 use crate::ulaw::FRAME_SAMPLES;
 use crate::util::AbortOnDrop;
 
 /// If Twilio has not echoed a turn's marks this long after its audio should
 /// have finished playing, the turn is taken as played (marks can be lost).
 const MARK_GRACE: Duration = Duration::from_secs(3);
-
-#[derive(Debug)]
-pub enum MediaOutMsg {
-    /// A bot turn begins; `speech_end` (end of the caller's speech) starts the
-    /// response-latency clock.
-    TurnStarted {
-        generation: Generation,
-        speech_end: Option<Instant>,
-    },
-    Audio {
-        generation: Generation,
-        /// Sentence index within the turn.
-        index: u32,
-        chunk: Bytes,
-        permit: OwnedSemaphorePermit,
-    },
-    EndOfTurn {
-        generation: Generation,
-    },
-    /// Every turn older than `generation` is cancelled; `clear` tells Twilio to
-    /// drop the audio it has buffered.
-    Cancel {
-        generation: Generation,
-        clear: bool,
-    },
-    MarkEchoed(MarkId),
-    Tick,
-}
 
 struct Queued {
     index: u32,
@@ -69,10 +43,12 @@ struct Queued {
 }
 
 struct PendingMark {
-    id: MarkId,
+    id: Checkpoint,
     index: u32,
     /// Frames of sentence `index` played once this mark is echoed.
     frames: u32,
+    /// When the audio before it will have played, by the real-time clock.
+    plays_at: Instant,
 }
 
 /// Playback of one bot turn.
@@ -150,7 +126,7 @@ pub struct MediaOutState {
 }
 
 impl MediaOutState {
-    fn send(&self, msg: Outbound) -> bool {
+    fn send(&self, msg: Command) -> bool {
         match self.ctx.outbound.try_send(msg) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
@@ -173,6 +149,7 @@ impl MediaOutState {
         // whatever the supervisor knew when it asked.
         let unplayed = self.turn.started && !self.turn.finished;
         if !self.turn.finished {
+            self.estimate_played(Instant::now());
             self.ctx
                 .history()
                 .cut_to_heard(self.turn.generation, self.turn.heard());
@@ -180,8 +157,8 @@ impl MediaOutState {
         self.queue.clear();
         self.marks.clear();
         self.timer = None;
-        if clear || unplayed {
-            self.send(Outbound::Clear);
+        if (clear || unplayed) && self.ctx.capabilities.clears_audio {
+            self.send(Command::Clear);
             self.play_end = Instant::now();
         }
         self.turn = Turn::new(generation);
@@ -200,7 +177,7 @@ impl MediaOutState {
             let index = front.index;
             let len = front.chunk.len();
             let frames = len.div_ceil(FRAME_SAMPLES) as u32;
-            if !self.send(Outbound::Media(front.chunk)) {
+            if !self.send(Command::Audio(front.chunk)) {
                 return;
             }
             self.frames_sent.increment(frames as u64);
@@ -224,17 +201,18 @@ impl MediaOutState {
                 (index, frames)
             };
             self.next_mark += 1;
-            let id = MarkId {
-                generation: self.turn.generation,
+            let id = Checkpoint {
+                turn: self.turn.generation,
                 seq: self.next_mark,
             };
-            if !self.send(Outbound::Mark(id)) {
+            if self.ctx.capabilities.reports_playback && !self.send(Command::Checkpoint(id)) {
                 return;
             }
             self.marks.push_back(PendingMark {
                 id,
                 index,
                 frames: self.turn.sent.1,
+                plays_at: self.play_end,
             });
             now = Instant::now();
         }
@@ -242,7 +220,33 @@ impl MediaOutState {
         self.schedule(myself, now);
     }
 
+    /// Marks `id` and every checkpoint before it as played.
+    fn played(&mut self, id: Checkpoint) {
+        while let Some(mark) = self.marks.pop_front() {
+            self.turn.played = (mark.index, mark.frames);
+            if mark.id == id {
+                break;
+            }
+        }
+    }
+
+    /// For a carrier that reports no playback: every checkpoint whose audio
+    /// the real-time clock says has played counts as played.
+    fn estimate_played(&mut self, now: Instant) {
+        if self.ctx.capabilities.reports_playback {
+            return;
+        }
+        while let Some(mark) = self.marks.front() {
+            if mark.plays_at > now {
+                break;
+            }
+            self.turn.played = (mark.index, mark.frames);
+            self.marks.pop_front();
+        }
+    }
+
     fn check_finished(&mut self, now: Instant) {
+        self.estimate_played(now);
         if self.turn.finished || !self.turn.audio_done || !self.queue.is_empty() {
             return;
         }
@@ -272,6 +276,11 @@ impl MediaOutState {
                 .checked_sub(half)
                 .unwrap_or(now)
                 .max(now + Duration::from_millis(5))
+        } else if let (false, Some(mark)) =
+            (self.ctx.capabilities.reports_playback, self.marks.front())
+        {
+            // Estimating: wake when the next checkpoint's audio has played.
+            mark.plays_at.max(now + Duration::from_millis(5))
         } else if self.turn.audio_done && !self.turn.finished && !self.marks.is_empty() {
             self.play_end + MARK_GRACE
         } else {
@@ -367,16 +376,11 @@ impl Actor for MediaOut {
                     state.cancel_to(generation, clear);
                 }
             }
-            MediaOutMsg::MarkEchoed(id) => {
-                if id.generation != state.turn.generation {
+            MediaOutMsg::Played(id) => {
+                if id.turn != state.turn.generation {
                     return Ok(()); // echo of a cancelled turn's mark (Twilio returns them on clear)
                 }
-                while let Some(mark) = state.marks.pop_front() {
-                    state.turn.played = (mark.index, mark.frames);
-                    if mark.id == id {
-                        break;
-                    }
-                }
+                state.played(id);
                 let now = Instant::now();
                 state.check_finished(now);
                 state.schedule(&myself, now);
@@ -393,36 +397,184 @@ impl Actor for MediaOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::{CallIds, CallSettings};
+    use crate::context::CallArgs;
     use crate::policy_file::PolicyFile;
+    use crate::protocol::{CallIds, Capabilities};
     use crate::providers::Providers;
+    use crate::settings::CallSettings;
     use tokio::sync::mpsc;
 
     async fn media_out() -> (
         Arc<CallContext>,
         ActorRef<MediaOutMsg>,
-        mpsc::Receiver<Outbound>,
+        mpsc::Receiver<Command>,
+    ) {
+        media_out_on(Capabilities::TWILIO).await
+    }
+
+    async fn media_out_on(
+        capabilities: Capabilities,
+    ) -> (
+        Arc<CallContext>,
+        ActorRef<MediaOutMsg>,
+        mpsc::Receiver<Command>,
     ) {
         let (tx, rx) = mpsc::channel(256);
         let policy = Arc::new(PolicyFile::default());
-        let ids = CallIds {
-            call_sid: "CA1".into(),
-            stream_sid: "MZ1".into(),
-            account_sid: "AC1".into(),
-        };
-        let ctx = CallContext::new(
-            ids,
-            Arc::clone(&policy),
-            Providers::simulated(&policy),
-            CallSettings::default(),
-            tx,
-            None,
-            Arc::new(crate::records::MemorySink::default()),
-        );
+        let ctx = CallContext::new(CallArgs {
+            ids: CallIds {
+                carrier: "test",
+                call_id: "CA1".into(),
+                stream_id: "MZ1".into(),
+            },
+            capabilities,
+            providers: Providers::simulated(&policy),
+            policy,
+            settings: CallSettings::default(),
+            outbound: tx,
+            fault: None,
+            records: Arc::new(crate::records::MemorySink::default()),
+            record_base: 0,
+        });
         let (actor, _) = MediaOut::spawn(None, MediaOut, Arc::clone(&ctx))
             .await
             .unwrap();
         (ctx, actor, rx)
+    }
+
+    /// Stands in for the supervisor: forwards what `MediaOut` tells it.
+    struct Probe;
+
+    impl Actor for Probe {
+        type Msg = SupervisorMsg;
+        type State = mpsc::UnboundedSender<SupervisorMsg>;
+        type Arguments = mpsc::UnboundedSender<SupervisorMsg>;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<SupervisorMsg>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(tx)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<SupervisorMsg>,
+            msg: SupervisorMsg,
+            tx: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            let _ = tx.send(msg);
+            Ok(())
+        }
+    }
+
+    async fn probe(ctx: &CallContext) -> mpsc::UnboundedReceiver<SupervisorMsg> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (actor, _) = Probe::spawn(None, Probe, tx).await.unwrap();
+        ctx.routes.supervisor.set(actor);
+        rx
+    }
+
+    const NO_PLAYBACK_REPORTS: Capabilities = Capabilities {
+        reports_playback: false,
+        clears_audio: false,
+        ..Capabilities::TWILIO
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn without_playback_reports_no_checkpoint_is_sent_and_the_clock_says_when_a_turn_has_played()
+     {
+        let (ctx, actor, mut rx) = media_out_on(NO_PLAYBACK_REPORTS).await;
+        let mut sup = probe(&ctx).await;
+        let start = Instant::now();
+        actor
+            .send_message(MediaOutMsg::TurnStarted {
+                generation: 1,
+                speech_end: None,
+            })
+            .unwrap();
+        for _ in 0..5 {
+            actor.send_message(audio(&ctx, 1).await).unwrap(); // 500 ms
+        }
+        actor
+            .send_message(MediaOutMsg::EndOfTurn { generation: 1 })
+            .unwrap();
+        let finished = loop {
+            match tokio::time::timeout(Duration::from_secs(30), sup.recv()).await {
+                Ok(Some(SupervisorMsg::PlaybackFinished { generation: 1 })) => {
+                    break Instant::now();
+                }
+                Ok(Some(_)) => {}
+                other => panic!("no PlaybackFinished: {other:?}"),
+            }
+        };
+        let took = finished - start;
+        // Finished when its 500 ms had played, not at the lost-marks grace.
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_millis(500) + MARK_GRACE,
+            "{took:?}"
+        );
+        let sent = drain(&mut rx, 50).await;
+        assert_eq!(
+            sent.iter()
+                .filter(|c| matches!(c, Command::Audio(_)))
+                .count(),
+            5
+        );
+        assert!(
+            !sent
+                .iter()
+                .any(|c| matches!(c, Command::Checkpoint(_) | Command::Clear)),
+            "{sent:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_playback_reports_a_cancel_cuts_the_history_at_what_the_clock_says_was_heard() {
+        let (ctx, actor, mut rx) = media_out_on(NO_PLAYBACK_REPORTS).await;
+        let _sup = probe(&ctx).await;
+        ctx.history().push_bot_sentence(1, "one");
+        ctx.history().push_bot_sentence(1, "two");
+        actor
+            .send_message(MediaOutMsg::TurnStarted {
+                generation: 1,
+                speech_end: None,
+            })
+            .unwrap();
+        // Sentence 0: 200 ms; sentence 1: 800 ms.
+        for index in [0u32, 0, 1, 1, 1, 1, 1, 1, 1, 1] {
+            let MediaOutMsg::Audio {
+                generation,
+                chunk,
+                permit,
+                ..
+            } = audio(&ctx, 1).await
+            else {
+                unreachable!()
+            };
+            actor
+                .send_message(MediaOutMsg::Audio {
+                    generation,
+                    index,
+                    chunk,
+                    permit,
+                })
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        actor
+            .send_message(MediaOutMsg::Cancel {
+                generation: 2,
+                clear: true,
+            })
+            .unwrap();
+        let _ = drain(&mut rx, 50).await;
+        let history = ctx.history();
+        let turn = history.turns().last().unwrap();
+        // The first sentence was heard; the second was cut partway.
+        assert_eq!(turn.sentences.first().map(String::as_str), Some("one"));
+        assert!(turn.interrupted, "{turn:?}");
     }
 
     async fn audio(ctx: &CallContext, generation: Generation) -> MediaOutMsg {
@@ -439,7 +591,7 @@ mod tests {
     }
 
     /// Everything queued for the socket within `ms`.
-    async fn drain(rx: &mut mpsc::Receiver<Outbound>, ms: u64) -> Vec<Outbound> {
+    async fn drain(rx: &mut mpsc::Receiver<Command>, ms: u64) -> Vec<Command> {
         let mut out = Vec::new();
         while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(ms), rx.recv()).await {
             out.push(m);
@@ -459,7 +611,7 @@ mod tests {
         for _ in 0..4 {
             actor.send_message(audio(&ctx, 1).await).unwrap();
         }
-        assert!(matches!(rx.recv().await, Some(Outbound::Media(_))));
+        assert!(matches!(rx.recv().await, Some(Command::Audio(_))));
         // The supervisor had not yet heard that playback started: clear=false.
         actor
             .send_message(MediaOutMsg::Cancel {
@@ -472,10 +624,10 @@ mod tests {
         let out = drain(&mut rx, 200).await;
         let clear = out
             .iter()
-            .position(|m| *m == Outbound::Clear)
+            .position(|m| *m == Command::Clear)
             .expect("clear sent");
         assert!(
-            !out[clear..].iter().any(|m| matches!(m, Outbound::Media(_))),
+            !out[clear..].iter().any(|m| matches!(m, Command::Audio(_))),
             "media after clear: {out:?}"
         );
         // All permits of dropped audio came back.
@@ -500,13 +652,13 @@ mod tests {
         let early = drain(&mut rx, 50).await;
         let media = early
             .iter()
-            .filter(|m| matches!(m, Outbound::Media(_)))
+            .filter(|m| matches!(m, Command::Audio(_)))
             .count();
         // 300 ms lead: three 100 ms chunks (plus the one crossing it), not the whole second.
         assert!((3..=4).contains(&media), "{media} chunks sent at once");
         let marks = early
             .iter()
-            .filter(|m| matches!(m, Outbound::Mark(_)))
+            .filter(|m| matches!(m, Command::Checkpoint(_)))
             .count();
         assert_eq!(marks, media, "one mark per chunk");
     }

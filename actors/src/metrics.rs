@@ -50,7 +50,10 @@ pub fn describe() {
         CALL_ACTORS,
         "Live per-call actors (children and supervisors)."
     );
-    describe_counter!(FRAMES_RECEIVED, "Twilio media messages received.");
+    describe_counter!(
+        FRAMES_RECEIVED,
+        "Carrier media messages received (one with an unusable payload included)."
+    );
     describe_counter!(FRAMES_SENT, "Media messages (20 ms frames) sent to Twilio.");
     describe_counter!(SEQUENCE_GAPS, "Gaps in Twilio's message sequence numbers.");
     describe_counter!(

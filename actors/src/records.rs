@@ -22,6 +22,8 @@ pub enum Record {
     CallStarted {
         call_sid: String,
         stream_sid: String,
+        /// The carrier's name (`twilio`).
+        carrier: String,
         /// `inbound` or `outbound`.
         direction: String,
         from: String,

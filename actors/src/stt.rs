@@ -27,10 +27,9 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-use crate::backlog::Slot;
-use crate::call::{CallContext, ChildKind};
-use crate::call_supervisor::SupervisorMsg;
+use crate::context::CallContext;
 use crate::metrics as m;
+use crate::protocol::{ChildKind, SttMsg, SupervisorMsg};
 use crate::providers::{ProviderError, SpeechInfo, SttEvent, SttInput, SttSession};
 use crate::util::AbortOnDrop;
 
@@ -39,35 +38,6 @@ const PRE_ROLL_BYTES: usize = 4000;
 /// Longest utterance kept for replay and fallback: 60 s.
 const MAX_UTTERANCE_BYTES: usize = 60 * 8000;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-
-#[derive(Debug)]
-pub enum SttMsg {
-    /// Caller audio, μ-law, in batches of `media_in::STT_BATCH_FRAMES` frames.
-    Audio { ulaw: Bytes, slot: Slot },
-    /// From `Vad`: the caller started talking.
-    SpeechStarted,
-    /// From `Vad`: the caller stopped; `last_voice` is when their last voiced frame arrived.
-    EndOfSpeech {
-        info: SpeechInfo,
-        last_voice: Instant,
-    },
-    /// From a session's event pump; `None` when the session's stream ended.
-    Provider {
-        session: u64,
-        event: Option<SttEvent>,
-    },
-    /// A connection attempt finished.
-    Connected(Result<SttSession, ProviderError>),
-    /// Time to try connecting again.
-    Reconnect,
-    /// No final transcript arrived in time for this utterance.
-    FinalTimeout { utterance: u64 },
-    /// The fallback transcriber finished this utterance.
-    Transcribed {
-        utterance: u64,
-        result: Result<String, ProviderError>,
-    },
-}
 
 impl std::fmt::Debug for SttSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

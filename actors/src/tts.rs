@@ -18,30 +18,15 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-use crate::call::{CallContext, ChildKind, Generation, frames_in};
-use crate::media_out::MediaOutMsg;
+use crate::context::{CallContext, frames_in};
 use crate::metrics as m;
+use crate::protocol::{ChildKind, Generation, MediaOutMsg, TtsMsg};
 use crate::providers::{AudioStream, ProviderError, TtsProvider};
 use crate::util::AbortOnDrop;
 
 /// Largest chunk handed to `MediaOut`: also the granularity of marks, hence
 /// of how precisely Hark knows what the caller heard.
 pub const MAX_CHUNK_BYTES: usize = 800;
-
-#[derive(Debug)]
-pub enum TtsMsg {
-    Speak {
-        generation: Generation,
-        index: u32,
-        text: String,
-    },
-    /// No more sentences will come for this turn.
-    EndOfTurn { generation: Generation },
-    /// Every turn older than `generation` is cancelled.
-    Cancel { generation: Generation },
-    /// From the synthesis task: the sentence is fully sent (or failed).
-    SentenceDone { generation: Generation },
-}
 
 pub struct Tts;
 

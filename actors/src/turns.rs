@@ -18,7 +18,7 @@
 
 use tokio::time::Instant;
 
-use crate::call::{EndReason, Generation};
+use crate::protocol::{EndReason, Generation};
 
 /// What a bot turn says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,22 +12,11 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-use crate::backlog::Slot;
-use crate::call::{CallContext, ChildKind};
-use crate::call_supervisor::SupervisorMsg;
+use crate::context::CallContext;
 use crate::policy_file::{FRAME_MS, PolicyFile, VadMode};
+use crate::protocol::{ChildKind, SttMsg, SupervisorMsg, VadMsg};
 use crate::providers::SpeechInfo;
-use crate::stt::SttMsg;
 use crate::ulaw::FRAME_SAMPLES;
-
-#[derive(Debug)]
-pub enum VadMsg {
-    Frame {
-        pcm: [i16; FRAME_SAMPLES],
-        received: Instant,
-        slot: Slot,
-    },
-}
 
 /// Turn-taking events, in the order they happen for one utterance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::time::Duration;
 
-use hark_actors::call::CallSettings;
-use hark_actors::media_in::{deliver_mark, deliver_media};
+use hark_actors::CallSettings;
+use hark_actors::media_in::{deliver_media, deliver_played};
 use hark_actors::policy_file::PolicyFile;
 use hark_actors::providers::{ProviderError, SttProvider, SttSession};
 use hark_actors::records::{Record, RecordSink};
-use hark_actors::{CallArgs, CallIds, EndReason, Outbound, Providers, SupervisorMsg, start_call};
+use hark_actors::{CallArgs, CallIds, Command, EndReason, Providers, SupervisorMsg, start_call};
 use hark_actors::{CallHandle, ulaw};
 use tokio::sync::mpsc;
 
@@ -98,7 +98,7 @@ fn policy() -> Arc<PolicyFile> {
 /// every mark as Twilio's player does.
 async fn caller(
     handle: CallHandle,
-    mut out: mpsc::Receiver<Outbound>,
+    mut out: mpsc::Receiver<Command>,
     until: tokio::time::Instant,
 ) -> (u32, u32) {
     let (mut media, mut clears) = (0u32, 0u32);
@@ -123,13 +123,13 @@ async fn caller(
         deliver_media(&handle.ctx, seq, frame);
         while let Ok(msg) = out.try_recv() {
             match msg {
-                Outbound::Mark(id) => {
+                Command::Checkpoint(id) => {
                     seq += 1;
-                    deliver_mark(&handle.ctx, seq, id);
+                    deliver_played(&handle.ctx, seq, id);
                 }
-                Outbound::Media(_) => media += 1,
-                Outbound::Clear => clears += 1,
-                Outbound::Close(_) => {}
+                Command::Audio(_) => media += 1,
+                Command::Clear => clears += 1,
+                Command::Close { .. } => {}
             }
         }
     }
@@ -193,10 +193,11 @@ async fn measure(replaying: bool) -> Cost {
     for i in 0..CALLS {
         let (tx, out) = mpsc::channel(512);
         let handle = start_call(CallArgs {
+            capabilities: hark_actors::Capabilities::TWILIO,
             ids: CallIds {
-                call_sid: format!("CA{i:032x}"),
-                stream_sid: format!("MZ{i:032x}"),
-                account_sid: "ACcost".into(),
+                call_id: format!("CA{i:032x}"),
+                stream_id: format!("MZ{i:032x}"),
+                carrier: "test",
             },
             providers: providers.clone(),
             policy: Arc::clone(&policy),

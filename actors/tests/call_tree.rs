@@ -1,20 +1,25 @@
-//! A whole call tree in-process: real speech in through `MediaIn`, the
+//! A whole call tree in-process, over two test carriers speaking the
+//! carrier port: one that plays audio in real time and reports playback
+//! like Twilio's marks, and one that reports none (Hark estimates it). Real
+//! speech goes in as `Event::Audio`; the carrier reads back the commands.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
-//! outbound queue read back as Twilio would see it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hark_actors::call::CallSettings;
+use std::collections::VecDeque;
+
 use hark_actors::fault::FaultPlan;
-use hark_actors::media_in::deliver_media;
+use hark_actors::media_in::deliver;
 use hark_actors::policy_file::PolicyFile;
 use hark_actors::records::{MemorySink, Record};
 use hark_actors::ulaw;
 use hark_actors::{
-    CallArgs, CallHandle, CallIds, EndReason, MarkId, Outbound, Providers, start_call,
+    CallArgs, CallHandle, CallIds, CallSettings, Capabilities, Checkpoint, Command, EndReason,
+    Providers, start_call,
 };
+use hark_carrier::port::Event;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
@@ -37,24 +42,57 @@ fn fast_policy() -> PolicyFile {
     p
 }
 
+/// How a test carrier plays the bot's audio.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum TestCarrier {
+    /// Plays audio in real time and answers each checkpoint once the audio
+    /// before it has played; on `clear` drops its buffer and answers the
+    /// pending checkpoints at once (as Twilio does with marks).
+    ReportsPlayback,
+    /// Plays audio and answers nothing: Hark must estimate playback.
+    NoPlaybackReports,
+}
+
+impl TestCarrier {
+    fn capabilities(self) -> Capabilities {
+        match self {
+            TestCarrier::ReportsPlayback => Capabilities::TWILIO,
+            TestCarrier::NoPlaybackReports => Capabilities {
+                reports_playback: false,
+                ..Capabilities::TWILIO
+            },
+        }
+    }
+}
+
 struct Call {
     handle: CallHandle,
-    out: mpsc::Receiver<Outbound>,
+    carrier: TestCarrier,
+    out: mpsc::Receiver<Command>,
     records: Arc<MemorySink>,
     seq: u64,
+    /// When the audio the carrier holds will have played.
+    played_until: Instant,
+    /// Checkpoints not yet answered, with when their audio has played.
+    pending: VecDeque<(Instant, Checkpoint)>,
 }
 
 impl Call {
     async fn start(policy: PolicyFile, fault: Option<&str>) -> Self {
+        Self::start_on(TestCarrier::ReportsPlayback, policy, fault).await
+    }
+
+    async fn start_on(carrier: TestCarrier, policy: PolicyFile, fault: Option<&str>) -> Self {
         let (tx, out) = mpsc::channel(512);
         let policy = Arc::new(policy);
         let records = Arc::new(MemorySink::default());
         let handle = start_call(CallArgs {
             ids: CallIds {
-                call_sid: "CAtest".into(),
-                stream_sid: "MZtest".into(),
-                account_sid: "ACtest".into(),
+                carrier: "test",
+                call_id: "CAtest".into(),
+                stream_id: "MZtest".into(),
             },
+            capabilities: carrier.capabilities(),
             providers: Providers::simulated(&policy),
             policy,
             settings: CallSettings::default(),
@@ -67,71 +105,116 @@ impl Call {
         .unwrap();
         Self {
             handle,
+            carrier,
             out,
             records,
             seq: 1,
+            played_until: Instant::now(),
+            pending: VecDeque::new(),
         }
     }
 
-    /// Sends audio in real time (20 ms frames), echoing marks and collecting what came back.
-    async fn send(&mut self, audio: &[u8], got: &mut Vec<Outbound>) {
+    /// Sends audio in real time (20 ms frames), collecting what came back.
+    async fn send(&mut self, audio: &[u8], got: &mut Vec<Command>) {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         for frame in audio.chunks(160) {
             tick.tick().await;
             self.seq += 1;
-            deliver_media(&self.handle.ctx, self.seq, frame);
+            deliver(
+                &self.handle.ctx,
+                Event::Audio {
+                    seq: self.seq,
+                    payload: frame,
+                },
+            );
             self.drain(got);
         }
     }
 
-    async fn silence(&mut self, ms: usize, got: &mut Vec<Outbound>) {
+    async fn silence(&mut self, ms: usize, got: &mut Vec<Command>) {
         self.send(&vec![ulaw::SILENCE; ms * 8], got).await;
     }
 
     /// Stays silent until the bot has sent nothing for half a second.
-    async fn until_quiet(&mut self, got: &mut Vec<Outbound>) {
+    async fn until_quiet(&mut self, got: &mut Vec<Command>) {
         for _ in 0..150 {
             let before = got.len();
             self.silence(500, got).await;
-            if !got[before..]
-                .iter()
-                .any(|m| matches!(m, Outbound::Media(_)))
-            {
+            if !got[before..].iter().any(|m| matches!(m, Command::Audio(_))) {
                 return;
             }
         }
         panic!("the bot never went quiet");
     }
 
-    /// Collects outbound messages, echoing marks at once.
-    fn drain(&mut self, got: &mut Vec<Outbound>) {
+    /// Collects the call's commands and plays them as the carrier would.
+    fn drain(&mut self, got: &mut Vec<Command>) {
+        let now = Instant::now();
         while let Ok(msg) = self.out.try_recv() {
-            if let Outbound::Mark(id) = &msg {
-                self.seq += 1;
-                assert!(hark_actors::media_in::deliver_mark(
-                    &self.handle.ctx,
-                    self.seq,
-                    *id
-                ));
+            match &msg {
+                Command::Audio(audio) => {
+                    self.played_until = self.played_until.max(now)
+                        + Duration::from_micros(audio.len() as u64 * 125);
+                }
+                Command::Checkpoint(c) => {
+                    assert_eq!(
+                        self.carrier,
+                        TestCarrier::ReportsPlayback,
+                        "a checkpoint to a carrier that reports no playback"
+                    );
+                    self.pending.push_back((self.played_until, *c));
+                }
+                Command::Clear => {
+                    self.played_until = now;
+                    while let Some((_, c)) = self.pending.pop_front() {
+                        self.answer(c);
+                    }
+                }
+                Command::Close { .. } => {}
             }
             got.push(msg);
         }
+        while self.pending.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, c)) = self.pending.pop_front() {
+                self.answer(c);
+            }
+        }
+    }
+
+    fn answer(&mut self, checkpoint: Checkpoint) {
+        self.seq += 1;
+        assert!(deliver(
+            &self.handle.ctx,
+            Event::Played {
+                seq: self.seq,
+                checkpoint,
+            }
+        ));
     }
 }
 
 /// Milliseconds of bot audio in `msgs`.
-fn audio_ms(msgs: &[Outbound]) -> usize {
+fn audio_ms(msgs: &[Command]) -> usize {
     msgs.iter()
         .map(|m| match m {
-            Outbound::Media(audio) => audio.len() / 8,
+            Command::Audio(audio) => audio.len() / 8,
             _ => 0,
         })
         .sum()
 }
 
 #[tokio::test]
-async fn greeting_reply_and_barge_in_without_stale_frames() {
-    let mut call = Call::start(fast_policy(), None).await;
+async fn greeting_reply_and_barge_in_without_stale_frames_on_a_carrier_that_reports_playback() {
+    greeting_reply_and_barge_in_without_stale_frames(TestCarrier::ReportsPlayback).await;
+}
+
+#[tokio::test]
+async fn greeting_reply_and_barge_in_without_stale_frames_on_a_carrier_that_reports_no_playback() {
+    greeting_reply_and_barge_in_without_stale_frames(TestCarrier::NoPlaybackReports).await;
+}
+
+async fn greeting_reply_and_barge_in_without_stale_frames(carrier: TestCarrier) {
+    let mut call = Call::start_on(carrier, fast_policy(), None).await;
     let mut got = Vec::new();
     call.silence(3000, &mut got).await;
     assert!(
@@ -139,14 +222,14 @@ async fn greeting_reply_and_barge_in_without_stale_frames() {
         "greeting audio: {} ms",
         audio_ms(&got)
     );
-    assert!(!got.contains(&Outbound::Clear));
+    assert!(!got.contains(&Command::Clear));
 
     // A full utterance gets a reply.
     got.clear();
     call.send(&speech("order"), &mut got).await;
     call.silence(1500, &mut got).await;
     assert!(audio_ms(&got) > 400, "reply audio: {} ms", audio_ms(&got));
-    assert!(!got.contains(&Outbound::Clear), "no barge-in expected");
+    assert!(!got.contains(&Command::Clear), "no barge-in expected");
     let t = call.handle.ctx.history().turns().to_vec();
     assert!(t.iter().any(|t| t.text().contains("took")), "{t:?}");
 
@@ -154,25 +237,49 @@ async fn greeting_reply_and_barge_in_without_stale_frames() {
     call.until_quiet(&mut got).await;
     got.clear();
     call.send(&speech("yes"), &mut got).await;
-    call.silence(700, &mut got).await; // reply starts
+    // Let the reply play for 600 ms (so part of it is heard), then talk over it.
+    let replied = Instant::now();
+    while audio_ms(&got) == 0 {
+        assert!(replied.elapsed() < Duration::from_secs(10), "no reply");
+        call.silence(20, &mut got).await;
+    }
+    call.silence(600, &mut got).await;
     call.send(&speech("interrupt"), &mut got).await;
+    // The bot cannot answer before the caller has stopped: any audio between
+    // the clear and here is a stale frame of the cancelled turn.
+    let interrupted_until = got.len();
     call.silence(1500, &mut got).await;
     let clear = got
         .iter()
-        .position(|m| *m == Outbound::Clear)
+        .position(|m| *m == Command::Clear)
         .expect("clear after barge-in");
-    // Every mark after the clear belongs to a newer turn than every mark before it.
-    let gen_of = |m: &Outbound| match m {
-        Outbound::Mark(MarkId { generation, .. }) => Some(*generation),
-        _ => None,
-    };
-    let before = got[..clear].iter().filter_map(gen_of).max().unwrap();
-    let after: Vec<_> = got[clear..].iter().filter_map(gen_of).collect();
-    assert!(!after.is_empty(), "the bot answers the interruption");
     assert!(
-        after.iter().all(|g| *g > before),
-        "stale marks after clear: {after:?} vs {before}"
+        clear < interrupted_until,
+        "no clear while the caller was talking over the bot"
     );
+    let stale = got[clear..interrupted_until]
+        .iter()
+        .filter(|m| matches!(m, Command::Audio(_)))
+        .count();
+    assert_eq!(stale, 0, "audio after the clear, while the caller spoke");
+    assert!(
+        audio_ms(&got[interrupted_until..]) > 0,
+        "the bot answers the interruption"
+    );
+    if carrier == TestCarrier::ReportsPlayback {
+        // Every checkpoint after the clear belongs to a newer turn than every one before it.
+        let turn_of = |m: &Command| match m {
+            Command::Checkpoint(Checkpoint { turn, .. }) => Some(*turn),
+            _ => None,
+        };
+        let before = got[..clear].iter().filter_map(turn_of).max().unwrap();
+        let after: Vec<_> = got[clear..].iter().filter_map(turn_of).collect();
+        assert!(!after.is_empty(), "the bot answers the interruption");
+        assert!(
+            after.iter().all(|g| *g > before),
+            "stale checkpoints after clear: {after:?} vs {before}"
+        );
+    }
     let turns = call.handle.ctx.history().turns().to_vec();
     assert!(turns.iter().any(|t| t.interrupted), "{turns:?}");
 
@@ -258,5 +365,10 @@ async fn exhausted_restart_budget_ends_the_call_with_an_apology() {
     }
     assert!(call.handle.done.is_finished(), "call did not end");
     call.drain(&mut got);
-    assert_eq!(got.last(), Some(&Outbound::Close(EndReason::RestartBudget)));
+    assert_eq!(
+        got.last(),
+        Some(&Command::Close {
+            reason: EndReason::RestartBudget.as_str()
+        })
+    );
 }

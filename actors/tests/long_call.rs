@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
-use hark_actors::call::CallSettings;
-use hark_actors::media_in::{deliver_mark, deliver_media};
+use hark_actors::CallSettings;
+use hark_actors::media_in::{deliver_media, deliver_played};
 use hark_actors::policy_file::PolicyFile;
 use hark_actors::ulaw;
-use hark_actors::{CallArgs, CallIds, Outbound, Providers, start_call};
+use hark_actors::{CallArgs, CallIds, Command, Providers, start_call};
 use tokio::sync::mpsc;
 
 /// The system allocator, counting the bytes currently allocated.
@@ -61,7 +61,7 @@ fn speech(name: &str) -> Vec<u8> {
 /// marks, as Twilio does), `turns` times.
 async fn talk(
     handle: &hark_actors::CallHandle,
-    out: &mut mpsc::Receiver<Outbound>,
+    out: &mut mpsc::Receiver<Command>,
     seq: &mut u64,
     turns: usize,
     words: &[u8],
@@ -78,9 +78,9 @@ async fn talk(
             *seq += 1;
             deliver_media(&handle.ctx, *seq, frame);
             while let Ok(msg) = out.try_recv() {
-                if let Outbound::Mark(id) = msg {
+                if let Command::Checkpoint(id) = msg {
                     *seq += 1;
-                    deliver_mark(&handle.ctx, *seq, id);
+                    deliver_played(&handle.ctx, *seq, id);
                 }
             }
         }
@@ -106,10 +106,11 @@ async fn a_calls_memory_does_not_grow_with_its_length() {
     }
     let (tx, mut out) = mpsc::channel(512);
     let handle = start_call(CallArgs {
+        capabilities: hark_actors::Capabilities::TWILIO,
         ids: CallIds {
-            call_sid: "CAlong".into(),
-            stream_sid: "MZlong".into(),
-            account_sid: "AClong".into(),
+            call_id: "CAlong".into(),
+            stream_id: "MZlong".into(),
+            carrier: "test",
         },
         providers: Providers::simulated(&policy),
         policy: Arc::clone(&policy),

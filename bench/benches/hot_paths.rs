@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use criterion::{Criterion, criterion_group, criterion_main};
-use hark_actors::call::CallSettings;
+use hark_actors::CallSettings;
 use hark_actors::policy_file::{PolicyFile, VadMode};
 use hark_actors::ulaw::{self, FRAME_SAMPLES};
 use hark_actors::vad::FrameClassifier;
-use hark_actors::{CallArgs, CallIds, Outbound, Providers, SupervisorMsg, start_call};
+use hark_actors::{CallArgs, CallIds, Capabilities, Command, Providers, SupervisorMsg, start_call};
 use hark_runtime::twilio::messages::{MediaBody, OutMedia};
 use hark_runtime::twilio::{HarkMessage, StrNum, TwilioEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -251,10 +251,11 @@ fn barge_in(c: &mut Criterion) {
     let (tx, rx) = mpsc::channel(4096);
     let call = rt
         .block_on(start_call(CallArgs {
+            capabilities: Capabilities::TWILIO,
             ids: CallIds {
-                call_sid: "CAbench".into(),
-                stream_sid: "MZbench".into(),
-                account_sid: "ACbench".into(),
+                call_id: "CAbench".into(),
+                stream_id: "MZbench".into(),
+                carrier: "bench",
             },
             providers: Providers::simulated(&policy),
             policy,
@@ -280,7 +281,7 @@ fn barge_in(c: &mut Criterion) {
                             text: "hello".into(),
                         })
                         .unwrap();
-                    while !matches!(rx.recv().await, Some(Outbound::Media(_))) {}
+                    while !matches!(rx.recv().await, Some(Command::Audio(_))) {}
                     // ...give MediaOut time to report playback started...
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     // ...and the caller talks over it.
@@ -290,7 +291,7 @@ fn barge_in(c: &mut Criterion) {
                             at: tokio::time::Instant::now(),
                         })
                         .unwrap();
-                    while rx.recv().await != Some(Outbound::Clear) {}
+                    while rx.recv().await != Some(Command::Clear) {}
                     total += start.elapsed();
                     while rx.try_recv().is_ok() {}
                 }

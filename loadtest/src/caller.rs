@@ -26,8 +26,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use hark_actors::MarkId;
 use hark_actors::ulaw::{FRAME_SAMPLES, SILENCE};
+use hark_carrier::port::Checkpoint;
 use hark_carrier::twilio::messages::{
     DtmfBody, MarkBody, MediaBody, MediaFormat, StartMeta, StopBody,
 };
@@ -749,16 +749,16 @@ impl Io {
                 Ok(HarkMessage::Mark { mark, .. }) => {
                     let name = mark.name.into_owned();
                     st.marks_received += 1;
-                    if let Some(id) = MarkId::parse(&name) {
+                    if let Some(id) = Checkpoint::parse(&name) {
                         if let Some((cancelled, pending)) = st.after_clear {
-                            if id.generation <= cancelled {
+                            if id.turn <= cancelled {
                                 st.stale_frames += pending;
                                 st.after_clear = Some((cancelled, 0));
                             } else {
                                 st.after_clear = None;
                             }
                         }
-                        st.newest_generation = st.newest_generation.max(id.generation);
+                        st.newest_generation = st.newest_generation.max(id.turn);
                     }
                     let due = st.playback_end.max(now);
                     st.pending_marks.push_back((name.clone(), due));

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use hark_actors::providers::twilio::{ACCOUNT_SID_ENV, TwilioRest};
+use crate::carriers::twilio::rest::{ACCOUNT_SID_ENV, TwilioRest};
 use hark_actors::{Keys, PolicyFile, Providers};
 
 use crate::config::Config;

@@ -1,5 +1,5 @@
 //! Hark's runtime: the `hark` server around the per-call actor trees —
-//! config, Twilio protocol, HTTP and WebSocket, metrics, graceful shutdown.
+//! config, carriers, HTTP and WebSocket, metrics, graceful shutdown.
 //!
 //! # Layout
 //!
@@ -10,15 +10,17 @@
 //! - [`workers`] — thread-per-core: N single-threaded runtimes (the
 //!   `hark-workers` crate, re-exported).
 //! - [`http_limits`] — connection caps, trusted proxies, request deadlines.
-//! - [`webhooks`] — Twilio's voice and status webhooks and the stream
-//!   upgrade: signatures, blocklist and caller limits, stream tokens.
+//! - [`carriers`] — the carrier-neutral stream session (`stream.rs`: a
+//!   carrier's events into the call, its commands out) and one folder per
+//!   carrier (`twilio/`: voice and status webhooks with signatures,
+//!   blocklist and caller limits; the stream upgrade; the REST client as
+//!   call control).
 //! - [`stream_token`] — the token that binds a stream to its webhook (codec).
 //! - [`cluster`] — state a cluster will share, behind small traits: live
 //!   calls (one stream per call), the caller limiter, the API rate limiter;
 //!   in-process implementations.
-//! - [`media_stream`] — one stream's session: Twilio in, the call's audio out.
-//! - [`twilio`] — Twilio's wire formats (messages, TwiML, signatures; no I/O;
-//!   the `hark-carrier` crate, re-exported).
+//! - [`twilio`] — Twilio's wire formats (messages, stream codec, TwiML,
+//!   signatures, ids; no I/O; from the `hark-carrier` crate, re-exported).
 //! - [`lifecycle`] — admission (`max_calls`) and graceful shutdown.
 //! - [`store`] — call records (PostgreSQL / SQLite), the writer and its spool.
 //! - [`pii`] — encryption of personal data at rest, key files.
@@ -26,20 +28,19 @@
 //! - [`health`], [`doctor`] — provider checks; [`telemetry`] — logs, metrics, banner.
 
 pub mod api;
+pub mod carriers;
 pub mod cluster;
 pub mod config;
 pub mod doctor;
 pub mod health;
 pub mod http_limits;
 pub mod lifecycle;
-pub mod media_stream;
 pub mod pii;
 pub mod server;
 pub mod store;
 pub mod stream_token;
 pub mod telemetry;
 pub use hark_carrier::twilio;
-pub mod webhooks;
 pub use hark_workers as workers;
 
 pub use config::Config;

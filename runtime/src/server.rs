@@ -96,9 +96,9 @@ impl AppState {
 
 pub fn router(state: Arc<AppState>, limits: Arc<ConnLimits>) -> Router {
     Router::new()
-        .route("/twilio/voice", post(crate::webhooks::voice))
-        .route("/twilio/status", post(crate::webhooks::status))
-        .route("/twilio/media", get(crate::webhooks::media))
+        .route("/twilio/voice", post(crate::carriers::twilio::voice))
+        .route("/twilio/status", post(crate::carriers::twilio::status))
+        .route("/twilio/media", get(crate::carriers::twilio::media))
         .nest(
             "/api/v1",
             crate::api::router().layer(axum::middleware::from_fn_with_state(
@@ -301,7 +301,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         store_health: Arc::clone(&writer.queue.health),
         pii: Arc::clone(&pii),
         twilio_auth_token,
-        caller_limit: Arc::new(crate::webhooks::CallerLimit::new(
+        caller_limit: Arc::new(crate::cluster::caller_limit::CallerLimit::new(
             config.caller_calls_per_hour,
         )),
         stream_tokens,

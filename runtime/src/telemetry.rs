@@ -59,15 +59,15 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
 fn describe_runtime_metrics() {
     use metrics::{describe_counter, describe_gauge};
     describe_counter!(
-        crate::webhooks::CALLS_REJECTED,
+        crate::carriers::CALLS_REJECTED,
         "Calls refused, by reason: blocked, rate_limited (webhook), bad_token, duplicate_call (stream)."
     );
     describe_counter!(
-        crate::webhooks::SIGNATURE_FAILURES,
+        crate::carriers::SIGNATURE_FAILURES,
         "Twilio requests refused for a missing or wrong X-Twilio-Signature, by route and reason."
     );
     describe_counter!(
-        crate::media_stream::DTMF_DROPPED,
+        crate::carriers::stream::DTMF_DROPPED,
         "DTMF digits dropped for exceeding the call's call.dtmf_per_second."
     );
     describe_counter!(

@@ -104,7 +104,7 @@ async fn every_kind_of_bad_message_is_counted_and_the_call_goes_on() {
     let logs = hark.logs();
     let lines: Vec<_> = logs
         .lines()
-        .filter(|l| l.contains("bad Twilio message"))
+        .filter(|l| l.contains("bad carrier message"))
         .collect();
     assert_eq!(lines.len(), 8, "{lines:#?}");
     let before_start = lines

@@ -201,7 +201,7 @@ async fn dtmf_is_accepted_and_answered() {
     assert_eq!(m.get("hark_dtmf_total"), 1.0);
     assert_eq!(m.get("hark_media_sequence_gaps_total"), 0.0);
     assert!(
-        !hark.logs().contains("bad Twilio message"),
+        !hark.logs().contains("bad carrier message"),
         "{}",
         hark.logs()
     );

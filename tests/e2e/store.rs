@@ -355,6 +355,7 @@ async fn retention_erases_text_details_and_slot_values_and_keeps_the_shape() {
         Record::CallStarted {
             call_sid: "CA1".into(),
             stream_sid: "MZ1".into(),
+            carrier: "twilio".into(),
             direction: "inbound".into(),
             from: "+14155550103".into(),
             to: "+14155550106".into(),

@@ -13,7 +13,6 @@ pub mod endpoints;
 pub mod llm;
 pub mod stt;
 pub mod tts;
-pub mod twilio;
 
 pub use endpoints::{Endpoint, Keys, ProviderEndpoints, Secret};
 pub use llm::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ToolCall, ToolSpec};

@@ -16,6 +16,8 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::port::BadInput as BadMessage;
+
 /// An integer Twilio sends as a JSON string. Parsing also accepts a bare
 /// number; serializing always writes a string, as Twilio does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -190,68 +192,6 @@ pub enum HarkMessage<'a> {
     },
     #[serde(rename_all = "camelCase")]
     Clear { stream_sid: Cow<'a, str> },
-}
-
-/// Why a message could not be used. Each is a `reason` label of `hark_bad_messages_total`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadMessage {
-    #[error("message is not JSON: {0}")]
-    NotJson(String),
-    #[error("JSON does not have the documented shape: {0}")]
-    Invalid(String),
-    #[error("unknown event {0:?}")]
-    UnknownEvent(String),
-    #[error("message of {0} bytes is over the limit")]
-    TooLarge(usize),
-    #[error("binary WebSocket message (Twilio sends text)")]
-    Binary,
-    #[error("media payload is not valid base64")]
-    BadBase64,
-    #[error("media before start")]
-    MediaBeforeStart,
-    #[error("a second start on the same stream")]
-    DuplicateStart,
-    #[error("message for another stream")]
-    WrongStream,
-    #[error("unsupported media format {0}")]
-    UnsupportedFormat(String),
-    #[error("control messages (dtmf, mark) faster than the call can take them")]
-    Flood,
-}
-
-impl BadMessage {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            BadMessage::NotJson(_) => "not_json",
-            BadMessage::Invalid(_) => "invalid_message",
-            BadMessage::UnknownEvent(_) => "unknown_event",
-            BadMessage::TooLarge(_) => "too_large",
-            BadMessage::Binary => "binary_message",
-            BadMessage::BadBase64 => "bad_base64",
-            BadMessage::MediaBeforeStart => "media_before_start",
-            BadMessage::DuplicateStart => "duplicate_start",
-            BadMessage::WrongStream => "wrong_stream",
-            BadMessage::UnsupportedFormat(_) => "unsupported_format",
-            BadMessage::Flood => "flood",
-        }
-    }
-
-    /// Small index per reason, for "log each reason once per call" bitsets.
-    pub fn index(&self) -> u32 {
-        match self {
-            BadMessage::NotJson(_) => 0,
-            BadMessage::Invalid(_) => 1,
-            BadMessage::UnknownEvent(_) => 2,
-            BadMessage::TooLarge(_) => 3,
-            BadMessage::Binary => 4,
-            BadMessage::BadBase64 => 5,
-            BadMessage::MediaBeforeStart => 6,
-            BadMessage::DuplicateStart => 7,
-            BadMessage::WrongStream => 8,
-            BadMessage::UnsupportedFormat(_) => 9,
-            BadMessage::Flood => 10,
-        }
-    }
 }
 
 fn classify(e: serde_json::Error) -> BadMessage {

@@ -1,7 +1,11 @@
-//! Twilio's side of a call: Media Streams messages and TwiML. Pure codecs, no I/O.
+//! Twilio: Media Streams (messages and the stream codec), TwiML, request
+//! signatures and call ids. Pure codecs, no I/O.
 
+pub mod ids;
 pub mod messages;
 pub mod signature;
+pub mod stream;
 pub mod twiml;
 
 pub use messages::{BadMessage, HarkMessage, StrNum, TwilioEvent};
+pub use stream::TwilioStream;

@@ -119,6 +119,6 @@ mod tests {
     #[test]
     fn record_bases_stay_below_the_status_callback_range() {
         let last = (MAX_STREAMS - 1) * RECORDS_PER_STREAM + (RECORDS_PER_STREAM - 1);
-        assert!(last < crate::webhooks::STATUS_EVENT_BASE);
+        assert!(last < crate::carriers::twilio::STATUS_EVENT_BASE);
     }
 }

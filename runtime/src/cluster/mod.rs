@@ -8,12 +8,13 @@
 //! - [`CallRegistry`], held through a [`CallClaim`] for as long as a stream
 //!   lives; in-process: [`live_calls::LiveCalls`].
 //! - [`CallerLimiter`]: call attempts per caller; in-process:
-//!   [`crate::webhooks::CallerLimit`] (bounded LRU).
+//!   [`caller_limit::CallerLimit`] (bounded LRU).
 //! - [`RateLimiter`]: admin API requests per token; in-process:
 //!   [`crate::api::RateLimit`].
 
 use std::sync::Arc;
 
+pub mod caller_limit;
 pub mod live_calls;
 
 /// Why a stream was refused.

@@ -31,6 +31,8 @@ pub struct CallFilter {
 pub struct CallSummary {
     pub call_sid: String,
     pub stream_sid: Option<String>,
+    /// The carrier that carried the call (`twilio`).
+    pub carrier: Option<String>,
     pub direction: Option<String>,
     /// Phone numbers, decrypted (masked for the `viewer` role).
     pub from: Option<String>,
@@ -188,7 +190,7 @@ impl Sql {
     }
 }
 
-const CALL_COLUMNS: &str = "SELECT call_sid, stream_sid, direction, from_enc, to_enc, policy, policy_version, node, started_at, ended_at, end_reason, outcome, outcome_enc FROM calls";
+const CALL_COLUMNS: &str = "SELECT call_sid, stream_sid, carrier, direction, from_enc, to_enc, policy, policy_version, node, started_at, ended_at, end_reason, outcome, outcome_enc FROM calls";
 
 /// What a `viewer` sees instead of a personal value.
 pub const MASKED: &str = "***";
@@ -236,6 +238,7 @@ fn call_row(row: &AnyRow, pii: &Pii, mask: bool) -> Result<CallSummary, StoreErr
     Ok(CallSummary {
         call_sid: row.try_get("call_sid").map_err(err)?,
         stream_sid: row.try_get("stream_sid").map_err(err)?,
+        carrier: row.try_get("carrier").map_err(err)?,
         direction: row.try_get("direction").map_err(err)?,
         from: number("from_enc")?,
         to: number("to_enc")?,

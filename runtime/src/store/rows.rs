@@ -16,6 +16,9 @@ pub enum Row {
     Call {
         call_sid: String,
         stream_sid: String,
+        /// Rows spooled before carriers were named are Twilio's.
+        #[serde(default = "twilio")]
+        carrier: String,
         direction: String,
         from_enc: Vec<u8>,
         from_hash: String,
@@ -77,6 +80,10 @@ pub enum Row {
     },
 }
 
+fn twilio() -> String {
+    "twilio".into()
+}
+
 impl Row {
     /// Encrypts what must not rest in clear.
     pub fn from_record(record: Record, pii: &Pii) -> Self {
@@ -84,6 +91,7 @@ impl Row {
             Record::CallStarted {
                 call_sid,
                 stream_sid,
+                carrier,
                 direction,
                 from,
                 to,
@@ -94,6 +102,7 @@ impl Row {
             } => Row::Call {
                 call_sid,
                 stream_sid,
+                carrier,
                 direction,
                 from_enc: pii.encrypt(&from),
                 from_hash: pii.hash_number(&from),
@@ -203,6 +212,7 @@ impl Row {
             Row::Call {
                 call_sid,
                 stream_sid,
+                carrier,
                 direction,
                 from_enc,
                 from_hash,
@@ -213,9 +223,9 @@ impl Row {
                 node,
                 started_at,
             } => sqlx::query(
-                "INSERT INTO calls (call_sid, stream_sid, direction, from_enc, from_hash, to_enc, to_hash, policy, policy_version, node, started_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (call_sid) DO UPDATE SET stream_sid = excluded.stream_sid, direction = excluded.direction, \
+                "INSERT INTO calls (call_sid, stream_sid, direction, from_enc, from_hash, to_enc, to_hash, policy, policy_version, node, started_at, carrier) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (call_sid) DO UPDATE SET stream_sid = excluded.stream_sid, carrier = excluded.carrier, direction = excluded.direction, \
                  from_enc = excluded.from_enc, from_hash = excluded.from_hash, to_enc = excluded.to_enc, to_hash = excluded.to_hash, \
                  policy = excluded.policy, policy_version = excluded.policy_version, node = excluded.node, started_at = excluded.started_at \
                  WHERE calls.started_at IS NULL",
@@ -230,7 +240,8 @@ impl Row {
             .bind(policy)
             .bind(policy_version)
             .bind(node)
-            .bind(*started_at),
+            .bind(*started_at)
+            .bind(carrier),
             Row::Rejected {
                 call_sid,
                 direction,

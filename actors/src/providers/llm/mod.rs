@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use super::ProviderError;
-use crate::history::Turn;
 
 pub mod openai;
 pub mod sim;
@@ -26,6 +25,37 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    Caller,
+    Bot,
+    /// The result of a tool the bot called.
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub speaker: Speaker,
+    /// Bot turns keep their sentences apart so an interruption can cut at the heard part.
+    pub sentences: Vec<String>,
+    /// The bot turn's generation; 0 for caller turns.
+    pub generation: u64,
+    /// The caller talked over this bot turn; only the heard part is kept.
+    pub interrupted: bool,
+    /// Tools the bot called in this turn.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool result: the call it answers.
+    pub tool_call_id: Option<String>,
+    /// Of a bot turn cut to what was heard: everything it said.
+    pub said: Option<String>,
+}
+
+impl Turn {
+    pub fn text(&self) -> String {
+        self.sentences.join(" ")
+    }
+}
+
 /// Everything the model is given for one reply.
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
@@ -39,7 +69,7 @@ impl LlmRequest {
     pub fn last_caller_text(&self) -> Option<String> {
         self.turns
             .last()
-            .filter(|t| t.speaker == crate::history::Speaker::Caller)
+            .filter(|t| t.speaker == Speaker::Caller)
             .map(|t| t.text())
     }
 }

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use super::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ToolCall};
-use crate::history::{Speaker, Turn};
+use super::{Speaker, Turn};
 use crate::policy_file::LlmSettings;
 use crate::providers::{
     Endpoint, ProviderError, Secret, check_openai_model, intern, no_retries, openai_error,

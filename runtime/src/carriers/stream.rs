@@ -1,10 +1,11 @@
-//! One Twilio Media Stream: the WebSocket between Twilio and a call's actor tree.
+//! One carrier media stream: the WebSocket between a carrier and a call's
+//! actor tree, for any carrier with a [`StreamCodec`].
 //!
-//! One task per stream parses Twilio's messages and feeds the call, and
-//! drains the call's outbound queue into the socket, batching whatever is
-//! ready into one flush. Bad input is counted by reason, logged once per call
-//! per reason, and skipped; the call only ends when the stream itself is
-//! unusable.
+//! One task per stream decodes the carrier's messages into port events for
+//! the call, and drains the call's commands into the socket, batching
+//! whatever is ready into one flush. Bad input is counted by reason, logged
+//! once per call per reason, and skipped; the call only ends when the stream
+//! itself is unusable.
 //!
 //! Before a call starts, its `start` must carry a valid stream token for its
 //! call SID (required when Twilio signatures are on; checked whenever one is
@@ -13,35 +14,30 @@
 //! ends the call, every socket write has `write_timeout_secs`, DTMF is
 //! rate-limited and echoed marks share a bounded queue.
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
-use hark_actors::call::CallContext;
+use hark_actors::CallContext;
 use hark_actors::fault::FaultPlan;
-use hark_actors::media_in::{deliver_dtmf, deliver_mark, deliver_media};
+use hark_actors::media_in::deliver;
 use hark_actors::metrics as m;
 use hark_actors::records::Record;
 use hark_actors::util::Escaped;
-use hark_actors::{CallArgs, CallIds, EndReason, MarkId, Outbound, SupervisorMsg, start_call};
+use hark_actors::{CallArgs, CallIds, Command, EndReason, SupervisorMsg, start_call};
+use hark_carrier::port::{BadInput, Decoded, Event, Frame, Outgoing, StreamCodec, StreamStart};
 use metrics::Counter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tracing::Span;
 
+use crate::carriers::CALLS_REJECTED;
 use crate::cluster::{CallClaim, Refused};
 use crate::lifecycle::CallSlot;
 use crate::server::AppState;
 use crate::stream_token::{self, StreamClaims, TokenError};
-use crate::twilio::messages::{MarkBody, OutMedia, StartMeta};
-use crate::twilio::{BadMessage, HarkMessage, TwilioEvent};
-use crate::webhooks::CALLS_REJECTED;
 
 /// `hark_dtmf_dropped_total`: digits over the per-call rate.
 pub const DTMF_DROPPED: &str = "hark_dtmf_dropped_total";
@@ -64,28 +60,33 @@ struct BadLog {
 }
 
 impl BadLog {
-    fn report(&mut self, span: &Span, bad: &BadMessage) {
+    fn report(&mut self, span: &Span, bad: &BadInput) {
         metrics::counter!(m::BAD_MESSAGES, "reason" => bad.reason()).increment(1);
         let bit = 1 << bad.index();
         if self.logged & bit == 0 {
             self.logged |= bit;
-            tracing::warn!(parent: span, reason = bad.reason(), error = %bad, "bad Twilio message skipped (more of this kind are only counted)");
+            tracing::warn!(parent: span, reason = bad.reason(), error = %bad, "bad carrier message skipped (more of this kind are only counted)");
         }
     }
 }
 
-pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
-    let pre_span = tracing::info_span!("stream", call_sid = tracing::field::Empty);
+pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
+    let pre_span = tracing::info_span!(
+        "stream",
+        carrier = C::CARRIER,
+        call_id = tracing::field::Empty
+    );
     let mut bad = BadLog { logged: 0 };
+    let mut codec = C::new();
 
-    let Some(start) = await_start(&mut socket, &app, &pre_span, &mut bad).await else {
-        return;
+    let start = match await_start(&mut socket, &mut codec, &app, &pre_span, &mut bad).await {
+        Ok(start) => start,
+        Err(Some(reason)) => {
+            refuse(&mut socket, reason).await;
+            return;
+        }
+        Err(None) => return,
     };
-    if !start.media_format.is_mulaw_8k_mono() {
-        let err = BadMessage::UnsupportedFormat(format!("{:?}", start.media_format));
-        bad.report(&pre_span, &err);
-        return;
-    }
     let claims = match call_claims(&app, &start) {
         Ok(claims) => claims,
         Err(e) => {
@@ -95,7 +96,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
             return;
         }
     };
-    let claim = match CallClaim::new(&app.live_calls, &start.call_sid) {
+    let claim = match CallClaim::new(&app.live_calls, &start.call_id) {
         Ok(claim) => claim,
         Err(why) => {
             metrics::counter!(CALLS_REJECTED, "reason" => "duplicate_call").increment(1);
@@ -112,16 +113,17 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         }
     };
     let ids = CallIds {
-        call_sid: start.call_sid.clone(),
-        stream_sid: start.stream_sid.clone(),
-        account_sid: start.account_sid.clone(),
+        carrier: C::CARRIER,
+        call_id: start.call_id.clone(),
+        stream_id: start.stream_id.clone(),
     };
     let fault = fault_plan(&app, &start, &pre_span);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
     let live = app.live();
     app.records.send(Record::CallStarted {
-        call_sid: ids.call_sid.clone(),
-        stream_sid: ids.stream_sid.clone(),
+        call_sid: ids.call_id.clone(),
+        stream_sid: ids.stream_id.clone(),
+        carrier: C::CARRIER.into(),
         direction: claims.direction,
         from: claims.from,
         to: claims.to,
@@ -132,6 +134,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     });
     let call = match start_call(CallArgs {
         ids: ids.clone(),
+        capabilities: start.capabilities,
         policy: Arc::clone(&live.policy),
         providers: live.providers.clone(),
         settings: app.config.call.clone(),
@@ -146,7 +149,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         Err(e) => {
             tracing::error!(parent: &pre_span, error = %e, "could not start the call");
             app.records.send(Record::CallEnded {
-                call_sid: ids.call_sid.clone(),
+                call_sid: ids.call_id.clone(),
                 ended_at_ms: hark_actors::records::now_ms(),
                 end_reason: "start_failed".into(),
             });
@@ -154,7 +157,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         }
     };
     let active = ActiveCall::new();
-    let mut writer = Writer::new(ids.stream_sid.clone());
+    let mut writer = Writer::new(codec);
     let write_timeout = app.config.write_timeout();
     let mut session = Session {
         ctx: Arc::clone(&call.ctx),
@@ -162,7 +165,6 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
         bad,
         frames_received: metrics::counter!(m::FRAMES_RECEIVED),
         dtmf_dropped: metrics::counter!(DTMF_DROPPED),
-        decoded: Vec::with_capacity(hark_actors::ulaw::FRAME_SAMPLES),
         max_bytes: app.config.max_message_bytes,
         messages: 0,
         dtmf: TokenBucket::new(app.config.call.dtmf_per_second),
@@ -181,13 +183,13 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = 0u64;
     let mut quiet_since = Instant::now();
-    // One task per stream reads Twilio's messages and writes the call's.
+    // One task per stream reads the carrier's messages and writes the call's.
     loop {
         tokio::select! {
-            // Almost every wake-up is a frame from Twilio: look there first.
+            // Almost every wake-up is a frame from the carrier: look there first.
             biased;
             msg = socket.next() => {
-                let Some(reason) = session.on_frame(msg) else { continue };
+                let Some(reason) = session.on_frame(&mut writer.codec, msg) else { continue };
                 let _ = supervisor.send_message(SupervisorMsg::Hangup { reason });
                 break;
             }
@@ -214,7 +216,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
                     seen = session.messages;
                     quiet_since = now;
                 } else if now.duration_since(quiet_since) >= media_timeout {
-                    tracing::warn!(parent: &session.span, timeout_secs = media_timeout.as_secs(), "nothing from Twilio in time; ending the call");
+                    tracing::warn!(parent: &session.span, timeout_secs = media_timeout.as_secs(), "nothing from the carrier in time; ending the call");
                     let _ = supervisor.send_message(SupervisorMsg::Hangup { reason: EndReason::MediaTimeout });
                     break;
                 }
@@ -245,15 +247,15 @@ pub async fn run(mut socket: WebSocket, app: Arc<AppState>, slot: CallSlot) {
 
 /// Who the call is, from its stream token; from the stream's own parameters
 /// only when Twilio signatures are off and no token was given (local tools).
-fn call_claims(app: &AppState, start: &StartMeta) -> Result<StreamClaims, TokenError> {
-    let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
-    match start.custom_parameters.get(stream_token::PARAM) {
+fn call_claims(app: &AppState, start: &StreamStart) -> Result<StreamClaims, TokenError> {
+    let param = |k: &str| start.params.get(k).cloned().unwrap_or_default();
+    match start.params.get(stream_token::PARAM) {
         Some(token) => app
             .stream_tokens
-            .verify(token, &start.call_sid, stream_token::now_secs()),
+            .verify(token, &start.call_id, stream_token::now_secs()),
         None if app.twilio_auth_token.is_some() => Err(TokenError::Missing),
         None => Ok(StreamClaims {
-            call_sid: start.call_sid.clone(),
+            call_sid: start.call_id.clone(),
             from: param("from"),
             to: param("to"),
             direction: match param("direction").as_str() {
@@ -293,58 +295,66 @@ impl Drop for ActiveCall {
     }
 }
 
-/// Reads until `start`. Returns its metadata, or `None`
-/// if the stream ends or never starts.
-async fn await_start(
+/// Reads until the stream starts. `Err(Some(reason))`: refuse the stream
+/// with `reason` (a start no call may come of); `Err(None)`: it ended or
+/// never started.
+async fn await_start<C: StreamCodec>(
     stream: &mut WebSocket,
+    codec: &mut C,
     app: &AppState,
     span: &Span,
     bad: &mut BadLog,
-) -> Option<StartMeta> {
+) -> Result<StreamStart, Option<&'static str>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(app.config.start_timeout_secs);
     loop {
         let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
                 tracing::warn!(parent: span, "no start message in time; closing the stream");
-                return None;
+                return Err(None);
             }
-            Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(None) | Ok(Some(Err(_))) => return Err(None),
             Ok(Some(Ok(msg))) => msg,
         };
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                bad.report(span, &BadMessage::Binary);
-                continue;
+        let decoded = match &msg {
+            Message::Text(t) if t.len() > app.config.max_message_bytes => {
+                Err(BadInput::TooLarge(t.len()))
             }
-            Message::Close(_) => return None,
+            Message::Text(t) => codec.decode(Frame::Text(t.as_str())),
+            Message::Binary(b) => codec.decode(Frame::Binary(b)),
+            Message::Close(_) => return Err(None),
             _ => continue,
         };
-        if text.len() > app.config.max_message_bytes {
-            bad.report(span, &BadMessage::TooLarge(text.len()));
-            continue;
-        }
-        match TwilioEvent::parse(text.as_str()) {
-            Ok(TwilioEvent::Start { start, .. }) => {
-                span.record(
-                    "call_sid",
-                    tracing::field::display(Escaped(&start.call_sid)),
-                );
-                return Some(start);
+        match decoded {
+            Ok(Decoded::Start(start)) => {
+                span.record("call_id", tracing::field::display(Escaped(&start.call_id)));
+                return Ok(start);
             }
-            Ok(TwilioEvent::Connected { .. }) => {}
-            Ok(TwilioEvent::Media { .. }) => bad.report(span, &BadMessage::MediaBeforeStart),
-            Ok(other) => bad.report(
-                span,
-                &BadMessage::Invalid(format!("{} before start", other.name())),
-            ),
+            Ok(Decoded::Ignored { .. }) => {}
+            Ok(Decoded::Event(_)) => {
+                bad.report(span, &BadInput::Invalid("an event before start".into()))
+            }
+            Err(e @ (BadInput::UnsupportedFormat(_) | BadInput::BadCallId(_))) => {
+                // No call can come of this stream.
+                bad.report(span, &e);
+                tracing::warn!(parent: span, reason = e.reason(), error = %EscapedError(&e), "stream refused");
+                return Err(Some(e.reason()));
+            }
             Err(e) => bad.report(span, &e),
         }
     }
 }
 
-fn fault_plan(app: &AppState, start: &StartMeta, span: &Span) -> Option<FaultPlan> {
-    let spec = start.custom_parameters.get("hark_fault")?;
+/// A bad-input error for a log line: its text may carry the peer's bytes.
+struct EscapedError<'a>(&'a BadInput);
+
+impl std::fmt::Display for EscapedError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", Escaped(&self.0.to_string()))
+    }
+}
+
+fn fault_plan(app: &AppState, start: &StreamStart, span: &Span) -> Option<FaultPlan> {
+    let spec = start.params.get("hark_fault")?;
     if !app.config.call.fault_injection {
         tracing::warn!(parent: span, "hark_fault parameter ignored: call.fault_injection is off");
         return None;
@@ -367,8 +377,6 @@ struct Session {
     bad: BadLog,
     frames_received: Counter,
     dtmf_dropped: Counter,
-    /// Reused base64 output buffer: no allocation per frame.
-    decoded: Vec<u8>,
     max_bytes: usize,
     /// Messages received: the inactivity check watches it move.
     messages: u64,
@@ -408,7 +416,11 @@ impl TokenBucket {
 
 impl Session {
     /// Handles one read from the socket; `Some(reason)` ends the call.
-    fn on_frame(&mut self, msg: Option<Result<Message, axum::Error>>) -> Option<EndReason> {
+    fn on_frame<C: StreamCodec>(
+        &mut self,
+        codec: &mut C,
+        msg: Option<Result<Message, axum::Error>>,
+    ) -> Option<EndReason> {
         let msg = match msg {
             None => return Some(EndReason::SocketClosed),
             Some(Err(e)) => {
@@ -416,7 +428,7 @@ impl Session {
                 // A message over the hard limit leaves the stream unreadable.
                 if let Some(WsError::Capacity(cap)) = e.downcast_ref::<WsError>() {
                     self.bad
-                        .report(&self.span, &BadMessage::TooLarge(HARD_MESSAGE_LIMIT));
+                        .report(&self.span, &BadInput::TooLarge(HARD_MESSAGE_LIMIT));
                     tracing::warn!(parent: &self.span, error = %cap, "stream unusable; ending the call");
                     return Some(EndReason::BadStream);
                 }
@@ -426,170 +438,92 @@ impl Session {
             Some(Ok(msg)) => msg,
         };
         self.messages = self.messages.wrapping_add(1);
-        match msg {
-            Message::Text(text) => self.on_text(&text),
-            Message::Binary(_) => {
-                self.bad.report(&self.span, &BadMessage::Binary);
+        let decoded = match &msg {
+            Message::Text(text) if text.len() > self.max_bytes => {
+                Err(BadInput::TooLarge(text.len()))
+            }
+            Message::Text(text) => codec.decode(Frame::Text(text.as_str())),
+            Message::Binary(bytes) => codec.decode(Frame::Binary(bytes)),
+            Message::Close(_) => return Some(EndReason::SocketClosed),
+            Message::Ping(_) | Message::Pong(_) => return None,
+        };
+        match decoded {
+            Ok(Decoded::Event(event)) => self.on_event(event),
+            Ok(Decoded::Ignored { what }) => {
+                tracing::debug!(parent: &self.span, what, "ignored");
                 None
             }
-            Message::Close(_) => Some(EndReason::SocketClosed),
-            Message::Ping(_) | Message::Pong(_) => None,
+            Ok(Decoded::Start(_)) => {
+                self.bad.report(&self.span, &BadInput::DuplicateStart);
+                None
+            }
+            Err(e) => {
+                if e == BadInput::BadBase64 {
+                    // A media message all the same, only its payload unusable.
+                    self.frames_received.increment(1);
+                }
+                self.bad.report(&self.span, &e);
+                None
+            }
         }
     }
 
-    fn on_text(&mut self, text: &Utf8Bytes) -> Option<EndReason> {
-        if text.len() > self.max_bytes {
-            self.bad
-                .report(&self.span, &BadMessage::TooLarge(text.len()));
-            return None;
-        }
-        let event = match TwilioEvent::parse(text.as_str()) {
-            Ok(e) => e,
-            Err(e) => {
-                self.bad.report(&self.span, &e);
-                return None;
-            }
-        };
-        let ours = |sid: &Cow<'_, str>| sid.as_ref() == self.ctx.ids.stream_sid;
+    fn on_event(&mut self, event: Event<'_>) -> Option<EndReason> {
         match event {
-            TwilioEvent::Media {
-                sequence_number,
-                media,
-                stream_sid,
-            } => {
-                if !ours(&stream_sid) {
-                    self.bad.report(&self.span, &BadMessage::WrongStream);
-                    return None;
-                }
+            Event::Audio { .. } => {
                 self.frames_received.increment(1);
-                self.decoded.clear();
-                if STANDARD
-                    .decode_vec(media.payload.as_bytes(), &mut self.decoded)
-                    .is_err()
-                {
-                    self.bad.report(&self.span, &BadMessage::BadBase64);
-                    return None;
-                }
-                deliver_media(&self.ctx, sequence_number.0, &self.decoded);
+                deliver(&self.ctx, event);
             }
-            TwilioEvent::Dtmf {
-                sequence_number,
-                dtmf,
-                stream_sid,
-            } => {
-                let digit = dtmf.digit.chars().next().filter(|d| {
-                    dtmf.digit.len() == 1 && (d.is_ascii_digit() || "*#ABCD".contains(*d))
-                });
-                match (ours(&stream_sid), digit) {
-                    (true, Some(digit)) => {
-                        if !self.dtmf.take(Instant::now()) {
-                            // Each digit is a caller turn (and an LLM request).
-                            self.dtmf_dropped.increment(1);
-                            if !self.dtmf_logged {
-                                self.dtmf_logged = true;
-                                tracing::warn!(parent: &self.span, per_second = self.dtmf.rate, "DTMF faster than the call's limit; the excess is dropped (only counted from now on)");
-                            }
-                        } else if !deliver_dtmf(&self.ctx, sequence_number.0, digit) {
-                            self.bad.report(&self.span, &BadMessage::Flood);
-                        }
+            Event::Dtmf { .. } => {
+                if !self.dtmf.take(Instant::now()) {
+                    // Each digit is a caller turn (and an LLM request).
+                    self.dtmf_dropped.increment(1);
+                    if !self.dtmf_logged {
+                        self.dtmf_logged = true;
+                        tracing::warn!(parent: &self.span, per_second = self.dtmf.rate, "DTMF faster than the call's limit; the excess is dropped (only counted from now on)");
                     }
-                    (false, _) => self.bad.report(&self.span, &BadMessage::WrongStream),
-                    (true, None) => self.bad.report(
-                        &self.span,
-                        &BadMessage::Invalid(format!("dtmf digit {:?}", dtmf.digit)),
-                    ),
+                } else if !deliver(&self.ctx, event) {
+                    self.bad.report(&self.span, &BadInput::Flood);
                 }
             }
-            TwilioEvent::Mark {
-                sequence_number,
-                mark,
-                stream_sid,
-            } => {
-                if !ours(&stream_sid) {
-                    self.bad.report(&self.span, &BadMessage::WrongStream);
-                    return None;
-                }
-                // Only our own marks mean anything; parsed here, no copy travels.
-                match MarkId::parse(&mark.name) {
-                    Some(id) => {
-                        if !deliver_mark(&self.ctx, sequence_number.0, id) {
-                            self.bad.report(&self.span, &BadMessage::Flood);
-                        }
-                    }
-                    None => {
-                        tracing::debug!(parent: &self.span, name = %Escaped(&mark.name), "ignoring a foreign mark")
-                    }
+            Event::Played { .. } => {
+                if !deliver(&self.ctx, event) {
+                    self.bad.report(&self.span, &BadInput::Flood);
                 }
             }
-            TwilioEvent::Stop { .. } => return Some(EndReason::Stop),
-            TwilioEvent::Start { .. } => self.bad.report(&self.span, &BadMessage::DuplicateStart),
-            TwilioEvent::Connected { .. } => {
-                tracing::debug!(parent: &self.span, "connected after start ignored");
-            }
+            Event::Stop => return Some(EndReason::Stop),
         }
         None
     }
 }
 
-/// Serializes the call's outbound messages into reused buffers.
-struct Writer {
-    stream_sid: String,
-    b64: String,
-    name: String,
-    json: Vec<u8>,
+/// Writes the call's commands with the carrier's codec.
+struct Writer<C> {
+    codec: C,
     /// A close frame was sent: nothing more goes out.
     closed: bool,
 }
 
-impl Writer {
-    fn new(stream_sid: String) -> Self {
+impl<C: StreamCodec> Writer<C> {
+    fn new(codec: C) -> Self {
         Self {
-            stream_sid,
-            b64: String::with_capacity(1200),
-            name: String::with_capacity(24),
-            json: Vec::with_capacity(1400),
+            codec,
             closed: false,
         }
     }
 
-    fn encode(&mut self, out: Outbound) -> Message {
-        let sid = Cow::Borrowed(self.stream_sid.as_str());
-        let msg = match out {
-            Outbound::Media(audio) => {
-                self.b64.clear();
-                STANDARD.encode_string(&audio, &mut self.b64);
-                HarkMessage::Media {
-                    stream_sid: sid,
-                    media: OutMedia {
-                        payload: Cow::Borrowed(&self.b64),
-                    },
-                }
-            }
-            Outbound::Mark(id) => {
-                self.name.clear();
-                let _ = write!(self.name, "{id}");
-                HarkMessage::Mark {
-                    stream_sid: sid,
-                    mark: MarkBody {
-                        name: Cow::Borrowed(&self.name),
-                    },
-                }
-            }
-            Outbound::Clear => HarkMessage::Clear { stream_sid: sid },
-            Outbound::Close(reason) => {
+    fn encode(&mut self, command: Command) -> Message {
+        match self.codec.encode(command) {
+            Outgoing::Text(text) => Message::Text(text.into()),
+            Outgoing::Binary(bytes) => Message::Binary(bytes),
+            Outgoing::Close { code, reason } => {
                 self.closed = true;
-                return Message::Close(Some(CloseFrame {
-                    code: 1000,
-                    reason: reason.as_str().into(),
-                }));
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }))
             }
-        };
-        msg.write_json(&mut self.json);
-        // The frame owns its bytes; the buffer is re-made at the size it had.
-        let cap = self.json.capacity();
-        let text = String::from_utf8(std::mem::replace(&mut self.json, Vec::with_capacity(cap)))
-            .unwrap_or_default();
-        Message::Text(text.into())
+        }
     }
 
     /// [`Writer::write_batch`] within `limit`. A socket that takes longer is
@@ -597,8 +531,8 @@ impl Writer {
     async fn write_within<S>(
         &mut self,
         socket: &mut S,
-        first: Outbound,
-        rx: &mut mpsc::Receiver<Outbound>,
+        first: Command,
+        rx: &mut mpsc::Receiver<Command>,
         limit: Duration,
     ) -> Result<(), EndReason>
     where
@@ -618,8 +552,8 @@ impl Writer {
     async fn write_batch<S>(
         &mut self,
         socket: &mut S,
-        first: Outbound,
-        rx: &mut mpsc::Receiver<Outbound>,
+        first: Command,
+        rx: &mut mpsc::Receiver<Command>,
     ) -> Result<(), S::Error>
     where
         S: futures::Sink<Message> + Unpin,
@@ -664,11 +598,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_write_to_a_socket_nobody_reads_times_out_and_ends_the_call() {
-        let mut writer = Writer::new("MZ1".into());
+        let mut writer = Writer::new(hark_carrier::twilio::TwilioStream::new());
         let (_tx, mut rx) = mpsc::channel(4);
         let began = Instant::now();
         let r = writer
-            .write_within(&mut Stuck, Outbound::Clear, &mut rx, Duration::from_secs(5))
+            .write_within(&mut Stuck, Command::Clear, &mut rx, Duration::from_secs(5))
             .await;
         assert_eq!(r, Err(EndReason::OutboundStalled));
         assert_eq!(began.elapsed(), Duration::from_secs(5));

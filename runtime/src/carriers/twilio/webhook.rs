@@ -6,7 +6,7 @@
 //! gets a stream token (see `stream_token`) that its Media Stream must show.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -15,16 +15,14 @@ use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hark_actors::records::{Record, now_ms};
-use tokio::time::Instant;
 
+use crate::carriers::stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
+use crate::carriers::{CALLS_REJECTED, SIGNATURE_FAILURES};
 use crate::http_limits::{ClientAddr, ConnTicket};
-use crate::media_stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
 use crate::server::{AppState, refuse};
 use crate::stream_token::{self, StreamClaims};
-use crate::twilio::{signature, twiml};
+use hark_carrier::twilio::{TwilioStream, signature, twiml};
 
-pub const SIGNATURE_FAILURES: &str = "hark_twilio_signature_failures_total";
-pub const CALLS_REJECTED: &str = "hark_calls_rejected_total";
 /// Longest a webhook waits for the blocklist.
 const BLOCKLIST_WAIT: Duration = Duration::from_millis(500);
 /// Status callback events are numbered from here, apart from the call's own
@@ -138,7 +136,7 @@ pub async fn media(
         .max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
         .on_upgrade(move |socket| async move {
-            media_stream::run(socket, app, slot).await;
+            stream::run::<TwilioStream>(socket, app, slot).await;
             drop(ticket);
         })
 }
@@ -332,63 +330,9 @@ pub fn caller_identity(from: &str) -> Option<String> {
         .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
-/// Callers whose attempts the limiter remembers: the least recently seen
-/// are forgotten past this, so memory stays bounded whatever the flood.
-pub const CALLER_LIMIT_MEMORY: usize = 100_000;
-
-/// Call attempts per caller per hour (by the number's keyed hash).
-pub struct CallerLimit {
-    per_hour: u32,
-    /// Most callers this remembers; the map grows to it as callers come
-    /// (`LruCache::new` would allocate all of it up front: 2 MB idle).
-    memory: usize,
-    seen: Mutex<lru::LruCache<String, (Instant, u32)>>,
-}
-
-impl CallerLimit {
-    pub fn new(per_hour: u32) -> Self {
-        Self::with_memory(per_hour, CALLER_LIMIT_MEMORY)
-    }
-
-    pub fn with_memory(per_hour: u32, callers: usize) -> Self {
-        Self {
-            per_hour,
-            memory: callers.max(1),
-            seen: Mutex::new(lru::LruCache::unbounded()),
-        }
-    }
-
-    pub fn remembered(&self) -> usize {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-}
-
-impl crate::cluster::CallerLimiter for CallerLimit {
-    fn admit(&self, caller: &str) -> bool {
-        if self.per_hour == 0 {
-            return true;
-        }
-        let now = Instant::now();
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if !seen.contains(caller) && seen.len() >= self.memory {
-            seen.pop_lru();
-        }
-        let entry = seen.get_or_insert_mut(caller.to_owned(), || (now, 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(3600) {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-        entry.1 <= self.per_hour
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::CallerLimiter;
 
     #[test]
     fn withheld_and_invalid_numbers_are_nobody() {
@@ -415,25 +359,5 @@ mod tests {
         ] {
             assert_eq!(caller_identity(nobody), None, "{nobody}");
         }
-    }
-
-    #[test]
-    fn the_caller_limiter_forgets_the_least_recent_past_its_memory() {
-        let l = CallerLimit::with_memory(1, 3);
-        for c in ["a", "b", "c", "d", "e"] {
-            assert!(l.admit(c));
-        }
-        assert_eq!(l.remembered(), 3);
-        assert!(!l.admit("e"), "the recent ones are still counted");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn caller_limit_resets_after_an_hour() {
-        let l = CallerLimit::new(2);
-        assert!(l.admit("a") && l.admit("a"));
-        assert!(!l.admit("a"));
-        assert!(l.admit("b"));
-        tokio::time::advance(Duration::from_secs(3601)).await;
-        assert!(l.admit("a"));
     }
 }

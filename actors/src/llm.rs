@@ -1,4 +1,4 @@
-//! `Policy`: takes the bot's turn. For a reply it streams the LLM's answer
+//! `Llm`: takes the bot's turn. For a reply it streams the LLM's answer
 //! (system prompt + history + tools) and hands it to `Tts` sentence by
 //! sentence as the sentences complete, runs the tools the model calls and
 //! lets it follow up; for fixed lines (greeting, goodbye, apology) it speaks
@@ -18,36 +18,18 @@ use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-use crate::call::{CallContext, ChildKind, Generation};
-use crate::call_supervisor::SupervisorMsg;
+use crate::context::CallContext;
 use crate::metrics as m;
+use crate::protocol::{ChildKind, Generation, LlmMsg, SupervisorMsg, TtsMsg};
 use crate::providers::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCall};
 use crate::sentences::SentenceSplitter;
 use crate::tools::Effect;
-use crate::tts::TtsMsg;
 use crate::util::AbortOnDrop;
 
-#[derive(Debug)]
-pub enum PolicyMsg {
-    /// Reply to the caller. `caller_text` is added to the history first; it is
-    /// `None` when a turn is retried after a restart (the words are already there).
-    Respond {
-        generation: Generation,
-        caller_text: Option<String>,
-    },
-    /// Speak a fixed line (greeting, goodbye, apology).
-    Say {
-        generation: Generation,
-        text: String,
-    },
-    /// Every turn older than `generation` is cancelled.
-    Cancel { generation: Generation },
-}
+pub struct Llm;
 
-pub struct Policy;
-
-impl crate::fault::CallChild for Policy {
-    const KIND: ChildKind = ChildKind::Policy;
+impl crate::fault::CallChild for Llm {
+    const KIND: ChildKind = ChildKind::Llm;
 }
 
 pub struct PolicyState {
@@ -297,8 +279,8 @@ fn say(ctx: Arc<CallContext>, generation: Generation, text: &str) {
     speaker.end();
 }
 
-impl Actor for Policy {
-    type Msg = PolicyMsg;
+impl Actor for Llm {
+    type Msg = LlmMsg;
     type State = PolicyState;
     type Arguments = Arc<CallContext>;
 
@@ -320,7 +302,7 @@ impl Actor for Policy {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            PolicyMsg::Respond {
+            LlmMsg::Respond {
                 generation,
                 caller_text,
             } => {
@@ -333,11 +315,11 @@ impl Actor for Policy {
                     AbortOnDrop::spawn(guarded_reply(ctx, generation)),
                 ));
             }
-            PolicyMsg::Say { generation, text } => {
+            LlmMsg::Say { generation, text } => {
                 state.inflight = None;
                 say(Arc::clone(&state.ctx), generation, &text);
             }
-            PolicyMsg::Cancel { generation } => {
+            LlmMsg::Cancel { generation } => {
                 if state
                     .inflight
                     .as_ref()

@@ -1,0 +1,241 @@
+//! What every actor of one call shares: its ids and span, its policy and
+//! providers, the routes to its (restartable) children, the turn generation,
+//! the history and the carrier command queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwapOption;
+use ractor::{ActorRef, Message};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::Span;
+
+use crate::backlog::Backlog;
+use crate::fault::FaultPlan;
+use crate::history::History;
+use crate::policy_file::PolicyFile;
+use crate::protocol::STT_BATCH_FRAMES;
+use crate::protocol::{
+    CallIds, Capabilities, Command, Generation, LlmMsg, MediaInMsg, MediaOutMsg, SttMsg,
+    SupervisorMsg, TtsMsg, VadMsg,
+};
+use crate::providers::{Providers, ToolCall};
+use crate::records::RecordSink;
+use crate::settings::CallSettings;
+use crate::tools::Tools;
+use crate::ulaw::FRAME_SAMPLES;
+
+/// The current address of one child. Children are respawned on failure, so
+/// their senders look the address up for every message instead of keeping an
+/// `ActorRef` that may be dead.
+pub struct Route<M: Message>(ArcSwapOption<ActorRef<M>>);
+
+impl<M: Message> Default for Route<M> {
+    fn default() -> Self {
+        Self(ArcSwapOption::empty())
+    }
+}
+
+impl<M: Message> Route<M> {
+    /// Sends to the child's current incarnation; false if there is none or it is gone.
+    pub fn send(&self, msg: M) -> bool {
+        match &*self.0.load() {
+            Some(actor) => actor.send_message(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn get(&self) -> Option<ActorRef<M>> {
+        self.0.load_full().map(|a| (*a).clone())
+    }
+
+    pub(crate) fn set(&self, actor: ActorRef<M>) {
+        self.0.store(Some(Arc::new(actor)));
+    }
+}
+
+#[derive(Default)]
+pub struct Routes {
+    pub supervisor: Route<SupervisorMsg>,
+    pub media_in: Route<MediaInMsg>,
+    pub vad: Route<VadMsg>,
+    pub stt: Route<SttMsg>,
+    pub llm: Route<LlmMsg>,
+    pub tts: Route<TtsMsg>,
+    pub media_out: Route<MediaOutMsg>,
+}
+
+/// Mailbox bounds for the per-frame hops.
+pub struct Backlogs {
+    pub media_in: Arc<Backlog>,
+    /// DTMF and playback reports queued for `MediaIn`: carriers send a few
+    /// a second, so a full queue is a flood.
+    pub control: Arc<Backlog>,
+    pub vad: Arc<Backlog>,
+    pub stt: Arc<Backlog>,
+}
+
+/// Control messages (DTMF, mark echoes) `MediaIn` may have queued.
+pub const CONTROL_BACKLOG: usize = 64;
+
+/// Everything needed to start a call.
+pub struct CallArgs {
+    pub ids: CallIds,
+    pub policy: Arc<PolicyFile>,
+    pub providers: Providers,
+    pub settings: CallSettings,
+    /// What the carrier's stream can do (playback reports, codec).
+    pub capabilities: Capabilities,
+    /// Commands to the carrier's stream, in order.
+    pub outbound: mpsc::Sender<Command>,
+    pub fault: Option<FaultPlan>,
+    /// Where the call's records go.
+    pub records: Arc<dyn RecordSink>,
+    /// The first turn and event number of this stream (0 for a call's first
+    /// stream; a call that comes back on a new stream continues after it).
+    pub record_base: u32,
+}
+
+pub struct CallContext {
+    pub ids: CallIds,
+    pub capabilities: Capabilities,
+    /// The call's span (`carrier`, `call_id`, `stream_id`); every actor logs under it.
+    pub span: Span,
+    pub policy: Arc<PolicyFile>,
+    pub providers: Providers,
+    pub settings: CallSettings,
+    pub routes: Routes,
+    generation: AtomicU64,
+    history: Mutex<History>,
+    pub outbound: mpsc::Sender<Command>,
+    /// Synthesized audio in flight between `Tts` and the carrier, in 20 ms frames.
+    /// `Tts` acquires before sending a chunk; the permit travels with the chunk
+    /// and is released when `MediaOut` sends or drops it.
+    pub audio_budget: Arc<Semaphore>,
+    pub backlogs: Backlogs,
+    pub fault: Option<Arc<FaultPlan>>,
+    /// The tools the policy offers the LLM.
+    pub tools: Tools,
+    outcome: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// The call's records (turns, events, outcome): never waited on.
+    pub recorder: crate::records::CallRecorder,
+}
+
+impl CallContext {
+    pub fn new(args: CallArgs) -> Arc<Self> {
+        let CallArgs {
+            ids,
+            capabilities,
+            policy,
+            providers,
+            settings,
+            outbound,
+            fault,
+            records,
+            record_base,
+        } = args;
+        let span = tracing::info_span!(
+            "call",
+            carrier = ids.carrier,
+            call_id = %crate::util::Escaped(&ids.call_id),
+            stream_id = %crate::util::Escaped(&ids.stream_id),
+        );
+        let recorder = crate::records::CallRecorder::new(&ids.call_id, records);
+        recorder.start_at(record_base);
+        let frames = settings.mailbox_frames;
+        Arc::new(Self {
+            recorder,
+            ids,
+            capabilities,
+            span,
+            providers,
+            audio_budget: Arc::new(Semaphore::new(settings.queued_audio_frames())),
+            settings,
+            routes: Routes::default(),
+            generation: AtomicU64::new(0),
+            history: Mutex::new(History::default()),
+            outbound,
+            backlogs: Backlogs {
+                media_in: Backlog::new(frames),
+                control: Backlog::new(CONTROL_BACKLOG),
+                vad: Backlog::new(frames),
+                // In batches of `STT_BATCH_FRAMES` frames.
+                stt: Backlog::new((frames / STT_BATCH_FRAMES).max(2)),
+            },
+            fault: fault.map(Arc::new),
+            tools: Tools::from_policy(&policy),
+            outcome: Mutex::new(serde_json::Map::new()),
+            policy,
+        })
+    }
+
+    /// The current turn generation; anything older is stale.
+    pub fn generation(&self) -> Generation {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Only the supervisor advances the generation.
+    /// The turn controller moved on to `generation`: anything older is stale.
+    pub(crate) fn set_generation(&self, generation: Generation) {
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Records tools called in turn `generation` and their results, unless
+    /// the turn is stale (checked under the history lock, as for sentences).
+    pub fn record_tool_round(
+        &self,
+        generation: Generation,
+        calls: Vec<(ToolCall, String)>,
+    ) -> bool {
+        let mut history = self.history();
+        if self.generation() != generation {
+            return false;
+        }
+        history.push_tool_round(generation, calls);
+        true
+    }
+
+    /// Counts a provider failure and puts it on the call's record.
+    pub fn provider_fault(&self, provider: &'static str, e: &crate::providers::ProviderError) {
+        e.count(provider);
+        self.recorder
+            .event("provider_fault", format!("{provider}: {}", e.kind()));
+    }
+
+    /// Merges outcome slots the bot recorded (values are not logged).
+    pub fn record_outcome(&self, slots: serde_json::Map<String, serde_json::Value>) {
+        let mut outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        outcome.extend(slots);
+    }
+
+    /// The outcome slots recorded so far.
+    pub fn outcome(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records a sentence the bot is about to speak, unless its turn is stale.
+    /// The generation is checked under the history lock, so a sentence is
+    /// either recorded before a cancellation cuts the turn or not at all.
+    pub fn record_bot_sentence(&self, generation: Generation, sentence: &str) -> bool {
+        let mut history = self.history();
+        if self.generation() != generation {
+            return false;
+        }
+        history.push_bot_sentence(generation, sentence);
+        true
+    }
+
+    pub fn history(&self) -> MutexGuard<'_, History> {
+        // A panic while holding the lock cannot leave History half-updated in a
+        // way that matters more than losing the call, so poisoning is ignored.
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Frames (rounded up) in a μ-law buffer of `len` bytes.
+pub fn frames_in(len: usize) -> usize {
+    len.div_ceil(FRAME_SAMPLES)
+}
