@@ -10,8 +10,8 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::child::Child;
 use crate::context::{CallArgs, CallContext};
-use crate::fault::Child;
 use crate::llm::Llm;
 use crate::media_in::MediaIn;
 use crate::media_out::MediaOut;

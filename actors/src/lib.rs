@@ -18,9 +18,9 @@
 //! - [`context`] — what a call's actors share (`CallContext`, `CallArgs`,
 //!   routes to the restartable children); [`settings`] — the `[call]` knobs.
 //! - Actors, one file each: [`call_supervisor`], [`media_in`], [`vad`],
-//!   [`stt`], [`llm`] (the bot's turn), [`tts`], [`media_out`]; [`fault`] —
-//!   the `Child` wrapper every child runs in (live-actor count, test-only
-//!   fault injection).
+//!   [`stt`], [`llm`] (the bot's turn), [`tts`], [`media_out`]; [`child`] —
+//!   the `Child` wrapper every child runs in (live-actor count, the
+//!   test-only [`fault`] plan).
 //! - Pure logic inside them: [`turns`] (the turn controller: who speaks
 //!   next, events in and commands out), [`sentences`] (streamed text →
 //!   sentences, UTF-8-safe), [`history`] (what was said and heard),
@@ -33,6 +33,7 @@
 
 pub mod backlog;
 pub mod call_supervisor;
+pub mod child;
 pub mod context;
 pub mod fault;
 pub mod history;

@@ -28,7 +28,7 @@ use crate::util::AbortOnDrop;
 
 pub struct Llm;
 
-impl crate::fault::CallChild for Llm {
+impl crate::child::CallChild for Llm {
     const KIND: ChildKind = ChildKind::Llm;
 }
 

@@ -86,7 +86,7 @@ fn is_gap(last: Option<u64>, seq: u64) -> bool {
 
 pub struct MediaIn;
 
-impl crate::fault::CallChild for MediaIn {
+impl crate::child::CallChild for MediaIn {
     const KIND: ChildKind = ChildKind::MediaIn;
 }
 

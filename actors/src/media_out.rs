@@ -107,7 +107,7 @@ impl Turn {
 
 pub struct MediaOut;
 
-impl crate::fault::CallChild for MediaOut {
+impl crate::child::CallChild for MediaOut {
     const KIND: ChildKind = ChildKind::MediaOut;
 }
 

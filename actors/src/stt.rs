@@ -64,7 +64,7 @@ struct Pending {
 
 pub struct Stt;
 
-impl crate::fault::CallChild for Stt {
+impl crate::child::CallChild for Stt {
     const KIND: ChildKind = ChildKind::Stt;
 }
 

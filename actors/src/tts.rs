@@ -30,7 +30,7 @@ pub const MAX_CHUNK_BYTES: usize = 800;
 
 pub struct Tts;
 
-impl crate::fault::CallChild for Tts {
+impl crate::child::CallChild for Tts {
     const KIND: ChildKind = ChildKind::Tts;
 }
 

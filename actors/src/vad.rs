@@ -218,7 +218,7 @@ impl FrameClassifier {
 
 pub struct Vad;
 
-impl crate::fault::CallChild for Vad {
+impl crate::child::CallChild for Vad {
     const KIND: ChildKind = ChildKind::Vad;
 }
 

@@ -23,7 +23,7 @@ const NOT_CONFIG: &[&str] = &[
     "HARK_LOG",
     "HARK_PII_KEYS",
     "HARK_PII_HASH_KEY",
-    crate::server::STREAM_TOKEN_KEY_ENV,
+    crate::stream_token::STREAM_TOKEN_KEY_ENV,
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

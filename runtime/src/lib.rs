@@ -24,7 +24,10 @@
 //! - [`lifecycle`] — admission (`max_calls`) and graceful shutdown.
 //! - [`store`] — call records (PostgreSQL / SQLite), the writer and its spool.
 //! - [`pii`] — encryption of personal data at rest, key files.
-//! - [`api`] — the admin API (`/api/v1`) with roles.
+//! - [`api`] — the admin API (`/api/v1`): one file per resource, each route
+//!   declared once on its handler (roles, router and OpenAPI together).
+//! - [`state`] — `AppState`, what the parts of a node share (a leaf).
+//! - [`jobs`] — background jobs (the retention purge).
 //! - [`health`], [`doctor`] — provider checks; [`telemetry`] — logs, metrics, banner.
 
 pub mod api;
@@ -34,9 +37,11 @@ pub mod config;
 pub mod doctor;
 pub mod health;
 pub mod http_limits;
+pub mod jobs;
 pub mod lifecycle;
 pub mod pii;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod stream_token;
 pub mod telemetry;

@@ -21,27 +21,21 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hark_actors::metrics as m;
-use hark_actors::{Keys, PolicyFile, Providers};
+use hark_actors::{Keys, Providers};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
 use crate::cluster::live_calls::LiveCalls;
-use crate::cluster::{CallRegistry, CallerLimiter, RateLimiter};
 use crate::config::Config;
 use crate::health::ProviderHealth;
 use crate::http_limits::{ConnLimits, REFUSED_RESPONSE, WriteDeadline};
 use crate::lifecycle::Lifecycle;
-use crate::stream_token::TokenKey;
+use crate::state::{AppState, Live};
+use crate::stream_token::{STREAM_TOKEN_KEY_ENV, TokenKey};
 use crate::workers::Workers;
-
-/// The environment variable holding the stream token key (a secret: never
-/// a config file). Required with PostgreSQL, where nodes verify each other's
-/// tokens; a single SQLite node keeps a generated key in its data directory.
-pub const STREAM_TOKEN_KEY_ENV: &str = "HARK_STREAM_TOKEN_KEY";
 
 /// TCP keepalive on every accepted socket: a peer that vanished without a
 /// FIN is found within about `IDLE + INTERVAL * RETRIES`.
@@ -49,63 +43,12 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
 
-/// The policy calls start with, and its providers. Swapped whole by a
-/// policy reload; calls in progress keep the one they started with.
-pub struct Live {
-    pub policy: Arc<PolicyFile>,
-    pub providers: Providers,
-}
-
-pub struct AppState {
-    pub config: Config,
-    pub live: arc_swap::ArcSwap<Live>,
-    pub health: Arc<ProviderHealth>,
-    /// This node's name on records.
-    pub node: String,
-    /// Where calls' records go (the store's writer queue).
-    pub records: Arc<dyn hark_actors::records::RecordSink>,
-    pub metrics: PrometheusHandle,
-    pub lifecycle: Arc<Lifecycle>,
-    /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.
-    pub runtimes: Vec<tokio::runtime::Handle>,
-    pub store: crate::store::Store,
-    /// The webhooks' blocklist lookups, on their own pool.
-    pub lookups: crate::store::Store,
-    /// Whether records reach the database, and what waits in the spool.
-    pub store_health: Arc<crate::store::writer::StoreHealth>,
-    pub pii: Arc<crate::pii::Pii>,
-    /// Twilio's auth token: when set, every Twilio request must be signed.
-    pub twilio_auth_token: Option<hark_actors::providers::Secret>,
-    pub caller_limit: Arc<dyn CallerLimiter>,
-    pub api_limit: Arc<dyn RateLimiter>,
-    /// Token lookups, cached briefly.
-    pub tokens: crate::api::TokenCache,
-    /// Failed API authentications per client address.
-    pub auth_failures: crate::api::AuthFailures,
-    /// Signs and verifies the stream tokens the voice webhook hands out.
-    pub stream_tokens: TokenKey,
-    /// Calls with a live stream on this node: one stream per call.
-    pub live_calls: Arc<dyn CallRegistry>,
-}
-
-impl AppState {
-    pub fn live(&self) -> Arc<Live> {
-        self.live.load_full()
-    }
-}
-
 pub fn router(state: Arc<AppState>, limits: Arc<ConnLimits>) -> Router {
     Router::new()
         .route("/twilio/voice", post(crate::carriers::twilio::voice))
         .route("/twilio/status", post(crate::carriers::twilio::status))
         .route("/twilio/media", get(crate::carriers::twilio::media))
-        .nest(
-            "/api/v1",
-            crate::api::router().layer(axum::middleware::from_fn_with_state(
-                Arc::clone(&state),
-                crate::api::guard,
-            )),
-        )
+        .merge(crate::api::router(Arc::clone(&state)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -306,7 +249,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         )),
         stream_tokens,
         live_calls: Arc::new(LiveCalls::default()),
-        api_limit: Arc::new(crate::api::RateLimit::new(config.api_requests_per_second)),
+        api_limit: Arc::new(crate::cluster::rate_limit::RateLimit::new(
+            config.api_requests_per_second,
+        )),
         tokens: crate::api::TokenCache::default(),
         auth_failures: crate::api::AuthFailures::new(config.api_auth_failures_per_minute),
         health,
@@ -316,7 +261,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         lifecycle: Arc::clone(&lifecycle),
         runtimes,
     });
-    crate::api::spawn_purge(Arc::clone(&state));
+    crate::jobs::spawn_purge(Arc::clone(&state));
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let goodbye = config.call.goodbye_timeout() + Duration::from_secs(5);
     let drained = async move {

@@ -19,6 +19,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+/// The environment variable holding the stream token key (a secret: never
+/// a config file). Required with PostgreSQL, where nodes verify each other's
+/// tokens; a single SQLite node keeps a generated key in its data directory.
+pub const STREAM_TOKEN_KEY_ENV: &str = "HARK_STREAM_TOKEN_KEY";
+
 /// The stream parameter that carries the token.
 pub const PARAM: &str = "hark_token";
 /// Shortest key accepted: 256 bits.

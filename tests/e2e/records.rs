@@ -588,7 +588,18 @@ async fn every_route_admits_exactly_its_roles() {
         ("HARK_API_REQUESTS_PER_SECOND", "1000"),
         ("HARK_API_AUTH_FAILURES_PER_MINUTE", "1000"),
     ]);
-    for (method, route, roles) in hark_runtime::api::ROUTES {
+    let routes = hark_runtime::api::routes();
+    assert_eq!(
+        routes.len(),
+        14,
+        "every route of the API, from its handlers"
+    );
+    for hark_runtime::api::Route {
+        method,
+        path: route,
+        roles,
+    } in routes
+    {
         let path = route
             .replace("{call_sid}", "CA404")
             .replace("{number}", "+14155550100")

@@ -36,7 +36,7 @@ use tracing::Span;
 use crate::carriers::CALLS_REJECTED;
 use crate::cluster::{CallClaim, Refused};
 use crate::lifecycle::CallSlot;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::stream_token::{self, StreamClaims, TokenError};
 
 /// `hark_dtmf_dropped_total`: digits over the per-call rate.

@@ -10,12 +10,13 @@
 //! - [`CallerLimiter`]: call attempts per caller; in-process:
 //!   [`caller_limit::CallerLimit`] (bounded LRU).
 //! - [`RateLimiter`]: admin API requests per token; in-process:
-//!   [`crate::api::RateLimit`].
+//!   [`rate_limit::RateLimit`].
 
 use std::sync::Arc;
 
 pub mod caller_limit;
 pub mod live_calls;
+pub mod rate_limit;
 
 /// Why a stream was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,8 @@ use hark_actors::records::{Record, now_ms};
 use crate::carriers::stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
 use crate::carriers::{CALLS_REJECTED, SIGNATURE_FAILURES};
 use crate::http_limits::{ClientAddr, ConnTicket};
-use crate::server::{AppState, refuse};
+use crate::server::refuse;
+use crate::state::AppState;
 use crate::stream_token::{self, StreamClaims};
 use hark_carrier::twilio::{TwilioStream, signature, twiml};
 

@@ -1,0 +1,59 @@
+//! What every part of a node shares: its config, the live policy, the
+//! store, the cluster seams. A leaf: it names the types it holds and no
+//! handler, so handlers import it and it imports none of them back.
+
+use std::sync::Arc;
+
+use hark_actors::{PolicyFile, Providers};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::cluster::{CallRegistry, CallerLimiter, RateLimiter};
+use crate::config::Config;
+use crate::health::ProviderHealth;
+use crate::lifecycle::Lifecycle;
+use crate::stream_token::TokenKey;
+
+/// The policy calls start with, and its providers. Swapped whole by a
+/// policy reload; calls in progress keep the one they started with.
+pub struct Live {
+    pub policy: Arc<PolicyFile>,
+    pub providers: Providers,
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub live: arc_swap::ArcSwap<Live>,
+    pub health: Arc<ProviderHealth>,
+    /// This node's name on records.
+    pub node: String,
+    /// Where calls' records go (the store's writer queue).
+    pub records: Arc<dyn hark_actors::records::RecordSink>,
+    pub metrics: PrometheusHandle,
+    pub lifecycle: Arc<Lifecycle>,
+    /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.
+    pub runtimes: Vec<tokio::runtime::Handle>,
+    pub store: crate::store::Store,
+    /// The webhooks' blocklist lookups, on their own pool.
+    pub lookups: crate::store::Store,
+    /// Whether records reach the database, and what waits in the spool.
+    pub store_health: Arc<crate::store::writer::StoreHealth>,
+    pub pii: Arc<crate::pii::Pii>,
+    /// Twilio's auth token: when set, every Twilio request must be signed.
+    pub twilio_auth_token: Option<hark_actors::providers::Secret>,
+    pub caller_limit: Arc<dyn CallerLimiter>,
+    pub api_limit: Arc<dyn RateLimiter>,
+    /// Token lookups, cached briefly.
+    pub tokens: crate::api::limits::TokenCache,
+    /// Failed API authentications per client address.
+    pub auth_failures: crate::api::limits::AuthFailures,
+    /// Signs and verifies the stream tokens the voice webhook hands out.
+    pub stream_tokens: TokenKey,
+    /// Calls with a live stream on this node: one stream per call.
+    pub live_calls: Arc<dyn CallRegistry>,
+}
+
+impl AppState {
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+}
