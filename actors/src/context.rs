@@ -13,7 +13,7 @@ use tracing::Span;
 use crate::backlog::Backlog;
 use crate::fault::FaultPlan;
 use crate::history::History;
-use crate::policy_file::PolicyFile;
+use crate::policy::PolicyFile;
 use crate::protocol::STT_BATCH_FRAMES;
 use crate::protocol::{
     CallIds, Capabilities, Command, Generation, LlmMsg, MediaInMsg, MediaOutMsg, SttMsg,

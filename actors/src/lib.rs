@@ -27,7 +27,8 @@
 //!   [`tools`], [`ulaw`].
 //! - [`providers`] — STT, LLM and TTS behind small traits, one file per
 //!   provider; they import nothing from the call core.
-//! - [`policy_file`] — the policy AI Ops edit, validated; the built-in default.
+//! - [`policy`] — the policy AI Ops edit, one file per section, each
+//!   validating itself; the built-in default.
 //! - [`records`] — what a call leaves on record; [`backlog`] — mailbox bounds;
 //!   [`metrics`] — metric names; [`util`] — guards tying tasks to actors.
 
@@ -41,7 +42,7 @@ pub mod llm;
 pub mod media_in;
 pub mod media_out;
 pub mod metrics;
-pub mod policy_file;
+pub mod policy;
 pub mod protocol;
 pub mod providers;
 pub mod records;
@@ -57,7 +58,7 @@ pub mod vad;
 
 pub use call_supervisor::{CallHandle, start_call};
 pub use context::{CallArgs, CallContext};
-pub use policy_file::{PolicyError, PolicyFile};
+pub use policy::{PolicyError, PolicyFile};
 pub use protocol::{CallIds, Capabilities, Checkpoint, Command, EndReason, SupervisorMsg};
 pub use providers::{Keys, Notice, Providers};
 pub use settings::CallSettings;

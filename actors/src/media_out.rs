@@ -398,7 +398,7 @@ impl Actor for MediaOut {
 mod tests {
     use super::*;
     use crate::context::CallArgs;
-    use crate::policy_file::PolicyFile;
+    use crate::policy::PolicyFile;
     use crate::protocol::{CallIds, Capabilities};
     use crate::providers::Providers;
     use crate::settings::CallSettings;

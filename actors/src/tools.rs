@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::policy_file::{PolicyFile, SlotSpec};
+use crate::policy::{PolicyFile, SlotSpec};
 use crate::providers::{ToolCall, ToolSpec};
 
 /// What a valid tool call asks the call to do.

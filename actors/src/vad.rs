@@ -13,7 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
 use crate::context::CallContext;
-use crate::policy_file::{FRAME_MS, PolicyFile, VadMode};
+use crate::policy::{FRAME_MS, PolicyFile, VadMode};
 use crate::protocol::{ChildKind, SttMsg, SupervisorMsg, VadMsg};
 use crate::providers::SpeechInfo;
 use crate::ulaw::FRAME_SAMPLES;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use hark_actors::CallSettings;
 use hark_actors::media_in::{deliver_media, deliver_played};
-use hark_actors::policy_file::PolicyFile;
+use hark_actors::policy::PolicyFile;
 use hark_actors::providers::{ProviderError, SttProvider, SttSession};
 use hark_actors::records::{Record, RecordSink};
 use hark_actors::{CallArgs, CallIds, Command, EndReason, Providers, SupervisorMsg, start_call};

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use hark_actors::fault::FaultPlan;
 use hark_actors::media_in::deliver;
-use hark_actors::policy_file::PolicyFile;
+use hark_actors::policy::PolicyFile;
 use hark_actors::records::{MemorySink, Record};
 use hark_actors::ulaw;
 use hark_actors::{

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hark_actors::CallSettings;
 use hark_actors::media_in::{deliver_media, deliver_played};
-use hark_actors::policy_file::PolicyFile;
+use hark_actors::policy::PolicyFile;
 use hark_actors::ulaw;
 use hark_actors::{CallArgs, CallIds, Command, Providers, start_call};
 use tokio::sync::mpsc;

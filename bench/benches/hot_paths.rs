@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hark_actors::CallSettings;
-use hark_actors::policy_file::{PolicyFile, VadMode};
+use hark_actors::policy::{PolicyFile, VadMode};
 use hark_actors::ulaw::{self, FRAME_SAMPLES};
 use hark_actors::vad::FrameClassifier;
 use hark_actors::{CallArgs, CallIds, Capabilities, Command, Providers, SupervisorMsg, start_call};

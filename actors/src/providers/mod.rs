@@ -19,7 +19,7 @@ pub use llm::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ToolCall, ToolSpec};
 pub use stt::{BatchStt, SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
 pub use tts::{AudioStream, TtsProvider};
 
-use crate::policy_file::PolicyFile;
+use crate::policy::PolicyFile;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {

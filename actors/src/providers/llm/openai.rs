@@ -5,6 +5,7 @@
 //! {name, arguments}}]`, arguments split across chunks); they are assembled
 //! by index and delivered whole when the choice finishes.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use async_openai::Client;
@@ -23,10 +24,52 @@ use futures::StreamExt;
 
 use super::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ToolCall};
 use super::{Speaker, Turn};
-use crate::policy_file::LlmSettings;
 use crate::providers::{
     Endpoint, ProviderError, Secret, check_openai_model, intern, no_retries, openai_error,
 };
+
+/// Model settings for one LLM provider (`[llm.openai]`, `[llm.groq]`, ...).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmSettings {
+    pub model: String,
+    pub temperature: f32,
+    pub max_tokens: u32,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            model: "gpt-4o-mini".into(),
+            temperature: 0.6,
+            max_tokens: 300,
+        }
+    }
+}
+
+impl LlmSettings {
+    /// Problems with these settings: `(field, reason)`, the field relative
+    /// to the section the policy holds them in.
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        if self.model.trim().is_empty() {
+            errors.push(("model", "needs a model".to_owned()));
+        }
+        if !(0.0..=2.0).contains(&self.temperature) {
+            errors.push((
+                "temperature",
+                format!("{} is outside 0..=2", self.temperature),
+            ));
+        }
+        if !(1..=4096).contains(&self.max_tokens) {
+            errors.push((
+                "max_tokens",
+                format!("{} is outside 1..=4096", self.max_tokens),
+            ));
+        }
+        errors
+    }
+}
 
 pub struct OpenAiChat {
     name: &'static str,

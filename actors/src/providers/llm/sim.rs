@@ -1,14 +1,77 @@
 //! Simulated LLM: canned replies from the policy, streamed word by word at a
 //! configurable time-to-first-token and rate.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 
 use super::{LlmDelta, LlmProvider, LlmRequest, LlmStream};
-use crate::policy_file::SimLlmSettings;
 use crate::providers::ProviderError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimLlmSettings {
+    /// Time to first token.
+    pub first_token_ms: u64,
+    /// Streaming rate after the first token; 0 streams the whole reply at once.
+    pub tokens_per_second: f64,
+    /// Reply when no `replies` entry matches; `{user}` is replaced by the caller's words.
+    pub template: String,
+    /// Canned replies: the first whose `when` occurs in the caller's words (case-insensitive).
+    pub replies: Vec<SimReply>,
+}
+
+impl Default for SimLlmSettings {
+    fn default() -> Self {
+        Self {
+            first_token_ms: 250,
+            tokens_per_second: 40.0,
+            template: "I heard you say: {user}. What else can I do for you?".into(),
+            replies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimReply {
+    pub when: String,
+    pub say: String,
+}
+
+impl SimLlmSettings {
+    /// Problems with these settings: `(field, reason)`, the field relative
+    /// to the section the policy holds them in.
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        if self.first_token_ms > 30_000 {
+            errors.push((
+                "first_token_ms",
+                format!("{} is over 30000", self.first_token_ms),
+            ));
+        }
+        if !(self.tokens_per_second.is_finite() && self.tokens_per_second >= 0.0) {
+            errors.push((
+                "tokens_per_second",
+                format!("{} must be a number >= 0", self.tokens_per_second),
+            ));
+        }
+        if self.template.trim().is_empty() {
+            errors.push(("template", "must not be empty".to_owned()));
+        }
+        for reply in &self.replies {
+            if reply.when.trim().is_empty() || reply.say.trim().is_empty() {
+                errors.push((
+                    "replies",
+                    format!("entry {:?} needs a non-empty `when` and `say`", reply.when),
+                ));
+            }
+        }
+        errors
+    }
+}
 
 pub struct SimLlm {
     settings: SimLlmSettings,
@@ -72,7 +135,6 @@ impl LlmProvider for SimLlm {
 mod tests {
     use super::*;
     use crate::history::History;
-    use crate::policy_file::SimReply;
 
     fn request(said: &str) -> LlmRequest {
         let mut h = History::default();

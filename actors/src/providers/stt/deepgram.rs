@@ -11,6 +11,7 @@
 //! silence Hark's VAD waits out — so a `Finalize` that finds the stream
 //! settled completes the utterance at once.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,8 +24,29 @@ use futures::channel::mpsc as fmpsc;
 use tokio::sync::mpsc;
 
 use super::{SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
-use crate::policy_file::DeepgramSettings;
 use crate::providers::{Endpoint, ProviderError, Secret};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeepgramSettings {
+    /// `nova-3` and `nova-2-phonecall` do well on 8 kHz phone audio.
+    pub model: String,
+    pub language: String,
+    /// Deepgram's own utterance end (Hark's VAD decides turns; this is a backstop).
+    pub utterance_end_ms: u16,
+    pub smart_format: bool,
+}
+
+impl Default for DeepgramSettings {
+    fn default() -> Self {
+        Self {
+            model: "nova-3".into(),
+            language: "en-US".into(),
+            utterance_end_ms: 1000,
+            smart_format: true,
+        }
+    }
+}
 
 /// Audio batches (100 ms each) queued for the socket: 2 s.
 const QUEUE: usize = 20;

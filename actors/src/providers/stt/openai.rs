@@ -6,13 +6,30 @@ use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::audio::{AudioInput, AudioResponseFormat, CreateTranscriptionRequest};
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::BatchStt;
-use crate::policy_file::OpenAiSttSettings;
 use crate::providers::{
     Endpoint, ProviderError, Secret, check_openai_model, no_retries, openai_error,
 };
 use crate::ulaw;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiSttSettings {
+    /// `gpt-4o-mini-transcribe` or `whisper-1`.
+    pub model: String,
+    pub language: String,
+}
+
+impl Default for OpenAiSttSettings {
+    fn default() -> Self {
+        Self {
+            model: "gpt-4o-mini-transcribe".into(),
+            language: "en".into(),
+        }
+    }
+}
 
 pub struct OpenAiStt {
     client: Client<OpenAIConfig>,

@@ -4,6 +4,7 @@
 //! (cycling), or a placeholder naming its length. The transcript arrives
 //! `final_delay_ms` after the end of speech, like a real provider's finalization.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,8 +12,41 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 
 use super::{SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
-use crate::policy_file::SimSttSettings;
 use crate::providers::ProviderError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSttSettings {
+    /// Delay from the end of the caller's speech to the final transcript.
+    pub final_delay_ms: u64,
+    /// Transcripts for successive utterances (cycled); empty gives a placeholder
+    /// that names the utterance length.
+    pub script: Vec<String>,
+}
+
+impl Default for SimSttSettings {
+    fn default() -> Self {
+        Self {
+            final_delay_ms: 150,
+            script: Vec::new(),
+        }
+    }
+}
+
+impl SimSttSettings {
+    /// Problems with these settings: `(field, reason)`, the field relative
+    /// to the section the policy holds them in.
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        if self.final_delay_ms > 10_000 {
+            errors.push((
+                "final_delay_ms",
+                format!("{} is over 10000", self.final_delay_ms),
+            ));
+        }
+        errors
+    }
+}
 
 pub struct SimStt {
     settings: SimSttSettings,

@@ -11,6 +11,7 @@
 //! `{"text":""}`; the server answers `{"audio": base64, ...}` chunks and
 //! `{"isFinal": true}`.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,8 +24,40 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use super::{AudioStream, TtsProvider};
-use crate::policy_file::ElevenLabsSettings;
 use crate::providers::{Endpoint, ProviderError, Secret};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElevenLabsSettings {
+    pub voice_id: String,
+    /// `eleven_flash_v2_5` has the lowest latency.
+    pub model_id: String,
+    pub stability: f32,
+    pub similarity_boost: f32,
+}
+
+impl Default for ElevenLabsSettings {
+    fn default() -> Self {
+        Self {
+            voice_id: "21m00Tcm4TlvDq8ikWAM".into(),
+            model_id: "eleven_flash_v2_5".into(),
+            stability: 0.5,
+            similarity_boost: 0.75,
+        }
+    }
+}
+
+impl ElevenLabsSettings {
+    /// Problems with these settings: `(field, reason)`, the field relative
+    /// to the section the policy holds them in.
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        if self.voice_id.trim().is_empty() {
+            errors.push(("voice_id", "must not be empty".to_owned()));
+        }
+        errors
+    }
+}
 
 pub struct ElevenLabs {
     http: reqwest::Client,

@@ -10,11 +10,27 @@ use audioadapter_buffers::direct::InterleavedSlice;
 use bytes::Bytes;
 use futures::StreamExt;
 use rubato::{Fft, FixedSync, Resampler};
+use serde::{Deserialize, Serialize};
 
 use super::{AudioStream, TtsProvider};
-use crate::policy_file::OpenAiTtsSettings;
 use crate::providers::{Endpoint, ProviderError, Secret, check_openai_model};
 use crate::ulaw;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiTtsSettings {
+    pub model: String,
+    pub voice: String,
+}
+
+impl Default for OpenAiTtsSettings {
+    fn default() -> Self {
+        Self {
+            model: "gpt-4o-mini-tts".into(),
+            voice: "alloy".into(),
+        }
+    }
+}
 
 /// 20 ms at 24 kHz in, 20 ms at 8 kHz out.
 const IN_FRAMES: usize = 480;

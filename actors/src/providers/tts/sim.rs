@@ -6,6 +6,7 @@
 //! chunks are `Bytes` slices of that bank: synthesizing costs no allocation
 //! and no DSP per call, which keeps the simulator out of load-test figures.
 
+use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -14,9 +15,56 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{AudioStream, TtsProvider};
-use crate::policy_file::SimTtsSettings;
 use crate::providers::ProviderError;
 use crate::ulaw;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimTtsSettings {
+    /// Time to the first audio chunk of a sentence.
+    pub first_byte_ms: u64,
+    /// Synthesis time per second of audio (0.2 = five times faster than real time; 0 = instant).
+    pub real_time_factor: f64,
+    /// Audio length per character of text.
+    pub ms_per_char: u32,
+}
+
+impl Default for SimTtsSettings {
+    fn default() -> Self {
+        Self {
+            first_byte_ms: 120,
+            real_time_factor: 0.2,
+            ms_per_char: 60,
+        }
+    }
+}
+
+impl SimTtsSettings {
+    /// Problems with these settings: `(field, reason)`, the field relative
+    /// to the section the policy holds them in.
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        if self.first_byte_ms > 30_000 {
+            errors.push((
+                "first_byte_ms",
+                format!("{} is over 30000", self.first_byte_ms),
+            ));
+        }
+        if !(self.real_time_factor.is_finite() && (0.0..=10.0).contains(&self.real_time_factor)) {
+            errors.push((
+                "real_time_factor",
+                format!("{} is outside 0..=10", self.real_time_factor),
+            ));
+        }
+        if !(10..=500).contains(&self.ms_per_char) {
+            errors.push((
+                "ms_per_char",
+                format!("{} is outside 10..=500", self.ms_per_char),
+            ));
+        }
+        errors
+    }
+}
 
 /// Chunk length: one syllable is two chunks.
 const CHUNK_MS: usize = 100;

@@ -1,0 +1,355 @@
+//! The policy AI Ops edit (`policies/*.toml`): persona, turn-taking,
+//! providers, timeouts, tools, memory. One file per section; each checks
+//! itself.
+//!
+//! Parsed with `deny_unknown_fields` so a typo is an error (with its line),
+//! not a silently ignored knob; every knob has a default so a file only
+//! says what it changes. A parsed file is then validated as a whole and
+//! *every* problem is reported with its field path, so one edit-run cycle
+//! fixes them all.
+//!
+//! # Layout
+//! - [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
+//!   [`tools`] — `[tools]`; [`memory`] — `[history]`, `[records]`.
+//! - [`providers`] — `[providers]` and each role's vendor settings, whose
+//!   types live with their providers (`providers/<role>/<vendor>.rs`).
+//! - [`errors`] — `PolicyError`, `FieldError`, the `Checks` collector.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub mod errors;
+pub mod memory;
+pub mod providers;
+pub mod timeouts;
+pub mod tools;
+pub mod turn_taking;
+
+pub use errors::{Checks, FieldError, PolicyError};
+pub use memory::{HistorySettings, RecordSettings};
+pub use providers::{
+    BATCH_STT, ProviderSettings, STREAMING_STT, SimSettings, SttSettings, TTS, TtsSettings,
+};
+pub use timeouts::Timeouts;
+pub use tools::{SlotSpec, ToolSettings};
+pub use turn_taking::{BargeInSettings, VadMode, VadSettings};
+
+pub use crate::providers::llm::openai::LlmSettings;
+pub use crate::providers::llm::sim::{SimLlmSettings, SimReply};
+pub use crate::providers::stt::deepgram::DeepgramSettings;
+pub use crate::providers::stt::openai::OpenAiSttSettings;
+pub use crate::providers::stt::sim::SimSttSettings;
+pub use crate::providers::tts::elevenlabs::ElevenLabsSettings;
+pub use crate::providers::tts::openai::OpenAiTtsSettings;
+pub use crate::providers::tts::sim::SimTtsSettings;
+
+/// Length of one audio frame: the carriers' packetisation and the VAD's step.
+pub const FRAME_MS: u32 = 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyFile {
+    /// Shown in logs and records; defaults to the file stem when loaded from disk.
+    pub name: String,
+    /// Free-form version string AI Ops bump on each change.
+    pub version: String,
+    /// Spoken when the call connects; empty means the bot waits for the caller.
+    pub greeting: String,
+    /// Spoken when Hark ends a call itself (e.g. node shutdown).
+    pub goodbye: String,
+    /// Spoken when the call cannot go on (a component keeps failing).
+    pub apology: String,
+    /// Spoken when the LLM cannot produce a reply for a turn.
+    pub fallback_line: String,
+    /// System prompt given to the LLM before the conversation history.
+    pub system_prompt: String,
+    pub vad: VadSettings,
+    pub barge_in: BargeInSettings,
+    pub providers: ProviderSettings,
+    pub stt: SttSettings,
+    pub llm: BTreeMap<String, LlmSettings>,
+    pub tts: TtsSettings,
+    pub timeouts: Timeouts,
+    pub tools: ToolSettings,
+    pub records: RecordSettings,
+    pub history: HistorySettings,
+    pub sim: SimSettings,
+}
+
+impl Default for PolicyFile {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            version: "1".into(),
+            greeting: "Hello, thanks for calling. How can I help you today?".into(),
+            goodbye: "We have to end the call now. Thank you for calling, goodbye.".into(),
+            apology:
+                "I'm sorry, something went wrong on our side. Please call again later. Goodbye."
+                    .into(),
+            fallback_line: "Sorry, I didn't quite get that. Could you say it again?".into(),
+            system_prompt: "You are a helpful, concise phone agent. Answer in one or two short \
+                            sentences that sound natural when spoken."
+                .into(),
+            vad: VadSettings::default(),
+            barge_in: BargeInSettings::default(),
+            providers: ProviderSettings::default(),
+            stt: SttSettings::default(),
+            llm: BTreeMap::from([("openai".to_owned(), LlmSettings::default())]),
+            tts: TtsSettings::default(),
+            timeouts: Timeouts::default(),
+            tools: ToolSettings::default(),
+            records: RecordSettings::default(),
+            history: HistorySettings::default(),
+            sim: SimSettings::default(),
+        }
+    }
+}
+
+/// The shipped default policy (`policies/default.toml`), compiled in so that
+/// `hark serve` runs from any folder without a policy file.
+pub const BUILTIN_DEFAULT: &str = include_str!("../../../policies/default.toml");
+
+impl PolicyFile {
+    /// The built-in default policy.
+    pub fn builtin() -> Result<Self, PolicyError> {
+        Self::parse(BUILTIN_DEFAULT, "(built-in default policy)", "default")
+    }
+
+    /// Reads, parses and validates a policy file. The name defaults to the file stem.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("default");
+        Self::parse(&text, &path.display().to_string(), stem)
+    }
+
+    /// Parses and validates policy text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str, default_name: &str) -> Result<Self, PolicyError> {
+        // Straight from the text, so an unknown or mistyped field's error
+        // carries its line and column.
+        let parse_error = |e: toml::de::Error| PolicyError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        };
+        let mut policy: PolicyFile = toml::from_str(text).map_err(parse_error)?;
+        let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        if !table.contains_key("name") {
+            policy.name = default_name.to_owned();
+        }
+        let errors = policy.validate();
+        if errors.is_empty() {
+            Ok(policy)
+        } else {
+            Err(PolicyError::Invalid {
+                origin: origin.to_owned(),
+                errors,
+            })
+        }
+    }
+
+    /// Every semantic problem in the policy; empty when it is usable. Each
+    /// section checks itself.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut check = Checks::default();
+        check.that(
+            !self.name.trim().is_empty() && self.name.len() <= 64,
+            "name",
+            "must be 1 to 64 characters".into(),
+        );
+        check.that(
+            self.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "name",
+            format!("{:?} may only use letters, digits, '-' and '_'", self.name),
+        );
+        check.that(
+            !self.system_prompt.trim().is_empty(),
+            "system_prompt",
+            "must not be empty".into(),
+        );
+        for (field, text) in [
+            ("goodbye", &self.goodbye),
+            ("apology", &self.apology),
+            ("fallback_line", &self.fallback_line),
+        ] {
+            check.that(!text.trim().is_empty(), field, "must not be empty".into());
+        }
+        turn_taking::validate(&self.vad, &self.barge_in, &mut check);
+        providers::validate(&self.providers, &self.llm, &self.tts, &self.sim, &mut check);
+        self.timeouts.validate(&mut check);
+        self.tools.validate(&mut check);
+        self.history.validate(&mut check);
+        check.0
+    }
+
+    /// Frames of speech before speech-start (rounded up to whole frames).
+    pub fn onset_frames(&self) -> u32 {
+        self.vad.onset_ms.div_ceil(FRAME_MS)
+    }
+
+    /// Frames of silence that end the caller's turn.
+    pub fn endpoint_frames(&self) -> u32 {
+        self.vad.endpointing_ms.div_ceil(FRAME_MS)
+    }
+
+    /// Frames of speech before the caller may interrupt the bot.
+    pub fn barge_in_frames(&self) -> u32 {
+        self.barge_in.min_speech_ms.div_ceil(FRAME_MS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_named_after_the_file() {
+        let p = PolicyFile::parse("", "test", "support").unwrap();
+        assert_eq!(p.name, "support");
+        assert_eq!(p.vad, VadSettings::default());
+        assert_eq!(p.onset_frames(), 3);
+        assert_eq!(p.endpoint_frames(), 25);
+    }
+
+    #[test]
+    fn shipped_default_policy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+        let p = PolicyFile::load(&path).unwrap();
+        assert_eq!(p.name, "default");
+    }
+
+    #[test]
+    fn the_built_in_policy_is_the_shipped_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+        assert_eq!(
+            PolicyFile::builtin().unwrap(),
+            PolicyFile::load(&path).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_missing_file_names_its_cause_once_in_the_error_chain() {
+        let err = PolicyFile::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
+        let mut chain = vec![err.to_string()];
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            chain.push(c.to_string());
+            cause = c.source();
+        }
+        let printed = chain.join(": ");
+        assert_eq!(
+            printed.matches("No such file or directory").count(),
+            1,
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_name() {
+        let err = PolicyFile::parse("[vad]\nonset = 3\n", "t", "t").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unknown field `onset`"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_is_rejected_with_its_field() {
+        let err = PolicyFile::parse("[vad]\nonset_ms = \"fast\"\n", "t", "t").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("onset_ms"), "{text}");
+    }
+
+    #[test]
+    fn unknown_enum_value_names_the_choices() {
+        let err = PolicyFile::parse("[providers]\nstt = [\"whisperx\"]\n", "t", "t").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("whisperx") && text.contains("sim"), "{text}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported() {
+        let text = r#"
+            name = "bad name!"
+            system_prompt = " "
+            [vad]
+            onset_ms = 0
+            endpointing_ms = 99999
+            [barge_in]
+            min_speech_ms = 10
+            [sim.tts]
+            real_time_factor = -1.0
+        "#;
+        let PolicyError::Invalid { errors, .. } = PolicyFile::parse(text, "t", "t").unwrap_err()
+        else {
+            panic!("expected Invalid");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        for f in [
+            "name",
+            "system_prompt",
+            "vad.onset_ms",
+            "vad.endpointing_ms",
+            "barge_in.min_speech_ms",
+            "sim.tts.real_time_factor",
+        ] {
+            assert!(fields.contains(&f), "missing {f} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn a_vendor_section_checks_itself_and_its_errors_carry_the_full_path() {
+        let text = r#"
+            [providers]
+            llm = ["groq"]
+            [llm.groq]
+            model = "llama"
+            temperature = 5.0
+            [tts.elevenlabs]
+            voice_id = " "
+            [sim.llm]
+            template = ""
+        "#;
+        let PolicyError::Invalid { errors, .. } = PolicyFile::parse(text, "t", "t").unwrap_err()
+        else {
+            panic!("expected Invalid");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "llm.groq.temperature",
+                "tts.elevenlabs.voice_id",
+                "sim.llm.template"
+            ]
+        );
+        // A typo in a vendor's table is a parse error with its line.
+        let typo = "[stt.deepgram]\nmodle = \"nova-3\"\n";
+        let text = PolicyFile::parse(typo, "t", "t").unwrap_err().to_string();
+        assert!(
+            text.contains("line 2") && text.contains("unknown field `modle`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn barge_in_shorter_than_onset_is_rejected() {
+        let text = "[vad]\nonset_ms = 200\n[barge_in]\nmin_speech_ms = 100\n";
+        let err = PolicyFile::parse(text, "t", "t").unwrap_err().to_string();
+        assert!(err.contains("barge_in.min_speech_ms"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_reports_the_line() {
+        let err = PolicyFile::parse("greeting = \"unterminated\n", "f.toml", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("f.toml") && err.contains("line 1"), "{err}");
+    }
+}
