@@ -1,25 +1,28 @@
-//! Speech and language providers behind small traits, one file per provider.
+//! Speech and language providers behind small traits, one file per vendor
+//! holding its settings (with `validate`), its client and its `check()`.
 //!
 //! The actors only see the traits. Which implementations serve a policy's
-//! calls is decided once, when the policy is loaded ([`Providers::build`]):
-//! a provider named by the policy is live when its API key is set, and
-//! replaced by its simulation otherwise — said loudly, so a missing key is
-//! never mistaken for a working deployment.
+//! calls is decided once, when the policy is loaded, from the name →
+//! builder tables in [`build`].
+//!
+//! # Layout
+//! - [`stt`], [`llm`], [`tts`] — each role's trait and its vendors.
+//! - [`build`] — the name → builder tables, [`Providers`], [`Notice`].
+//! - [`endpoints`] — base URLs and API key variables (runtime config), keys.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+pub mod build;
 pub mod endpoints;
 pub mod llm;
 pub mod stt;
 pub mod tts;
 
+pub use build::{Notice, Providers};
 pub use endpoints::{Endpoint, Keys, ProviderEndpoints, Secret};
 pub use llm::{LlmDelta, LlmProvider, LlmRequest, LlmStream, ToolCall, ToolSpec};
 pub use stt::{BatchStt, SpeechInfo, SttEvent, SttInput, SttProvider, SttSession};
 pub use tts::{AudioStream, TtsProvider};
-
-use crate::policy::PolicyFile;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
@@ -100,225 +103,6 @@ impl From<reqwest::Error> for ProviderError {
         } else {
             ProviderError::Connect(e.to_string())
         }
-    }
-}
-
-/// The providers serving one policy's calls.
-#[derive(Clone)]
-pub struct Providers {
-    /// Streaming transcription, one session per call.
-    pub stt: Arc<dyn SttProvider>,
-    /// Per-utterance transcription while the stream is down.
-    pub stt_fallback: Option<Arc<dyn BatchStt>>,
-    /// In order: the first is tried (and retried once), then the others.
-    pub llm: Vec<Arc<dyn LlmProvider>>,
-    /// In order, per sentence.
-    pub tts: Vec<Arc<dyn TtsProvider>>,
-    /// `stt+llm+tts` of the first providers: the `provider` label of the
-    /// end-to-end `hark_turn_response_seconds`.
-    pub pipeline: Arc<str>,
-}
-
-/// A provider a policy names that cannot be used: its API key is not set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
-    pub role: &'static str,
-    pub provider: String,
-    /// The environment variable that is not set.
-    pub missing_key: String,
-}
-
-impl std::fmt::Display for Notice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {} is not set",
-            self.role, self.provider, self.missing_key
-        )
-    }
-}
-
-impl Providers {
-    /// Everything simulated, as the policy's `[sim]` section says.
-    pub fn simulated(policy: &PolicyFile) -> Self {
-        let sim = &policy.sim;
-        Self::assemble(
-            Arc::new(stt::sim::SimStt::new(sim.stt.clone())),
-            None,
-            vec![Arc::new(llm::sim::SimLlm::new(sim.llm.clone()))],
-            vec![Arc::new(tts::sim::SimTts::new(sim.tts.clone()))],
-        )
-    }
-
-    fn assemble(
-        stt: Arc<dyn SttProvider>,
-        stt_fallback: Option<Arc<dyn BatchStt>>,
-        llm: Vec<Arc<dyn LlmProvider>>,
-        tts: Vec<Arc<dyn TtsProvider>>,
-    ) -> Self {
-        let first = |v: Option<&'static str>| v.unwrap_or("none");
-        let pipeline = format!(
-            "{}+{}+{}",
-            stt.name(),
-            first(llm.first().map(|p| p.name())),
-            first(tts.first().map(|p| p.name()))
-        );
-        Self {
-            stt,
-            stt_fallback,
-            llm,
-            tts,
-            pipeline: pipeline.into(),
-        }
-    }
-
-    /// The providers a policy names, live where a key is set. Returns what was
-    /// substituted or dropped, for the start-up banner and logs.
-    pub fn build(
-        policy: &PolicyFile,
-        endpoints: &ProviderEndpoints,
-        keys: &Keys,
-    ) -> Result<(Self, Vec<Notice>), String> {
-        let mut notices = Vec::new();
-        let sim = &policy.sim;
-        let timeout = endpoints.connect_timeout();
-        let missing = |role: &'static str, name: &str, e: &Endpoint, notices: &mut Vec<Notice>| {
-            notices.push(Notice {
-                role,
-                provider: name.to_owned(),
-                missing_key: e.api_key_env.clone(),
-            });
-        };
-        let mut stt_names = policy.providers.stt.iter();
-        let stt: Arc<dyn SttProvider> = match stt_names.next().map(String::as_str) {
-            Some("deepgram") => match keys.get(&endpoints.deepgram) {
-                Some(key) => Arc::new(stt::deepgram::Deepgram::new(
-                    &endpoints.deepgram,
-                    key.clone(),
-                    policy.stt.deepgram.clone(),
-                    timeout,
-                )?),
-                None => {
-                    missing("stt", "deepgram", &endpoints.deepgram, &mut notices);
-                    Arc::new(stt::sim::SimStt::new(sim.stt.clone()))
-                }
-            },
-            _ => Arc::new(stt::sim::SimStt::new(sim.stt.clone())),
-        };
-        let stt_fallback: Option<Arc<dyn BatchStt>> = match stt_names.next().map(String::as_str) {
-            Some("openai") => match keys.get(&endpoints.openai) {
-                Some(key) => Some(Arc::new(stt::openai::OpenAiStt::new(
-                    &endpoints.openai,
-                    key.clone(),
-                    policy.stt.openai.clone(),
-                ))),
-                None => {
-                    missing("stt", "openai", &endpoints.openai, &mut notices);
-                    None
-                }
-            },
-            _ => None,
-        };
-        let mut llm: Vec<Arc<dyn LlmProvider>> = Vec::new();
-        for name in &policy.providers.llm {
-            if name == "sim" {
-                llm.push(Arc::new(llm::sim::SimLlm::new(sim.llm.clone())));
-                continue;
-            }
-            let Some(endpoint) = endpoints.llm(name) else {
-                return Err(format!(
-                    "providers.llm: {name:?} is neither \"openai\" nor an endpoint in the runtime config's [providers.openai_compatible]"
-                ));
-            };
-            let Some(settings) = policy.llm.get(name) else {
-                return Err(format!(
-                    "providers.llm: {name:?} has no [llm.{name}] section"
-                ));
-            };
-            match keys.get(endpoint) {
-                Some(key) => llm.push(Arc::new(llm::openai::OpenAiChat::new(
-                    name,
-                    endpoint,
-                    key.clone(),
-                    settings.clone(),
-                ))),
-                None => missing("llm", name, endpoint, &mut notices),
-            }
-        }
-        if llm.is_empty() {
-            llm.push(Arc::new(llm::sim::SimLlm::new(sim.llm.clone())));
-        }
-        let mut tts: Vec<Arc<dyn TtsProvider>> = Vec::new();
-        for name in &policy.providers.tts {
-            match name.as_str() {
-                "elevenlabs" => match keys.get(&endpoints.elevenlabs) {
-                    Some(key) => tts.push(Arc::new(tts::elevenlabs::ElevenLabs::new(
-                        &endpoints.elevenlabs,
-                        key.clone(),
-                        policy.tts.elevenlabs.clone(),
-                        timeout,
-                    ))),
-                    None => missing("tts", "elevenlabs", &endpoints.elevenlabs, &mut notices),
-                },
-                "openai" => match keys.get(&endpoints.openai) {
-                    Some(key) => tts.push(Arc::new(tts::openai::OpenAiTts::new(
-                        &endpoints.openai,
-                        key.clone(),
-                        policy.tts.openai.clone(),
-                    ))),
-                    None => missing("tts", "openai", &endpoints.openai, &mut notices),
-                },
-                _ => tts.push(Arc::new(tts::sim::SimTts::new(sim.tts.clone()))),
-            }
-        }
-        if tts.is_empty() {
-            tts.push(Arc::new(tts::sim::SimTts::new(sim.tts.clone())));
-        }
-        Ok((Self::assemble(stt, stt_fallback, llm, tts), notices))
-    }
-
-    /// `(role, provider, simulated?)` for banners, `/readyz` and `hark doctor`.
-    pub fn describe(&self) -> Vec<(&'static str, &'static str, bool)> {
-        let mut out = vec![("stt", self.stt.name(), self.stt.is_simulated())];
-        if let Some(f) = &self.stt_fallback {
-            out.push(("stt", f.name(), false));
-        }
-        out.extend(self.llm.iter().map(|p| ("llm", p.name(), p.is_simulated())));
-        out.extend(self.tts.iter().map(|p| ("tts", p.name(), p.is_simulated())));
-        out
-    }
-
-    /// Checks every provider at once (reachability, credentials, model or
-    /// voice), each within `limit`; `(role, provider, result)` in
-    /// [`describe`](Self::describe) order.
-    pub async fn check(
-        &self,
-        limit: Duration,
-    ) -> Vec<(&'static str, &'static str, Result<String, ProviderError>)> {
-        use futures::FutureExt;
-        use futures::future::BoxFuture;
-        let mut checks: Vec<(&'static str, &'static str, BoxFuture<'_, _>)> =
-            vec![("stt", self.stt.name(), self.stt.check().boxed())];
-        if let Some(f) = &self.stt_fallback {
-            checks.push(("stt", f.name(), f.check().boxed()));
-        }
-        checks.extend(
-            self.llm
-                .iter()
-                .map(|p| ("llm", p.name(), p.check().boxed())),
-        );
-        checks.extend(
-            self.tts
-                .iter()
-                .map(|p| ("tts", p.name(), p.check().boxed())),
-        );
-        futures::future::join_all(checks.into_iter().map(|(role, name, check)| async move {
-            let result = tokio::time::timeout(limit, check)
-                .await
-                .unwrap_or(Err(ProviderError::Timeout(limit)));
-            (role, name, result)
-        }))
-        .await
     }
 }
 

@@ -25,8 +25,8 @@ use hark_actors::media_in::deliver;
 use hark_actors::metrics as m;
 use hark_actors::records::Record;
 use hark_actors::util::Escaped;
-use hark_actors::{CallArgs, CallIds, Command, EndReason, SupervisorMsg, start_call};
-use hark_carrier::port::{BadInput, Decoded, Event, Frame, Outgoing, StreamCodec, StreamStart};
+use hark_actors::{CallArgs, CallIds, EndReason, SupervisorMsg, start_call};
+use hark_carrier::port::{BadInput, Decoded, Event, Frame, StreamCodec, StreamStart};
 use metrics::Counter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -34,10 +34,16 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tracing::Span;
 
 use crate::carriers::CALLS_REJECTED;
+
+mod dtmf;
+mod writer;
+
 use crate::cluster::{CallClaim, Refused};
 use crate::lifecycle::CallSlot;
 use crate::state::AppState;
 use crate::stream_token::{self, StreamClaims, TokenError};
+use dtmf::TokenBucket;
+use writer::Writer;
 
 /// `hark_dtmf_dropped_total`: digits over the per-call rate.
 pub const DTMF_DROPPED: &str = "hark_dtmf_dropped_total";
@@ -384,36 +390,6 @@ struct Session {
     dtmf_logged: bool,
 }
 
-/// `rate` per second, in bursts of up to `rate`.
-struct TokenBucket {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32) -> Self {
-        let rate = f64::from(rate.max(1));
-        Self {
-            rate,
-            tokens: rate,
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 impl Session {
     /// Handles one read from the socket; `Some(reason)` ends the call.
     fn on_frame<C: StreamCodec>(
@@ -494,134 +470,5 @@ impl Session {
             Event::Stop => return Some(EndReason::Stop),
         }
         None
-    }
-}
-
-/// Writes the call's commands with the carrier's codec.
-struct Writer<C> {
-    codec: C,
-    /// A close frame was sent: nothing more goes out.
-    closed: bool,
-}
-
-impl<C: StreamCodec> Writer<C> {
-    fn new(codec: C) -> Self {
-        Self {
-            codec,
-            closed: false,
-        }
-    }
-
-    fn encode(&mut self, command: Command) -> Message {
-        match self.codec.encode(command) {
-            Outgoing::Text(text) => Message::Text(text.into()),
-            Outgoing::Binary(bytes) => Message::Binary(bytes),
-            Outgoing::Close { code, reason } => {
-                self.closed = true;
-                Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                }))
-            }
-        }
-    }
-
-    /// [`Writer::write_batch`] within `limit`. A socket that takes longer is
-    /// stuck (a peer that stopped reading): nothing more goes out on it.
-    async fn write_within<S>(
-        &mut self,
-        socket: &mut S,
-        first: Command,
-        rx: &mut mpsc::Receiver<Command>,
-        limit: Duration,
-    ) -> Result<(), EndReason>
-    where
-        S: futures::Sink<Message> + Unpin,
-    {
-        match tokio::time::timeout(limit, self.write_batch(socket, first, rx)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(EndReason::SocketClosed),
-            Err(_) => {
-                self.closed = true;
-                Err(EndReason::OutboundStalled)
-            }
-        }
-    }
-
-    /// Writes `first` and whatever else is already queued, then flushes once.
-    async fn write_batch<S>(
-        &mut self,
-        socket: &mut S,
-        first: Command,
-        rx: &mut mpsc::Receiver<Command>,
-    ) -> Result<(), S::Error>
-    where
-        S: futures::Sink<Message> + Unpin,
-    {
-        let mut next = Some(first);
-        while let Some(out) = next.take() {
-            let msg = self.encode(out);
-            socket.feed(msg).await?;
-            if self.closed {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
-        socket.flush().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// A socket whose peer stopped reading: it never takes another message.
-    struct Stuck;
-
-    impl futures::Sink<Message> for Stuck {
-        type Error = axum::Error;
-        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Pending
-        }
-        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
-            Ok(())
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Pending
-        }
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Pending
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_write_to_a_socket_nobody_reads_times_out_and_ends_the_call() {
-        let mut writer = Writer::new(hark_carrier::twilio::TwilioStream::new());
-        let (_tx, mut rx) = mpsc::channel(4);
-        let began = Instant::now();
-        let r = writer
-            .write_within(&mut Stuck, Command::Clear, &mut rx, Duration::from_secs(5))
-            .await;
-        assert_eq!(r, Err(EndReason::OutboundStalled));
-        assert_eq!(began.elapsed(), Duration::from_secs(5));
-        assert!(
-            writer.closed,
-            "nothing more may be written to a stuck socket"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn dtmf_is_limited_to_its_rate_in_bursts_of_as_many() {
-        let mut bucket = TokenBucket::new(10);
-        let t0 = Instant::now();
-        assert_eq!((0..100).filter(|_| bucket.take(t0)).count(), 10);
-        // A second later, ten more.
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!((0..100).filter(|_| bucket.take(t1)).count(), 10);
-        // Half a second: five.
-        let t2 = t1 + Duration::from_millis(500);
-        assert_eq!((0..100).filter(|_| bucket.take(t2)).count(), 5);
     }
 }
