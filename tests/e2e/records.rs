@@ -560,6 +560,31 @@ async fn twilio_requests_must_be_signed_when_an_auth_token_is_set() {
     };
     assert_eq!(send(None).await.unwrap().status(), 403);
     assert_eq!(send(Some(&sig)).await.unwrap().status(), 204);
+    // A status Twilio does not document, or a call SID of another shape, is
+    // refused (signed or not).
+    for bad in [
+        [
+            ("CallSid", "CA1"),
+            ("CallStatus", "exploded"),
+            ("SequenceNumber", "1"),
+        ],
+        [
+            ("CallSid", "XX1"),
+            ("CallStatus", "completed"),
+            ("SequenceNumber", "1"),
+        ],
+    ] {
+        let sig = sign(&format!("https://{}/twilio/status", hark.addr), &bad);
+        let res = hark
+            .http()
+            .post(hark.url("/twilio/status"))
+            .form(&bad)
+            .header("X-Twilio-Signature", sig)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{bad:?}");
+    }
     let m = hark.metrics().await;
     assert_eq!(m.sum("hark_twilio_signature_failures_total", &[]), 6.0);
     assert_eq!(

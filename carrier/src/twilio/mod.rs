@@ -1,9 +1,10 @@
 //! Twilio: Media Streams (messages and the stream codec), TwiML, request
-//! signatures and call ids. Pure codecs, no I/O.
+//! signatures, call ids and call statuses. Pure codecs, no I/O.
 
 pub mod ids;
 pub mod messages;
 pub mod signature;
+pub mod status;
 pub mod stream;
 pub mod twiml;
 

@@ -22,7 +22,8 @@ use crate::http_limits::{ClientAddr, ConnTicket};
 use crate::server::refuse;
 use crate::state::AppState;
 use crate::stream_token::{self, StreamClaims};
-use hark_carrier::twilio::{TwilioStream, signature, twiml};
+use hark_carrier::twilio::status as call_status;
+use hark_carrier::twilio::{TwilioStream, ids, signature, twiml};
 
 /// Longest a webhook waits for the blocklist.
 const BLOCKLIST_WAIT: Duration = Duration::from_millis(500);
@@ -288,14 +289,27 @@ pub async fn status(
             "CallSid and CallStatus are required",
         );
     };
+    if !ids::is_call_sid(call_sid) {
+        return refuse(StatusCode::BAD_REQUEST, "CallSid is not a Twilio call SID");
+    }
+    // Normalised to the carrier port's statuses (`in_progress`, `no_answer`…).
+    let Some(status) = call_status::parse(status) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "CallStatus is not one Twilio documents",
+        );
+    };
     // Status callbacks carry their own sequence number; kept apart from the
     // call's own events.
     let seq = params
         .get("SequenceNumber")
         .and_then(|s| s.parse::<u32>().ok())
         .unwrap_or(0);
-    let mut detail = status.clone();
-    if let Some(d) = params.get("CallDuration") {
+    let mut detail = status.as_str().to_owned();
+    if let Some(d) = params
+        .get("CallDuration")
+        .and_then(|d| d.parse::<u64>().ok())
+    {
         detail.push_str(&format!(" after {d} s"));
     }
     app.records.send(Record::Event {
