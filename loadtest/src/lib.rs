@@ -1,5 +1,16 @@
 //! Simulated Twilio callers speaking real audio: the engine of Hark's
 //! end-to-end tests and of the `hark-loadtest` harness.
+//!
+//! # Layout
+//!
+//! - [`caller`] — one simulated caller: its script, the Twilio socket (marks
+//!   echoed like Twilio's player), and what it measures (latency, stale
+//!   frames, barge-ins).
+//! - [`scenario`] — what callers say and when; [`fixtures`] — the speech.
+//! - [`run`] — many callers on thread-per-core workers, stages (k6-style);
+//!   [`server`] — the server's CPU and RSS from `/proc`, its `/metrics`.
+//! - [`stats`] — HDR histograms; [`threshold`] — pass/fail rules;
+//!   [`report`] — the table and JSON; [`plot`] — the SVG/PNG.
 
 pub mod caller;
 pub mod fixtures;
