@@ -177,6 +177,7 @@ async fn records_round_trip(node: Node) {
         })
         .await;
     assert_eq!(call["direction"], "inbound");
+    assert_eq!(call["carrier"], "twilio");
     assert_eq!(call["policy"], "e2e");
     assert!(call["duration_ms"].as_i64().unwrap() > 3000, "{call}");
     let kinds: Vec<&str> = call["events"]

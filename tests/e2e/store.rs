@@ -111,6 +111,7 @@ async fn sigterm_while_the_database_hangs_spools_the_queue_for_the_next_start() 
         })
         .await;
     assert_eq!(call["direction"], "inbound");
+    assert_eq!(call["carrier"], "twilio", "the carrier survives the spool");
     let (_, t) = api.get(&format!("/api/v1/calls/{sid}/transcript")).await;
     let speakers: Vec<&str> = t["turns"]
         .as_array()
