@@ -145,7 +145,16 @@ fn an_invalid_policy_stops_serve_and_names_every_field() {
     assert!(!check.status.success());
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(text.contains("default.toml: ok"), "{text}");
-    assert!(text.contains("vad.onset_ms"), "{text}");
+    // Every error with its field path and its line.
+    for line in [
+        "name: \"bad one\" may only use letters, digits, '-' and '_' (line 2)",
+        "vad.onset_ms: 0 is outside 20..=1000 (line 4)",
+        "vad.endpointing_ms: 20 is outside 100..=5000 (line 5)",
+        "barge_in.min_speech_ms: 5000 is outside 20..=2000 (line 7)",
+        "sim.tts.real_time_factor: -2 is outside 0..=10 (line 9)",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
 }
 
 #[test]

@@ -9,11 +9,18 @@ pub struct FieldError {
     /// The field's path in the file (`vad.onset_ms`, `llm.openai.model`).
     pub field: String,
     pub reason: String,
+    /// The line (from 1) where the field, or its nearest table present in
+    /// the file, is written; `None` for a default the file does not mention.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
+        write!(f, "{}: {}", self.field, self.reason)?;
+        match self.line {
+            Some(line) => write!(f, " (line {line})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -54,6 +61,7 @@ impl Checks {
             self.0.push(FieldError {
                 field: field.to_owned(),
                 reason,
+                line: None,
             });
         }
     }
@@ -73,7 +81,52 @@ impl Checks {
             self.0.push(FieldError {
                 field: format!("{section}.{field}"),
                 reason,
+                line: None,
             });
         }
+    }
+}
+
+/// The line (from 1) of the field at `path` (`vad.onset_ms`) in `text`: the
+/// line of its key, or of the deepest table on the path the file has; `None`
+/// when the file names none of it (the value is a default).
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut at = None;
+    for segment in path.split('.') {
+        let Some((key, value)) = table.get_key_value(segment) else {
+            break;
+        };
+        at = Some(key.span().start);
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => table = inner,
+            _ => break,
+        }
+    }
+    let at = at?;
+    let before = text.get(..at)?;
+    Some(before.bytes().filter(|b| *b == b'\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_is_found_on_its_line_or_on_its_tables() {
+        let text = "# a comment\nname = \"x\"\n[vad]\nonset_ms = 0\n\n[llm.groq]\nmodel = \"m\"\n[sim.tts]\nreal_time_factor = -2.0\n";
+        assert_eq!(line_of(text, "name"), Some(2));
+        assert_eq!(line_of(text, "vad.onset_ms"), Some(4));
+        // Not written: the table it would be in.
+        assert_eq!(line_of(text, "vad.endpointing_ms"), Some(3));
+        assert_eq!(line_of(text, "llm.groq.model"), Some(7));
+        assert_eq!(line_of(text, "llm.groq.temperature"), Some(6));
+        assert_eq!(line_of(text, "sim.tts.real_time_factor"), Some(9));
+        assert_eq!(line_of(text, "timeouts.turn_budget_ms"), None);
+        // Non-ASCII before the field does not shift the count.
+        let hindi = "greeting = \"नमस्ते, आपका स्वागत है\"\n[vad]\nonset_ms = 0\n";
+        assert_eq!(line_of(hindi, "vad.onset_ms"), Some(3));
+        assert_eq!(line_of("not = [toml", "vad"), None);
     }
 }

@@ -143,7 +143,10 @@ impl PolicyFile {
         if !table.contains_key("name") {
             policy.name = default_name.to_owned();
         }
-        let errors = policy.validate();
+        let mut errors = policy.validate();
+        for e in &mut errors {
+            e.line = errors::line_of(text, &e.field);
+        }
         if errors.is_empty() {
             Ok(policy)
         } else {
