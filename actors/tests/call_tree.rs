@@ -372,3 +372,46 @@ async fn exhausted_restart_budget_ends_the_call_with_an_apology() {
         })
     );
 }
+
+#[tokio::test]
+async fn a_scripted_tool_call_records_the_outcome_and_the_bot_says_what_follows() {
+    let mut policy = fast_policy();
+    policy.sim.stt.script = vec!["I want the pro plan please".into()];
+    policy.tools.outcome.insert(
+        "plan".into(),
+        hark_actors::policy::SlotSpec::OneOf(vec!["basic".into(), "pro".into()]),
+    );
+    let mut arguments = serde_json::Map::new();
+    arguments.insert("plan".into(), "pro".into());
+    policy.sim.llm.replies = vec![hark_actors::policy::SimReply {
+        when: "pro plan".into(),
+        say: "Let me note that.".into(),
+        tool: Some("record_outcome".into()),
+        arguments,
+        then: "Done, the pro plan it is.".into(),
+    }];
+    let mut call = Call::start(policy, None).await;
+    let mut got = Vec::new();
+    call.silence(3000, &mut got).await; // the greeting
+    call.send(&speech("order"), &mut got).await;
+    call.silence(1500, &mut got).await; // the reply starts
+    call.until_quiet(&mut got).await;
+    assert_eq!(
+        call.handle.ctx.outcome().get("plan"),
+        Some(&serde_json::Value::from("pro")),
+        "{:?}",
+        call.handle.ctx.history().turns()
+    );
+    let said: Vec<String> = call
+        .handle
+        .ctx
+        .history()
+        .turns()
+        .iter()
+        .map(|t| t.text())
+        .collect();
+    assert!(
+        said.iter().any(|t| t.contains("Done, the pro plan it is.")),
+        "{said:?}"
+    );
+}

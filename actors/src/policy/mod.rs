@@ -342,6 +342,21 @@ mod tests {
     }
 
     #[test]
+    fn a_scripted_sim_reply_can_call_a_tool_with_arguments() {
+        let text = r#"
+            [tools.outcome]
+            plan = ["basic", "pro"]
+            [sim.llm]
+            replies = [{ when = "pro plan", say = "Let me note that.", tool = "record_outcome", arguments = { plan = "pro" }, then = "Done." }]
+        "#;
+        let p = PolicyFile::parse(text, "t", "t").unwrap();
+        let reply = &p.sim.llm.replies[0];
+        assert_eq!(reply.tool.as_deref(), Some("record_outcome"));
+        assert_eq!(reply.arguments["plan"], "pro");
+        assert_eq!(reply.then, "Done.");
+    }
+
+    #[test]
     fn barge_in_shorter_than_onset_is_rejected() {
         let text = "[vad]\nonset_ms = 200\n[barge_in]\nmin_speech_ms = 100\n";
         let err = PolicyFile::parse(text, "t", "t").unwrap_err().to_string();
