@@ -74,6 +74,10 @@ fn describe_runtime_metrics() {
         crate::http_limits::REFUSED,
         "Connections and requests refused by an HTTP listener limit, by reason."
     );
+    describe_counter!(
+        crate::api::policies::POLICY_RELOADS,
+        "Policy reloads, by result: applied, invalid (refused; the old version stays live), providers."
+    );
     describe_gauge!(
         crate::http_limits::CONNECTIONS,
         "HTTP connections open, calls included."

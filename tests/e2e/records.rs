@@ -840,6 +840,11 @@ async fn a_bad_policy_reload_is_refused_and_the_old_one_stays_live() {
         live["vad"]["endpointing_ms"], 500,
         "the old policy is still live"
     );
+    let m = hark.metrics().await;
+    assert_eq!(
+        m.sum("hark_policy_reloads_total", &[("result", "invalid")]),
+        1.0
+    );
     // A call still works on it.
     let caller = hark.caller(230).await;
     assert!(caller.wait_idle(QUIET, GREETING).await);
@@ -850,6 +855,11 @@ async fn a_bad_policy_reload_is_refused_and_the_old_one_stays_live() {
     .unwrap();
     let res = reload().await.unwrap();
     assert_eq!(res.status(), 200);
+    let m = hark.metrics().await;
+    assert_eq!(
+        m.sum("hark_policy_reloads_total", &[("result", "applied")]),
+        1.0
+    );
     let (_, list) = api.get("/api/v1/policies").await;
     assert_eq!(list[0]["version"], "2", "{list}");
     assert_eq!(list[0]["active"], true);

@@ -20,6 +20,11 @@ use axum::response::{IntoResponse, Response};
 use super::auth::Role::{Admin, AiOps};
 use crate::state::Live;
 
+/// `hark_policy_reloads_total{result}`: `applied`, `invalid` (the file was
+/// refused; the old version stays live), `providers` (its providers could
+/// not be built).
+pub const POLICY_RELOADS: &str = "hark_policy_reloads_total";
+
 /// This resource's routes, each with its roles and OpenAPI entry.
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
@@ -211,7 +216,9 @@ async fn reload_policy(
     let policy = match hark_actors::PolicyFile::load(file) {
         Ok(p) => p,
         Err(e) => {
+            metrics::counter!(POLICY_RELOADS, "result" => "invalid").increment(1);
             let errors = policy_errors(&e);
+            tracing::warn!(policy = %name, errors = errors.len(), "policy reload refused; the live version stays");
             app.store
                 .audit(
                     &caller.name,
@@ -235,7 +242,10 @@ async fn reload_policy(
     };
     let keys = hark_actors::Keys::from_env(&app.config.providers);
     let (providers, _) = hark_actors::Providers::build(&policy, &app.config.providers, &keys)
-        .map_err(|e| Fail(StatusCode::UNPROCESSABLE_ENTITY, format!("providers: {e}")))?;
+        .map_err(|e| {
+            metrics::counter!(POLICY_RELOADS, "result" => "providers").increment(1);
+            Fail(StatusCode::UNPROCESSABLE_ENTITY, format!("providers: {e}"))
+        })?;
     let reloaded = Reloaded {
         name: policy.name.clone(),
         version: policy.version.clone(),
@@ -250,6 +260,7 @@ async fn reload_policy(
         )
         .await?;
     tracing::info!(policy = %policy.name, version = %policy.version, by = %caller.name, "policy reloaded");
+    metrics::counter!(POLICY_RELOADS, "result" => "applied").increment(1);
     // Health checks follow the providers calls now start with.
     app.health.replace(&providers);
     app.live.store(Arc::new(Live {
