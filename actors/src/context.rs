@@ -102,6 +102,8 @@ pub struct CallContext {
     /// The call's span (`carrier`, `call_id`, `stream_id`); every actor logs under it.
     pub span: Span,
     pub policy: Arc<PolicyFile>,
+    /// The policy's system prompt with its variables filled for this call.
+    pub system_prompt: String,
     pub providers: Providers,
     pub settings: CallSettings,
     pub routes: Routes,
@@ -164,6 +166,9 @@ impl CallContext {
             },
             fault: fault.map(Arc::new),
             tools: Tools::from_policy(&policy),
+            // Nothing is known about an inbound caller yet that may go to
+            // the model; outbound calls will bring their lead's fields.
+            system_prompt: policy.system_prompt_for(&std::collections::BTreeMap::new()),
             outcome: Mutex::new(serde_json::Map::new()),
             policy,
         })

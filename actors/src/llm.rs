@@ -197,7 +197,7 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
     let mut ends_call = false;
     for _ in 0..MAX_TOOL_ROUNDS {
         let request = LlmRequest {
-            system_prompt: ctx.policy.system_prompt.clone(),
+            system_prompt: ctx.system_prompt.clone(),
             turns: ctx.history().turns().to_vec(),
             tools: ctx.tools.specs(),
         };

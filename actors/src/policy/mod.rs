@@ -9,7 +9,8 @@
 //! fixes them all.
 //!
 //! # Layout
-//! - [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
+//! - [`prompt`] — `[prompt]`: the system prompt's variables;
+//!   [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
 //!   [`tools`] — `[tools]`; [`memory`] — `[history]`, `[records]`.
 //! - [`providers`] — `[providers]` and each role's vendor settings, whose
 //!   types live with their providers (`providers/<role>/<vendor>.rs`).
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod errors;
 pub mod memory;
+pub mod prompt;
 pub mod providers;
 pub mod timeouts;
 pub mod tools;
@@ -29,6 +31,7 @@ pub mod turn_taking;
 
 pub use errors::{Checks, FieldError, PolicyError};
 pub use memory::{HistorySettings, RecordSettings};
+pub use prompt::PromptSettings;
 pub use providers::{
     BATCH_STT, ProviderSettings, STREAMING_STT, SimSettings, SttSettings, TTS, TtsSettings,
 };
@@ -63,8 +66,10 @@ pub struct PolicyFile {
     pub apology: String,
     /// Spoken when the LLM cannot produce a reply for a turn.
     pub fallback_line: String,
-    /// System prompt given to the LLM before the conversation history.
+    /// System prompt given to the LLM before the conversation history: a
+    /// template whose variables `[prompt]` fills (see [`prompt`]).
     pub system_prompt: String,
+    pub prompt: PromptSettings,
     pub vad: VadSettings,
     pub barge_in: BargeInSettings,
     pub providers: ProviderSettings,
@@ -92,6 +97,7 @@ impl Default for PolicyFile {
             system_prompt: "You are a helpful, concise phone agent. Answer in one or two short \
                             sentences that sound natural when spoken."
                 .into(),
+            prompt: PromptSettings::default(),
             vad: VadSettings::default(),
             barge_in: BargeInSettings::default(),
             providers: ProviderSettings::default(),
@@ -185,12 +191,19 @@ impl PolicyFile {
         ] {
             check.that(!text.trim().is_empty(), field, "must not be empty".into());
         }
+        self.prompt.validate(&self.system_prompt, &mut check);
         turn_taking::validate(&self.vad, &self.barge_in, &mut check);
         providers::validate(&self.providers, &self.llm, &self.tts, &self.sim, &mut check);
         self.timeouts.validate(&mut check);
         self.tools.validate(&mut check);
         self.history.validate(&mut check);
         check.0
+    }
+
+    /// The system prompt for one call, its variables filled from `[prompt]`
+    /// and what is known about the caller.
+    pub fn system_prompt_for(&self, caller: &BTreeMap<String, String>) -> String {
+        self.prompt.render(&self.system_prompt, caller)
     }
 
     /// Frames of speech before speech-start (rounded up to whole frames).
@@ -354,6 +367,26 @@ mod tests {
         assert_eq!(reply.tool.as_deref(), Some("record_outcome"));
         assert_eq!(reply.arguments["plan"], "pro");
         assert_eq!(reply.then, "Done.");
+    }
+
+    #[test]
+    fn the_system_prompt_is_a_template_checked_with_its_line() {
+        let text = "system_prompt = \"You are {persona}.\\n{goals}\\nCaller: {caller.name}.\"\n[prompt]\npersona = \"Asha from Acme\"\ngoals = [\"qualify\"]\ncaller_fields = [\"name\"]\n";
+        let p = PolicyFile::parse(text, "t", "t").unwrap();
+        let caller = BTreeMap::from([("name".to_owned(), "Ravi".to_owned())]);
+        assert_eq!(
+            p.system_prompt_for(&caller),
+            "You are Asha from Acme.\n- qualify\nCaller: Ravi."
+        );
+        let bad = text.replace("{caller.name}", "{caller.email}");
+        let PolicyError::Invalid { errors, .. } = PolicyFile::parse(&bad, "t", "t").unwrap_err()
+        else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "system_prompt");
+        assert_eq!(errors[0].line, Some(1));
+        assert!(errors[0].reason.contains("{caller.email}"), "{errors:?}");
     }
 
     #[test]
