@@ -127,6 +127,12 @@ async fn a_call_runs_end_to_end_on_live_providers() {
     assert_eq!(fakes.openai.heard(), std::slice::from_ref(&heard));
     let req = &fakes.openai.chat_requests()[0];
     assert_eq!(req["model"], "gpt-4o-mini");
+    // The system prompt is the policy's template, filled from [prompt].
+    assert_eq!(req["messages"][0]["role"], "system");
+    assert_eq!(
+        req["messages"][0]["content"],
+        "You are the Hark test agent, speaking आसान हिंदी when asked. Your goals:\n- answer in one sentence\n- offer more help"
+    );
     assert_eq!(req["stream"], true);
     let tools: Vec<&str> = req["tools"]
         .as_array()
