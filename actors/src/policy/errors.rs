@@ -92,7 +92,21 @@ impl Checks {
 /// when the file names none of it (the value is a default).
 pub fn line_of(text: &str, path: &str) -> Option<usize> {
     let doc = toml::de::DeTable::parse(text).ok()?;
-    let mut table = doc.get_ref();
+    line_in(text, doc.get_ref(), path)
+}
+
+/// Fills in each error's line, parsing `text` once for all of them.
+pub fn set_lines(text: &str, errors: &mut [FieldError]) {
+    let Ok(doc) = toml::de::DeTable::parse(text) else {
+        return;
+    };
+    for e in errors {
+        e.line = line_in(text, doc.get_ref(), &e.field);
+    }
+}
+
+fn line_in(text: &str, doc: &toml::de::DeTable<'_>, path: &str) -> Option<usize> {
+    let mut table = doc;
     let mut at = None;
     for segment in path.split('.') {
         let Some((key, value)) = table.get_key_value(segment) else {
@@ -104,8 +118,7 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
             _ => break,
         }
     }
-    let at = at?;
-    let before = text.get(..at)?;
+    let before = text.get(..at?)?;
     Some(before.bytes().filter(|b| *b == b'\n').count() + 1)
 }
 

@@ -150,9 +150,7 @@ impl PolicyFile {
             policy.name = default_name.to_owned();
         }
         let mut errors = policy.validate();
-        for e in &mut errors {
-            e.line = errors::line_of(text, &e.field);
-        }
+        errors::set_lines(text, &mut errors);
         if errors.is_empty() {
             Ok(policy)
         } else {
