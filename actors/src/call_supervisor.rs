@@ -380,8 +380,9 @@ impl Actor for CallSupervisor {
         let reason = state.end_reason.unwrap_or(EndReason::SocketClosed);
         metrics::counter!(m::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
         state.record_bot_turns(None);
-        let outcome = state.ctx.outcome();
-        if !outcome.is_empty() {
+        if let Some(outcome) = state.ctx.outcome() {
+            metrics::counter!(m::CALL_DISPOSITIONS, "policy" => state.ctx.policy.name.clone(), "disposition" => outcome.disposition.clone()).increment(1);
+            tracing::info!(parent: &state.ctx.span, disposition = %outcome.disposition, slots = outcome.slots.len(), "call outcome");
             state.ctx.recorder.outcome(outcome);
         }
         state.ctx.recorder.ended(reason.as_str());

@@ -118,7 +118,7 @@ pub struct CallContext {
     pub fault: Option<Arc<FaultPlan>>,
     /// The tools the policy offers the LLM.
     pub tools: Tools,
-    outcome: Mutex<serde_json::Map<String, serde_json::Value>>,
+    outcome: Mutex<Recorded>,
     /// The call's records (turns, events, outcome): never waited on.
     pub recorder: crate::records::CallRecorder,
 }
@@ -169,7 +169,7 @@ impl CallContext {
             // Nothing is known about an inbound caller yet that may go to
             // the model; outbound calls will bring their lead's fields.
             system_prompt: policy.system_prompt_for(&std::collections::BTreeMap::new()),
-            outcome: Mutex::new(serde_json::Map::new()),
+            outcome: Mutex::new(Recorded::default()),
             policy,
         })
     }
@@ -207,18 +207,32 @@ impl CallContext {
             .event("provider_fault", format!("{provider}: {}", e.kind()));
     }
 
-    /// Merges outcome slots the bot recorded (values are not logged).
-    pub fn record_outcome(&self, slots: serde_json::Map<String, serde_json::Value>) {
+    /// Merges outcome slots the bot recorded (values are not logged) and
+    /// the disposition it chose, if any (the latest wins).
+    pub fn record_outcome(
+        &self,
+        slots: serde_json::Map<String, serde_json::Value>,
+        disposition: Option<String>,
+    ) {
         let mut outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
-        outcome.extend(slots);
+        outcome.slots.extend(slots);
+        if disposition.is_some() {
+            outcome.disposition = disposition;
+        }
     }
 
-    /// The outcome slots recorded so far.
-    pub fn outcome(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.outcome
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// The call's outcome so far; `None` when its policy has none and the
+    /// bot recorded nothing.
+    pub fn outcome(&self) -> Option<crate::records::CallOutcome> {
+        let outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.policy.outcome.is_used() && outcome.slots.is_empty() {
+            return None;
+        }
+        Some(crate::records::CallOutcome::decide(
+            &self.policy.outcome,
+            outcome.slots.clone(),
+            outcome.disposition.as_deref(),
+        ))
     }
 
     /// Records a sentence the bot is about to speak, unless its turn is stale.
@@ -238,6 +252,13 @@ impl CallContext {
         // way that matters more than losing the call, so poisoning is ignored.
         self.history.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// What the bot recorded with `record_outcome`.
+#[derive(Default)]
+struct Recorded {
+    slots: serde_json::Map<String, serde_json::Value>,
+    disposition: Option<String>,
 }
 
 /// Frames (rounded up) in a μ-law buffer of `len` bytes.

@@ -224,7 +224,9 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
                     tracing::debug!(parent: &ctx.span, reason = reason.as_deref().unwrap_or(""), "end_call reason");
                     ends_call = true;
                 }
-                Effect::Outcome(slots) => ctx.record_outcome(slots),
+                Effect::Outcome { slots, disposition } => {
+                    ctx.record_outcome(slots, disposition);
+                }
                 Effect::Transfer { target } => {
                     tracing::warn!(parent: &ctx.span, %target, "transfer requested; transfers are not available yet");
                 }

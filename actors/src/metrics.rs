@@ -9,6 +9,9 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const CALLS_ACTIVE: &str = "hark_calls_active";
 pub const CALLS_TOTAL: &str = "hark_calls_total";
 pub const CALLS_ENDED: &str = "hark_calls_ended_total";
+/// `{policy, disposition}`: both bounded (the policies in the folder, the
+/// dispositions each lists).
+pub const CALL_DISPOSITIONS: &str = "hark_call_dispositions_total";
 pub const CALL_ACTORS: &str = "hark_call_actors";
 pub const FRAMES_RECEIVED: &str = "hark_media_frames_received_total";
 pub const FRAMES_SENT: &str = "hark_media_frames_sent_total";
@@ -46,6 +49,10 @@ pub fn describe() {
     describe_gauge!(CALLS_ACTIVE, "Calls in progress on this node.");
     describe_counter!(CALLS_TOTAL, "Calls started on this node.");
     describe_counter!(CALLS_ENDED, "Calls ended, by reason.");
+    describe_counter!(
+        CALL_DISPOSITIONS,
+        "Calls with an outcome, by policy and disposition (qualified, or one the policy lists)."
+    );
     describe_gauge!(
         CALL_ACTORS,
         "Live per-call actors (children and supervisors)."

@@ -83,8 +83,62 @@ pub enum Record {
     Outcome {
         call_sid: String,
         slots: serde_json::Map<String, serde_json::Value>,
+        /// `qualified`, or one of the policy's dispositions.
+        #[serde(default)]
+        disposition: Option<String>,
+        /// Slots whose values are masked for every reader and never indexed.
+        #[serde(default)]
+        sensitive: Vec<String>,
+        /// The callback window the bot recorded, as given (RFC 3339).
+        #[serde(default)]
+        callback: Option<CallbackWindow>,
         at_ms: i64,
     },
+}
+
+/// When to call back, as the bot recorded it: RFC 3339 with offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackWindow {
+    pub start: String,
+    pub end: String,
+}
+
+/// What a finished call means, for its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallOutcome {
+    pub slots: serde_json::Map<String, serde_json::Value>,
+    pub disposition: String,
+    pub sensitive: Vec<String>,
+    pub callback: Option<CallbackWindow>,
+}
+
+impl CallOutcome {
+    /// The outcome of a call under `settings` that recorded `slots` and,
+    /// maybe, chose a disposition.
+    pub fn decide(
+        settings: &crate::policy::OutcomeSettings,
+        slots: serde_json::Map<String, serde_json::Value>,
+        chosen: Option<&str>,
+    ) -> Self {
+        let disposition = settings.disposition(&slots, chosen);
+        let callback = settings
+            .slots
+            .iter()
+            .filter(|(_, s)| s.kind == crate::policy::SlotType::CallbackWindow)
+            .find_map(|(name, _)| slots.get(name))
+            .and_then(|w| {
+                Some(CallbackWindow {
+                    start: w.get("start")?.as_str()?.to_owned(),
+                    end: w.get("end")?.as_str()?.to_owned(),
+                })
+            });
+        Self {
+            slots,
+            disposition,
+            sensitive: settings.sensitive(),
+            callback,
+        }
+    }
 }
 
 impl Record {
@@ -194,10 +248,13 @@ impl CallRecorder {
         });
     }
 
-    pub fn outcome(&self, slots: serde_json::Map<String, serde_json::Value>) {
+    pub fn outcome(&self, outcome: CallOutcome) {
         self.sink.send(Record::Outcome {
             call_sid: self.call_sid.clone(),
-            slots,
+            slots: outcome.slots,
+            disposition: Some(outcome.disposition),
+            sensitive: outcome.sensitive,
+            callback: outcome.callback,
             at_ms: now_ms(),
         });
     }

@@ -1,17 +1,16 @@
 //! Tools the LLM may call, built from the policy: `end_call`,
 //! `transfer_call` (to the policy's targets) and `record_outcome` (the
-//! policy's slots).
+//! policy's `[outcome]` slots, and a disposition).
 //!
 //! Arguments come from a model and are never trusted: they are parsed and
 //! checked against the policy, and anything wrong goes back to the model as
 //! a tool result saying what was wrong, so it can correct itself. Nothing a
 //! model sends can panic the call.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value, json};
 
-use crate::policy::{PolicyFile, SlotSpec};
+use crate::policy::outcome::DISPOSITION_ARG;
+use crate::policy::{OutcomeSettings, PolicyFile, Slot, SlotType};
 use crate::providers::{ToolCall, ToolSpec};
 
 /// What a valid tool call asks the call to do.
@@ -26,8 +25,12 @@ pub enum Effect {
     Transfer {
         target: String,
     },
-    /// Store these outcome slots (merged with earlier ones).
-    Outcome(Map<String, Value>),
+    /// Store these outcome slots (merged with earlier ones) and, when
+    /// given, the disposition the bot chose.
+    Outcome {
+        slots: Map<String, Value>,
+        disposition: Option<String>,
+    },
 }
 
 /// The answer to one tool call.
@@ -54,7 +57,7 @@ impl Outcome {
 pub struct Tools {
     end_call: bool,
     transfer_targets: Vec<String>,
-    outcome: BTreeMap<String, SlotSpec>,
+    outcome: OutcomeSettings,
 }
 
 impl Tools {
@@ -63,7 +66,7 @@ impl Tools {
         Self {
             end_call: t.end_call,
             transfer_targets: t.transfer_targets.clone(),
-            outcome: t.outcome.clone(),
+            outcome: policy.outcome.clone(),
         }
     }
 
@@ -96,18 +99,23 @@ impl Tools {
                 }),
             });
         }
-        if !self.outcome.is_empty() {
-            let properties: Map<String, Value> = self
+        if self.outcome.is_used() {
+            let mut properties: Map<String, Value> = self
                 .outcome
+                .slots
                 .iter()
-                .map(|(name, spec)| {
-                    let schema = match spec {
-                        SlotSpec::Type(t) => json!({ "type": t }),
-                        SlotSpec::OneOf(values) => json!({ "type": "string", "enum": values }),
-                    };
-                    (name.clone(), schema)
-                })
+                .map(|(name, slot)| (name.clone(), slot_schema(slot)))
                 .collect();
+            if !self.outcome.dispositions.is_empty() {
+                properties.insert(
+                    DISPOSITION_ARG.into(),
+                    json!({
+                        "type": "string",
+                        "enum": self.outcome.dispositions,
+                        "description": "How the call ends, when it does not end qualified.",
+                    }),
+                );
+            }
             specs.push(ToolSpec {
                 name: "record_outcome",
                 description:
@@ -132,7 +140,7 @@ impl Tools {
         match call.name.as_str() {
             "end_call" if self.end_call => self.end_call(args),
             "transfer_call" if !self.transfer_targets.is_empty() => self.transfer(args),
-            "record_outcome" if !self.outcome.is_empty() => self.record(args),
+            "record_outcome" if self.outcome.is_used() => self.record(args),
             other => {
                 let offered: Vec<&str> = self.specs().iter().map(|s| s.name).collect();
                 Outcome::error(format!("unknown tool {other:?}; available: {offered:?}"))
@@ -189,37 +197,89 @@ impl Tools {
         }
     }
 
-    fn record(&self, args: Map<String, Value>) -> Outcome {
+    fn record(&self, mut args: Map<String, Value>) -> Outcome {
+        let names = || {
+            let mut names: Vec<&str> = self.outcome.slots.keys().map(String::as_str).collect();
+            if !self.outcome.dispositions.is_empty() {
+                names.push(DISPOSITION_ARG);
+            }
+            names
+        };
         if args.is_empty() {
             return Outcome::error(format!(
                 "record_outcome needs at least one slot: {:?}",
-                self.outcome.keys().collect::<Vec<_>>()
+                names()
             ));
         }
         let mut problems = Vec::new();
+        let disposition = match args.remove(DISPOSITION_ARG) {
+            None => None,
+            Some(Value::String(d)) if self.outcome.dispositions.contains(&d) => Some(d),
+            Some(other) => {
+                problems.push(format!(
+                    "disposition must be one of {:?}, not {other}",
+                    self.outcome.dispositions
+                ));
+                None
+            }
+        };
         for (name, value) in &args {
-            match self.outcome.get(name) {
+            match self.outcome.slots.get(name) {
                 None => problems.push(format!("unknown slot {name:?}")),
-                Some(spec) => {
-                    if let Err(e) = check_slot(spec, value) {
+                Some(slot) => {
+                    if let Err(e) = check_slot(slot, value) {
                         problems.push(format!("slot {name:?}: {e}"));
                     }
                 }
             }
         }
         if !problems.is_empty() {
-            return Outcome::error(format!(
-                "{}; slots are {:?}",
-                problems.join("; "),
-                self.outcome.keys().collect::<Vec<_>>()
-            ));
+            return Outcome::error(format!("{}; slots are {:?}", problems.join("; "), names()));
+        }
+        let mut recorded: Vec<&str> = args.keys().map(String::as_str).collect();
+        if disposition.is_some() {
+            recorded.push(DISPOSITION_ARG);
         }
         Outcome {
-            result: json!({ "ok": true, "recorded": args.keys().collect::<Vec<_>>() }).to_string(),
-            effect: Effect::Outcome(args),
+            result: json!({ "ok": true, "recorded": recorded }).to_string(),
+            effect: Effect::Outcome {
+                slots: args,
+                disposition,
+            },
             label: "ok",
         }
     }
+}
+
+/// A slot's JSON schema, as the model sees it.
+fn slot_schema(slot: &Slot) -> Value {
+    let mut schema = match slot.kind {
+        SlotType::String => json!({ "type": "string" }),
+        SlotType::Number => json!({ "type": "number" }),
+        SlotType::Integer => json!({ "type": "integer" }),
+        SlotType::Boolean => json!({ "type": "boolean" }),
+        SlotType::Enum => json!({ "type": "string", "enum": slot.values }),
+        SlotType::CallbackWindow => json!({
+            "type": "object",
+            "properties": {
+                "start": { "type": "string", "format": "date-time" },
+                "end": { "type": "string", "format": "date-time" },
+            },
+            "required": ["start", "end"],
+            "additionalProperties": false,
+            "description": "When to call back: RFC 3339 times with their UTC offset, e.g. 2026-12-01T10:00:00+05:30.",
+        }),
+    };
+    if !slot.description.is_empty()
+        && let Some(obj) = schema.as_object_mut()
+    {
+        let text = match obj.get("description").and_then(Value::as_str) {
+            Some(format) => format!("{} {format}", slot.description),
+            None => slot.description.clone(),
+        };
+        obj.insert("description".into(), text.into());
+    }
+    schema
 }
 
 fn parse_args(raw: &str) -> Result<Map<String, Value>, String> {
@@ -236,43 +296,86 @@ fn parse_args(raw: &str) -> Result<Map<String, Value>, String> {
     }
 }
 
-fn check_slot(spec: &SlotSpec, value: &Value) -> Result<(), String> {
-    match spec {
-        SlotSpec::OneOf(values) => match value {
-            Value::String(s) if values.contains(s) => Ok(()),
-            other => Err(format!("must be one of {values:?}, not {other}")),
-        },
-        SlotSpec::Type(t) => {
-            let ok = match t.as_str() {
-                "string" => value.is_string(),
-                "number" => value.is_number(),
-                "integer" => value.is_i64() || value.is_u64(),
-                "boolean" => value.is_boolean(),
-                _ => false,
+fn check_slot(slot: &Slot, value: &Value) -> Result<(), String> {
+    let ok = match slot.kind {
+        SlotType::String => value.as_str().is_some_and(|s| !s.trim().is_empty()),
+        SlotType::Number => value.is_number(),
+        SlotType::Integer => value.is_i64() || value.is_u64(),
+        SlotType::Boolean => value.is_boolean(),
+        SlotType::Enum => {
+            return match value {
+                Value::String(s) if slot.values.contains(s) => Ok(()),
+                other => Err(format!("must be one of {:?}, not {other}", slot.values)),
             };
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("must be a {t}, not {value}"))
-            }
         }
+        SlotType::CallbackWindow => return check_window(value, std::time::SystemTime::now()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        let kind = match slot.kind {
+            SlotType::String => "non-empty string",
+            SlotType::Number => "number",
+            SlotType::Integer => "integer",
+            _ => "boolean",
+        };
+        Err(format!("must be a {kind}, not {value}"))
     }
+}
+
+/// A callback window: `start` before `end`, both RFC 3339 with an offset,
+/// and not over by `now` (a campaign schedules from it).
+fn check_window(value: &Value, now: std::time::SystemTime) -> Result<(), String> {
+    let time = |key: &str| -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+        let text = value
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("needs \"{key}\": an RFC 3339 time with its offset"))?;
+        chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
+            format!("{key} {text:?} is not an RFC 3339 time with an offset (e.g. 2026-12-01T10:00:00+05:30): {e}")
+        })
+    };
+    let Some(obj) = value.as_object() else {
+        return Err(format!("must be {{\"start\": …, \"end\": …}}, not {value}"));
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "start" && *k != "end") {
+        return Err(format!("has no field {k:?}; only start and end"));
+    }
+    let (start, end) = (time("start")?, time("end")?);
+    if start >= end {
+        return Err("start must be before end".into());
+    }
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    if end.timestamp_millis() <= now_ms {
+        return Err("the window is already over; ask for a time in the future".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn slot(kind: SlotType, values: &[&str]) -> Slot {
+        Slot {
+            kind,
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+            required: true,
+            description: String::new(),
+            sensitive: false,
+        }
+    }
+
     fn tools() -> Tools {
         let mut p = PolicyFile::default();
         p.tools.transfer_targets = vec!["sales".into()];
-        p.tools
-            .outcome
-            .insert("interested".into(), SlotSpec::Type("boolean".into()));
-        p.tools.outcome.insert(
-            "plan".into(),
-            SlotSpec::OneOf(vec!["basic".into(), "pro".into()]),
-        );
+        let slots = &mut p.outcome.slots;
+        slots.insert("interested".into(), slot(SlotType::Boolean, &[]));
+        slots.insert("plan".into(), slot(SlotType::Enum, &["basic", "pro"]));
+        slots.insert("callback".into(), slot(SlotType::CallbackWindow, &[]));
+        p.outcome.dispositions = vec!["not_interested".into()];
         Tools::from_policy(&p)
     }
 
@@ -308,7 +411,17 @@ mod tests {
             r#"{"interested":true,"plan":"pro"}"#,
         ));
         assert_eq!(o.label, "ok");
-        assert!(matches!(o.effect, Effect::Outcome(m) if m.len() == 2));
+        assert!(
+            matches!(&o.effect, Effect::Outcome { slots, disposition: None } if slots.len() == 2)
+        );
+        let d = t.run(&call(
+            "record_outcome",
+            r#"{"disposition":"not_interested","callback":{"start":"2099-01-02T10:00:00+05:30","end":"2099-01-02T12:00:00+05:30"}}"#,
+        ));
+        assert_eq!(d.label, "ok", "{}", d.result);
+        assert!(
+            matches!(&d.effect, Effect::Outcome { slots, disposition: Some(x) } if x == "not_interested" && slots.contains_key("callback"))
+        );
         let tr = t.run(&call("transfer_call", r#"{"target":"sales"}"#));
         assert_eq!(
             tr.effect,
@@ -333,6 +446,32 @@ mod tests {
             ("record_outcome", r#"{"plan":"gold"}"#, "one of"),
             ("record_outcome", r#"{"budget":5}"#, "unknown slot"),
             ("record_outcome", "{}", "at least one slot"),
+            (
+                "record_outcome",
+                r#"{"disposition":"qualified"}"#,
+                "disposition must be one of",
+            ),
+            ("record_outcome", r#"{"callback":"tomorrow"}"#, "must be {"),
+            (
+                "record_outcome",
+                r#"{"callback":{"start":"2099-01-02 10:00","end":"2099-01-02T12:00:00Z"}}"#,
+                "not an RFC 3339 time",
+            ),
+            (
+                "record_outcome",
+                r#"{"callback":{"start":"2099-01-02T10:00:00","end":"2099-01-02T12:00:00"}}"#,
+                "not an RFC 3339 time",
+            ),
+            (
+                "record_outcome",
+                r#"{"callback":{"start":"2099-01-02T12:00:00Z","end":"2099-01-02T10:00:00Z"}}"#,
+                "before end",
+            ),
+            (
+                "record_outcome",
+                r#"{"callback":{"start":"2001-01-02T10:00:00Z","end":"2001-01-02T12:00:00Z"}}"#,
+                "already over",
+            ),
             ("transfer_call", r#"{"target":"mars"}"#, "unknown target"),
             ("transfer_call", "{}", "required"),
             ("end_call", r#"{"reason":5}"#, "must be a string"),

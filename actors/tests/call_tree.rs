@@ -377,9 +377,15 @@ async fn exhausted_restart_budget_ends_the_call_with_an_apology() {
 async fn a_scripted_tool_call_records_the_outcome_and_the_bot_says_what_follows() {
     let mut policy = fast_policy();
     policy.sim.stt.script = vec!["I want the pro plan please".into()];
-    policy.tools.outcome.insert(
+    policy.outcome.slots.insert(
         "plan".into(),
-        hark_actors::policy::SlotSpec::OneOf(vec!["basic".into(), "pro".into()]),
+        hark_actors::policy::Slot {
+            kind: hark_actors::policy::SlotType::Enum,
+            values: vec!["basic".into(), "pro".into()],
+            required: true,
+            description: "The plan the caller chose".into(),
+            sensitive: false,
+        },
     );
     let mut arguments = serde_json::Map::new();
     arguments.insert("plan".into(), "pro".into());
@@ -396,12 +402,15 @@ async fn a_scripted_tool_call_records_the_outcome_and_the_bot_says_what_follows(
     call.send(&speech("order"), &mut got).await;
     call.silence(1500, &mut got).await; // the reply starts
     call.until_quiet(&mut got).await;
+    let outcome = call.handle.ctx.outcome();
     assert_eq!(
-        call.handle.ctx.outcome().get("plan"),
+        outcome.as_ref().and_then(|o| o.slots.get("plan")),
         Some(&serde_json::Value::from("pro")),
         "{:?}",
         call.handle.ctx.history().turns()
     );
+    // The only required slot is filled.
+    assert_eq!(outcome.map(|o| o.disposition).as_deref(), Some("qualified"));
     let said: Vec<String> = call
         .handle
         .ctx

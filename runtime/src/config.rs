@@ -34,9 +34,18 @@ pub struct Config {
     /// `host[:port]` Twilio reaches this node at (the stream URL in TwiML).
     /// Unset: the `Host` header of the webhook request.
     pub public_host: Option<String>,
-    /// The policy file calls run with. Unset: the default policy built into
-    /// the binary (`policies/default.toml`).
+    /// One policy file every call runs with (`--policy`). Unset, with
+    /// `policies` unset too: the default policy built into the binary
+    /// (`policies/default.toml`).
     pub policy: Option<PathBuf>,
+    /// A folder whose every valid `*.toml` is a live policy (`--policies`);
+    /// `routing` picks one per call. Not together with `policy`.
+    pub policies: Option<PathBuf>,
+    /// Called number or prefix → policy, and the default policy.
+    pub routing: crate::policies::Routing,
+    /// How long the policy folder must be quiet after a change before it is
+    /// read again (one save makes several file events).
+    pub policy_watch_debounce_ms: u64,
     /// On SIGTERM/SIGINT, how long calls in progress may go on before they
     /// are ended with the policy's goodbye.
     pub shutdown_grace_secs: u64,
@@ -90,6 +99,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_host: None,
             policy: None,
+            policies: None,
+            routing: crate::policies::Routing::default(),
+            policy_watch_debounce_ms: 300,
             shutdown_grace_secs: 30,
             max_calls: 10_000,
             start_timeout_secs: 10,
@@ -146,19 +158,60 @@ impl Config {
             .unwrap_or_else(|| "local".into())
     }
 
-    /// The policy calls start with: `policy`, else the built-in default.
+    /// Where the node's policies come from.
+    pub fn policy_source(&self) -> Result<crate::policies::Source, ConfigError> {
+        use crate::policies::Source;
+        match (&self.policy, &self.policies) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid {
+                origin: "policy, policies".into(),
+                message: "set one of policy (one file) and policies (a folder), not both".into(),
+            }),
+            (Some(file), None) => Ok(Source::File(file.clone())),
+            (None, Some(dir)) if !dir.is_dir() => Err(ConfigError::Invalid {
+                origin: "policies".into(),
+                message: format!("{} is not a folder", dir.display()),
+            }),
+            (None, Some(dir)) => Ok(Source::Folder(dir.clone())),
+            (None, None) => Ok(Source::BuiltIn),
+        }
+    }
+
+    /// The default policy (what `hark doctor` checks): `policy`; in a
+    /// `policies` folder, `routing.default` or `default.toml`; else the
+    /// built-in one.
     pub fn load_policy(&self) -> Result<hark_actors::PolicyFile, hark_actors::PolicyError> {
-        match &self.policy {
-            Some(path) => hark_actors::PolicyFile::load(path),
+        match self.default_policy_file() {
+            Some(path) => hark_actors::PolicyFile::load(&path),
             None => hark_actors::PolicyFile::builtin(),
         }
     }
 
-    /// Where the policy comes from, for people: its file, or "built in".
+    fn default_policy_file(&self) -> Option<PathBuf> {
+        if let Some(file) = &self.policy {
+            return Some(file.clone());
+        }
+        let dir = self.policies.as_ref()?;
+        let name = self.routing.default.as_deref().unwrap_or("default");
+        // The file is usually named after its policy; else look inside.
+        let named = dir.join(format!("{name}.toml"));
+        if named.is_file() {
+            return Some(named);
+        }
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| hark_actors::PolicyFile::load(p).is_ok_and(|pf| pf.name == name))
+    }
+
+    /// Where the default policy comes from, for people: its file, or "built in".
     pub fn policy_origin(&self) -> String {
-        self.policy
-            .as_ref()
+        self.default_policy_file()
             .map_or_else(|| "built in".to_owned(), |p| p.display().to_string())
+    }
+
+    pub fn policy_watch_debounce(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.policy_watch_debounce_ms)
     }
 
     /// Whether the database is shared by several nodes (PostgreSQL).
@@ -293,6 +346,19 @@ impl Config {
             }
         }
         errors.extend(self.http.validate(self.max_calls));
+        errors.extend(self.routing.validate());
+        if self.policy.is_some() && self.policies.is_some() {
+            errors.push(
+                "policy, policies: set one of policy (one file) and policies (a folder), not both"
+                    .into(),
+            );
+        }
+        if !(10..=60_000).contains(&self.policy_watch_debounce_ms) {
+            errors.push(format!(
+                "policy_watch_debounce_ms: {} is outside 10..=60000",
+                self.policy_watch_debounce_ms
+            ));
+        }
         if self.api_auth_failures_per_minute == 0 {
             errors.push("api_auth_failures_per_minute: must be at least 1".into());
         }

@@ -15,6 +15,8 @@
 //!   carrier (`twilio/`: voice and status webhooks with signatures,
 //!   blocklist and caller limits; the stream upgrade; the REST client as
 //!   call control).
+//! - [`policies`] — the live policies (every valid file in the folder), the
+//!   routing table (called number → policy), rescans and the folder watcher.
 //! - [`stream_token`] — the token that binds a stream to its webhook (codec).
 //! - [`cluster`] — state a cluster will share, behind small traits: live
 //!   calls (one stream per call), the caller limiter, the API rate limiter;
@@ -40,6 +42,7 @@ pub mod http_limits;
 pub mod jobs;
 pub mod lifecycle;
 pub mod pii;
+pub mod policies;
 pub mod server;
 pub mod state;
 pub mod store;

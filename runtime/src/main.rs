@@ -27,9 +27,13 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080]
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Policy file [default: the built-in default policy]
-        #[arg(long)]
+        /// One policy file for every call [default: the built-in default policy]
+        #[arg(long, conflicts_with = "policies")]
         policy: Option<PathBuf>,
+        /// A folder of policy files, all live; `[routing]` in the config
+        /// picks one per called number. Changes apply without a restart.
+        #[arg(long)]
+        policies: Option<PathBuf>,
         /// Runtime config file (TOML); HARK_* environment variables override it
         #[arg(long)]
         config: Option<PathBuf>,
@@ -102,10 +106,30 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Validate policy files; prints every error with its field.
+    /// Validate policy files; prints every error with its field and line.
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// A call in text: your lines (typed, or a script) go through the same
+    /// turn taking, LLM and tools as a call; prints the bot's lines and each
+    /// decision (tools, slots, disposition, how the call ended).
+    Simulate {
+        file: PathBuf,
+        /// A script: one caller line per line, `dtmf 1`, `silence 8s`
+        /// [default: read lines from stdin]
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// One JSON object per decision, per line
+        #[arg(long)]
+        json: bool,
+        /// Simulated LLM (the policy's [sim.llm] replies) on a paused
+        /// clock: instant, and no API key [default: the policy's LLM]
+        #[arg(long)]
+        sim: bool,
+        /// Runtime config file (provider endpoints and key variables)
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -125,14 +149,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             listen,
             policy,
+            policies,
             config,
         } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(listen) = listen {
                 cfg.listen = listen;
             }
+            // A flag replaces whichever of the two the config had.
             if policy.is_some() {
                 cfg.policy = policy;
+                cfg.policies = None;
+            }
+            if policies.is_some() {
+                cfg.policies = policies;
+                cfg.policy = None;
             }
             hark_runtime::telemetry::init_logging();
             // Accepts, signals and upkeep only: calls run on the worker threads.
@@ -298,7 +329,116 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Policy {
+            command:
+                PolicyCommand::Simulate {
+                    file,
+                    script,
+                    json,
+                    sim,
+                    config,
+                },
+        } => simulate(&file, script.as_deref(), json, sim, config.as_deref()),
     }
+}
+
+/// `hark policy simulate`: exit 1 when the policy or the script is invalid.
+fn simulate(
+    file: &std::path::Path,
+    script: Option<&std::path::Path>,
+    json: bool,
+    sim: bool,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use hark_actors::simulate::{Decision, Simulation, script as steps};
+    use std::io::{BufRead, IsTerminal, Write};
+    // The call's own logs only when asked for (HARK_LOG=debug): the
+    // decisions are the output.
+    if std::env::var_os("HARK_LOG").is_some() {
+        hark_runtime::telemetry::init_logging();
+    }
+    let policy = match PolicyFile::load(file) {
+        Ok(p) => std::sync::Arc::new(p),
+        Err(e) => {
+            println!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let scripted = match script {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read script {}", path.display()))?;
+            match steps::parse(&text) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    println!("script {}: {e}", path.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    };
+    let providers = if sim {
+        hark_actors::Providers::simulated(&policy)
+    } else {
+        let cfg = Config::load(config)?;
+        let keys = hark_actors::Keys::from_env(&cfg.providers);
+        let (providers, notices) = hark_actors::Providers::build(&policy, &cfg.providers, &keys)
+            .map_err(|e| anyhow::anyhow!("providers: {e}"))?;
+        for notice in notices {
+            eprintln!("note: {notice}; not used");
+        }
+        providers
+    };
+    // Simulated providers run on a paused clock: the call takes no time.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(sim)
+        .build()?;
+    let print = |decisions: &[Decision]| {
+        let mut out = std::io::stdout().lock();
+        for d in decisions {
+            let line = if json {
+                serde_json::to_string(d).unwrap_or_default()
+            } else {
+                d.to_string()
+            };
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    };
+    let (mut call, opening) = rt.block_on(Simulation::start(policy, providers))?;
+    print(&opening);
+    match scripted {
+        Some(script) => {
+            for step in &script {
+                print(&rt.block_on(call.step(step)));
+            }
+        }
+        None => {
+            let stdin = std::io::stdin();
+            let prompt = stdin.is_terminal();
+            let mut lines = stdin.lock().lines();
+            while !call.ended() {
+                if prompt {
+                    eprint!("you> ");
+                }
+                let Some(line) = lines.next().transpose()? else {
+                    break;
+                };
+                match steps::parse(&line) {
+                    Ok(script) => {
+                        for step in &script {
+                            print(&rt.block_on(call.step(step)));
+                        }
+                    }
+                    Err(e) => eprintln!("{}", e.reason),
+                }
+            }
+        }
+    }
+    print(&rt.block_on(call.hang_up()));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `90d`, `12h`, `30m`, `45s`.

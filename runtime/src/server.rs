@@ -20,8 +20,8 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hark_actors::Keys;
 use hark_actors::metrics as m;
-use hark_actors::{Keys, Providers};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -33,7 +33,8 @@ use crate::config::Config;
 use crate::health::ProviderHealth;
 use crate::http_limits::{ConnLimits, REFUSED_RESPONSE, WriteDeadline};
 use crate::lifecycle::Lifecycle;
-use crate::state::{AppState, Live};
+use crate::policies::Policies;
+use crate::state::AppState;
 use crate::stream_token::{STREAM_TOKEN_KEY_ENV, TokenKey};
 use crate::workers::Workers;
 
@@ -76,7 +77,7 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     let body = serde_json::json!({
         "status": status,
         "calls": app.lifecycle.active(),
-        "policy": app.live().policy.name,
+        "policy": app.policies.catalog().default_name(),
         "unready_roles": unready,
         "providers": app.health.public_snapshot(),
         // A database that is down does not stop calls (records spool), so
@@ -111,7 +112,7 @@ async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Policy(#[from] hark_actors::PolicyError),
+    Policy(#[from] crate::policies::LoadError),
     // Causes are in the messages, not `source`s: the error chain prints each once.
     #[error("cannot listen on {addr}: {error}")]
     Bind {
@@ -151,7 +152,6 @@ impl From<std::io::Error> for ServeError {
 
 /// Runs `hark serve` until SIGTERM/SIGINT and a graceful drain.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let policy = Arc::new(config.load_policy()?);
     let keys = Keys::from_env(&config.providers);
     let twilio_auth_token = keys.get(&config.providers.twilio).cloned();
     if twilio_auth_token.is_none()
@@ -165,8 +165,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let (stream_tokens, token_source) = stream_token_key(&config)?;
     let limits = ConnLimits::new(&config.http).map_err(ServeError::Config)?;
-    let (providers, notices) =
-        Providers::build(&policy, &config.providers, &keys).map_err(ServeError::Providers)?;
+    let source = config
+        .policy_source()
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let (policies, notices) = Policies::load(
+        source,
+        config.routing.clone(),
+        config.providers.clone(),
+        keys.clone(),
+    )?;
+    let policies = Arc::new(policies);
+    let default = policies.default_live();
     let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
     let pii = Arc::new(crate::pii::load(&config)?);
     let store = crate::store::Store::open(&config.database_url).await?;
@@ -208,15 +217,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     crate::telemetry::print_banner(
         addr,
         &config,
-        &policy,
-        &providers,
+        &policies,
         &notices,
         twilio_auth_token.is_some(),
         token_source,
     );
     // Checked in the background: a provider that is down must not stop the
     // node from starting; /readyz and the logs say which one it is.
-    let health = ProviderHealth::new(&providers);
+    let health = ProviderHealth::new(&default.providers);
+    drop(default);
     let _checks = health.spawn(
         config.providers.health_check_interval(),
         config.providers.connect_timeout() * 2,
@@ -235,10 +244,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let state = Arc::new(AppState {
         config: config.clone(),
-        live: arc_swap::ArcSwap::from_pointee(Live {
-            policy,
-            providers: providers.clone(),
-        }),
+        policies: Arc::clone(&policies),
         store: store.clone(),
         lookups,
         store_health: Arc::clone(&writer.queue.health),
@@ -262,6 +268,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         runtimes,
     });
     crate::jobs::spawn_purge(Arc::clone(&state));
+    // A watcher that cannot start (inotify limits) leaves the reload API.
+    let health = Arc::clone(&state.health);
+    let _watch = crate::policies::watch::spawn(
+        policies,
+        config.policy_watch_debounce(),
+        // Health checks follow the default policy's providers.
+        move |default| health.replace(&default.providers),
+    )
+    .unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot watch the policy folder; reload through the API");
+        None
+    });
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let goodbye = config.call.goodbye_timeout() + Duration::from_secs(5);
     let drained = async move {

@@ -1,28 +1,22 @@
-//! What every part of a node shares: its config, the live policy, the
+//! What every part of a node shares: its config, the live policies, the
 //! store, the cluster seams. A leaf: it names the types it holds and no
 //! handler, so handlers import it and it imports none of them back.
 
 use std::sync::Arc;
 
-use hark_actors::{PolicyFile, Providers};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cluster::{CallRegistry, CallerLimiter, RateLimiter};
 use crate::config::Config;
 use crate::health::ProviderHealth;
 use crate::lifecycle::Lifecycle;
+use crate::policies::Policies;
 use crate::stream_token::TokenKey;
-
-/// The policy calls start with, and its providers. Swapped whole by a
-/// policy reload; calls in progress keep the one they started with.
-pub struct Live {
-    pub policy: Arc<PolicyFile>,
-    pub providers: Providers,
-}
 
 pub struct AppState {
     pub config: Config,
-    pub live: arc_swap::ArcSwap<Live>,
+    /// The live policies and the routing table.
+    pub policies: Arc<Policies>,
     pub health: Arc<ProviderHealth>,
     /// This node's name on records.
     pub node: String,
@@ -50,10 +44,4 @@ pub struct AppState {
     pub stream_tokens: TokenKey,
     /// Calls with a live stream on this node: one stream per call.
     pub live_calls: Arc<dyn CallRegistry>,
-}
-
-impl AppState {
-    pub fn live(&self) -> Arc<Live> {
-        self.live.load_full()
-    }
 }

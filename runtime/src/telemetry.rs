@@ -4,8 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hark_actors::Notice;
 use hark_actors::metrics as m;
-use hark_actors::{Notice, PolicyFile, Providers};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::Config;
@@ -75,8 +75,12 @@ fn describe_runtime_metrics() {
         "Connections and requests refused by an HTTP listener limit, by reason."
     );
     describe_counter!(
-        crate::api::policies::POLICY_RELOADS,
-        "Policy reloads, by result: applied, invalid (refused; the old version stays live), providers."
+        crate::policies::POLICY_RELOADS,
+        "Policy file changes read by a rescan (folder watcher or reload API), by result: applied, invalid (refused; the old version stays live), providers (its providers cannot be built), removed."
+    );
+    describe_gauge!(
+        crate::policies::POLICIES_LIVE,
+        "Policies new calls can get (valid files in the policy folder, or the built-in default)."
     );
     describe_gauge!(
         crate::http_limits::CONNECTIONS,
@@ -99,12 +103,10 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// What a person starting `hark serve` needs to know, on stdout.
-#[allow(clippy::too_many_arguments)]
 pub fn print_banner(
     addr: SocketAddr,
     config: &Config,
-    policy: &PolicyFile,
-    providers: &Providers,
+    policies: &crate::policies::Policies,
     notices: &[Notice],
     signed: bool,
     token_source: &str,
@@ -143,6 +145,8 @@ pub fn print_banner(
         );
         tracing::warn!(%addr, "unsigned Twilio requests accepted on a non-loopback address (allow_unsigned_requests)");
     }
+    let default = policies.default_live();
+    let (policy, providers) = (&default.policy, &default.providers);
     let _ = writeln!(
         out,
         "  policy          {} v{} ({})",
@@ -150,6 +154,34 @@ pub fn print_banner(
         policy.version,
         config.policy_origin()
     );
+    let catalog = policies.catalog();
+    for live in catalog.live().filter(|l| l.policy.name != policy.name) {
+        let _ = writeln!(
+            out,
+            "  policy          {} v{} ({})",
+            live.policy.name,
+            live.policy.version,
+            live.file
+                .as_deref()
+                .map_or_else(|| "built in".into(), |f| f.display().to_string())
+        );
+    }
+    for (file, state) in catalog.files().iter().filter(|(_, s)| !s.errors.is_empty()) {
+        let _ = writeln!(
+            out,
+            "  WARNING: {} refused ({} errors, see the log): not live",
+            file.display(),
+            state.errors.len()
+        );
+    }
+    let routes = &policies.routing().numbers;
+    if !routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  routing         {} numbers or prefixes",
+            routes.len()
+        );
+    }
     let mut simulated = false;
     for (role, name, sim) in providers.describe() {
         simulated |= sim;

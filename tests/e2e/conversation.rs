@@ -241,14 +241,19 @@ async fn stop_ends_the_call_and_its_whole_actor_tree() {
             .await,
         0.0
     );
+    // A start-up task (the first pool connection, the spool replay) may end
+    // while the call runs, so fewer tasks than before is fine; more is a leak.
     let tasks = hark
-        .wait_metric(
+        .wait_metric_until(
             "hark_runtime_alive_tasks",
-            tasks_before,
+            |n| n <= tasks_before,
             Duration::from_secs(3),
         )
         .await;
-    assert_eq!(tasks, tasks_before, "tasks leaked after the call");
+    assert!(
+        tasks <= tasks_before,
+        "tasks leaked after the call: {tasks} alive, {tasks_before} before it"
+    );
     let m = hark.metrics().await;
     assert_eq!(m.get("hark_calls_ended_total{reason=\"stop\"}"), 1.0);
     assert_eq!(m.get("hark_calls_total"), 1.0);

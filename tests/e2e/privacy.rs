@@ -347,7 +347,7 @@ async fn the_policies_api_shows_viewers_no_path_and_no_file_contents() {
         "greeting = \"secret plan: call the CEO\n",
     )
     .unwrap();
-    let hark = node.start_with_policy(dir.join("e2e.toml").to_str().unwrap(), &[]);
+    let hark = node.start_with_policies(dir.to_str().unwrap(), &[]);
     let list = |token: String| {
         let hark = &hark;
         async move { Api { hark, token }.get("/api/v1/policies").await.1 }

@@ -90,6 +90,14 @@ impl Node {
         Hark::start_with(&["--policy", policy], &env)
     }
 
+    /// `hark serve --policies DIR`: every valid file in `dir` is live.
+    pub fn start_with_policies(&self, dir: &str, extra: &[(&str, &str)]) -> Hark {
+        let mut env = self.env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Hark::start_with(&["--policies", dir], &env)
+    }
+
     /// `hark token create`; the token it prints.
     pub fn token(&self, role: &str, name: &str) -> String {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))

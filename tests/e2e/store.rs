@@ -386,6 +386,9 @@ async fn retention_erases_text_details_and_slot_values_and_keeps_the_shape() {
         Record::Outcome {
             call_sid: "CA1".into(),
             slots,
+            disposition: Some("qualified".into()),
+            sensitive: Vec::new(),
+            callback: None,
             at_ms: 2_000,
         },
         Record::CallEnded {

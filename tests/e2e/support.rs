@@ -209,10 +209,20 @@ impl Hark {
 
     /// Waits until `series` reaches `value` (series absent counts as 0).
     pub async fn wait_metric(&self, series: &str, value: f64, limit: Duration) -> f64 {
+        self.wait_metric_until(series, |v| v == value, limit).await
+    }
+
+    /// Polls `series` until `done` holds or `limit` passes; the last value seen.
+    pub async fn wait_metric_until(
+        &self,
+        series: &str,
+        done: impl Fn(f64) -> bool,
+        limit: Duration,
+    ) -> f64 {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let v = self.metrics().await.get(series);
-            if v == value || tokio::time::Instant::now() >= deadline {
+            if done(v) || tokio::time::Instant::now() >= deadline {
                 return v;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -10,8 +10,10 @@
 //!
 //! # Layout
 //! - [`prompt`] — `[prompt]`: the system prompt's variables;
+//!   [`languages`] — `language`, `[languages.CODE]`: lines and voices;
 //!   [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
-//!   [`tools`] — `[tools]`; [`memory`] — `[history]`, `[records]`.
+//!   [`tools`] — `[tools]`; [`outcome`] — `[outcome]` (slots,
+//!   dispositions); [`memory`] — `[history]`, `[records]`.
 //! - [`providers`] — `[providers]` and each role's vendor settings, whose
 //!   types live with their providers (`providers/<role>/<vendor>.rs`).
 //! - [`errors`] — `PolicyError`, `FieldError`, the `Checks` collector.
@@ -22,7 +24,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub mod errors;
+pub mod languages;
 pub mod memory;
+pub mod outcome;
 pub mod prompt;
 pub mod providers;
 pub mod timeouts;
@@ -30,13 +34,15 @@ pub mod tools;
 pub mod turn_taking;
 
 pub use errors::{Checks, FieldError, PolicyError};
+pub use languages::LanguageSettings;
 pub use memory::{HistorySettings, RecordSettings};
+pub use outcome::{OutcomeSettings, Slot, SlotType};
 pub use prompt::PromptSettings;
 pub use providers::{
     BATCH_STT, ProviderSettings, STREAMING_STT, SimSettings, SttSettings, TTS, TtsSettings,
 };
 pub use timeouts::Timeouts;
-pub use tools::{SlotSpec, ToolSettings};
+pub use tools::ToolSettings;
 pub use turn_taking::{BargeInSettings, VadMode, VadSettings};
 
 pub use crate::providers::llm::openai::LlmSettings;
@@ -66,6 +72,10 @@ pub struct PolicyFile {
     pub apology: String,
     /// Spoken when the LLM cannot produce a reply for a turn.
     pub fallback_line: String,
+    /// The language calls start in: a `[languages]` key when there are any.
+    pub language: String,
+    /// Per language: STT language, voices, greeting and lines.
+    pub languages: BTreeMap<String, LanguageSettings>,
     /// System prompt given to the LLM before the conversation history: a
     /// template whose variables `[prompt]` fills (see [`prompt`]).
     pub system_prompt: String,
@@ -78,6 +88,7 @@ pub struct PolicyFile {
     pub tts: TtsSettings,
     pub timeouts: Timeouts,
     pub tools: ToolSettings,
+    pub outcome: OutcomeSettings,
     pub records: RecordSettings,
     pub history: HistorySettings,
     pub sim: SimSettings,
@@ -94,6 +105,8 @@ impl Default for PolicyFile {
                 "I'm sorry, something went wrong on our side. Please call again later. Goodbye."
                     .into(),
             fallback_line: "Sorry, I didn't quite get that. Could you say it again?".into(),
+            language: "en".into(),
+            languages: BTreeMap::new(),
             system_prompt: "You are a helpful, concise phone agent. Answer in one or two short \
                             sentences that sound natural when spoken."
                 .into(),
@@ -106,6 +119,7 @@ impl Default for PolicyFile {
             tts: TtsSettings::default(),
             timeouts: Timeouts::default(),
             tools: ToolSettings::default(),
+            outcome: OutcomeSettings::default(),
             records: RecordSettings::default(),
             history: HistorySettings::default(),
             sim: SimSettings::default(),
@@ -152,7 +166,8 @@ impl PolicyFile {
         let mut errors = policy.validate();
         errors::set_lines(text, &mut errors);
         if errors.is_empty() {
-            Ok(policy)
+            let start = policy.language.clone();
+            Ok(policy.in_language(&start))
         } else {
             Err(PolicyError::Invalid {
                 origin: origin.to_owned(),
@@ -190,10 +205,11 @@ impl PolicyFile {
             check.that(!text.trim().is_empty(), field, "must not be empty".into());
         }
         self.prompt.validate(&self.system_prompt, &mut check);
+        languages::validate(&self.language, &self.languages, &mut check);
         turn_taking::validate(&self.vad, &self.barge_in, &mut check);
         providers::validate(&self.providers, &self.llm, &self.tts, &self.sim, &mut check);
         self.timeouts.validate(&mut check);
-        self.tools.validate(&mut check);
+        self.outcome.validate(&mut check);
         self.history.validate(&mut check);
         check.0
     }
@@ -355,8 +371,9 @@ mod tests {
     #[test]
     fn a_scripted_sim_reply_can_call_a_tool_with_arguments() {
         let text = r#"
-            [tools.outcome]
-            plan = ["basic", "pro"]
+            [outcome.slots.plan]
+            type = "enum"
+            values = ["basic", "pro"]
             [sim.llm]
             replies = [{ when = "pro plan", say = "Let me note that.", tool = "record_outcome", arguments = { plan = "pro" }, then = "Done." }]
         "#;

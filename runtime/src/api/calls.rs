@@ -53,6 +53,9 @@ pub struct CallQuery {
     /// `interested:true` (values are matched by keyed hash, never stored in clear).
     #[param(pattern = "^[^:]+:.*$")]
     outcome: Option<String>,
+    /// `qualified`, or a disposition a policy lists (`callback`, `not_interested`…).
+    #[param(pattern = "^[a-z0-9_]{1,32}$")]
+    disposition: Option<String>,
     /// The caller's number (E.164).
     from: Option<String>,
     /// The called number (E.164).
@@ -93,6 +96,16 @@ impl CallQuery {
         if !(0..=1_000_000_000).contains(&offset) {
             return Err(bad(format!("offset: {offset} is outside 0..=1000000000")));
         }
+        let is_label = |d: &str| {
+            (1..=32).contains(&d.len())
+                && d.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if let Some(d) = self.disposition.as_deref().filter(|d| !is_label(d)) {
+            return Err(bad(format!(
+                "disposition: {d:?} is not a disposition (lower-case letters, digits and '_')"
+            )));
+        }
         let outcome = match self.outcome {
             None => None,
             Some(o) => {
@@ -114,6 +127,7 @@ impl CallQuery {
             direction: self.direction,
             policy: self.policy,
             outcome,
+            disposition: self.disposition,
             from: self.from,
             to: self.to,
             limit,
@@ -246,7 +260,7 @@ async fn export_csv(
         )
         .await?;
     let mut csv = String::from(
-        "call_sid,direction,from,to,policy,policy_version,node,started_at,ended_at,end_reason,duration_ms,outcome\n",
+        "call_sid,direction,from,to,policy,policy_version,node,started_at,ended_at,end_reason,duration_ms,outcome,disposition,callback_start,callback_end\n",
     );
     for c in calls {
         let fields = [
@@ -262,6 +276,9 @@ async fn export_csv(
             c.end_reason.unwrap_or_default(),
             c.duration_ms.map(|v| v.to_string()).unwrap_or_default(),
             c.outcome.map(|v| v.to_string()).unwrap_or_default(),
+            c.disposition.unwrap_or_default(),
+            c.callback_start.unwrap_or_default(),
+            c.callback_end.unwrap_or_default(),
         ];
         let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         csv.push_str(&line.join(","));

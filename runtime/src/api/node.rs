@@ -61,7 +61,7 @@ async fn node(State(app): State<Arc<AppState>>, caller: Caller) -> Result<Json<N
         status,
         calls: app.lifecycle.active(),
         max_calls: app.config.max_calls,
-        policy: app.live().policy.name.clone(),
+        policy: app.policies.catalog().default_name().to_owned(),
         store: match app.store.backend {
             crate::store::Backend::Postgres => "postgres",
             crate::store::Backend::Sqlite => "sqlite",

@@ -1,29 +1,24 @@
-//! Policies: the files beside the live one, the live policy, and reload
-//! (a bad file is refused with every error; the old policy stays live).
+//! Policies: every file in the policy folder (live or refused, with its
+//! errors and routes), a live policy as it runs, and reload (a rescan: a bad
+//! file is refused with every error; its previous version stays live).
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::{ApiError, Fail};
-use crate::state::AppState;
-use axum::extract::Path;
-use axum::response::{IntoResponse, Response};
-
 use super::auth::Role::{Admin, AiOps};
-use crate::state::Live;
-
-/// `hark_policy_reloads_total{result}`: `applied`, `invalid` (the file was
-/// refused; the old version stays live), `providers` (its providers could
-/// not be built).
-pub const POLICY_RELOADS: &str = "hark_policy_reloads_total";
+use super::{ApiError, Fail};
+use crate::policies::{Change, Source};
+use crate::state::AppState;
 
 /// This resource's routes, each with its roles and OpenAPI entry.
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
@@ -36,54 +31,26 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 #[derive(Serialize, ToSchema)]
 pub struct PolicyInfo {
     name: String,
+    /// The live version; empty when the file has never been valid.
     version: String,
-    /// The file's name (no directory).
+    /// The file's name (no directory), or "(built in)".
     file: String,
-    /// Calls start with this one.
+    /// New calls can get it.
     active: bool,
-    /// Whether the file on disk is valid (when not, the live one stays).
+    /// Numbers that match no route get it.
+    default: bool,
+    /// Whether the file on disk is valid (when not, the live version, if
+    /// any, is the last valid one).
     valid: bool,
     /// What is wrong with it, with fields and lines (admin and ai_ops
     /// only: errors may quote the file).
     errors: Vec<String>,
-}
-
-/// Policy files next to the configured one (none for the built-in policy).
-fn policy_files(app: &AppState) -> Vec<std::path::PathBuf> {
-    let Some(policy) = &app.config.policy else {
-        return Vec::new();
-    };
-    let dir = policy
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let mut files: Vec<_> = std::fs::read_dir(if dir.as_os_str().is_empty() {
-        std::path::Path::new(".")
-    } else {
-        &dir
-    })
-    .map(|d| {
-        d.filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect()
-    })
-    .unwrap_or_default();
-    files.sort();
-    files
-}
-
-fn policy_errors(e: &hark_actors::PolicyError) -> Vec<String> {
-    match e {
-        hark_actors::PolicyError::Invalid { errors, .. } => {
-            errors.iter().map(ToString::to_string).collect()
-        }
-        other => vec![other.to_string()],
-    }
+    /// Called numbers and prefixes routed to it.
+    routes: Vec<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/policies",
-    description = "Policy files in the policy directory, which one is live, and any errors. Roles: admin, ai_ops, agent, viewer.",
+    description = "Every policy: each file in the policy folder (live or refused, with its errors) and the built-in default when it is in use; which is the default and which numbers route to each. Roles: admin, ai_ops, agent, viewer.",
     responses((status = 200, body = Vec<PolicyInfo>), (status = 401, body = ApiError), (status = 403, body = ApiError)),
     security(("bearer" = ["admin", "ai_ops", "agent", "viewer"])))]
 async fn list_policies(
@@ -91,66 +58,58 @@ async fn list_policies(
     caller: Caller,
 ) -> Result<Json<Vec<PolicyInfo>>, Fail> {
     let details = matches!(caller.role, Admin | AiOps);
-    let live = app.live();
-    let Some(configured) = &app.config.policy else {
-        return Ok(Json(vec![PolicyInfo {
-            name: live.policy.name.clone(),
-            version: live.policy.version.clone(),
+    let catalog = app.policies.catalog();
+    let routing = app.policies.routing();
+    let routes = |name: &str| -> Vec<String> {
+        routing
+            .numbers
+            .iter()
+            .filter(|(_, p)| *p == name)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    let mut out: Vec<PolicyInfo> = catalog
+        .live()
+        .filter(|l| l.file.is_none())
+        .map(|l| PolicyInfo {
+            name: l.policy.name.clone(),
+            version: l.policy.version.clone(),
             file: "(built in)".into(),
             active: true,
+            default: l.policy.name == catalog.default_name(),
             valid: true,
             errors: Vec::new(),
-        }]));
-    };
-    let file_name = |p: &std::path::Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let active_file = std::fs::canonicalize(configured).ok();
-    let out = policy_files(&app)
-        .into_iter()
-        .map(|file| {
-            let active = std::fs::canonicalize(&file).ok() == active_file;
-            match hark_actors::PolicyFile::load(&file) {
-                Ok(p) => PolicyInfo {
-                    name: p.name,
-                    version: p.version,
-                    file: file_name(&file),
-                    active,
-                    valid: true,
-                    errors: Vec::new(),
-                },
-                Err(e) => PolicyInfo {
-                    name: if active {
-                        live.policy.name.clone()
-                    } else {
-                        file.file_stem()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_default()
-                    },
-                    version: if active {
-                        live.policy.version.clone()
-                    } else {
-                        String::new()
-                    },
-                    file: file_name(&file),
-                    active,
-                    valid: false,
-                    errors: if details {
-                        policy_errors(&e)
-                    } else {
-                        Vec::new()
-                    },
-                },
-            }
+            routes: routes(&l.policy.name),
         })
         .collect();
+    out.extend(catalog.files().iter().map(|(file, state)| {
+        let active = state
+            .serving
+            .as_deref()
+            .is_some_and(|n| catalog.get(n).is_some());
+        PolicyInfo {
+            name: state.name.clone(),
+            version: state.version.clone(),
+            file: file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            active,
+            default: active && state.serving.as_deref() == Some(catalog.default_name()),
+            valid: state.errors.is_empty(),
+            errors: if details {
+                state.errors.clone()
+            } else {
+                Vec::new()
+            },
+            routes: routes(&state.name),
+        }
+    }));
     Ok(Json(out))
 }
 
 #[utoipa::path(get, path = "/api/v1/policies/{name}", params(("name" = String, Path, description = "Policy name")),
-    description = "The live policy, as running (only the live one can be read). Roles: admin, ai_ops.",
+    description = "A live policy, as new calls get it. Roles: admin, ai_ops.",
     responses((status = 200, body = Object), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
     security(("bearer" = ["admin", "ai_ops"])))]
 async fn get_policy(
@@ -158,19 +117,17 @@ async fn get_policy(
     _caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, Fail> {
-    let live = app.live();
-    if live.policy.name != name {
-        return Err(Fail(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no live policy {name:?}; the live one is {:?}",
-                live.policy.name
-            ),
-        ));
-    }
+    let catalog = app.policies.catalog();
+    let Some(live) = catalog.get(&name) else {
+        return Err(not_live(&name));
+    };
     serde_json::to_value(&*live.policy)
         .map(Json)
         .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn not_live(name: &str) -> Fail {
+    Fail(StatusCode::NOT_FOUND, format!("no policy {name:?} is live"))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -184,12 +141,12 @@ pub struct Reloaded {
 #[derive(Serialize, ToSchema)]
 pub struct Rejected {
     error: String,
-    /// Each problem with its field.
+    /// Each problem with its field and line.
     errors: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/policies/{name}/reload", params(("name" = String, Path, description = "The live policy's name")),
-    description = "Re-reads the live policy's file. A bad file is refused with every error and the old policy stays live; calls in progress are never touched. The built-in policy has no file to re-read (409). Audited. Roles: admin, ai_ops.",
+#[utoipa::path(post, path = "/api/v1/policies/{name}/reload", params(("name" = String, Path, description = "A policy's name (live, or the stem of a refused file)")),
+    description = "Reads the policy folder again now (the folder watcher does the same on every change) and reports this policy. A bad file is refused with every error and its previous version stays live; calls in progress are never touched. The built-in policy has no file to re-read (409). Audited. Roles: admin, ai_ops.",
     responses((status = 200, body = Reloaded), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 422, body = Rejected)),
     security(("bearer" = ["admin", "ai_ops"])))]
 async fn reload_policy(
@@ -197,75 +154,77 @@ async fn reload_policy(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, Fail> {
-    let live = app.live();
-    if live.policy.name != name {
-        return Err(Fail(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no live policy {name:?}; the live one is {:?}",
-                live.policy.name
-            ),
-        ));
+    let before = app.policies.catalog();
+    let known = before.get(&name).is_some() || before.files().values().any(|f| f.name == name);
+    if !known {
+        return Err(not_live(&name));
     }
-    let Some(file) = &app.config.policy else {
+    if app.policies.source() == &Source::BuiltIn {
         return Err(Fail(
             StatusCode::CONFLICT,
-            "the live policy is the one built into hark; start it with --policy FILE (or HARK_POLICY) to reload a policy from a file".into(),
+            "the live policy is the one built into hark; start it with --policy FILE or --policies DIR (or HARK_POLICY, HARK_POLICIES) to reload policies from files".into(),
+        ));
+    }
+    let default_before = app.policies.default_live();
+    let policies = Arc::clone(&app.policies);
+    let changes = tokio::task::spawn_blocking(move || policies.rescan())
+        .await
+        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let after = app.policies.catalog();
+    let file = after
+        .files()
+        .iter()
+        .find(|(_, f)| f.name == name || f.serving.as_deref() == Some(name.as_str()));
+    let Some((path, state)) = file else {
+        // Its file went: it no longer takes calls.
+        return Err(Fail(
+            StatusCode::NOT_FOUND,
+            format!("policy {name:?} has no file any more; new calls get the default"),
         ));
     };
-    let policy = match hark_actors::PolicyFile::load(file) {
-        Ok(p) => p,
-        Err(e) => {
-            metrics::counter!(POLICY_RELOADS, "result" => "invalid").increment(1);
-            let errors = policy_errors(&e);
-            tracing::warn!(policy = %name, errors = errors.len(), "policy reload refused; the live version stays");
-            app.store
-                .audit(
-                    &caller.name,
-                    "reload_policy_refused",
-                    &name,
-                    &errors.join("; "),
-                )
-                .await?;
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(Rejected {
-                    error: format!(
-                        "policy file {} is not valid; the live policy is unchanged",
-                        file.display()
-                    ),
-                    errors,
-                }),
+    if !state.errors.is_empty() {
+        tracing::warn!(policy = %name, errors = state.errors.len(), "policy reload refused; the live version stays");
+        app.store
+            .audit(
+                &caller.name,
+                "reload_policy_refused",
+                &name,
+                &state.errors.join("; "),
             )
-                .into_response());
-        }
-    };
-    let keys = hark_actors::Keys::from_env(&app.config.providers);
-    let (providers, _) = hark_actors::Providers::build(&policy, &app.config.providers, &keys)
-        .map_err(|e| {
-            metrics::counter!(POLICY_RELOADS, "result" => "providers").increment(1);
-            Fail(StatusCode::UNPROCESSABLE_ENTITY, format!("providers: {e}"))
-        })?;
-    let reloaded = Reloaded {
-        name: policy.name.clone(),
-        version: policy.version.clone(),
-        note: "new calls use it; calls in progress keep theirs",
-    };
+            .await?;
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(Rejected {
+                error: format!(
+                    "policy file {} is not valid; the live policy is unchanged",
+                    path.display()
+                ),
+                errors: state.errors.clone(),
+            }),
+        )
+            .into_response());
+    }
+    let applied = changes
+        .iter()
+        .any(|c| matches!(c, Change::Applied { name: n, .. } if *n == state.name));
     app.store
         .audit(
             &caller.name,
             "reload_policy",
             &name,
-            &format!("version {}", policy.version),
+            &format!("version {}", state.version),
         )
         .await?;
-    tracing::info!(policy = %policy.name, version = %policy.version, by = %caller.name, "policy reloaded");
-    metrics::counter!(POLICY_RELOADS, "result" => "applied").increment(1);
-    // Health checks follow the providers calls now start with.
-    app.health.replace(&providers);
-    app.live.store(Arc::new(Live {
-        policy: Arc::new(policy),
-        providers,
-    }));
-    Ok(Json(reloaded).into_response())
+    tracing::info!(policy = %state.name, version = %state.version, by = %caller.name, applied, "policy reloaded");
+    let default_after = app.policies.default_live();
+    if !Arc::ptr_eq(&default_before, &default_after) {
+        // Health checks follow the default policy's providers.
+        app.health.replace(&default_after.providers);
+    }
+    Ok(Json(Reloaded {
+        name: state.name.clone(),
+        version: state.version.clone(),
+        note: "new calls use it; calls in progress keep theirs",
+    })
+    .into_response())
 }

@@ -21,6 +21,8 @@ pub struct CallFilter {
     /// An outcome slot and its value (`plan`, `"pro"`): matched by keyed
     /// hash, values are never stored in clear.
     pub outcome: Option<(String, serde_json::Value)>,
+    /// `qualified`, or a disposition a policy lists.
+    pub disposition: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: i64,
@@ -47,6 +49,11 @@ pub struct CallSummary {
     pub duration_ms: Option<i64>,
     #[schema(value_type = Option<Object>)]
     pub outcome: Option<serde_json::Value>,
+    /// `qualified` (every required slot filled), or one the policy lists.
+    pub disposition: Option<String>,
+    /// The callback window the bot recorded: RFC 3339 with offsets.
+    pub callback_start: Option<String>,
+    pub callback_end: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -190,16 +197,18 @@ impl Sql {
     }
 }
 
-const CALL_COLUMNS: &str = "SELECT call_sid, stream_sid, carrier, direction, from_enc, to_enc, policy, policy_version, node, started_at, ended_at, end_reason, outcome, outcome_enc FROM calls";
+const CALL_COLUMNS: &str = "SELECT call_sid, stream_sid, carrier, direction, from_enc, to_enc, policy, policy_version, node, started_at, ended_at, end_reason, outcome, outcome_enc, disposition, sensitive_slots, callback_start, callback_end FROM calls";
 
 /// What a `viewer` sees instead of a personal value.
 pub const MASKED: &str = "***";
 
-/// The outcome slots to show: decrypted (values masked for `viewer`).
-/// Rows from before outcomes were encrypted hold them in clear.
+/// The outcome slots to show: decrypted (values masked for `viewer`, and
+/// sensitive slots' for everyone). Rows from before outcomes were
+/// encrypted hold them in clear.
 fn outcome_view(
     clear: Option<String>,
     enc: Option<Vec<u8>>,
+    sensitive: &[String],
     pii: &Pii,
     mask: bool,
 ) -> Option<serde_json::Value> {
@@ -210,9 +219,11 @@ fn outcome_view(
         },
         None => serde_json::from_str(&clear?).ok()?,
     };
-    if mask && let Some(slots) = value.as_object_mut() {
-        for v in slots.values_mut() {
-            *v = MASKED.into();
+    if let Some(slots) = value.as_object_mut() {
+        for (slot, v) in slots.iter_mut() {
+            if mask || sensitive.contains(slot) {
+                *v = MASKED.into();
+            }
         }
     }
     Some(value)
@@ -235,6 +246,10 @@ fn call_row(row: &AnyRow, pii: &Pii, mask: bool) -> Result<CallSummary, StoreErr
     let ended_at: Option<i64> = row.try_get("ended_at").map_err(err)?;
     let outcome: Option<String> = row.try_get("outcome").map_err(err)?;
     let outcome_enc: Option<Vec<u8>> = row.try_get("outcome_enc").map_err(err)?;
+    let sensitive: Option<String> = row.try_get("sensitive_slots").map_err(err)?;
+    let sensitive: Vec<String> = sensitive
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
     Ok(CallSummary {
         call_sid: row.try_get("call_sid").map_err(err)?,
         stream_sid: row.try_get("stream_sid").map_err(err)?,
@@ -249,7 +264,10 @@ fn call_row(row: &AnyRow, pii: &Pii, mask: bool) -> Result<CallSummary, StoreErr
         ended_at,
         end_reason: row.try_get("end_reason").map_err(err)?,
         duration_ms: started_at.zip(ended_at).map(|(s, e)| e - s),
-        outcome: outcome_view(outcome, outcome_enc, pii, mask),
+        outcome: outcome_view(outcome, outcome_enc, &sensitive, pii, mask),
+        disposition: row.try_get("disposition").map_err(err)?,
+        callback_start: row.try_get("callback_start").map_err(err)?,
+        callback_end: row.try_get("callback_end").map_err(err)?,
     })
 }
 
@@ -279,6 +297,9 @@ impl Store {
             }
             if let Some(p) = &f.policy {
                 q.and("policy = $?", Some(Arg::Text(p.clone())));
+            }
+            if let Some(d) = &f.disposition {
+                q.and("disposition = $?", Some(Arg::Text(d.clone())));
             }
             if let Some((slot, value)) = &f.outcome {
                 let pair = serde_json::json!({ slot.as_str(): pii.hash_slot(slot, value) });

@@ -77,6 +77,15 @@ pub enum Row {
         slots: String,
         #[serde(default)]
         slots_enc: Option<Vec<u8>>,
+        #[serde(default)]
+        disposition: Option<String>,
+        /// A JSON list of slot names masked for every reader.
+        #[serde(default)]
+        sensitive: Option<String>,
+        #[serde(default)]
+        callback_start: Option<String>,
+        #[serde(default)]
+        callback_end: Option<String>,
     },
 }
 
@@ -188,16 +197,29 @@ impl Row {
                 }
             }
             Record::Outcome {
-                call_sid, slots, ..
+                call_sid,
+                slots,
+                disposition,
+                sensitive,
+                callback,
+                ..
             } => {
+                // Sensitive slots are not indexed: nobody can search by them.
                 let index: serde_json::Map<String, serde_json::Value> = slots
                     .iter()
+                    .filter(|(slot, _)| !sensitive.contains(slot))
                     .map(|(slot, value)| (slot.clone(), pii.hash_slot(slot, value).into()))
                     .collect();
+                let (callback_start, callback_end) = callback.map(|w| (w.start, w.end)).unzip();
                 Row::Outcome {
                     call_sid,
                     slots: serde_json::Value::Object(index).to_string(),
                     slots_enc: Some(pii.encrypt(&serde_json::Value::Object(slots).to_string())),
+                    disposition,
+                    sensitive: (!sensitive.is_empty())
+                        .then(|| serde_json::Value::from(sensitive).to_string()),
+                    callback_start,
+                    callback_end,
                 }
             }
         }
@@ -328,13 +350,24 @@ impl Row {
                 call_sid,
                 slots,
                 slots_enc,
+                disposition,
+                sensitive,
+                callback_start,
+                callback_end,
             } => sqlx::query(
-                "INSERT INTO calls (call_sid, outcome, outcome_enc) VALUES ($1, $2, $3) \
-                 ON CONFLICT (call_sid) DO UPDATE SET outcome = excluded.outcome, outcome_enc = excluded.outcome_enc",
+                "INSERT INTO calls (call_sid, outcome, outcome_enc, disposition, sensitive_slots, callback_start, callback_end) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (call_sid) DO UPDATE SET outcome = excluded.outcome, outcome_enc = excluded.outcome_enc, \
+                 disposition = excluded.disposition, sensitive_slots = excluded.sensitive_slots, \
+                 callback_start = excluded.callback_start, callback_end = excluded.callback_end",
             )
             .bind(call_sid)
             .bind(slots)
-            .bind(slots_enc.as_deref()),
+            .bind(slots_enc.as_deref())
+            .bind(disposition.as_deref())
+            .bind(sensitive.as_deref())
+            .bind(callback_start.as_deref())
+            .bind(callback_end.as_deref()),
         }
     }
 }

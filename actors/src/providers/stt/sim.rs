@@ -5,6 +5,8 @@
 //! `final_delay_ms` after the end of speech, like a real provider's finalization.
 
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,13 +50,30 @@ impl SimSttSettings {
     }
 }
 
+/// Lines a caller types, heard in place of speech (`hark policy simulate`).
+pub type TypedLines = Arc<Mutex<VecDeque<String>>>;
+
 pub struct SimStt {
     settings: SimSttSettings,
+    typed: Option<TypedLines>,
 }
 
 impl SimStt {
     pub fn new(settings: SimSttSettings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            typed: None,
+        }
+    }
+
+    /// Each utterance is heard as the next of `typed` (the script when
+    /// none is queued): text in place of audio, through the same VAD,
+    /// endpointing and turn taking as speech.
+    pub fn typed(settings: SimSttSettings, typed: TypedLines) -> Self {
+        Self {
+            settings,
+            typed: Some(typed),
+        }
     }
 }
 
@@ -77,6 +96,7 @@ impl SttProvider for SimStt {
         Ok(SttSession {
             input: Box::new(SimSttInput {
                 settings: self.settings.clone(),
+                typed: self.typed.clone(),
                 tx,
                 utterances: 0,
                 audio_bytes: 0,
@@ -88,6 +108,7 @@ impl SttProvider for SimStt {
 
 struct SimSttInput {
     settings: SimSttSettings,
+    typed: Option<TypedLines>,
     tx: mpsc::UnboundedSender<SttEvent>,
     utterances: usize,
     audio_bytes: u64,
@@ -95,7 +116,14 @@ struct SimSttInput {
 
 impl SimSttInput {
     fn transcript(&self, speech: SpeechInfo) -> String {
-        if self.settings.script.is_empty() {
+        let typed = self.typed.as_ref().and_then(|t| {
+            t.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop_front()
+        });
+        if let Some(line) = typed {
+            line
+        } else if self.settings.script.is_empty() {
             format!(
                 "something that took {:.1} seconds to say",
                 speech.speech_ms as f64 / 1000.0

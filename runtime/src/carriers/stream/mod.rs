@@ -125,7 +125,13 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
     };
     let fault = fault_plan(&app, &start, &pre_span);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let live = app.live();
+    // The policy (and version) the webhook chose; an unsigned local stream
+    // without a token names it, or is routed by its `to`.
+    let live = if claims.policy_version.is_empty() && claims.policy.is_empty() {
+        app.policies.route(&claims.to, None)
+    } else {
+        app.policies.resolve(&claims.policy, &claims.policy_version)
+    };
     app.records.send(Record::CallStarted {
         call_sid: ids.call_id.clone(),
         stream_sid: ids.stream_id.clone(),

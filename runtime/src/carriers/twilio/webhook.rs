@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hark_actors::records::{Record, now_ms};
@@ -151,6 +151,7 @@ pub async fn voice(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
+    Query(query): Query<BTreeMap<String, String>>,
     client: Option<Extension<ClientAddr>>,
     Form(params): Form<BTreeMap<String, String>>,
 ) -> Response {
@@ -209,8 +210,13 @@ pub async fn voice(
         }
     }
     let url = format!("{}://{host}/twilio/media", scheme(&headers, "wss", "ws"));
-    let live = app.live();
     let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+    // An outbound call names its policy in the webhook URL it was placed
+    // with (covered by Twilio's signature); an inbound one is routed by the
+    // number it called.
+    let live = app
+        .policies
+        .route(&get("To"), query.get("policy").map(String::as_str));
     // What the stream may claim: the numbers checked above, this call only.
     let token = app.stream_tokens.sign(&StreamClaims {
         call_sid,
@@ -240,7 +246,7 @@ fn reject(app: &AppState, params: &BTreeMap<String, String>, reason: &'static st
     tracing::info!(call_sid = %hark_actors::util::Escaped(&call_sid), from = %crate::pii::mask(params.get("From").map_or("", |s| s)), reason, "call rejected");
     if !call_sid.is_empty() && !app.live_calls.is_live(&call_sid) {
         let get = |k: &str| params.get(k).cloned().unwrap_or_default();
-        let live = app.live();
+        let live = app.policies.route(&get("To"), None);
         app.records.send(Record::CallRejected {
             call_sid,
             direction: direction(params),

@@ -1,0 +1,186 @@
+//! `language` and `[languages.CODE]`: what a policy says in each language it
+//! speaks — the STT language, the TTS voice per vendor, the greeting and the
+//! fixed lines. The language a call starts in is applied over the policy's
+//! top-level fields once, when the file is loaded, so a call reads its
+//! lines and provider settings from one place whatever the language.
+//! (Switching mid-call comes with the rules.)
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Checks, PolicyFile};
+
+/// TTS vendors with a voice to choose.
+const VOICED: &[&str] = &["elevenlabs", "openai"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LanguageSettings {
+    /// What the STT listens for (Deepgram's and OpenAI's `language`), e.g.
+    /// `en-IN`, `hi`; empty: the `[stt.*]` setting.
+    pub stt_language: String,
+    /// The voice per TTS vendor (`elevenlabs` voice id, `openai` voice
+    /// name); a vendor not named keeps its `[tts.*]` voice.
+    pub voices: BTreeMap<String, String>,
+    /// The lines in this language; empty: the top-level line.
+    pub greeting: String,
+    pub goodbye: String,
+    pub apology: String,
+    pub fallback_line: String,
+}
+
+/// A BCP 47 tag as policies use them: `en`, `en-IN`, `hi`, `hi-Latn`.
+fn is_tag(code: &str) -> bool {
+    let mut parts = code.split('-');
+    let primary = parts.next().unwrap_or_default();
+    (2..=3).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_lowercase())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+pub(super) fn validate(
+    language: &str,
+    languages: &BTreeMap<String, LanguageSettings>,
+    check: &mut Checks,
+) {
+    if languages.is_empty() {
+        check.that(
+            language.is_empty() || is_tag(language),
+            "language",
+            format!("{language:?} is not a language tag like en, en-IN, hi or hi-Latn"),
+        );
+        return;
+    }
+    check.that(
+        languages.contains_key(language),
+        "language",
+        format!(
+            "{language:?} must be one of the [languages] sections: {:?}",
+            languages.keys().collect::<Vec<_>>()
+        ),
+    );
+    for (code, lang) in languages {
+        let field = format!("languages.{code}");
+        check.that(
+            is_tag(code),
+            &field,
+            format!("{code:?} is not a language tag like en, en-IN, hi or hi-Latn"),
+        );
+        check.that(
+            lang.stt_language.is_empty()
+                || is_tag(&lang.stt_language)
+                || lang.stt_language == "multi",
+            &format!("{field}.stt_language"),
+            format!(
+                "{:?} is not a language tag (or \"multi\")",
+                lang.stt_language
+            ),
+        );
+        for (vendor, voice) in &lang.voices {
+            check.that(
+                VOICED.contains(&vendor.as_str()),
+                &format!("{field}.voices"),
+                format!("{vendor:?}: voices are set for {VOICED:?}"),
+            );
+            check.that(
+                !voice.trim().is_empty(),
+                &format!("{field}.voices.{vendor}"),
+                "must not be empty".into(),
+            );
+        }
+    }
+}
+
+impl PolicyFile {
+    /// This policy as spoken in `code`: its lines, STT language and voices
+    /// over the top-level ones. Unknown codes change nothing.
+    pub fn in_language(&self, code: &str) -> PolicyFile {
+        let mut p = self.clone();
+        let Some(lang) = self.languages.get(code) else {
+            return p;
+        };
+        p.language = code.to_owned();
+        for (line, text) in [
+            (&mut p.greeting, &lang.greeting),
+            (&mut p.goodbye, &lang.goodbye),
+            (&mut p.apology, &lang.apology),
+            (&mut p.fallback_line, &lang.fallback_line),
+        ] {
+            if !text.trim().is_empty() {
+                line.clone_from(text);
+            }
+        }
+        if !lang.stt_language.is_empty() {
+            p.stt.deepgram.language.clone_from(&lang.stt_language);
+            p.stt.openai.language.clone_from(&lang.stt_language);
+        }
+        if let Some(v) = lang.voices.get("elevenlabs") {
+            p.tts.elevenlabs.voice_id.clone_from(v);
+        }
+        if let Some(v) = lang.voices.get("openai") {
+            p.tts.openai.voice.clone_from(v);
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{PolicyError, PolicyFile};
+
+    const TWO: &str = r#"
+language = "hi"
+[languages.en]
+stt_language = "en-IN"
+greeting = "Hello, this is Asha."
+voices = { elevenlabs = "voice-en" }
+[languages.hi]
+stt_language = "hi"
+greeting = "नमस्ते, मैं आशा बोल रही हूँ।"
+goodbye = "धन्यवाद, नमस्ते।"
+voices = { elevenlabs = "voice-hi", openai = "shimmer" }
+"#;
+
+    #[test]
+    fn the_start_language_is_applied_over_the_top_level_fields() {
+        let p = PolicyFile::parse(TWO, "t", "t").unwrap();
+        assert_eq!(p.greeting, "नमस्ते, मैं आशा बोल रही हूँ।");
+        assert_eq!(p.goodbye, "धन्यवाद, नमस्ते।");
+        assert_eq!(p.stt.deepgram.language, "hi");
+        assert_eq!(p.stt.openai.language, "hi");
+        assert_eq!(p.tts.elevenlabs.voice_id, "voice-hi");
+        assert_eq!(p.tts.openai.voice, "shimmer");
+        // A line the language leaves out keeps the top-level one.
+        assert_eq!(p.apology, PolicyFile::default().apology);
+        let en = p.in_language("en");
+        assert_eq!(en.greeting, "Hello, this is Asha.");
+        assert_eq!(en.stt.deepgram.language, "en-IN");
+        assert_eq!(en.tts.elevenlabs.voice_id, "voice-en");
+    }
+
+    #[test]
+    fn bad_languages_are_reported_with_their_fields() {
+        let bad = TWO
+            .replace("language = \"hi\"", "language = \"fr\"")
+            .replace("[languages.en]", "[languages.EN]")
+            .replace("stt_language = \"hi\"", "stt_language = \"हिन्दी\"")
+            .replace("openai = \"shimmer\"", "polly = \"Aditi\"");
+        let PolicyError::Invalid { errors, .. } = PolicyFile::parse(&bad, "t", "t").unwrap_err()
+        else {
+            panic!("expected Invalid");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "language",
+                "languages.EN",
+                "languages.hi.stt_language",
+                "languages.hi.voices"
+            ],
+            "{errors:?}"
+        );
+        assert!(errors.iter().all(|e| e.line.is_some()), "{errors:?}");
+    }
+}
