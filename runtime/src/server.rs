@@ -268,18 +268,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         runtimes,
     });
     crate::jobs::spawn_purge(Arc::clone(&state));
-    // A watcher that cannot start (inotify limits) leaves the reload API.
     let health = Arc::clone(&state.health);
-    let _watch = crate::policies::watch::spawn(
-        policies,
-        config.policy_watch_debounce(),
-        // Health checks follow the default policy's providers.
-        move |default| health.replace(&default.providers),
-    )
-    .unwrap_or_else(|error| {
-        tracing::warn!(%error, "cannot watch the policy folder; reload through the API");
-        None
-    });
+    // Health checks follow the default policy's providers.
+    let _watch =
+        crate::policies::watch::spawn(policies, config.policy_watch_debounce(), move |d| {
+            health.replace(&d.providers);
+        });
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let goodbye = config.call.goodbye_timeout() + Duration::from_secs(5);
     let drained = async move {

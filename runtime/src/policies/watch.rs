@@ -15,8 +15,23 @@ use tokio::sync::mpsc;
 use super::{Live, Policies};
 
 /// Starts watching; the returned task owns the watcher and stops with the
-/// runtime. `None` when there is no folder to watch (the built-in policy).
+/// runtime. `None` when there is no folder to watch (the built-in policy)
+/// or the watcher cannot start (inotify limits: the reload API remains).
 pub fn spawn(
+    policies: Arc<Policies>,
+    debounce: Duration,
+    on_default_change: impl Fn(&Live) + Send + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match watch(policies, debounce, on_default_change) {
+        Ok(task) => task,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the policy folder; reload through the API");
+            None
+        }
+    }
+}
+
+fn watch(
     policies: Arc<Policies>,
     debounce: Duration,
     on_default_change: impl Fn(&Live) + Send + 'static,
