@@ -56,16 +56,23 @@ async fn allow_unsigned_requests_serves_a_public_address_with_a_loud_warning() {
 
 /// Posts a signed incoming-call webhook; the stream token from its TwiML.
 async fn webhook_token(hark: &Hark, call_sid: &str) -> String {
+    webhook_token_to(hark, call_sid, "+14155550106", "").await
+}
+
+/// The same, for a call to `to`, at the webhook URL with `query` (an
+/// outbound call names its policy there: `?policy=NAME`).
+pub async fn webhook_token_to(hark: &Hark, call_sid: &str, to: &str, query: &str) -> String {
     let params = [
         ("CallSid", call_sid),
         ("From", "+14155550103"),
-        ("To", "+14155550106"),
+        ("To", to),
         ("Direction", "inbound"),
     ];
-    let sig = sign(&format!("https://{}/twilio/voice", hark.addr), &params);
+    let path = format!("/twilio/voice{query}");
+    let sig = sign(&format!("https://{}{path}", hark.addr), &params);
     let xml = hark
         .http()
-        .post(hark.url("/twilio/voice"))
+        .post(hark.url(&path))
         .header("X-Twilio-Signature", sig)
         .form(&params)
         .send()
@@ -82,7 +89,7 @@ async fn webhook_token(hark: &Hark, call_sid: &str) -> String {
 }
 
 /// A stream as Twilio opens it: signed upgrade, `start` with `params`.
-async fn signed_stream(hark: &Hark, n: u64, params: &[(&str, &str)]) -> Caller {
+pub async fn signed_stream(hark: &Hark, n: u64, params: &[(&str, &str)]) -> Caller {
     let mut opts = CallerOptions::numbered(&hark.media_url(), n);
     let sig = sign(&format!("wss://{}/twilio/media", hark.addr), &[]);
     opts.headers.push(("X-Twilio-Signature".into(), sig));

@@ -10,6 +10,7 @@ mod fakes;
 mod faults;
 mod first_run;
 mod limits;
+mod policies;
 mod privacy;
 mod providers;
 mod records;

@@ -1,0 +1,471 @@
+//! Many policies on one node, through `hark serve` with real speech: calls
+//! routed by the number they called (or named by an outbound call's webhook
+//! URL), each record naming its policy and version; slots filled to
+//! `qualified`; a callback window stored and a sensitive slot masked; a
+//! Hindi policy end to end; hot reload of the folder under live calls.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hark_loadtest::Caller;
+use serde_json::Value;
+
+use crate::access::{signed_stream, webhook_token_to};
+use crate::records::{Api, Node, TOKEN};
+use crate::support::{GREETING, Hark, QUIET, repo_path, speech, temp_dir};
+
+fn sid(n: u64) -> String {
+    format!("CA{n:032x}")
+}
+
+/// A call as Twilio makes it: the signed webhook for a call to `to` (at
+/// `query`), then the signed stream with the token it handed out.
+async fn call_to(hark: &Hark, n: u64, to: &str, query: &str) -> Caller {
+    let token = webhook_token_to(hark, &sid(n), to, query).await;
+    let caller = signed_stream(hark, n, &[("hark_token", &token)]).await;
+    assert!(caller.wait_idle(QUIET, GREETING).await, "no greeting");
+    caller
+}
+
+/// The caller answers `turns` times, each time waiting for the bot's reply.
+async fn converse(caller: &Caller, turns: usize, hark: &Hark) {
+    for turn in 0..turns {
+        let said = caller.say(speech("yes")).await.unwrap();
+        caller
+            .wait_media_since(said.ended, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no reply to turn {turn}:\n{}", hark.logs()));
+        assert!(caller.wait_idle(QUIET, Duration::from_secs(30)).await);
+    }
+}
+
+/// An example policy from `policies/`, with quicker simulated speech.
+fn example(dir: &Path, file: &str, to: &str, edit: impl Fn(String) -> String) {
+    let text = std::fs::read_to_string(repo_path(&format!("policies/{file}"))).unwrap();
+    let quick = "\n[sim.tts]\nfirst_byte_ms = 20\nms_per_char = 10\n";
+    std::fs::write(dir.join(to), edit(text) + quick).unwrap();
+}
+
+#[tokio::test]
+async fn calls_are_routed_by_number_or_name_and_end_with_their_policys_disposition() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let dir = temp_dir("hark-agents");
+    for file in [
+        "support-faq.toml",
+        "lead-qualification.toml",
+        "india-sales-ivr.toml",
+    ] {
+        example(&dir, file, file, |t| t);
+    }
+    // The same lead agent for a lead who is busy: gives a PAN, then asks
+    // for a call back.
+    example(&dir, "lead-qualification.toml", "lead-callback.toml", |t| {
+        let lines = "script = [\"My PAN is ABCDE1234F\", \"Please call me back tomorrow\"]";
+        t.replace("name = \"lead-qualification\"", "name = \"lead-callback\"")
+            .lines()
+            .map(|l| if l.starts_with("script = ") { lines } else { l })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let config = temp_dir("hark-agents-config").join("hark.toml");
+    std::fs::write(
+        &config,
+        "[routing]\ndefault = \"support-faq\"\n[routing.numbers]\n\"+1\" = \"lead-qualification\"\n\"+91\" = \"india-sales-ivr\"\n",
+    )
+    .unwrap();
+    let mut env = node.env();
+    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let policies = dir.to_str().unwrap().to_owned();
+    let hark = Hark::start_with(
+        &[
+            "--policies",
+            &policies,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+    let (code, list) = api.get("/api/v1/policies").await;
+    assert_eq!(code, 200);
+    let live: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["active"] == true)
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        live,
+        [
+            "india-sales-ivr",
+            "lead-callback",
+            "lead-qualification",
+            "support-faq"
+        ],
+        "{list}"
+    );
+    let lead = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "lead-qualification");
+    assert_eq!(lead.unwrap()["routes"], serde_json::json!(["+1"]));
+
+    let (us, india, busy, other) = tokio::join!(
+        async {
+            let c = call_to(&hark, 801, "+14155550100", "").await;
+            converse(&c, 4, &hark).await;
+            c.hangup();
+        },
+        async {
+            let c = call_to(&hark, 802, "+919812345678", "").await;
+            converse(&c, 2, &hark).await;
+            c.hangup();
+        },
+        async {
+            // An outbound call names its policy in the webhook URL.
+            let c = call_to(&hark, 803, "+14155550100", "?policy=lead-callback").await;
+            converse(&c, 2, &hark).await;
+            c.hangup();
+        },
+        async {
+            // A number no route matches gets the default.
+            let c = call_to(&hark, 804, "+442071234567", "").await;
+            c.hangup();
+        },
+    );
+    let _ = (us, india, busy, other);
+    let call = |n: u64| {
+        let api = &api;
+        async move {
+            api.wait(&format!("/api/v1/calls/{}", sid(n)), |c| {
+                !c["ended_at"].is_null() && (n == 804 || !c["disposition"].is_null())
+            })
+            .await
+        }
+    };
+    let us = call(801).await;
+    assert_eq!(us["policy"], "lead-qualification", "{us}");
+    assert_eq!(us["policy_version"], "1");
+    assert_eq!(us["disposition"], "qualified", "{us}");
+    assert_eq!(us["outcome"]["investment_type"], "mutual_funds", "{us}");
+    assert_eq!(us["outcome"]["amount"], 500000, "{us}");
+    let india = call(802).await;
+    assert_eq!(india["policy"], "india-sales-ivr", "{india}");
+    assert_eq!(india["disposition"], "qualified", "{india}");
+    assert_eq!(india["outcome"]["plan"], "fibre_300", "{india}");
+    let busy = call(803).await;
+    assert_eq!(busy["policy"], "lead-callback", "{busy}");
+    assert_eq!(busy["disposition"], "callback", "{busy}");
+    assert_eq!(
+        busy["callback_start"], "2099-01-15T10:00:00+05:30",
+        "{busy}"
+    );
+    assert_eq!(busy["callback_end"], "2099-01-15T12:00:00+05:30", "{busy}");
+    // Sensitive: masked for every role, admin included.
+    assert_eq!(busy["outcome"]["pan"], "***", "{busy}");
+    let other = call(804).await;
+    assert_eq!(other["policy"], "support-faq", "{other}");
+    // The Hindi transcript is stored whole.
+    let (_, transcript) = api
+        .get(&format!("/api/v1/calls/{}/transcript", sid(802)))
+        .await;
+    assert!(transcript.to_string().contains("प्रिया"), "{transcript}");
+    // Filterable by disposition; a bad one is a 400 naming the field.
+    let (_, page) = api.get("/api/v1/calls?disposition=qualified").await;
+    let mut sids: Vec<&str> = page["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_sid"].as_str().unwrap())
+        .collect();
+    sids.sort_unstable();
+    assert_eq!(sids, [sid(801), sid(802)], "{page}");
+    let (_, page) = api.get("/api/v1/calls?disposition=callback").await;
+    assert_eq!(page["total"], 1, "{page}");
+    let (code, body) = api.get("/api/v1/calls?disposition=Not%20One").await;
+    assert_eq!(code, 400);
+    assert!(body.to_string().contains("disposition"), "{body}");
+    let m = hark.metrics().await;
+    assert_eq!(
+        m.sum(
+            "hark_call_dispositions_total",
+            &[
+                ("policy", "lead-qualification"),
+                ("disposition", "qualified")
+            ]
+        ),
+        1.0
+    );
+    // The sensitive value is in no log line above debug (where transcripts
+    // are, when asked for), tool arguments and outcome included.
+    let logs = hark.logs();
+    let leaks: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("ABCDE1234F") && !l.contains(" DEBUG "))
+        .collect();
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// The policy a new call to `to` gets, from its record.
+async fn policy_of_a_new_call(hark: &Hark, api: &Api<'_>, n: u64, to: &str) -> (String, String) {
+    let c = call_to(hark, n, to, "").await;
+    c.hangup();
+    let call = api
+        .wait(&format!("/api/v1/calls/{}", sid(n)), |c| {
+            !c["policy"].is_null()
+        })
+        .await;
+    (
+        call["policy"].as_str().unwrap_or_default().to_owned(),
+        call["policy_version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_folder_is_watched_and_calls_in_progress_keep_their_version() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let dir = temp_dir("hark-watched");
+    let e2e = std::fs::read_to_string(repo_path("tests/policies/e2e.toml")).unwrap();
+    let named = |name: &str, version: &str| {
+        e2e.replace(
+            "name = \"e2e\"",
+            &format!("name = \"{name}\"\nversion = \"{version}\""),
+        )
+    };
+    std::fs::write(dir.join("alpha.toml"), named("alpha", "1")).unwrap();
+    std::fs::write(dir.join("beta.toml"), named("beta", "1")).unwrap();
+    let config = dir.join("hark.toml");
+    std::fs::write(
+        &config,
+        "policy_watch_debounce_ms = 100\n[routing]\ndefault = \"alpha\"\n[routing.numbers]\n\"+44\" = \"beta\"\n",
+    )
+    .unwrap();
+    let mut env = node.env();
+    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // The config file sits in the folder too: not a policy, it is refused
+    // and listed with its errors, never live.
+    let hark = Hark::start_with(
+        &[
+            "--policies",
+            dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+    let listed = |name: &'static str| {
+        move |list: &Value| {
+            list.as_array()
+                .is_some_and(|l| l.iter().any(|p| p["file"] == name))
+        }
+    };
+    // A call in progress on beta v1.
+    let live = call_to(&hark, 901, "+442071234567", "").await;
+
+    // A valid change applies to calls that start after it.
+    std::fs::write(dir.join("beta.toml"), named("beta", "2")).unwrap();
+    api.wait("/api/v1/policies", |l| {
+        l.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|p| p["file"] == "beta.toml" && p["version"] == "2")
+        })
+    })
+    .await;
+    assert_eq!(
+        policy_of_a_new_call(&hark, &api, 902, "+442071234567").await,
+        ("beta".into(), "2".into())
+    );
+    // The call in progress goes on, on the version it started with.
+    converse(&live, 1, &hark).await;
+
+    // An invalid change is refused with its errors; version 2 stays live.
+    std::fs::write(
+        dir.join("beta.toml"),
+        named("beta", "3").replace("endpointing_ms = 500", "endpointing_ms = 5"),
+    )
+    .unwrap();
+    let list = api
+        .wait("/api/v1/policies", |l| {
+            l.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|p| p["file"] == "beta.toml" && p["valid"] == false)
+            })
+        })
+        .await;
+    assert!(list.to_string().contains("vad.endpointing_ms"), "{list}");
+    assert_eq!(
+        policy_of_a_new_call(&hark, &api, 903, "+442071234567").await,
+        ("beta".into(), "2".into())
+    );
+
+    // A removed file stops taking calls: they get the default.
+    std::fs::remove_file(dir.join("beta.toml")).unwrap();
+    api.wait("/api/v1/policies", |l| !listed("beta.toml")(l))
+        .await;
+    assert_eq!(
+        policy_of_a_new_call(&hark, &api, 904, "+442071234567").await,
+        ("alpha".into(), "1".into())
+    );
+    assert!(
+        hark.logs()
+            .contains("policy file removed: calls routed to it now get the default"),
+        "{}",
+        hark.logs()
+    );
+    converse(&live, 1, &hark).await;
+    live.hangup();
+    let first = api
+        .wait(&format!("/api/v1/calls/{}", sid(901)), |c| {
+            !c["ended_at"].is_null()
+        })
+        .await;
+    assert_eq!(
+        (&first["policy"], &first["policy_version"]),
+        (&"beta".into(), &"1".into())
+    );
+    let m = hark.metrics().await;
+    for (result, n) in [("applied", 1.0), ("invalid", 1.0), ("removed", 1.0)] {
+        assert_eq!(
+            m.sum("hark_policy_reloads_total", &[("result", result)]),
+            n,
+            "{result}"
+        );
+    }
+}
+
+/// `hark policy …` as AI Ops run it.
+fn hark_policy(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
+        .arg("policy")
+        .args(args)
+        .env_remove("HARK_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_example_policies_pass_check() {
+    let files: Vec<String> = [
+        "support-faq",
+        "lead-qualification",
+        "india-sales-ivr",
+        "consent-first",
+        "default",
+    ]
+    .iter()
+    .map(|p| repo_path(&format!("policies/{p}.toml")))
+    .collect();
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let (code, out) = hark_policy(&args);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches(": ok (policy").count(), 5, "{out}");
+}
+
+#[test]
+fn simulate_runs_a_hindi_script_through_the_call_and_prints_each_decision() {
+    let dir = temp_dir("hark-simulate");
+    let script = dir.join("hindi.txt");
+    std::fs::write(
+        &script,
+        "# हिन्दी\nहाँ, बोलिए\ndtmf 1\nsilence 2s\nतीन सौ एमबीपीएस वाला प्लान\n",
+    )
+    .unwrap();
+    let policy = repo_path("policies/india-sales-ivr.toml");
+    let (code, out) = hark_policy(&[
+        "simulate",
+        &policy,
+        "--sim",
+        "--json",
+        "--script",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let decisions: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let kinds: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"bot"), "{out}");
+    assert!(
+        decisions[0]["text"].as_str().unwrap().contains("स्टॉप"),
+        "{out}"
+    );
+    for kind in [
+        "caller", "dtmf", "silence", "tool", "slot", "outcome", "ended",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind}: {out}");
+    }
+    let outcome = decisions.iter().find(|d| d["kind"] == "outcome").unwrap();
+    assert_eq!(outcome["disposition"], "qualified", "{out}");
+    assert_eq!(outcome["slots"]["plan"], "fibre_300", "{out}");
+    // Plain text for people.
+    let (code, text) = hark_policy(&[
+        "simulate",
+        &policy,
+        "--sim",
+        "--script",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("caller: हाँ, बोलिए") && text.contains("outcome: qualified"),
+        "{text}"
+    );
+}
+
+#[test]
+fn simulate_refuses_a_bad_script_or_policy_with_the_line() {
+    let dir = temp_dir("hark-simulate-bad");
+    let script = dir.join("bad.txt");
+    std::fs::write(&script, "hello\nsilence forever\n").unwrap();
+    let policy = repo_path("policies/support-faq.toml");
+    let (code, out) = hark_policy(&[
+        "simulate",
+        &policy,
+        "--sim",
+        "--script",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("line 2") && out.contains("not a duration"),
+        "{out}"
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"x\"\n[outcome]\ndispositions = [\"qualified\"]\n",
+    )
+    .unwrap();
+    let (code, out) = hark_policy(&["simulate", bad.to_str().unwrap(), "--sim"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("outcome.dispositions") && out.contains("(line 3)"),
+        "{out}"
+    );
+}
