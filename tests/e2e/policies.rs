@@ -469,3 +469,52 @@ fn simulate_refuses_a_bad_script_or_policy_with_the_line() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn simulate_without_sim_asks_the_policys_own_llm() {
+    use crate::fakes::Fakes;
+    use crate::fakes::openai::Reply;
+    let fakes = Fakes::start().await;
+    fakes.openai.reply(Reply::Text("We open at nine.".into()));
+    fakes.openai.reply(Reply::Tool {
+        text: "Noting that.".into(),
+        name: "record_outcome".into(),
+        arguments: r#"{"plan":"pro"}"#.into(),
+    });
+    let dir = temp_dir("hark-simulate-live");
+    let script = dir.join("live.txt");
+    std::fs::write(&script, "When are you open?\nThe pro plan, please\n").unwrap();
+    let policy = repo_path("tests/policies/live.toml");
+    let env = fakes.env();
+    let script = script.to_str().unwrap().to_owned();
+    // The fakes run on this runtime: wait for the child off it.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
+            .args(["policy", "simulate", &policy, "--script", &script])
+            .env_remove("HARK_LOG")
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("bot: We open at nine."), "{text}");
+    assert!(text.contains("slot plan = \"pro\""), "{text}");
+    // The model got the typed line as the caller's words, after the
+    // policy's rendered system prompt.
+    let requests = fakes.openai.chat_requests();
+    let first = &requests[0]["messages"];
+    assert!(
+        first[0]["content"].as_str().unwrap().contains("आसान हिंदी"),
+        "{first}"
+    );
+    assert_eq!(first[1]["content"], "When are you open?", "{first}");
+    // STT and TTS are text here: neither fake was asked.
+    assert!(fakes.openai.shared.spoken.lock().unwrap().is_empty());
+}

@@ -162,9 +162,9 @@ voices = { elevenlabs = "voice-hi", openai = "shimmer" }
     #[test]
     fn bad_languages_are_reported_with_their_fields() {
         let bad = TWO
-            .replace("language = \"hi\"", "language = \"fr\"")
-            .replace("[languages.en]", "[languages.EN]")
             .replace("stt_language = \"hi\"", "stt_language = \"हिन्दी\"")
+            .replace("\nlanguage = \"hi\"", "\nlanguage = \"fr\"")
+            .replace("[languages.en]", "[languages.EN]")
             .replace("openai = \"shimmer\"", "polly = \"Aditi\"");
         let PolicyError::Invalid { errors, .. } = PolicyFile::parse(&bad, "t", "t").unwrap_err()
         else {
