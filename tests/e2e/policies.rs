@@ -514,7 +514,50 @@ async fn simulate_without_sim_asks_the_policys_own_llm() {
         first[0]["content"].as_str().unwrap().contains("आसान हिंदी"),
         "{first}"
     );
-    assert_eq!(first[1]["content"], "When are you open?", "{first}");
+    let last = first
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&last["role"], &last["content"]),
+        (&"user".into(), &"When are you open?".into()),
+        "{first}"
+    );
     // STT and TTS are text here: neither fake was asked.
     assert!(fakes.openai.shared.spoken.lock().unwrap().is_empty());
+}
+
+#[test]
+fn simulate_reads_the_callers_lines_from_stdin() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
+        .args([
+            "policy",
+            "simulate",
+            &repo_path("policies/consent-first.toml"),
+            "--sim",
+        ])
+        .env_remove("HARK_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A bad line is reported and skipped; the call goes on.
+    stdin
+        .write_all(b"Yes\nsilence never\nMy claim reference is C-778\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a duration"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("outcome: qualified"), "{text}");
+    assert!(text.ends_with("ended: stop\n"), "{text}");
 }
