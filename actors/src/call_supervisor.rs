@@ -21,6 +21,7 @@ use crate::protocol::{
     TtsMsg,
 };
 use crate::records::now_ms;
+use crate::rules::Rules;
 use crate::stt::Stt;
 use crate::tts::Tts;
 use crate::turns::{Command, Event as TurnEvent, Lines, TurnController, TurnKind};
@@ -54,6 +55,8 @@ pub struct SupervisorState {
     restarts: VecDeque<Instant>,
     /// Who speaks next: the pure state machine this actor carries out.
     turns: TurnController,
+    /// What the policy enforces on the caller's words, asked first.
+    rules: Rules,
     end_timer: Option<AbortOnDrop>,
     /// Ends the call at `call.max_duration_secs`.
     _max_duration: Option<AbortOnDrop>,
@@ -328,6 +331,7 @@ impl Actor for CallSupervisor {
             ctx.policy.barge_in.enabled,
         );
         Ok(SupervisorState {
+            rules: Rules::from_policy(&ctx.policy),
             ctx,
             children: HashMap::new(),
             restarts: VecDeque::new(),
@@ -380,11 +384,7 @@ impl Actor for CallSupervisor {
         let reason = state.end_reason.unwrap_or(EndReason::SocketClosed);
         metrics::counter!(m::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
         state.record_bot_turns(None);
-        if let Some(outcome) = state.ctx.outcome() {
-            metrics::counter!(m::CALL_DISPOSITIONS, "policy" => state.ctx.policy.name.clone(), "disposition" => outcome.disposition.clone()).increment(1);
-            tracing::info!(parent: &state.ctx.span, disposition = %outcome.disposition, slots = outcome.slots.len(), "call outcome");
-            state.ctx.recorder.outcome(outcome);
-        }
+        state.ctx.finish_outcome();
         state.ctx.recorder.ended(reason.as_str());
         tracing::info!(
             parent: &state.ctx.span,
@@ -417,7 +417,8 @@ impl Actor for CallSupervisor {
                 let active = state.turns.active();
                 state.record_bot_turns(active);
                 state.ctx.recorder.caller_turn(&text, started);
-                state.apply(&myself, TurnEvent::Utterance { text });
+                let event = state.rules.turn_event(text, &state.ctx);
+                state.apply(&myself, event);
             }
             SupervisorMsg::Unheard => {
                 state.ctx.recorder.event("caller_unheard", "");

@@ -235,6 +235,17 @@ impl CallContext {
         ))
     }
 
+    /// At the end of the call: its outcome to the record, counted by
+    /// disposition (slot values are not logged).
+    pub fn finish_outcome(&self) {
+        let Some(outcome) = self.outcome() else {
+            return;
+        };
+        metrics::counter!(crate::metrics::CALL_DISPOSITIONS, "policy" => self.policy.name.clone(), "disposition" => outcome.disposition.clone()).increment(1);
+        tracing::info!(parent: &self.span, disposition = %outcome.disposition, slots = outcome.slots.len(), "call outcome");
+        self.recorder.outcome(outcome);
+    }
+
     /// Records a sentence the bot is about to speak, unless its turn is stale.
     /// The generation is checked under the history lock, so a sentence is
     /// either recorded before a cancellation cuts the turn or not at all.

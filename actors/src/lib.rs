@@ -29,6 +29,8 @@
 //!   provider; they import nothing from the call core.
 //! - [`policy`] — the policy AI Ops edit, one file per section, each
 //!   validating itself; the built-in default.
+//! - [`rules`] — what a live call enforces whatever the model says (profanity),
+//!   pure, asked by the supervisor before the turn controller.
 //! - [`simulate`] — a call in text (`hark policy simulate`, the behaviour
 //!   fixtures): typed lines through the same actors, the record as output.
 //! - [`records`] — what a call leaves on record; [`backlog`] — mailbox bounds;
@@ -48,6 +50,7 @@ pub mod policy;
 pub mod protocol;
 pub mod providers;
 pub mod records;
+pub mod rules;
 pub mod sentences;
 pub mod settings;
 pub mod simulate;

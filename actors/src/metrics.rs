@@ -12,6 +12,8 @@ pub const CALLS_ENDED: &str = "hark_calls_ended_total";
 /// `{policy, disposition}`: both bounded (the policies in the folder, the
 /// dispositions each lists).
 pub const CALL_DISPOSITIONS: &str = "hark_call_dispositions_total";
+/// `{rule, action}`: a rule enforced on a live call (`profanity`: `warned`, `ended`).
+pub const RULE_DECISIONS: &str = "hark_rule_decisions_total";
 pub const CALL_ACTORS: &str = "hark_call_actors";
 pub const FRAMES_RECEIVED: &str = "hark_media_frames_received_total";
 pub const FRAMES_SENT: &str = "hark_media_frames_sent_total";
@@ -49,6 +51,10 @@ pub fn describe() {
     describe_gauge!(CALLS_ACTIVE, "Calls in progress on this node.");
     describe_counter!(CALLS_TOTAL, "Calls started on this node.");
     describe_counter!(CALLS_ENDED, "Calls ended, by reason.");
+    describe_counter!(
+        RULE_DECISIONS,
+        "Rules enforced on live calls, by rule and action (profanity: warned, ended)."
+    );
     describe_counter!(
         CALL_DISPOSITIONS,
         "Calls with an outcome, by policy and disposition (qualified, or one the policy lists)."

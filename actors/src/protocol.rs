@@ -57,6 +57,9 @@ pub enum EndReason {
     MediaTimeout,
     /// The call reached `call.max_duration_secs`; the caller heard the goodbye.
     MaxDuration,
+    /// The caller's language broke the policy's profanity rule; the caller
+    /// heard its goodbye.
+    Profanity,
 }
 
 impl EndReason {
@@ -71,6 +74,7 @@ impl EndReason {
             EndReason::BotEnded => "bot_ended",
             EndReason::MediaTimeout => "media_timeout",
             EndReason::MaxDuration => "max_duration",
+            EndReason::Profanity => "profanity",
         }
     }
 }

@@ -72,6 +72,15 @@ pub enum Event {
     EndCall {
         reason: EndReason,
     },
+    /// A rule answers the caller's words with `line` instead of a reply.
+    Answer {
+        line: String,
+    },
+    /// A rule ends the call with `line`.
+    EndWith {
+        reason: EndReason,
+        line: String,
+    },
     /// End now, silently (the stream is gone).
     Hangup {
         reason: EndReason,
@@ -220,6 +229,14 @@ impl TurnController {
                 let goodbye = self.lines.goodbye.clone();
                 self.end_with(reason, goodbye);
             }
+            Event::Answer { line } => {
+                if self.ending.is_none() {
+                    self.cancel_bot();
+                    self.waiting.clear();
+                    self.start_turn(TurnKind::Say(line), None, None);
+                }
+            }
+            Event::EndWith { reason, line } => self.end_with(reason, line),
             Event::Hangup { reason } => self.close(reason),
             Event::EndTimeout => {
                 if let Some(ending) = self.ending {
@@ -630,6 +647,49 @@ mod tests {
                     vec![say(1, "Bye."), ArmEndTimer],
                 ),
                 (E::EndTimeout, vec![Close(EndReason::MaxDuration)]),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_rule_answers_with_its_line_over_the_bot_then_ends_the_call_with_another() {
+        run(
+            true,
+            &[
+                (E::CallStarted, vec![say(1, "Hello.")]),
+                (E::PlaybackStarted { generation: 1 }, vec![]),
+                (
+                    E::Answer {
+                        line: "Please be polite.".into(),
+                    },
+                    vec![
+                        Cancel {
+                            generation: 2,
+                            clear: true,
+                        },
+                        say(3, "Please be polite."),
+                    ],
+                ),
+                (E::PlaybackFinished { generation: 3 }, vec![]),
+                (
+                    E::EndWith {
+                        reason: EndReason::Profanity,
+                        line: "Goodbye now.".into(),
+                    },
+                    vec![say(4, "Goodbye now."), ArmEndTimer],
+                ),
+                // Nothing the caller says is answered any more.
+                (words("sorry"), vec![]),
+                (
+                    E::Answer {
+                        line: "Please be polite.".into(),
+                    },
+                    vec![],
+                ),
+                (
+                    E::PlaybackFinished { generation: 4 },
+                    vec![Close(EndReason::Profanity)],
+                ),
             ],
         );
     }

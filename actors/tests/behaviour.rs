@@ -28,6 +28,8 @@ struct Expect {
     masked: Vec<String>,
     ended: Option<String>,
     callback: Option<[String; 2]>,
+    /// Events on record (`rule: profanity: warned`…), in this order.
+    events: Vec<String>,
 }
 
 fn repo() -> PathBuf {
@@ -68,6 +70,23 @@ async fn run(file: &Path) -> Result<(), String> {
         {
             Some(i) => at += i,
             None => problems.push(format!("the bot never says {want:?} (in order)")),
+        }
+    }
+    let events: Vec<String> = log
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Event { event, detail } => Some(format!("{event}: {detail}")),
+            _ => None,
+        })
+        .collect();
+    let mut at = 0;
+    for want in &case.expect.events {
+        match events
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|e| e == want))
+        {
+            Some(i) => at += i + 1,
+            None => problems.push(format!("no event {want:?} (in order)")),
         }
     }
     let outcome = log.iter().find_map(|d| match d {

@@ -561,3 +561,83 @@ fn simulate_reads_the_callers_lines_from_stdin() {
     assert!(text.contains("outcome: qualified"), "{text}");
     assert!(text.ends_with("ended: stop\n"), "{text}");
 }
+
+#[tokio::test]
+async fn a_caller_who_swears_is_warned_then_the_call_ends_with_the_rules_goodbye() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let dir = temp_dir("hark-profanity");
+    // The Hindi IVR warns once, then ends; its simulated caller swears twice.
+    example(&dir, "india-sales-ivr.toml", "india-sales-ivr.toml", |t| {
+        t.lines()
+            .map(|l| {
+                if l.starts_with("script = ") {
+                    "script = [\"अरे हरामी\", \"तू चूतिया है\"]"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let mut env = node.env();
+    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let hark = Hark::start_with(&["--policies", dir.to_str().unwrap()], &env);
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+    let caller = call_to(&hark, 950, "+919812345678", "?policy=india-sales-ivr").await;
+    converse(&caller, 1, &hark).await;
+    let said = caller.say(speech("yes")).await.unwrap();
+    let closed = caller.wait_closed(Duration::from_secs(20)).await;
+    assert!(closed.is_some(), "the call did not end:\n{}", hark.logs());
+    // "माफ़ कीजिए, भाषा के कारण मैं यह कॉल समाप्त कर रही हूँ। नमस्ते।" at 10 ms a character.
+    assert!(
+        caller.state().audio_since(said.ended) > Duration::from_millis(300),
+        "no goodbye: {:?}",
+        caller.state().audio_since(said.ended)
+    );
+    let call = api
+        .wait(&format!("/api/v1/calls/{}", sid(950)), |c| {
+            !c["ended_at"].is_null()
+        })
+        .await;
+    assert_eq!(call["end_reason"], "profanity", "{call}");
+    let details: Vec<&str> = call["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "rule")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(details, ["profanity: warned", "profanity: ended"], "{call}");
+    let (_, transcript) = api
+        .get(&format!("/api/v1/calls/{}/transcript", sid(950)))
+        .await;
+    let text = transcript.to_string();
+    assert!(
+        text.contains("शालीनता") && text.contains("समाप्त कर रही हूँ"),
+        "{text}"
+    );
+    let m = hark.metrics().await;
+    for action in ["warned", "ended"] {
+        assert_eq!(
+            m.sum(
+                "hark_rule_decisions_total",
+                &[("rule", "profanity"), ("action", action)]
+            ),
+            1.0
+        );
+    }
+    assert_eq!(m.get("hark_calls_ended_total{reason=\"profanity\"}"), 1.0);
+    // The words themselves are in no log line above debug.
+    let logs = hark.logs();
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("हरामी") && !l.contains(" DEBUG ")),
+        "{logs}"
+    );
+}

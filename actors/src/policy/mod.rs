@@ -13,7 +13,7 @@
 //!   [`languages`] — `language`, `[languages.CODE]`: lines and voices;
 //!   [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
 //!   [`tools`] — `[tools]`; [`outcome`] — `[outcome]` (slots,
-//!   dispositions); [`memory`] — `[history]`, `[records]`.
+//!   dispositions); [`rules`] — `[rules]` (profanity); [`memory`] — `[history]`, `[records]`.
 //! - [`providers`] — `[providers]` and each role's vendor settings, whose
 //!   types live with their providers (`providers/<role>/<vendor>.rs`).
 //! - [`errors`] — `PolicyError`, `FieldError`, the `Checks` collector.
@@ -29,6 +29,7 @@ pub mod memory;
 pub mod outcome;
 pub mod prompt;
 pub mod providers;
+pub mod rules;
 pub mod timeouts;
 pub mod tools;
 pub mod turn_taking;
@@ -41,6 +42,7 @@ pub use prompt::PromptSettings;
 pub use providers::{
     BATCH_STT, ProviderSettings, STREAMING_STT, SimSettings, SttSettings, TTS, TtsSettings,
 };
+pub use rules::{ProfanityAction, ProfanitySettings, RuleSettings};
 pub use timeouts::Timeouts;
 pub use tools::ToolSettings;
 pub use turn_taking::{BargeInSettings, VadMode, VadSettings};
@@ -89,6 +91,7 @@ pub struct PolicyFile {
     pub timeouts: Timeouts,
     pub tools: ToolSettings,
     pub outcome: OutcomeSettings,
+    pub rules: RuleSettings,
     pub records: RecordSettings,
     pub history: HistorySettings,
     pub sim: SimSettings,
@@ -120,6 +123,7 @@ impl Default for PolicyFile {
             timeouts: Timeouts::default(),
             tools: ToolSettings::default(),
             outcome: OutcomeSettings::default(),
+            rules: RuleSettings::default(),
             records: RecordSettings::default(),
             history: HistorySettings::default(),
             sim: SimSettings::default(),
@@ -210,6 +214,7 @@ impl PolicyFile {
         providers::validate(&self.providers, &self.llm, &self.tts, &self.sim, &mut check);
         self.timeouts.validate(&mut check);
         self.outcome.validate(&mut check);
+        self.rules.validate(&mut check);
         self.history.validate(&mut check);
         check.0
     }
