@@ -384,7 +384,7 @@ impl Actor for CallSupervisor {
         let reason = state.end_reason.unwrap_or(EndReason::SocketClosed);
         metrics::counter!(m::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
         state.record_bot_turns(None);
-        state.ctx.finish_outcome();
+        state.ctx.finish_outcome(reason);
         state.ctx.recorder.ended(reason.as_str());
         tracing::info!(
             parent: &state.ctx.span,

@@ -119,6 +119,8 @@ pub struct CallContext {
     /// The tools the policy offers the LLM.
     pub tools: Tools,
     outcome: Mutex<Recorded>,
+    /// Why the call ended, once it has (for the carrier session).
+    ended: std::sync::OnceLock<crate::protocol::EndReason>,
     /// The call's records (turns, events, outcome): never waited on.
     pub recorder: crate::records::CallRecorder,
 }
@@ -170,6 +172,7 @@ impl CallContext {
             // the model; outbound calls will bring their lead's fields.
             system_prompt: policy.system_prompt_for(&std::collections::BTreeMap::new()),
             outcome: Mutex::new(Recorded::default()),
+            ended: std::sync::OnceLock::new(),
             policy,
         })
     }
@@ -235,9 +238,15 @@ impl CallContext {
         ))
     }
 
+    /// Why the call ended; `None` while it goes on.
+    pub fn end_reason(&self) -> Option<crate::protocol::EndReason> {
+        self.ended.get().copied()
+    }
+
     /// At the end of the call: its outcome to the record, counted by
     /// disposition (slot values are not logged).
-    pub fn finish_outcome(&self) {
+    pub fn finish_outcome(&self, reason: crate::protocol::EndReason) {
+        let _ = self.ended.set(reason);
         let Some(outcome) = self.outcome() else {
             return;
         };

@@ -641,3 +641,114 @@ async fn a_caller_who_swears_is_warned_then_the_call_ends_with_the_rules_goodbye
         "{logs}"
     );
 }
+
+/// Posts a signed incoming-call webhook from `from`; the TwiML.
+async fn voice_from(hark: &Hark, call_sid: &str, from: &str) -> String {
+    let params = [
+        ("CallSid", call_sid),
+        ("From", from),
+        ("To", "+919812345678"),
+        ("Direction", "inbound"),
+    ];
+    let path = "/twilio/voice?policy=consent-first";
+    let sig = crate::records::sign(&format!("https://{}{path}", hark.addr), &params);
+    hark.http()
+        .post(hark.url(path))
+        .header("X-Twilio-Signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_caller_ended_for_profanity_is_blocked_for_a_while_and_a_withheld_one_never() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let dir = temp_dir("hark-profanity-block");
+    example(&dir, "consent-first.toml", "consent-first.toml", |t| {
+        t.lines()
+            .map(|l| {
+                if l.starts_with("script = ") {
+                    "script = [\"you bastard\"]"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let mut env = node.env();
+    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let hark = Hark::start_with(&["--policies", dir.to_str().unwrap()], &env);
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+    // From +14155550103 (the helper's caller): ended at once, then blocked.
+    let caller = call_to(&hark, 960, "+14155550100", "?policy=consent-first").await;
+    caller.say(speech("yes")).await.unwrap();
+    assert!(caller.wait_closed(Duration::from_secs(20)).await.is_some());
+    let list = api
+        .wait("/api/v1/blocklist", |l| {
+            l.as_array().is_some_and(|l| !l.is_empty())
+        })
+        .await;
+    let entry = &list[0];
+    assert_eq!(entry["number"], "+14155550103", "{list}");
+    assert_eq!(entry["reason"], "profanity");
+    assert_eq!(entry["created_by"], "rule:profanity");
+    let days = (entry["expires_at"].as_i64().unwrap() - entry["created_at"].as_i64().unwrap())
+        / 86_400_000;
+    assert_eq!(days, 30, "{entry}");
+    // The next call from the number is rejected.
+    let xml = voice_from(&hark, &sid(961), "+14155550103").await;
+    assert!(xml.contains("<Reject"), "{xml}");
+    // Once the block has expired, the number may call again.
+    let db = sqlx::SqlitePool::connect(&node.db).await.unwrap();
+    sqlx::query("UPDATE blocklist SET expires_at = 1")
+        .execute(&db)
+        .await
+        .unwrap();
+    let xml = voice_from(&hark, &sid(963), "+14155550103").await;
+    assert!(xml.contains("<Stream"), "{xml}");
+    let (_, audit) = api.get("/api/v1/audit").await;
+    assert!(
+        audit.to_string().contains("rule:profanity") && !audit.to_string().contains("5550103"),
+        "{audit}"
+    );
+    // A withheld number is nobody in particular: never blocked.
+    let xml = voice_from(&hark, &sid(962), "anonymous").await;
+    assert!(!xml.contains("<Reject"), "{xml}");
+    let token = xml
+        .split(r#"<Parameter name="hark_token" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let withheld = signed_stream(&hark, 962, &[("hark_token", &token)]).await;
+    assert!(withheld.wait_idle(QUIET, GREETING).await);
+    withheld.say(speech("yes")).await.unwrap();
+    assert!(
+        withheld
+            .wait_closed(Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        hark.logs()
+    );
+    let call = api
+        .wait(&format!("/api/v1/calls/{}", sid(962)), |c| {
+            !c["ended_at"].is_null()
+        })
+        .await;
+    assert_eq!(call["end_reason"], "profanity", "{call}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, list) = api.get("/api/v1/blocklist").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert!(hark.logs().contains("withheld or invalid; not blocked"));
+}

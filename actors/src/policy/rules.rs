@@ -34,6 +34,9 @@ pub struct ProfanitySettings {
     pub warning: String,
     /// Said before the call ends.
     pub goodbye: String,
+    /// A call ended for profanity puts the caller's number on the
+    /// blocklist (reason `profanity`) for this many days; 0: not blocked.
+    pub block_days: u32,
 }
 
 impl Default for ProfanitySettings {
@@ -44,6 +47,7 @@ impl Default for ProfanitySettings {
             warning: "Please keep the conversation respectful, or I will have to end the call."
                 .into(),
             goodbye: "I'm ending this call now because of the language used. Goodbye.".into(),
+            block_days: 30,
         }
     }
 }
@@ -65,6 +69,11 @@ impl RuleSettings {
                 "must not be empty with action = \"warn_then_end\"".into(),
             );
         }
+        check.that(
+            p.block_days <= 3650,
+            "rules.profanity.block_days",
+            format!("{} is over 3650 (ten years)", p.block_days),
+        );
         for w in &p.words {
             check.that(
                 !w.trim().is_empty() && !w.trim().contains(char::is_whitespace),

@@ -79,7 +79,7 @@ async fn add_block(
     }
     let entry = app
         .store
-        .block(&number, reason, &caller.name, &app.pii)
+        .block(&number, reason, &caller.name, None, &app.pii)
         .await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }

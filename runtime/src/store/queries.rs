@@ -133,6 +133,9 @@ pub struct BlockEntry {
     pub reason: String,
     pub created_by: String,
     pub created_at: i64,
+    /// Milliseconds since the Unix epoch; none: until removed. An
+    /// automatic block (`profanity`) expires.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -426,30 +429,42 @@ impl Store {
         number: &str,
         reason: &str,
         by: &str,
+        expires_at: Option<i64>,
         pii: &Pii,
     ) -> Result<BlockEntry, StoreError> {
         let now = hark_actors::records::now_ms();
         let normalized = crate::pii::normalize(number);
         let mut tx = self.pool().begin().await.map_err(err)?;
         sqlx::query(
-            "INSERT INTO blocklist (number_hash, number_enc, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (number_hash) DO UPDATE SET reason = excluded.reason, created_by = excluded.created_by, created_at = excluded.created_at",
+            "INSERT INTO blocklist (number_hash, number_enc, reason, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (number_hash) DO UPDATE SET reason = excluded.reason, created_by = excluded.created_by, created_at = excluded.created_at, expires_at = excluded.expires_at",
         )
         .bind(pii.hash_number(&normalized))
         .bind(pii.encrypt(&normalized))
         .bind(reason)
         .bind(by)
         .bind(now)
+        .bind(expires_at)
         .execute(&mut *tx)
         .await
         .map_err(err)?;
-        audit_in(&mut tx, by, "block_number", &pii.audit_ref(&normalized), "").await?;
+        // A typed reason may name someone: only a rule's fixed label is audited.
+        let detail = if by.starts_with("rule:") { reason } else { "" };
+        audit_in(
+            &mut tx,
+            by,
+            "block_number",
+            &pii.audit_ref(&normalized),
+            detail,
+        )
+        .await?;
         tx.commit().await.map_err(err)?;
         Ok(BlockEntry {
             number: normalized,
             reason: reason.to_owned(),
             created_by: by.to_owned(),
             created_at: now,
+            expires_at,
         })
     }
 
@@ -470,10 +485,13 @@ impl Store {
         Ok(found)
     }
 
-    /// The reason, when `number` is blocked.
+    /// The reason, when `number` is blocked (an expired block is not).
     pub async fn blocked(&self, number: &str, pii: &Pii) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT reason FROM blocklist WHERE number_hash = $1")
-            .bind(pii.hash_number(number))
+        let row = sqlx::query(
+            "SELECT reason FROM blocklist WHERE number_hash = $1 AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(pii.hash_number(number))
+        .bind(hark_actors::records::now_ms())
             .fetch_optional(self.pool())
             .await
             .map_err(err)?;
@@ -481,7 +499,7 @@ impl Store {
     }
 
     pub async fn blocklist(&self, pii: &Pii) -> Result<Vec<BlockEntry>, StoreError> {
-        let rows = sqlx::query("SELECT number_enc, reason, created_by, created_at FROM blocklist ORDER BY created_at DESC")
+        let rows = sqlx::query("SELECT number_enc, reason, created_by, created_at, expires_at FROM blocklist ORDER BY created_at DESC")
             .fetch_all(self.pool())
             .await
             .map_err(err)?;
@@ -493,6 +511,7 @@ impl Store {
                     reason: r.try_get("reason").map_err(err)?,
                     created_by: r.try_get("created_by").map_err(err)?,
                     created_at: r.try_get("created_at").map_err(err)?,
+                    expires_at: r.try_get("expires_at").map_err(err)?,
                 })
             })
             .collect()
