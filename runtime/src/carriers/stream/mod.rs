@@ -35,6 +35,7 @@ use tracing::Span;
 
 use crate::carriers::CALLS_REJECTED;
 
+mod after_call;
 mod dtmf;
 mod writer;
 
@@ -252,48 +253,13 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
     if call.ctx.end_reason() == Some(EndReason::Profanity) {
-        block_for_profanity(&app, &caller, live.policy.rules.profanity.block_days);
+        after_call::block_for_profanity(&app, &caller, live.policy.rules.profanity.block_days);
     }
     drop(session);
     drop(call.ctx);
     drop(active);
     drop(claim);
     drop(slot);
-}
-
-/// A caller whose call the profanity rule ended goes on the blocklist for
-/// `days` (audited; the next call from the number gets `<Reject/>`). A
-/// withheld or invalid number is never blocked: it is nobody in particular.
-fn block_for_profanity(app: &Arc<AppState>, from: &str, days: u32) {
-    let Some(number) = crate::carriers::twilio::webhook::caller_identity(from) else {
-        tracing::info!("profanity: the caller's number is withheld or invalid; not blocked");
-        return;
-    };
-    if days == 0 {
-        return;
-    }
-    let app = Arc::clone(app);
-    tokio::spawn(async move {
-        let until = hark_actors::records::now_ms() + i64::from(days) * 86_400_000;
-        match app
-            .store
-            .block(
-                &number,
-                "profanity",
-                "rule:profanity",
-                Some(until),
-                &app.pii,
-            )
-            .await
-        {
-            Ok(_) => tracing::info!(
-                number = %crate::pii::mask(&number),
-                days,
-                "profanity: the caller's number is blocked"
-            ),
-            Err(e) => tracing::warn!(error = %e, "profanity: could not block the caller's number"),
-        }
-    });
 }
 
 /// Who the call is, from its stream token; from the stream's own parameters
