@@ -76,11 +76,12 @@ fn duration(text: &str) -> Result<Duration, String> {
     if !value.is_finite() || value <= 0.0 {
         return Err(bad());
     }
-    let d = Duration::from_secs_f64(value * scale);
-    if d > MAX_SILENCE {
-        return Err(format!("{text:?} is over {} s", MAX_SILENCE.as_secs()));
+    // Checked before converting: a long run of digits is a finite f64 far
+    // beyond what a Duration holds (found by the fuzzer).
+    match Duration::try_from_secs_f64(value * scale) {
+        Ok(d) if d <= MAX_SILENCE => Ok(d),
+        _ => Err(format!("{text:?} is over {} s", MAX_SILENCE.as_secs())),
     }
-    Ok(d)
 }
 
 #[cfg(test)]
@@ -116,6 +117,7 @@ mod tests {
             ("silence -2s\n", 1, "not a duration"),
             ("silence 2h\n", 1, "not a duration"),
             ("silence 9999s\n", 1, "is over"),
+            (&format!("silence {}s\n", "8".repeat(90)), 1, "is over"),
             ("silence ५s\n", 1, "not a duration"),
         ] {
             let err = parse(text).unwrap_err();
