@@ -28,6 +28,9 @@ pub struct LanguageSettings {
     pub goodbye: String,
     pub apology: String,
     pub fallback_line: String,
+    /// The profanity rule's lines in this language (`[rules.profanity]`).
+    pub profanity_warning: String,
+    pub profanity_goodbye: String,
 }
 
 /// A BCP 47 tag as policies use them: `en`, `en-IN`, `hi`, `hi-Latn`.
@@ -106,6 +109,8 @@ impl PolicyFile {
             (&mut p.goodbye, &lang.goodbye),
             (&mut p.apology, &lang.apology),
             (&mut p.fallback_line, &lang.fallback_line),
+            (&mut p.rules.profanity.warning, &lang.profanity_warning),
+            (&mut p.rules.profanity.goodbye, &lang.profanity_goodbye),
         ] {
             if !text.trim().is_empty() {
                 line.clone_from(text);
@@ -139,6 +144,7 @@ voices = { elevenlabs = "voice-en" }
 stt_language = "hi"
 greeting = "नमस्ते, मैं आशा बोल रही हूँ।"
 goodbye = "धन्यवाद, नमस्ते।"
+profanity_goodbye = "माफ़ कीजिए, मैं यह कॉल समाप्त कर रही हूँ।"
 voices = { elevenlabs = "voice-hi", openai = "shimmer" }
 "#;
 
@@ -147,6 +153,15 @@ voices = { elevenlabs = "voice-hi", openai = "shimmer" }
         let p = PolicyFile::parse(TWO, "t", "t").unwrap();
         assert_eq!(p.greeting, "नमस्ते, मैं आशा बोल रही हूँ।");
         assert_eq!(p.goodbye, "धन्यवाद, नमस्ते।");
+        assert_eq!(
+            p.rules.profanity.goodbye,
+            "माफ़ कीजिए, मैं यह कॉल समाप्त कर रही हूँ।"
+        );
+        // Not given in this language: the rule's own line.
+        assert_eq!(
+            p.rules.profanity.warning,
+            PolicyFile::default().rules.profanity.warning
+        );
         assert_eq!(p.stt.deepgram.language, "hi");
         assert_eq!(p.stt.openai.language, "hi");
         assert_eq!(p.tts.elevenlabs.voice_id, "voice-hi");
