@@ -147,15 +147,10 @@ pub fn print_banner(
     }
     let default = policies.default_live();
     let (policy, providers) = (&default.policy, &default.providers);
-    let _ = writeln!(
-        out,
-        "  policy          {} v{} ({})",
-        policy.name,
-        policy.version,
-        config.policy_origin()
-    );
     let catalog = policies.catalog();
-    for live in catalog.live().filter(|l| l.policy.name != policy.name) {
+    // The default first.
+    let others = catalog.live().filter(|l| l.policy.name != policy.name);
+    for live in std::iter::once(&default).chain(others) {
         let _ = writeln!(
             out,
             "  policy          {} v{} ({})",

@@ -62,16 +62,26 @@ async fn webhook_token(hark: &Hark, call_sid: &str) -> String {
 /// The same, for a call to `to`, at the webhook URL with `query` (an
 /// outbound call names its policy there: `?policy=NAME`).
 pub async fn webhook_token_to(hark: &Hark, call_sid: &str, to: &str, query: &str) -> String {
+    token_in(&voice_webhook(hark, call_sid, "+14155550103", to, query).await)
+}
+
+/// Posts a signed voice webhook for a call from `from` to `to`; the TwiML.
+pub async fn voice_webhook(
+    hark: &Hark,
+    call_sid: &str,
+    from: &str,
+    to: &str,
+    query: &str,
+) -> String {
     let params = [
         ("CallSid", call_sid),
-        ("From", "+14155550103"),
+        ("From", from),
         ("To", to),
         ("Direction", "inbound"),
     ];
     let path = format!("/twilio/voice{query}");
     let sig = sign(&format!("https://{}{path}", hark.addr), &params);
-    let xml = hark
-        .http()
+    hark.http()
         .post(hark.url(&path))
         .header("X-Twilio-Signature", sig)
         .form(&params)
@@ -80,7 +90,11 @@ pub async fn webhook_token_to(hark: &Hark, call_sid: &str, to: &str, query: &str
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The stream token in the webhook's TwiML.
+pub fn token_in(xml: &str) -> String {
     xml.split(r#"<Parameter name="hark_token" value=""#)
         .nth(1)
         .and_then(|rest| rest.split('"').next())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hark_loadtest::Caller;
 use serde_json::Value;
 
-use crate::access::{signed_stream, webhook_token_to};
+use crate::access::{signed_stream, token_in, voice_webhook, webhook_token_to};
 use crate::records::{Api, Node, TOKEN};
 use crate::support::{GREETING, Hark, QUIET, repo_path, speech, temp_dir};
 
@@ -39,6 +39,31 @@ async fn converse(caller: &Caller, turns: usize, hark: &Hark) {
     }
 }
 
+/// `text` with its simulated caller saying `lines` (its `script = [...]`).
+fn with_script(text: String, lines: &str) -> String {
+    let script = format!("script = {lines}");
+    text.lines()
+        .map(|l| {
+            if l.starts_with("script = ") {
+                script.as_str()
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `hark serve --policies DIR ARGS…` on `node`, with Twilio signatures on.
+fn serve_signed(node: &Node, dir: &Path, args: &[&str]) -> Hark {
+    let mut env = node.env();
+    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = dir.to_str().unwrap_or_default();
+    let args: Vec<&str> = ["--policies", dir].iter().chain(args).copied().collect();
+    Hark::start_with(&args, &env)
+}
+
 /// An example policy from `policies/`, with quicker simulated speech.
 fn example(dir: &Path, file: &str, to: &str, edit: impl Fn(String) -> String) {
     let text = std::fs::read_to_string(repo_path(&format!("policies/{file}"))).unwrap();
@@ -61,12 +86,10 @@ async fn calls_are_routed_by_number_or_name_and_end_with_their_policys_dispositi
     // The same lead agent for a lead who is busy: gives a PAN, then asks
     // for a call back.
     example(&dir, "lead-qualification.toml", "lead-callback.toml", |t| {
-        let lines = "script = [\"My PAN is ABCDE1234F\", \"Please call me back tomorrow\"]";
-        t.replace("name = \"lead-qualification\"", "name = \"lead-callback\"")
-            .lines()
-            .map(|l| if l.starts_with("script = ") { lines } else { l })
-            .collect::<Vec<_>>()
-            .join("\n")
+        with_script(
+            t.replace("name = \"lead-qualification\"", "name = \"lead-callback\""),
+            "[\"My PAN is ABCDE1234F\", \"Please call me back tomorrow\"]",
+        )
     });
     let config = temp_dir("hark-agents-config").join("hark.toml");
     std::fs::write(
@@ -74,19 +97,7 @@ async fn calls_are_routed_by_number_or_name_and_end_with_their_policys_dispositi
         "[routing]\ndefault = \"support-faq\"\n[routing.numbers]\n\"+1\" = \"lead-qualification\"\n\"+91\" = \"india-sales-ivr\"\n",
     )
     .unwrap();
-    let mut env = node.env();
-    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let policies = dir.to_str().unwrap().to_owned();
-    let hark = Hark::start_with(
-        &[
-            "--policies",
-            &policies,
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &env,
-    );
+    let hark = serve_signed(&node, &dir, &["--config", config.to_str().unwrap()]);
     let api = Api {
         hark: &hark,
         token: admin,
@@ -251,20 +262,9 @@ async fn the_folder_is_watched_and_calls_in_progress_keep_their_version() {
         "policy_watch_debounce_ms = 100\n[routing]\ndefault = \"alpha\"\n[routing.numbers]\n\"+44\" = \"beta\"\n",
     )
     .unwrap();
-    let mut env = node.env();
-    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // The config file sits in the folder too: not a policy, it is refused
     // and listed with its errors, never live.
-    let hark = Hark::start_with(
-        &[
-            "--policies",
-            dir.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &env,
-    );
+    let hark = serve_signed(&node, &dir, &["--config", config.to_str().unwrap()]);
     let api = Api {
         hark: &hark,
         token: admin,
@@ -569,21 +569,9 @@ async fn a_caller_who_swears_is_warned_then_the_call_ends_with_the_rules_goodbye
     let dir = temp_dir("hark-profanity");
     // The Hindi IVR warns once, then ends; its simulated caller swears twice.
     example(&dir, "india-sales-ivr.toml", "india-sales-ivr.toml", |t| {
-        t.lines()
-            .map(|l| {
-                if l.starts_with("script = ") {
-                    "script = [\"अरे हरामी\", \"तू चूतिया है\"]"
-                } else {
-                    l
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        with_script(t, "[\"अरे हरामी\", \"तू चूतिया है\"]")
     });
-    let mut env = node.env();
-    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let hark = Hark::start_with(&["--policies", dir.to_str().unwrap()], &env);
+    let hark = serve_signed(&node, &dir, &[]);
     let api = Api {
         hark: &hark,
         token: admin,
@@ -642,26 +630,16 @@ async fn a_caller_who_swears_is_warned_then_the_call_ends_with_the_rules_goodbye
     );
 }
 
-/// Posts a signed incoming-call webhook from `from`; the TwiML.
+/// The consent-first agent's webhook for a call from `from`; the TwiML.
 async fn voice_from(hark: &Hark, call_sid: &str, from: &str) -> String {
-    let params = [
-        ("CallSid", call_sid),
-        ("From", from),
-        ("To", "+919812345678"),
-        ("Direction", "inbound"),
-    ];
-    let path = "/twilio/voice?policy=consent-first";
-    let sig = crate::records::sign(&format!("https://{}{path}", hark.addr), &params);
-    hark.http()
-        .post(hark.url(path))
-        .header("X-Twilio-Signature", sig)
-        .form(&params)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    voice_webhook(
+        hark,
+        call_sid,
+        from,
+        "+919812345678",
+        "?policy=consent-first",
+    )
+    .await
 }
 
 #[tokio::test]
@@ -670,21 +648,9 @@ async fn a_caller_ended_for_profanity_is_blocked_for_a_while_and_a_withheld_one_
     let admin = node.token("admin", "ops");
     let dir = temp_dir("hark-profanity-block");
     example(&dir, "consent-first.toml", "consent-first.toml", |t| {
-        t.lines()
-            .map(|l| {
-                if l.starts_with("script = ") {
-                    "script = [\"you bastard\"]"
-                } else {
-                    l
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        with_script(t, "[\"you bastard\"]")
     });
-    let mut env = node.env();
-    env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let hark = Hark::start_with(&["--policies", dir.to_str().unwrap()], &env);
+    let hark = serve_signed(&node, &dir, &[]);
     let api = Api {
         hark: &hark,
         token: admin,
@@ -724,12 +690,7 @@ async fn a_caller_ended_for_profanity_is_blocked_for_a_while_and_a_withheld_one_
     // A withheld number is nobody in particular: never blocked.
     let xml = voice_from(&hark, &sid(962), "anonymous").await;
     assert!(!xml.contains("<Reject"), "{xml}");
-    let token = xml
-        .split(r#"<Parameter name="hark_token" value=""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let token = token_in(&xml);
     let withheld = signed_stream(&hark, 962, &[("hark_token", &token)]).await;
     assert!(withheld.wait_idle(QUIET, GREETING).await);
     withheld.say(speech("yes")).await.unwrap();

@@ -44,6 +44,8 @@ pub struct Live {
     pub providers: Providers,
     /// The file it came from; `None` for the built-in default.
     pub file: Option<PathBuf>,
+    /// Providers it names that have no API key (simulated instead).
+    pub notices: Vec<Notice>,
 }
 
 /// Where policies come from.
@@ -195,8 +197,6 @@ impl Policies {
             scanning: Mutex::new(()),
         };
         let (mut catalog, _) = policies.scan(&Catalog::default(), false);
-        // Only the default's providers are printed in the banner.
-        let mut notices = Vec::new();
         let default = match (&policies.source, &policies.routing.default) {
             (Source::File(file), _) => catalog
                 .files
@@ -219,19 +219,23 @@ impl Policies {
                 )));
             }
             let policy = Arc::new(PolicyFile::builtin()?);
-            let (providers, built_notices) = policies.build(&policy)?;
-            notices = built_notices;
+            let (providers, notices) = policies.build(&policy)?;
             catalog.live.insert(
                 default.clone(),
                 Arc::new(Live {
                     policy,
                     providers,
                     file: None,
+                    notices,
                 }),
             );
-        } else if let Some(live) = catalog.live.get(&default) {
-            notices = policies.build(&live.policy)?.1;
         }
+        // Only the default's providers are printed in the banner.
+        let notices = catalog
+            .live
+            .get(&default)
+            .map(|l| l.notices.clone())
+            .unwrap_or_default();
         catalog.default = default;
         for (number, name) in &policies.routing.numbers {
             if !catalog.live.contains_key(name) {
@@ -337,6 +341,7 @@ impl Policies {
             policy: Arc::new(policy),
             providers,
             file: None,
+            notices: Vec::new(),
         })
     }
 }

@@ -95,7 +95,7 @@ impl Policies {
             };
             match parsed {
                 Ok(policy) => match self.build(&policy) {
-                    Ok((providers, _)) => {
+                    Ok((providers, notices)) => {
                         let name = policy.name.clone();
                         let version = policy.version.clone();
                         if let Some(old_name) = serving.as_ref().filter(|n| **n != name) {
@@ -108,6 +108,7 @@ impl Policies {
                                 policy: Arc::new(policy),
                                 providers,
                                 file: Some(path.clone()),
+                                notices,
                             }),
                         ) {
                             next.previous.insert(name.clone(), prev);

@@ -290,13 +290,19 @@ mod tests {
             turns: h.turns().to_vec(),
             tools: vec![],
         };
-        let deltas: Vec<_> = llm
-            .stream(req(&h))
-            .await
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-            .await;
+        let collect = |h: &History| {
+            let request = req(h);
+            let llm = &llm;
+            async move {
+                llm.stream(request)
+                    .await
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect::<Vec<_>>()
+                    .await
+            }
+        };
+        let deltas = collect(&h).await;
         let LlmDelta::ToolCall(call) = &deltas[1] else {
             panic!("{deltas:?}")
         };
@@ -305,13 +311,7 @@ mod tests {
         assert_eq!(call.arguments, r#"{"plan":"pro"}"#);
         h.push_bot_sentence(1, "Let me note that.");
         h.push_tool_round(1, vec![(call.clone(), "recorded".into())]);
-        let after: Vec<_> = llm
-            .stream(req(&h))
-            .await
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-            .await;
+        let after = collect(&h).await;
         assert_eq!(after, [LlmDelta::Text("Noted: the pro plan.".into())]);
     }
 

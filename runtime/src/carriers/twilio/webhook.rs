@@ -206,7 +206,7 @@ pub async fn voice(
             None => None,
         };
         if let Some(reason) = reason {
-            return reject(&app, &params, reason);
+            return reject(&app, &params, query.get("policy"), reason);
         }
     }
     let url = format!("{}://{host}/twilio/media", scheme(&headers, "wss", "ws"));
@@ -240,13 +240,18 @@ pub async fn voice(
 
 /// `<Reject/>`, counted, with a call record saying why. A webhook replayed
 /// for a call already on record changes nothing of it (first record wins).
-fn reject(app: &AppState, params: &BTreeMap<String, String>, reason: &'static str) -> Response {
+fn reject(
+    app: &AppState,
+    params: &BTreeMap<String, String>,
+    named: Option<&String>,
+    reason: &'static str,
+) -> Response {
     metrics::counter!(CALLS_REJECTED, "reason" => reason).increment(1);
     let call_sid = params.get("CallSid").cloned().unwrap_or_default();
     tracing::info!(call_sid = %hark_actors::util::Escaped(&call_sid), from = %crate::pii::mask(params.get("From").map_or("", |s| s)), reason, "call rejected");
     if !call_sid.is_empty() && !app.live_calls.is_live(&call_sid) {
         let get = |k: &str| params.get(k).cloned().unwrap_or_default();
-        let live = app.policies.route(&get("To"), None);
+        let live = app.policies.route(&get("To"), named.map(String::as_str));
         app.records.send(Record::CallRejected {
             call_sid,
             direction: direction(params),
