@@ -47,6 +47,15 @@ impl Policies {
                     continue;
                 }
             };
+            // An empty file is one being written (an editor or `fs::write`
+            // truncates first): it would parse as an all-default policy.
+            // Keep what the file served until its text arrives.
+            if count && text.trim().is_empty() {
+                if let Some(before) = before {
+                    next.files.insert(path, before);
+                }
+                continue;
+            }
             let digest = digest(&text);
             if let Some(before) = before.as_ref().filter(|b| b.digest == digest) {
                 next.files.insert(path, before.clone());

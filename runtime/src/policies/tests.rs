@@ -181,3 +181,18 @@ fn a_default_that_cannot_load_stops_the_start_with_its_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn a_file_emptied_mid_write_keeps_its_policy() {
+    let dir = folder(&[
+        ("support.toml", &sim("support", "1")),
+        ("sales.toml", &sim("sales", "2")),
+    ]);
+    let p = load(&dir, routes(&[("+91", "sales")]));
+    std::fs::write(dir.join("sales.toml"), "").unwrap();
+    assert!(p.rescan().is_empty());
+    assert_eq!(p.route("+919812345678", None).policy.version, "2");
+    std::fs::write(dir.join("sales.toml"), sim("sales", "3")).unwrap();
+    assert_eq!(p.rescan().len(), 1);
+    assert_eq!(p.route("+919812345678", None).policy.version, "3");
+}
