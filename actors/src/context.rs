@@ -94,6 +94,32 @@ pub struct CallArgs {
     /// The first turn and event number of this stream (0 for a call's first
     /// stream; a call that comes back on a new stream continues after it).
     pub record_base: u32,
+    /// Whether the consent rule asks this caller (decided by the runtime,
+    /// which knows the number: `ConsentSettings::asks`).
+    pub ask_consent: bool,
+}
+
+/// What the caller allowed: read by the recording (`recording_allowed`) and
+/// the records (transcript text). Nothing is allowed until a rule decides.
+#[derive(Debug)]
+pub struct ConsentFlags {
+    recording: std::sync::atomic::AtomicBool,
+    transcript: std::sync::atomic::AtomicBool,
+}
+
+impl ConsentFlags {
+    pub fn recording_allowed(&self) -> bool {
+        self.recording.load(Ordering::Acquire)
+    }
+
+    pub fn transcript_allowed(&self) -> bool {
+        self.transcript.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self, recording: bool, transcript: bool) {
+        self.recording.store(recording, Ordering::Release);
+        self.transcript.store(transcript, Ordering::Release);
+    }
 }
 
 pub struct CallContext {
@@ -123,6 +149,9 @@ pub struct CallContext {
     ended: std::sync::OnceLock<crate::protocol::EndReason>,
     /// The call's records (turns, events, outcome): never waited on.
     pub recorder: crate::records::CallRecorder,
+    /// What the consent rule decided; the recording reads `recording_allowed`.
+    pub consent: ConsentFlags,
+    pub ask_consent: bool,
 }
 
 impl CallContext {
@@ -137,6 +166,7 @@ impl CallContext {
             fault,
             records,
             record_base,
+            ask_consent,
         } = args;
         let span = tracing::info_span!(
             "call",
@@ -173,8 +203,57 @@ impl CallContext {
             system_prompt: policy.system_prompt_for(&std::collections::BTreeMap::new()),
             outcome: Mutex::new(Recorded::default()),
             ended: std::sync::OnceLock::new(),
+            consent: ConsentFlags {
+                recording: std::sync::atomic::AtomicBool::new(false),
+                transcript: std::sync::atomic::AtomicBool::new(true),
+            },
+            ask_consent,
             policy,
         })
+    }
+
+    /// Puts bot turns older than `before` (all, if `None`) on record: the text
+    /// said and, when the caller cut in, the part they heard. `turn_starts`:
+    /// each bot turn not yet on record, with its wall-clock start.
+    pub(crate) fn record_bot_turns(
+        &self,
+        turn_starts: &mut Vec<(crate::protocol::Generation, i64)>,
+        before: Option<crate::protocol::Generation>,
+    ) {
+        let due: Vec<(crate::protocol::Generation, i64)> = turn_starts
+            .iter()
+            .copied()
+            .filter(|(g, _)| before.is_none_or(|b| *g < b))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        turn_starts.retain(|(g, _)| before.is_some_and(|b| *g >= b));
+        let history = self.history();
+        for (generation, started_ms) in due {
+            let turns: Vec<&crate::history::Turn> = history
+                .turns()
+                .iter()
+                .filter(|t| t.speaker == crate::history::Speaker::Bot && t.generation == generation)
+                .collect();
+            let heard: Vec<String> = turns
+                .iter()
+                .map(|t| t.text())
+                .filter(|t| !t.is_empty())
+                .collect();
+            let said: Vec<String> = turns
+                .iter()
+                .map(|t| t.said.clone().unwrap_or_else(|| t.text()))
+                .filter(|t| !t.is_empty())
+                .collect();
+            let interrupted = turns.iter().any(|t| t.interrupted);
+            let heard = heard.join(" ");
+            self.recorder.bot_turn(
+                &said.join(" "),
+                interrupted.then_some(heard.as_str()),
+                started_ms,
+            );
+        }
     }
 
     /// The current turn generation; anything older is stale.

@@ -29,8 +29,10 @@
 //!   provider; they import nothing from the call core.
 //! - [`policy`] — the policy AI Ops edit, one file per section, each
 //!   validating itself; the built-in default.
-//! - [`rules`] — what a live call enforces whatever the model says (profanity),
-//!   pure, asked by the supervisor before the turn controller.
+//! - [`rules`] — what a live call enforces whatever the model says (consent
+//!   to record, profanity, a silent caller), pure, asked by the supervisor
+//!   before the turn controller; [`silence`] — the supervisor's timer for
+//!   the caller's silence.
 //! - [`simulate`] — a call in text (`hark policy simulate`, the behaviour
 //!   fixtures): typed lines through the same actors, the record as output.
 //! - [`records`] — what a call leaves on record; [`backlog`] — mailbox bounds;
@@ -53,6 +55,7 @@ pub mod records;
 pub mod rules;
 pub mod sentences;
 pub mod settings;
+pub mod silence;
 pub mod simulate;
 pub mod stt;
 pub mod tools;

@@ -435,6 +435,7 @@ mod tests {
             fault: None,
             records: Arc::new(crate::records::MemorySink::default()),
             record_base: 0,
+            ask_consent: false,
         });
         let (actor, _) = MediaOut::spawn(None, MediaOut, Arc::clone(&ctx))
             .await

@@ -12,8 +12,11 @@ pub const CALLS_ENDED: &str = "hark_calls_ended_total";
 /// `{policy, disposition}`: both bounded (the policies in the folder, the
 /// dispositions each lists).
 pub const CALL_DISPOSITIONS: &str = "hark_call_dispositions_total";
-/// `{rule, action}`: a rule enforced on a live call (`profanity`: `warned`, `ended`).
+/// `{rule, action}`: a rule enforced on a live call (`profanity`: `warned`,
+/// `ended`; `consent`: `asked`, `asked_again`; `idle`: `reprompted`, `ended`).
 pub const RULE_DECISIONS: &str = "hark_rule_decisions_total";
+/// `{result}`: `accepted`, `declined`, `unclear`, `not_required`.
+pub const CONSENT: &str = "hark_consent_total";
 pub const CALL_ACTORS: &str = "hark_call_actors";
 pub const FRAMES_RECEIVED: &str = "hark_media_frames_received_total";
 pub const FRAMES_SENT: &str = "hark_media_frames_sent_total";
@@ -53,7 +56,11 @@ pub fn describe() {
     describe_counter!(CALLS_ENDED, "Calls ended, by reason.");
     describe_counter!(
         RULE_DECISIONS,
-        "Rules enforced on live calls, by rule and action (profanity: warned, ended)."
+        "Rules enforced on live calls, by rule and action (profanity: warned, ended; consent: asked, asked_again; idle: reprompted, ended)."
+    );
+    describe_counter!(
+        CONSENT,
+        "Consent-to-record decisions, by result (accepted, declined, unclear, not_required)."
     );
     describe_counter!(
         CALL_DISPOSITIONS,

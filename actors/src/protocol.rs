@@ -60,6 +60,8 @@ pub enum EndReason {
     /// The caller's language broke the policy's profanity rule; the caller
     /// heard its goodbye.
     Profanity,
+    /// The caller stayed silent through the idle rule's re-prompts.
+    Idle,
 }
 
 impl EndReason {
@@ -75,6 +77,7 @@ impl EndReason {
             EndReason::MediaTimeout => "media_timeout",
             EndReason::MaxDuration => "max_duration",
             EndReason::Profanity => "profanity",
+            EndReason::Idle => "idle",
         }
     }
 }
@@ -184,6 +187,12 @@ pub enum SupervisorMsg {
     },
     /// The goodbye or apology took too long to play.
     EndTimeout,
+    // Its own timer.
+    /// The caller has been silent since timer `armed` was set (stale
+    /// timers' messages are ignored).
+    Silence {
+        armed: u64,
+    },
 }
 
 // To `MediaIn` (from the carrier adapter).

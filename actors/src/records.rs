@@ -4,7 +4,7 @@
 //! spooled to disk while the database is away) is the runtime's job.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,18 @@ pub enum Record {
         private: bool,
         at_ms: i64,
     },
+    /// A consent decision (`consent_records`).
+    Consent {
+        call_sid: String,
+        seq: u32,
+        /// When the question was first put; the decision's time if never asked.
+        asked_at_ms: i64,
+        /// `accepted`, `declined`, `unclear`, `not_required`.
+        answer: String,
+        /// `speech`, `dtmf`, `silence`, `not_asked`.
+        how: String,
+        at_ms: i64,
+    },
     Outcome {
         call_sid: String,
         slots: serde_json::Map<String, serde_json::Value>,
@@ -150,6 +162,7 @@ impl Record {
             | Record::CallRejected { call_sid, .. }
             | Record::Turn { call_sid, .. }
             | Record::Event { call_sid, .. }
+            | Record::Consent { call_sid, .. }
             | Record::Outcome { call_sid, .. } => call_sid,
             Record::NodeRestarted { .. } => "",
         }
@@ -180,6 +193,9 @@ pub struct CallRecorder {
     sink: Arc<dyn RecordSink>,
     turns: AtomicU32,
     events: AtomicU32,
+    consents: AtomicU32,
+    /// A decline covering the transcript: turns keep their shape, not their text.
+    withhold_text: AtomicBool,
 }
 
 impl CallRecorder {
@@ -189,6 +205,8 @@ impl CallRecorder {
             sink,
             turns: AtomicU32::new(0),
             events: AtomicU32::new(0),
+            consents: AtomicU32::new(0),
+            withhold_text: AtomicBool::new(false),
         }
     }
 
@@ -197,6 +215,24 @@ impl CallRecorder {
     pub fn start_at(&self, base: u32) {
         self.turns.store(base, Ordering::Relaxed);
         self.events.store(base, Ordering::Relaxed);
+        self.consents.store(base, Ordering::Relaxed);
+    }
+
+    /// From now on, turns are stored without their text.
+    pub fn withhold_text(&self) {
+        self.withhold_text.store(true, Ordering::Relaxed);
+    }
+
+    pub fn consent(&self, answer: &str, how: &str, asked_at_ms: i64) {
+        let at_ms = now_ms();
+        self.sink.send(Record::Consent {
+            call_sid: self.call_sid.clone(),
+            seq: self.consents.fetch_add(1, Ordering::Relaxed),
+            asked_at_ms: if asked_at_ms > 0 { asked_at_ms } else { at_ms },
+            answer: answer.to_owned(),
+            how: how.to_owned(),
+            at_ms,
+        });
     }
 
     pub fn send(&self, record: Record) {
@@ -216,6 +252,11 @@ impl CallRecorder {
         if text.trim().is_empty() {
             return;
         }
+        let (text, heard) = if self.withhold_text.load(Ordering::Relaxed) {
+            ("", heard.map(|_| ""))
+        } else {
+            (text, heard)
+        };
         self.sink.send(Record::Turn {
             call_sid: self.call_sid.clone(),
             seq: self.turns.fetch_add(1, Ordering::Relaxed),
@@ -287,6 +328,34 @@ mod tests {
             matches!(&got[1], Record::Turn { seq: 1, interrupted: true, heard: Some(h), .. } if h == "Hi there.")
         );
         assert!(matches!(&got[3], Record::Event { seq: 1, kind, .. } if kind == "dtmf"));
+        let json = serde_json::to_string(&got[0]).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), got[0]);
+    }
+
+    #[test]
+    fn a_decline_covering_the_transcript_keeps_the_turns_shape_not_their_words() {
+        let sink = Arc::new(MemorySink::default());
+        let rec = CallRecorder::new("CA1", sink.clone());
+        rec.bot_turn("May we record?", None, 1);
+        rec.withhold_text();
+        rec.caller_turn("No", 2);
+        rec.bot_turn("Understood. How can I help?", Some("Understood."), 3);
+        rec.consent("declined", "speech", 1);
+        let got = sink.0.lock().unwrap().clone();
+        let texts: Vec<(&str, Option<&str>)> = got
+            .iter()
+            .filter_map(|r| match r {
+                Record::Turn { text, heard, .. } => Some((text.as_str(), heard.as_deref())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [("May we record?", None), ("", None), ("", Some(""))]
+        );
+        assert!(
+            matches!(&got[3], Record::Consent { seq: 0, answer, asked_at_ms: 1, .. } if answer == "declined")
+        );
         let json = serde_json::to_string(&got[0]).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), got[0]);
     }

@@ -206,6 +206,7 @@ async fn measure(replaying: bool) -> Cost {
             fault: None,
             records: Arc::new(Discard),
             record_base: 0,
+            ask_consent: false,
         })
         .await
         .unwrap();

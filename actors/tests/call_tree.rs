@@ -100,6 +100,7 @@ impl Call {
             fault: fault.map(|f| FaultPlan::parse(f).unwrap()),
             records: records.clone(),
             record_base: 0,
+            ask_consent: false,
         })
         .await
         .unwrap();

@@ -119,6 +119,7 @@ async fn a_calls_memory_does_not_grow_with_its_length() {
         fault: None,
         records: Arc::new(Discard),
         record_base: 0,
+        ask_consent: false,
     })
     .await
     .unwrap();

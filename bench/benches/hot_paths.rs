@@ -264,6 +264,7 @@ fn barge_in(c: &mut Criterion) {
             fault: None,
             records: Arc::new(Discard),
             record_base: 0,
+            ask_consent: false,
         }))
         .unwrap();
     let call = Arc::new(call);

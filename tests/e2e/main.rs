@@ -14,6 +14,7 @@ mod policies;
 mod privacy;
 mod providers;
 mod records;
+mod rules;
 mod server;
 mod store;
 mod support;

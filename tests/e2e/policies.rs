@@ -14,13 +14,13 @@ use crate::access::{signed_stream, token_in, voice_webhook, webhook_token_to};
 use crate::records::{Api, Node, TOKEN};
 use crate::support::{GREETING, Hark, QUIET, repo_path, speech, temp_dir};
 
-fn sid(n: u64) -> String {
+pub(crate) fn sid(n: u64) -> String {
     format!("CA{n:032x}")
 }
 
 /// A call as Twilio makes it: the signed webhook for a call to `to` (at
 /// `query`), then the signed stream with the token it handed out.
-async fn call_to(hark: &Hark, n: u64, to: &str, query: &str) -> Caller {
+pub(crate) async fn call_to(hark: &Hark, n: u64, to: &str, query: &str) -> Caller {
     let token = webhook_token_to(hark, &sid(n), to, query).await;
     let caller = signed_stream(hark, n, &[("hark_token", &token)]).await;
     assert!(caller.wait_idle(QUIET, GREETING).await, "no greeting");
@@ -40,7 +40,7 @@ async fn converse(caller: &Caller, turns: usize, hark: &Hark) {
 }
 
 /// `text` with its simulated caller saying `lines` (its `script = [...]`).
-fn with_script(text: String, lines: &str) -> String {
+pub(crate) fn with_script(text: String, lines: &str) -> String {
     let script = format!("script = {lines}");
     text.lines()
         .map(|l| {
@@ -55,7 +55,7 @@ fn with_script(text: String, lines: &str) -> String {
 }
 
 /// `hark serve --policies DIR ARGS…` on `node`, with Twilio signatures on.
-fn serve_signed(node: &Node, dir: &Path, args: &[&str]) -> Hark {
+pub(crate) fn serve_signed(node: &Node, dir: &Path, args: &[&str]) -> Hark {
     let mut env = node.env();
     env.push(("TWILIO_AUTH_TOKEN".into(), TOKEN.into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -65,7 +65,7 @@ fn serve_signed(node: &Node, dir: &Path, args: &[&str]) -> Hark {
 }
 
 /// An example policy from `policies/`, with quicker simulated speech.
-fn example(dir: &Path, file: &str, to: &str, edit: impl Fn(String) -> String) {
+pub(crate) fn example(dir: &Path, file: &str, to: &str, edit: impl Fn(String) -> String) {
     let text = std::fs::read_to_string(repo_path(&format!("policies/{file}"))).unwrap();
     let quick = "\n[sim.tts]\nfirst_byte_ms = 20\nms_per_char = 10\n";
     std::fs::write(dir.join(to), edit(text) + quick).unwrap();
@@ -135,8 +135,9 @@ async fn calls_are_routed_by_number_or_name_and_end_with_their_policys_dispositi
             c.hangup();
         },
         async {
+            // Consent to record, consent to talk, the plan.
             let c = call_to(&hark, 802, "+919812345678", "").await;
-            converse(&c, 2, &hark).await;
+            converse(&c, 3, &hark).await;
             c.hangup();
         },
         async {
@@ -389,7 +390,7 @@ fn simulate_runs_a_hindi_script_through_the_call_and_prints_each_decision() {
     let script = dir.join("hindi.txt");
     std::fs::write(
         &script,
-        "# हिन्दी\nहाँ, बोलिए\ndtmf 1\nsilence 2s\nतीन सौ एमबीपीएस वाला प्लान\n",
+        "# हिन्दी\nजी हाँ\nहाँ, बोलिए\ndtmf 1\nsilence 2s\nतीन सौ एमबीपीएस वाला प्लान\n",
     )
     .unwrap();
     let policy = repo_path("policies/india-sales-ivr.toml");
@@ -410,11 +411,16 @@ fn simulate_runs_a_hindi_script_through_the_call_and_prints_each_decision() {
         .iter()
         .map(|d| d["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.first(), Some(&"bot"), "{out}");
-    assert!(
-        decisions[0]["text"].as_str().unwrap().contains("स्टॉप"),
-        "{out}"
-    );
+    // The consent question comes first (its decision on record), then the
+    // greeting, which says how to stop calls.
+    assert_eq!(kinds.first(), Some(&"event"), "{out}");
+    let bot: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d["kind"] == "bot")
+        .map(|d| d["text"].as_str().unwrap())
+        .collect();
+    assert!(bot[0].contains("रिकॉर्ड की जा सकती है"), "{out}");
+    assert!(bot[1].contains("स्टॉप"), "{out}");
     for kind in [
         "caller", "dtmf", "silence", "tool", "slot", "outcome", "ended",
     ] {
@@ -599,6 +605,7 @@ async fn a_caller_who_swears_is_warned_then_the_call_ends_with_the_rules_goodbye
         .iter()
         .filter(|e| e["kind"] == "rule")
         .map(|e| e["detail"].as_str().unwrap())
+        .filter(|d| d.starts_with("profanity"))
         .collect();
     assert_eq!(details, ["profanity: warned", "profanity: ended"], "{call}");
     let (_, transcript) = api

@@ -31,6 +31,17 @@ pub struct LanguageSettings {
     /// The profanity rule's lines in this language (`[rules.profanity]`).
     pub profanity_warning: String,
     pub profanity_goodbye: String,
+    /// The consent rule's lines in this language (`[rules.consent]`).
+    pub consent_prompt: String,
+    pub consent_reask: String,
+    pub consent_accepted: String,
+    pub consent_declined: String,
+    pub consent_unclear: String,
+    /// The idle rule's lines in this language (`[rules.idle]`).
+    pub idle_reprompt: String,
+    pub idle_goodbye: String,
+    /// `[rules.call_length]`'s closing line in this language.
+    pub call_length_closing: String,
 }
 
 /// A BCP 47 tag as policies use them: `en`, `en-IN`, `hi`, `hi-Latn`.
@@ -111,6 +122,14 @@ impl PolicyFile {
             (&mut p.fallback_line, &lang.fallback_line),
             (&mut p.rules.profanity.warning, &lang.profanity_warning),
             (&mut p.rules.profanity.goodbye, &lang.profanity_goodbye),
+            (&mut p.rules.consent.prompt, &lang.consent_prompt),
+            (&mut p.rules.consent.reask, &lang.consent_reask),
+            (&mut p.rules.consent.accepted, &lang.consent_accepted),
+            (&mut p.rules.consent.declined, &lang.consent_declined),
+            (&mut p.rules.consent.unclear, &lang.consent_unclear),
+            (&mut p.rules.idle.reprompt, &lang.idle_reprompt),
+            (&mut p.rules.idle.goodbye, &lang.idle_goodbye),
+            (&mut p.rules.call_length.closing, &lang.call_length_closing),
         ] {
             if !text.trim().is_empty() {
                 line.clone_from(text);

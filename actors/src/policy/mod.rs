@@ -13,7 +13,7 @@
 //!   [`languages`] — `language`, `[languages.CODE]`: lines and voices;
 //!   [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
 //!   [`tools`] — `[tools]`; [`outcome`] — `[outcome]` (slots,
-//!   dispositions); [`rules`] — `[rules]` (profanity); [`memory`] — `[history]`, `[records]`.
+//!   dispositions); [`rules`] — `[rules]` (consent, profanity, idle); [`memory`] — `[history]`, `[records]`.
 //! - [`providers`] — `[providers]` and each role's vendor settings, whose
 //!   types live with their providers (`providers/<role>/<vendor>.rs`).
 //! - [`errors`] — `PolicyError`, `FieldError`, the `Checks` collector.
@@ -42,7 +42,10 @@ pub use prompt::PromptSettings;
 pub use providers::{
     BATCH_STT, ProviderSettings, STREAMING_STT, SimSettings, SttSettings, TTS, TtsSettings,
 };
-pub use rules::{ProfanityAction, ProfanitySettings, RuleSettings};
+pub use rules::{
+    CallLengthSettings, ConsentCovers, ConsentMode, ConsentSettings, IdleSettings, ProfanityAction,
+    ProfanitySettings, RuleSettings,
+};
 pub use timeouts::Timeouts;
 pub use tools::ToolSettings;
 pub use turn_taking::{BargeInSettings, VadMode, VadSettings};

@@ -1,17 +1,25 @@
 //! Rules Hark enforces on a live call, pure and per call: the supervisor
-//! asks them about the caller's words before the turn controller does, and
-//! carries out their verdict. Each decision is put on the call's record.
+//! asks them about the call's start, the caller's words, keys and silences
+//! before the turn controller hears of them, and carries out their verdict.
+//! Each decision is put on the call's record.
 //!
 //! # Layout
+//! - [`consent`] — the recording question, yes/no in words or keys.
 //! - [`profanity`] — whole-word lists (English, Hindi, Hinglish), normalised.
+//! - [`idle`] — re-prompts for a silent caller, then the end.
+
+use std::time::Duration;
 
 use crate::context::CallContext;
 use crate::metrics as m;
-use crate::policy::PolicyFile;
 use crate::policy::rules::ProfanityAction;
+use crate::policy::{ConsentCovers, ConsentMode, PolicyFile};
 use crate::protocol::EndReason;
+use crate::records::now_ms;
 use crate::turns::Event as TurnEvent;
 
+pub mod consent;
+pub mod idle;
 pub mod profanity;
 
 /// What the rules make of the caller's words.
@@ -32,12 +40,23 @@ pub struct Rules {
     warning: String,
     goodbye: String,
     warned: bool,
+    consent: consent::Consent,
+    /// When the consent question was first put (ms since the epoch).
+    consent_asked_at: i64,
+    consent_wait: Duration,
+    idle: idle::Idle,
 }
 
 impl Rules {
-    pub fn from_policy(policy: &PolicyFile) -> Self {
+    /// `ask_consent`: whether this caller is asked (the runtime knows the
+    /// number; see `ConsentSettings::asks`).
+    pub fn from_policy(policy: &PolicyFile, ask_consent: bool) -> Self {
         let p = &policy.rules.profanity;
         Self {
+            consent: consent::Consent::new(&policy.rules.consent, ask_consent),
+            consent_asked_at: 0,
+            consent_wait: Duration::from_secs(u64::from(policy.rules.consent.wait_secs)),
+            idle: idle::Idle::new(&policy.rules.idle),
             profanity: (p.action != ProfanityAction::Off).then(|| {
                 (
                     profanity::Profanity::new(p.words.iter().map(String::as_str)),
@@ -50,12 +69,122 @@ impl Rules {
         }
     }
 
+    /// How the call starts: the consent question before the greeting, or
+    /// the greeting. A caller the policy need not ask may be recorded, and
+    /// that decision is on record too.
+    pub fn call_started(&mut self, ctx: &CallContext) -> TurnEvent {
+        if let Some(prompt) = self.consent.prompt() {
+            self.consent_asked_at = now_ms();
+            decided(ctx, "consent", "asked");
+            return TurnEvent::Answer {
+                line: prompt.to_owned(),
+            };
+        }
+        if ctx.policy.rules.consent.mode == ConsentMode::Optional {
+            let now = now_ms();
+            self.consent_decided(
+                ctx,
+                consent::Answer::NotRequired,
+                consent::How::NotAsked,
+                now,
+            );
+        }
+        TurnEvent::CallStarted
+    }
+
+    /// How long the caller may stay silent once the bot has finished before
+    /// [`Rules::silence_event`]; `None`: as long as they like.
+    pub fn silence_after(&self) -> Option<Duration> {
+        if self.consent.pending() {
+            Some(self.consent_wait)
+        } else {
+            self.idle.after()
+        }
+    }
+
+    /// The caller stayed silent for [`Rules::silence_after`].
+    pub fn silence_event(&mut self, ctx: &CallContext) -> Option<TurnEvent> {
+        if let Some(step) = self.consent.on_silence() {
+            return Some(self.consent_step(step, ctx));
+        }
+        Some(match self.idle.on_silence()? {
+            idle::Step::Reprompt(line) => {
+                decided(ctx, "idle", "reprompted");
+                TurnEvent::Answer { line }
+            }
+            idle::Step::End(line) => {
+                decided(ctx, "idle", "ended");
+                TurnEvent::EndWith {
+                    reason: EndReason::Idle,
+                    line,
+                }
+            }
+        })
+    }
+
+    /// A key the caller pressed, if a rule takes it (the consent question);
+    /// `None`: the turn controller's.
+    pub fn dtmf_event(&mut self, digit: char, ctx: &CallContext) -> Option<TurnEvent> {
+        self.idle.caller_active();
+        let step = self.consent.on_dtmf(digit)?;
+        Some(self.consent_step(step, ctx))
+    }
+
+    fn consent_step(&mut self, step: consent::Step, ctx: &CallContext) -> TurnEvent {
+        match step {
+            consent::Step::AskAgain(line) => {
+                decided(ctx, "consent", "asked_again");
+                TurnEvent::Answer { line }
+            }
+            consent::Step::Decided { answer, how, line } => {
+                self.consent_decided(ctx, answer, how, self.consent_asked_at);
+                let greeting = ctx.policy.greeting.trim();
+                let line = match (line.trim().is_empty(), greeting.is_empty()) {
+                    (_, true) => line,
+                    (true, false) => greeting.to_owned(),
+                    (false, false) => format!("{} {greeting}", line.trim()),
+                };
+                TurnEvent::Answer { line }
+            }
+        }
+    }
+
+    /// Sets the call's flags and records the decision.
+    fn consent_decided(
+        &self,
+        ctx: &CallContext,
+        answer: consent::Answer,
+        how: consent::How,
+        asked_at: i64,
+    ) {
+        let allows = answer.allows();
+        let covers_text = ctx.policy.rules.consent.covers(ConsentCovers::Transcript);
+        ctx.consent.set(allows, allows || !covers_text);
+        if !allows && covers_text {
+            ctx.recorder.withhold_text();
+        }
+        metrics::counter!(m::CONSENT, "result" => answer.as_str()).increment(1);
+        ctx.recorder
+            .consent(answer.as_str(), how.as_str(), asked_at);
+        ctx.recorder.event(
+            "consent",
+            format!("{} by {}", answer.as_str(), how.as_str()),
+        );
+        tracing::info!(parent: &ctx.span, answer = answer.as_str(), how = how.as_str(), "consent decided");
+    }
+
     /// What the turn controller gets for the caller's words: the words, or
     /// a rule's line. A decision is counted, on record and in the log
     /// (without the words).
     pub fn turn_event(&mut self, text: String, ctx: &CallContext) -> TurnEvent {
+        if !text.trim().is_empty() {
+            self.idle.caller_active();
+        }
         let (rule, action, event) = match self.on_caller_words(&text) {
-            Verdict::Pass => return TurnEvent::Utterance { text },
+            Verdict::Pass => match self.consent.on_words(&text) {
+                Some(step) => return self.consent_step(step, ctx),
+                None => return TurnEvent::Utterance { text },
+            },
             Verdict::Warn { rule, line } => (rule, "warned", TurnEvent::Answer { line }),
             Verdict::End { rule, line } => (
                 rule,
@@ -66,9 +195,7 @@ impl Rules {
                 },
             ),
         };
-        metrics::counter!(m::RULE_DECISIONS, "rule" => rule, "action" => action).increment(1);
-        ctx.recorder.event("rule", format!("{rule}: {action}"));
-        tracing::info!(parent: &ctx.span, rule, action, "rule enforced");
+        decided(ctx, rule, action);
         event
     }
 
@@ -96,6 +223,13 @@ impl Rules {
     }
 }
 
+/// Counts a rule's decision, puts it on record and in the log.
+fn decided(ctx: &CallContext, rule: &'static str, action: &'static str) {
+    metrics::counter!(m::RULE_DECISIONS, "rule" => rule, "action" => action).increment(1);
+    ctx.recorder.event("rule", format!("{rule}: {action}"));
+    tracing::info!(parent: &ctx.span, rule, action, "rule enforced");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,7 +238,7 @@ mod tests {
         let mut p = PolicyFile::default();
         p.rules.profanity.action = action;
         p.rules.profanity.words = vec!["jerkface".into()];
-        Rules::from_policy(&p)
+        Rules::from_policy(&p, false)
     }
 
     #[test]

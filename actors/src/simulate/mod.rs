@@ -163,6 +163,8 @@ impl Simulation {
         let (tx, out) = mpsc::channel(1024);
         let records = Arc::new(MemorySink::default());
         let sensitive = policy.outcome.sensitive();
+        // A typed call has no number: asked wherever the policy asks at all.
+        let policy_asks = policy.rules.consent.asks(None);
         let handle = start_call(CallArgs {
             ids: CallIds {
                 carrier: "sim",
@@ -180,6 +182,7 @@ impl Simulation {
             fault: None,
             records: Arc::clone(&records) as Arc<dyn crate::records::RecordSink>,
             record_base: 0,
+            ask_consent: policy_asks,
         })
         .await
         .map_err(|e| SimulateError::Start(e.to_string()))?;

@@ -1,5 +1,5 @@
 //! Calls: the list (filters, pagination), one call with its events, its
-//! transcript (audited), the CSV export (audited).
+//! consent decisions, its transcript (audited), the CSV export (audited).
 
 use std::sync::Arc;
 
@@ -22,13 +22,14 @@ use axum::response::{IntoResponse, Response};
 use utoipa::IntoParams;
 
 use super::auth::Role::Viewer;
-use crate::store::queries::{CallFilter, CallSummary, EventView, TurnView};
+use crate::store::queries::{CallFilter, CallSummary, ConsentView, EventView, TurnView};
 
 /// This resource's routes, each with its roles and OpenAPI entry.
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list_calls))
         .routes(routes!(get_call))
+        .routes(routes!(consent))
         .routes(routes!(transcript))
         .routes(routes!(export_csv))
 }
@@ -214,6 +215,41 @@ async fn get_call(
 pub struct Transcript {
     call_sid: String,
     turns: Vec<TurnView>,
+}
+
+/// What the caller allowed: every decision, and whether the call may be
+/// recorded after the last one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Consent {
+    call_sid: String,
+    /// After the last decision; `false` when none was made (the policy did
+    /// not ask, or the call ended before an answer).
+    recording_allowed: bool,
+    decisions: Vec<ConsentView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/calls/{call_sid}/consent", params(("call_sid" = String, Path, description = "Twilio's CallSid", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    description = "The call's consent-to-record decisions: asked when, the answer, how it came (speech, dtmf, silence, not_asked), when. Roles: admin, ai_ops, agent, viewer.",
+    responses((status = 200, body = Consent), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
+    security(("bearer" = ["admin", "ai_ops", "agent", "viewer"])))]
+async fn consent(
+    State(app): State<Arc<AppState>>,
+    _caller: Caller,
+    Path(sid): Path<String>,
+) -> Result<Json<Consent>, Fail> {
+    check_sid(&sid)?;
+    if app.store.call(&sid, &app.pii, true).await?.is_none() {
+        return Err(Fail(StatusCode::NOT_FOUND, format!("no call {sid}")));
+    }
+    let decisions = app.store.consents(&sid).await?;
+    let recording_allowed = decisions
+        .last()
+        .is_some_and(|d| d.answer == "accepted" || d.answer == "not_required");
+    Ok(Json(Consent {
+        call_sid: sid,
+        recording_allowed,
+        decisions,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/calls/{call_sid}/transcript", params(("call_sid" = String, Path, description = "Twilio's CallSid", pattern = "^[A-Za-z0-9_-]{1,64}$")),

@@ -64,6 +64,18 @@ pub struct EventView {
     pub at: i64,
 }
 
+/// One consent decision: when the question was put, the answer, how it
+/// came (`speech`, `dtmf`, `silence`, `not_asked`) and when.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct ConsentView {
+    pub seq: i64,
+    pub asked_at: i64,
+    /// `accepted`, `declined`, `unclear` (taken as a no), `not_required`.
+    pub answer: String,
+    pub how: String,
+    pub at: i64,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TurnView {
     pub seq: i64,
@@ -387,6 +399,28 @@ impl Store {
                     seq: r.try_get("seq").map_err(err)?,
                     kind: r.try_get("kind").map_err(err)?,
                     detail,
+                    at: r.try_get("at").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A call's consent decisions, in order.
+    pub async fn consents(&self, call_sid: &str) -> Result<Vec<ConsentView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, asked_at, answer, how, at FROM consent_records WHERE call_sid = $1 ORDER BY seq",
+        )
+        .bind(call_sid)
+        .fetch_all(self.pool())
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConsentView {
+                    seq: r.try_get("seq").map_err(err)?,
+                    asked_at: r.try_get("asked_at").map_err(err)?,
+                    answer: r.try_get("answer").map_err(err)?,
+                    how: r.try_get("how").map_err(err)?,
                     at: r.try_get("at").map_err(err)?,
                 })
             })

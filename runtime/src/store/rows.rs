@@ -70,6 +70,14 @@ pub enum Row {
         detail_enc: Option<Vec<u8>>,
         at: i64,
     },
+    Consent {
+        call_sid: String,
+        seq: i64,
+        asked_at: i64,
+        answer: String,
+        how: String,
+        at: i64,
+    },
     Outcome {
         call_sid: String,
         /// The slots with keyed hashes for values (`{"plan":"h:…"}`): what
@@ -196,6 +204,21 @@ impl Row {
                     at: at_ms,
                 }
             }
+            Record::Consent {
+                call_sid,
+                seq,
+                asked_at_ms,
+                answer,
+                how,
+                at_ms,
+            } => Row::Consent {
+                call_sid,
+                seq: i64::from(seq),
+                asked_at: asked_at_ms,
+                answer,
+                how,
+                at: at_ms,
+            },
             Record::Outcome {
                 call_sid,
                 slots,
@@ -345,6 +368,23 @@ impl Row {
             .bind(kind)
             .bind(detail)
             .bind(detail_enc.as_deref())
+            .bind(*at),
+            Row::Consent {
+                call_sid,
+                seq,
+                asked_at,
+                answer,
+                how,
+                at,
+            } => sqlx::query(
+                "INSERT INTO consent_records (call_sid, seq, asked_at, answer, how, at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (call_sid, seq) DO NOTHING",
+            )
+            .bind(call_sid)
+            .bind(*seq)
+            .bind(*asked_at)
+            .bind(answer)
+            .bind(how)
             .bind(*at),
             Row::Outcome {
                 call_sid,

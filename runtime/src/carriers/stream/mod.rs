@@ -35,8 +35,8 @@ use tracing::Span;
 
 use crate::carriers::CALLS_REJECTED;
 
-mod after_call;
 mod dtmf;
+mod rules;
 mod writer;
 
 use crate::cluster::{CallClaim, Refused};
@@ -134,6 +134,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         app.policies.resolve(&claims.policy, &claims.policy_version)
     };
     let caller = claims.from.clone();
+    let ask_consent = rules::asks_consent(&live.policy, &claims);
     app.records.send(Record::CallStarted {
         call_sid: ids.call_id.clone(),
         stream_sid: ids.stream_id.clone(),
@@ -156,6 +157,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         fault,
         records: Arc::clone(&app.records),
         record_base: claim.record_base(),
+        ask_consent,
     })
     .await
     {
@@ -253,7 +255,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
     if call.ctx.end_reason() == Some(EndReason::Profanity) {
-        after_call::block_for_profanity(&app, &caller, live.policy.rules.profanity.block_days);
+        rules::block_for_profanity(&app, &caller, live.policy.rules.profanity.block_days);
     }
     drop(session);
     drop(call.ctx);

@@ -1,9 +1,25 @@
-//! What the runtime does when a rule has ended a call: the call core knows
-//! no phone numbers, so the blocklist is the session's to write.
+//! The rules' business with phone numbers, which the call core never sees:
+//! whether the consent rule asks this caller (by the number's prefix), and
+//! the blocklist entry when the profanity rule has ended a call.
 
 use std::sync::Arc;
 
+use hark_actors::PolicyFile;
+
 use crate::state::AppState;
+use crate::stream_token::StreamClaims;
+
+/// Whether the policy's consent rule asks the other party: the caller, or
+/// the callee of an outbound call.
+pub(super) fn asks_consent(policy: &PolicyFile, claims: &StreamClaims) -> bool {
+    let party = if claims.direction.starts_with("outbound") {
+        &claims.to
+    } else {
+        &claims.from
+    };
+    let number = crate::carriers::twilio::webhook::caller_identity(party);
+    policy.rules.consent.asks(number.as_deref())
+}
 
 /// A caller whose call the profanity rule ended goes on the blocklist for
 /// `days` (audited; the next call from the number gets `<Reject/>`). A

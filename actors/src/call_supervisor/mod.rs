@@ -2,19 +2,21 @@
 //! failed child within a restart budget, and carries out what the pure
 //! [`TurnController`] decides (start a bot turn, cancel it everywhere, close),
 //! putting each turn on record as it goes.
+//!
+//! # Layout
+//! - [`restarts`] — spawning a child and restarting a failed one within the
+//!   budget.
+
+mod restarts;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::child::Child;
 use crate::context::{CallArgs, CallContext};
-use crate::llm::Llm;
-use crate::media_in::MediaIn;
-use crate::media_out::MediaOut;
 use crate::metrics as m;
 use crate::protocol::{
     ChildKind, Command as ToCarrier, EndReason, Generation, LlmMsg, MediaOutMsg, SupervisorMsg,
@@ -22,11 +24,10 @@ use crate::protocol::{
 };
 use crate::records::now_ms;
 use crate::rules::Rules;
-use crate::stt::Stt;
-use crate::tts::Tts;
+use crate::silence::SilenceWatch;
 use crate::turns::{Command, Event as TurnEvent, Lines, TurnController, TurnKind};
 use crate::util::{AbortOnDrop, LiveActor};
-use crate::vad::Vad;
+use restarts::spawn_child;
 
 /// A running call, as the runtime holds it.
 pub struct CallHandle {
@@ -66,54 +67,10 @@ pub struct SupervisorState {
     speech_started_ms: Option<i64>,
     /// Wall-clock start of each bot turn not yet on record.
     turn_starts: Vec<(Generation, i64)>,
+    /// Between the caller's speech start and end.
+    caller_speaking: bool,
+    silence: SilenceWatch,
     _live: LiveActor,
-}
-
-async fn spawn_child(
-    myself: &ActorRef<SupervisorMsg>,
-    ctx: &Arc<CallContext>,
-    kind: ChildKind,
-) -> Result<ActorCell, SpawnErr> {
-    let sup = myself.get_cell();
-    let c = Arc::clone(ctx);
-    let routes = &ctx.routes;
-    Ok(match kind {
-        ChildKind::MediaIn => {
-            let (r, _) = Actor::spawn_linked(None, Child(MediaIn), c, sup).await?;
-            routes.media_in.set(r.clone());
-            r.get_cell()
-        }
-        ChildKind::Vad => {
-            let (r, _) = Actor::spawn_linked(None, Child(Vad), c, sup).await?;
-            routes.vad.set(r.clone());
-            r.get_cell()
-        }
-        ChildKind::Stt => {
-            let (r, _) = Actor::spawn_linked(None, Child(Stt), c, sup).await?;
-            routes.stt.set(r.clone());
-            r.get_cell()
-        }
-        ChildKind::Llm => {
-            let (r, _) = Actor::spawn_linked(None, Child(Llm), c, sup).await?;
-            routes.llm.set(r.clone());
-            r.get_cell()
-        }
-        ChildKind::Tts => {
-            let (r, _) = Actor::spawn_linked(None, Child(Tts), c, sup).await?;
-            routes.tts.set(r.clone());
-            r.get_cell()
-        }
-        ChildKind::MediaOut => {
-            let (r, _) = Actor::spawn_linked(None, Child(MediaOut), c, sup).await?;
-            routes.media_out.set(r.clone());
-            r.get_cell()
-        }
-    })
-}
-
-/// Children needed to speak a line: a failure among them stops a goodbye.
-fn speaks(kind: ChildKind) -> bool {
-    matches!(kind, ChildKind::Llm | ChildKind::Tts | ChildKind::MediaOut)
 }
 
 impl SupervisorState {
@@ -206,107 +163,17 @@ impl SupervisorState {
         }
     }
 
-    /// Puts bot turns older than `before` (all, if `None`) on record: the
-    /// text said and, when the caller cut in, the part they heard.
+    /// Puts bot turns older than `before` (all, if `None`) on record.
     fn record_bot_turns(&mut self, before: Option<Generation>) {
-        let due: Vec<(Generation, i64)> = self
-            .turn_starts
-            .iter()
-            .copied()
-            .filter(|(g, _)| before.is_none_or(|b| *g < b))
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        self.turn_starts
-            .retain(|(g, _)| before.is_some_and(|b| *g >= b));
-        let history = self.ctx.history();
-        for (generation, started_ms) in due {
-            let turns: Vec<&crate::history::Turn> = history
-                .turns()
-                .iter()
-                .filter(|t| t.speaker == crate::history::Speaker::Bot && t.generation == generation)
-                .collect();
-            let heard: Vec<String> = turns
-                .iter()
-                .map(|t| t.text())
-                .filter(|t| !t.is_empty())
-                .collect();
-            let said: Vec<String> = turns
-                .iter()
-                .map(|t| t.said.clone().unwrap_or_else(|| t.text()))
-                .filter(|t| !t.is_empty())
-                .collect();
-            let interrupted = turns.iter().any(|t| t.interrupted);
-            let heard = heard.join(" ");
-            self.ctx.recorder.bot_turn(
-                &said.join(" "),
-                interrupted.then_some(heard.as_str()),
-                started_ms,
-            );
-        }
+        self.ctx.record_bot_turns(&mut self.turn_starts, before);
     }
 
-    async fn child_failed(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        kind: ChildKind,
-        mut reason: String,
-    ) {
-        let span = self.ctx.span.clone();
-        if self.turns.ending().is_some() {
-            tracing::warn!(parent: &span, actor = kind.as_str(), %reason, "child failed while the call was ending");
-            let speaks = speaks(kind);
-            return self.apply(myself, TurnEvent::ChildLostWhileEnding { speaks });
-        }
-        let budget = self.ctx.settings.restart_budget as usize;
-        let window = self.ctx.settings.restart_window();
-        loop {
-            tracing::warn!(parent: &span, actor = kind.as_str(), %reason, "child actor failed");
-            let now = Instant::now();
-            while self
-                .restarts
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > window)
-            {
-                self.restarts.pop_front();
-            }
-            if self.restarts.len() >= budget {
-                tracing::error!(
-                    parent: &span,
-                    actor = kind.as_str(),
-                    restarts = self.restarts.len(),
-                    window_secs = window.as_secs(),
-                    "restart budget exhausted; ending the call with an apology"
-                );
-                // The apology needs the speaking children: bring the failed one back once more.
-                if speaks(kind) {
-                    match spawn_child(myself, &self.ctx, kind).await {
-                        Ok(cell) => {
-                            self.children.insert(cell.get_id(), kind);
-                        }
-                        Err(_) => {
-                            let reason = EndReason::RestartBudget;
-                            return self.apply(myself, TurnEvent::Hangup { reason });
-                        }
-                    }
-                }
-                return self.apply(myself, TurnEvent::RestartBudgetExhausted);
-            }
-            self.restarts.push_back(now);
-            metrics::counter!(m::ACTOR_RESTARTS, "actor" => kind.as_str()).increment(1);
-            match spawn_child(myself, &self.ctx, kind).await {
-                Ok(cell) => {
-                    self.children.insert(cell.get_id(), kind);
-                    tracing::info!(parent: &span, actor = kind.as_str(), "child actor restarted");
-                    self.ctx.recorder.event("child_restart", kind.as_str());
-                    break;
-                }
-                Err(e) => reason = format!("restart failed: {e}"),
-            }
-        }
-        let speaks = speaks(kind);
-        self.apply(myself, TurnEvent::ChildRestarted { speaks });
+    /// Times the caller's silence while nobody speaks (see `SilenceWatch`).
+    fn watch_silence(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let quiet =
+            !self.caller_speaking && self.turns.active().is_none() && self.turns.ending().is_none();
+        let after = self.rules.silence_after();
+        self.silence.update(quiet, after, myself);
     }
 }
 
@@ -331,7 +198,7 @@ impl Actor for CallSupervisor {
             ctx.policy.barge_in.enabled,
         );
         Ok(SupervisorState {
-            rules: Rules::from_policy(&ctx.policy),
+            rules: Rules::from_policy(&ctx.policy, ctx.ask_consent),
             ctx,
             children: HashMap::new(),
             restarts: VecDeque::new(),
@@ -341,6 +208,8 @@ impl Actor for CallSupervisor {
             end_reason: None,
             speech_started_ms: None,
             turn_starts: Vec::new(),
+            caller_speaking: false,
+            silence: SilenceWatch::default(),
             started: Instant::now(),
             _live: LiveActor::new(),
         })
@@ -365,14 +234,20 @@ impl Actor for CallSupervisor {
         }
         tracing::info!(parent: &state.ctx.span, policy = %state.ctx.policy.name, "call started");
         let me = myself.clone();
-        let limit = state.ctx.settings.max_duration();
+        let mut limit = state.ctx.settings.max_duration();
+        let policy_limit = state.ctx.policy.rules.call_length.max_secs;
+        if policy_limit > 0 {
+            limit = limit.min(std::time::Duration::from_secs(u64::from(policy_limit)));
+        }
         state._max_duration = Some(AbortOnDrop::spawn(async move {
             tokio::time::sleep(limit).await;
             let _ = me.send_message(SupervisorMsg::EndCall {
                 reason: EndReason::MaxDuration,
             });
         }));
-        state.apply(&myself, TurnEvent::CallStarted);
+        let start = state.rules.call_started(&state.ctx);
+        state.apply(&myself, start);
+        state.watch_silence(&myself);
         Ok(())
     }
 
@@ -403,12 +278,14 @@ impl Actor for CallSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::SpeechStarted { at } => {
+                state.caller_speaking = true;
                 if state.speech_started_ms.is_none() {
                     state.speech_started_ms = Some(now_ms() - at.elapsed().as_millis() as i64);
                 }
             }
             SupervisorMsg::BargeIn { .. } => state.apply(&myself, TurnEvent::BargeIn),
             SupervisorMsg::SpeechEnded { last_voice, .. } => {
+                state.caller_speaking = false;
                 state.apply(&myself, TurnEvent::SpeechEnded { last_voice });
             }
             SupervisorMsg::Utterance { text } => {
@@ -416,8 +293,11 @@ impl Actor for CallSupervisor {
                 // Bot turns that are over come first on record.
                 let active = state.turns.active();
                 state.record_bot_turns(active);
-                state.ctx.recorder.caller_turn(&text, started);
+                // The rules first: a decline covering the transcript keeps
+                // the very words of the "no" out of the records.
+                let spoken = text.clone();
                 let event = state.rules.turn_event(text, &state.ctx);
+                state.ctx.recorder.caller_turn(&spoken, started);
                 state.apply(&myself, event);
             }
             SupervisorMsg::Unheard => {
@@ -436,7 +316,8 @@ impl Actor for CallSupervisor {
                     state.ctx.recorder.event("dtmf", "pressed");
                 }
                 tracing::debug!(parent: &state.ctx.span, %digit, "dtmf");
-                state.apply(&myself, TurnEvent::Dtmf { digit });
+                let event = state.rules.dtmf_event(digit, &state.ctx);
+                state.apply(&myself, event.unwrap_or(TurnEvent::Dtmf { digit }));
             }
             SupervisorMsg::PlaybackStarted { generation } => {
                 state.apply(&myself, TurnEvent::PlaybackStarted { generation });
@@ -456,8 +337,14 @@ impl Actor for CallSupervisor {
             }
             SupervisorMsg::Hangup { reason } => state.apply(&myself, TurnEvent::Hangup { reason }),
             SupervisorMsg::EndCall { reason } => {
+                let closing = &state.ctx.policy.rules.call_length.closing;
                 if reason == EndReason::MaxDuration {
-                    tracing::info!(parent: &state.ctx.span, max_secs = state.ctx.settings.max_duration_secs, "call reached its maximum duration; saying goodbye");
+                    tracing::info!(parent: &state.ctx.span, "call reached its maximum duration; saying goodbye");
+                    if !closing.trim().is_empty() {
+                        let line = closing.clone();
+                        state.apply(&myself, TurnEvent::EndWith { reason, line });
+                        return Ok(());
+                    }
                 }
                 state.apply(&myself, TurnEvent::EndCall { reason });
             }
@@ -467,7 +354,15 @@ impl Actor for CallSupervisor {
                 }
                 state.apply(&myself, TurnEvent::EndTimeout);
             }
+            SupervisorMsg::Silence { armed } => {
+                if state.silence.fired(armed)
+                    && let Some(event) = state.rules.silence_event(&state.ctx)
+                {
+                    state.apply(&myself, event);
+                }
+            }
         }
+        state.watch_silence(&myself);
         Ok(())
     }
 

@@ -1,0 +1,201 @@
+//! Rules on live calls through `hark serve` with real speech: consent to
+//! record asked before the greeting and answered in words or keys (the
+//! decision on record, in the API and counted; a decline covering the
+//! transcript keeps the text out; the call goes on either way); a silent
+//! caller re-prompted, then the call ended. (Profanity: `policies.rs`.)
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::policies::{call_to, example, serve_signed, sid, with_script};
+use crate::records::{Api, Node};
+use crate::support::{QUIET, speech, temp_dir};
+
+/// The caller says something and waits for the bot's answer to finish.
+async fn answer(caller: &hark_loadtest::Caller, hark: &crate::support::Hark) {
+    let said = caller.say(speech("yes")).await.unwrap();
+    caller
+        .wait_media_since(said.ended, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no answer:\n{}", hark.logs()));
+    assert!(caller.wait_idle(QUIET, Duration::from_secs(30)).await);
+}
+
+fn consent_of(body: &Value) -> (bool, Vec<(String, String)>) {
+    let decisions = body["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["answer"].as_str().unwrap().to_owned(),
+                d["how"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (body["recording_allowed"].as_bool().unwrap(), decisions)
+}
+
+#[tokio::test]
+async fn consent_is_asked_first_answered_by_speech_or_key_and_the_call_goes_on() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let viewer = node.token("viewer", "watcher");
+    let dir = temp_dir("hark-consent");
+    // The same agent twice: one whose callers agree, one whose callers
+    // decline, with the decline covering the transcript too.
+    example(&dir, "consent-first.toml", "consent-first.toml", |t| {
+        with_script(t, "[\"Yes, that's fine\", \"My claim reference is C-778\"]")
+    });
+    example(&dir, "consent-first.toml", "consent-no.toml", |t| {
+        with_script(t, "[\"No thanks\", \"My claim reference is C-778\"]")
+            .replace("name = \"consent-first\"", "name = \"consent-no\"")
+            .replace(
+                "covers = [\"recording\"]",
+                "covers = [\"recording\", \"transcript\"]",
+            )
+    });
+    let hark = serve_signed(&node, &dir, &[]);
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+
+    // Yes, by speech: then the greeting, then the conversation.
+    let yes = call_to(&hark, 970, "+14155550100", "?policy=consent-first").await;
+    answer(&yes, &hark).await;
+    answer(&yes, &hark).await;
+    yes.hangup();
+    // No, by speech.
+    let no = call_to(&hark, 971, "+14155550100", "?policy=consent-no").await;
+    answer(&no, &hark).await;
+    answer(&no, &hark).await;
+    no.hangup();
+    // No, by key 2, after a key that means neither (asked again).
+    let keys = call_to(&hark, 972, "+14155550100", "?policy=consent-first").await;
+    for digit in ['7', '2'] {
+        let before = tokio::time::Instant::now();
+        keys.dtmf(digit);
+        keys.wait_media_since(before, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no answer to {digit}:\n{}", hark.logs()));
+        assert!(keys.wait_idle(QUIET, Duration::from_secs(30)).await);
+    }
+    answer(&keys, &hark).await;
+    keys.hangup();
+
+    for (n, allowed, want) in [
+        (970, true, vec![("accepted", "speech")]),
+        (971, false, vec![("declined", "speech")]),
+        (972, false, vec![("declined", "dtmf")]),
+    ] {
+        let path = format!("/api/v1/calls/{}/consent", sid(n));
+        let body = api
+            .wait(&path, |b| {
+                b["decisions"].as_array().is_some_and(|d| !d.is_empty())
+            })
+            .await;
+        let want: Vec<(String, String)> = want
+            .into_iter()
+            .map(|(a, h)| (a.to_owned(), h.to_owned()))
+            .collect();
+        assert_eq!(consent_of(&body), (allowed, want), "{body}");
+        let d = &body["decisions"][0];
+        assert!(d["asked_at"].as_i64().unwrap() <= d["at"].as_i64().unwrap());
+        // The call went on past the answer: the bot replied to the next turn.
+        let call = api
+            .wait(&format!("/api/v1/calls/{}", sid(n)), |c| {
+                !c["ended_at"].is_null()
+            })
+            .await;
+        assert_eq!(call["end_reason"], "stop", "{call}");
+    }
+    // A viewer may see consent decisions (they hold no personal data).
+    let (code, _) = Api {
+        hark: &hark,
+        token: viewer,
+    }
+    .get(&format!("/api/v1/calls/{}/consent", sid(970)))
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = api.get("/api/v1/calls/CAnope/consent").await;
+    assert_eq!(code, 404);
+
+    // The agreed call's transcript is whole; the declined one (covering the
+    // transcript) keeps its turns' shape but none of their words after the no.
+    let (_, agreed) = api
+        .get(&format!("/api/v1/calls/{}/transcript", sid(970)))
+        .await;
+    assert!(agreed.to_string().contains("C-778"), "{agreed}");
+    let (_, declined) = api
+        .get(&format!("/api/v1/calls/{}/transcript", sid(971)))
+        .await;
+    let turns = declined["turns"].as_array().unwrap();
+    assert!(turns.len() >= 3, "{declined}");
+    assert!(
+        turns[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Do you agree to the recording"),
+        "{declined}"
+    );
+    assert!(
+        turns[1..].iter().all(|t| t["text"] == ""),
+        "text kept after the no: {declined}"
+    );
+
+    let m = hark.metrics().await;
+    assert_eq!(m.sum("hark_consent_total", &[("result", "accepted")]), 1.0);
+    assert_eq!(m.sum("hark_consent_total", &[("result", "declined")]), 2.0);
+    assert_eq!(
+        m.sum(
+            "hark_rule_decisions_total",
+            &[("rule", "consent"), ("action", "asked_again")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_silent_caller_is_reprompted_then_the_call_ends_politely() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let dir = temp_dir("hark-idle");
+    example(&dir, "consent-first.toml", "consent-first.toml", |t| {
+        t.replace("mode = \"required\"", "mode = \"off\"")
+            .replace("after_secs = 8", "after_secs = 3")
+            .replace("reprompts = 2", "reprompts = 1")
+    });
+    let hark = serve_signed(&node, &dir, &[]);
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+    let caller = call_to(&hark, 980, "+14155550100", "?policy=consent-first").await;
+    // Greeting played; 3 s of silence, the re-prompt, 3 s more, the goodbye.
+    let closed = caller.wait_closed(Duration::from_secs(30)).await;
+    assert!(closed.is_some(), "the call did not end:\n{}", hark.logs());
+    let call = api
+        .wait(&format!("/api/v1/calls/{}", sid(980)), |c| {
+            !c["ended_at"].is_null()
+        })
+        .await;
+    assert_eq!(call["end_reason"], "idle", "{call}");
+    let rules: Vec<&str> = call["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "rule")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["idle: reprompted", "idle: ended"], "{call}");
+    let (_, transcript) = api
+        .get(&format!("/api/v1/calls/{}/transcript", sid(980)))
+        .await;
+    let text = transcript.to_string();
+    assert!(
+        text.contains("Are you still there") && text.contains("end the call now"),
+        "{text}"
+    );
+}
