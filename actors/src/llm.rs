@@ -228,7 +228,9 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
                     ctx.record_outcome(slots, disposition);
                 }
                 Effect::Transfer { target } => {
-                    tracing::warn!(parent: &ctx.span, %target, "transfer requested; transfers are not available yet");
+                    ctx.routes
+                        .supervisor
+                        .send(SupervisorMsg::TransferRequested { generation, target });
                 }
                 Effect::None => {}
             }

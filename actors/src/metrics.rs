@@ -13,10 +13,13 @@ pub const CALLS_ENDED: &str = "hark_calls_ended_total";
 /// dispositions each lists).
 pub const CALL_DISPOSITIONS: &str = "hark_call_dispositions_total";
 /// `{rule, action}`: a rule enforced on a live call (`profanity`: `warned`,
-/// `ended`; `consent`: `asked`, `asked_again`; `idle`: `reprompted`, `ended`).
+/// `ended`; `consent`: `asked`, `asked_again`; `idle`: `reprompted`, `ended`;
+/// `escalation`: the reason).
 pub const RULE_DECISIONS: &str = "hark_rule_decisions_total";
 /// `{result}`: `accepted`, `declined`, `unclear`, `not_required`.
 pub const CONSENT: &str = "hark_consent_total";
+/// `{reason}`: `keyword`, `not_understood`, `sentiment`, `tool`, `dtmf`.
+pub const TRANSFER_REQUESTS: &str = "hark_transfer_requests_total";
 pub const CALL_ACTORS: &str = "hark_call_actors";
 pub const FRAMES_RECEIVED: &str = "hark_media_frames_received_total";
 pub const FRAMES_SENT: &str = "hark_media_frames_sent_total";
@@ -57,6 +60,10 @@ pub fn describe() {
     describe_counter!(
         RULE_DECISIONS,
         "Rules enforced on live calls, by rule and action (profanity: warned, ended; consent: asked, asked_again; idle: reprompted, ended)."
+    );
+    describe_counter!(
+        TRANSFER_REQUESTS,
+        "Requests to transfer a call to a person, by what raised them (keyword, not_understood, sentiment, tool, dtmf)."
     );
     describe_counter!(
         CONSENT,

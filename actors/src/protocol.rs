@@ -176,6 +176,11 @@ pub enum SupervisorMsg {
     TurnFailed {
         generation: Generation,
     },
+    /// The model called `transfer_call` with a valid target.
+    TransferRequested {
+        generation: Generation,
+        target: String,
+    },
     // From the runtime.
     /// The stream is gone (carrier `stop`, socket closed): end now, silently.
     Hangup {

@@ -62,6 +62,10 @@ struct Pending {
     _timer: AbortOnDrop,
 }
 
+/// A final transcript without words after this much speech is a turn the
+/// caller was not understood in (shorter: a cough, a click).
+const WORDLESS_SPEECH_MS: u32 = 700;
+
 pub struct Stt;
 
 impl crate::child::CallChild for Stt {
@@ -377,7 +381,15 @@ impl Actor for Stt {
                         }
                         if utterance_end && state.pending.as_ref().is_some_and(|p| !p.fallback) {
                             let provider = state.provider();
-                            let _ = state.complete(provider, None);
+                            // Speech this long with no words was not noise:
+                            // the caller was not understood.
+                            let long = state
+                                .pending
+                                .as_ref()
+                                .is_some_and(|p| p.info.speech_ms >= WORDLESS_SPEECH_MS);
+                            if !state.complete(provider, None) && long {
+                                state.unheard();
+                            }
                         }
                     }
                     Some(SttEvent::Error(e)) => state.lost(&myself, e),

@@ -2,7 +2,8 @@
 //! record asked before the greeting and answered in words or keys (the
 //! decision on record, in the API and counted; a decline covering the
 //! transcript keeps the text out; the call goes on either way); a silent
-//! caller re-prompted, then the call ended. (Profanity: `policies.rs`.)
+//! caller re-prompted, then the call ended; each escalation trigger raising
+//! a transfer request on record. (Profanity: `policies.rs`.)
 
 use std::time::Duration;
 
@@ -198,4 +199,91 @@ async fn a_silent_caller_is_reprompted_then_the_call_ends_politely() {
         text.contains("Are you still there") && text.contains("end the call now"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn each_escalation_trigger_raises_a_transfer_request_on_record() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let dir = temp_dir("hark-escalation");
+    // One agent, a copy per simulated caller: each says what triggers one.
+    for (name, script) in [
+        ("support-faq", "[\"I want to speak to a person\"]"),
+        ("support-upset", "[\"This is terrible, I'm fed up\"]"),
+        ("support-mumble", "[\"\", \"\"]"),
+        ("support-complain", "[\"I want to complain\"]"),
+    ] {
+        example(&dir, "support-faq.toml", &format!("{name}.toml"), |t| {
+            with_script(t, script).replace("name = \"support-faq\"", &format!("name = \"{name}\""))
+        });
+    }
+    let hark = serve_signed(&node, &dir, &[]);
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+    for (n, policy, turns) in [
+        (990, "support-faq", 1),
+        (991, "support-upset", 1),
+        (992, "support-mumble", 2),
+        (993, "support-complain", 1),
+    ] {
+        let caller = call_to(&hark, n, "+14155550100", &format!("?policy={policy}")).await;
+        for _ in 0..turns {
+            answer(&caller, &hark).await;
+        }
+        caller.hangup();
+    }
+    let keys = call_to(&hark, 994, "+14155550100", "?policy=support-faq").await;
+    let before = tokio::time::Instant::now();
+    keys.dtmf('0');
+    keys.wait_media_since(before, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no answer to 0:\n{}", hark.logs()));
+    assert!(keys.wait_idle(QUIET, Duration::from_secs(30)).await);
+    keys.hangup();
+
+    for (n, reason) in [
+        (990, "keyword"),
+        (991, "sentiment"),
+        (992, "not_understood"),
+        (993, "tool"),
+        (994, "dtmf"),
+    ] {
+        let call = api
+            .wait(&format!("/api/v1/calls/{}", sid(n)), |c| {
+                !c["ended_at"].is_null() && !c["disposition"].is_null()
+            })
+            .await;
+        let requests: Vec<&str> = call["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "transfer_requested")
+            .map(|e| e["detail"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            requests,
+            [format!("{reason} to support_desk")],
+            "{reason}: {call}"
+        );
+        assert_eq!(call["disposition"], "escalated", "{call}");
+        let (_, transcript) = api
+            .get(&format!("/api/v1/calls/{}/transcript", sid(n)))
+            .await;
+        assert!(
+            transcript
+                .to_string()
+                .contains("asked our support desk to call you back"),
+            "{reason}: {transcript}"
+        );
+    }
+    let m = hark.metrics().await;
+    for reason in ["keyword", "sentiment", "not_understood", "tool", "dtmf"] {
+        assert_eq!(
+            m.sum("hark_transfer_requests_total", &[("reason", reason)]),
+            1.0,
+            "{reason}"
+        );
+    }
 }

@@ -303,10 +303,22 @@ impl Actor for CallSupervisor {
             SupervisorMsg::Unheard => {
                 state.ctx.recorder.event("caller_unheard", "");
                 state.speech_started_ms = None;
-                state.apply(&myself, TurnEvent::Unheard);
+                let event = state.rules.not_understood(&state.ctx);
+                state.apply(&myself, event.unwrap_or(TurnEvent::Unheard));
             }
             SupervisorMsg::TurnFailed { generation } => {
+                let current = state.turns.active() == Some(generation);
                 state.apply(&myself, TurnEvent::TurnFailed { generation });
+                if current && let Some(event) = state.rules.not_understood(&state.ctx) {
+                    state.apply(&myself, event);
+                }
+            }
+            SupervisorMsg::TransferRequested { generation, target } => {
+                if state.turns.active() == Some(generation)
+                    && let Some(event) = state.rules.transfer_requested(target, &state.ctx)
+                {
+                    state.apply(&myself, event);
+                }
             }
             SupervisorMsg::Dtmf { digit } => {
                 metrics::counter!(m::DTMF).increment(1);

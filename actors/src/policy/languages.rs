@@ -42,6 +42,8 @@ pub struct LanguageSettings {
     pub idle_goodbye: String,
     /// `[rules.call_length]`'s closing line in this language.
     pub call_length_closing: String,
+    /// `[rules.escalation]`'s line in this language.
+    pub escalation_line: String,
 }
 
 /// A BCP 47 tag as policies use them: `en`, `en-IN`, `hi`, `hi-Latn`.
@@ -130,6 +132,7 @@ impl PolicyFile {
             (&mut p.rules.idle.reprompt, &lang.idle_reprompt),
             (&mut p.rules.idle.goodbye, &lang.idle_goodbye),
             (&mut p.rules.call_length.closing, &lang.call_length_closing),
+            (&mut p.rules.escalation.line, &lang.escalation_line),
         ] {
             if !text.trim().is_empty() {
                 line.clone_from(text);

@@ -43,8 +43,8 @@ pub use providers::{
     BATCH_STT, ProviderSettings, STREAMING_STT, SimSettings, SttSettings, TTS, TtsSettings,
 };
 pub use rules::{
-    CallLengthSettings, ConsentCovers, ConsentMode, ConsentSettings, IdleSettings, ProfanityAction,
-    ProfanitySettings, RuleSettings,
+    CallLengthSettings, ConsentCovers, ConsentMode, ConsentSettings, EscalationSettings,
+    EscalationTrigger, IdleSettings, ProfanityAction, ProfanitySettings, RuleSettings,
 };
 pub use timeouts::Timeouts;
 pub use tools::ToolSettings;
@@ -218,6 +218,25 @@ impl PolicyFile {
         self.timeouts.validate(&mut check);
         self.outcome.validate(&mut check);
         self.rules.validate(&mut check);
+        check.that(
+            !self
+                .rules
+                .escalation
+                .triggers
+                .contains(&EscalationTrigger::Tool)
+                || !self.tools.transfer_targets.is_empty(),
+            "rules.escalation.triggers",
+            "\"tool\" needs [tools] transfer_targets (the model's transfer_call)".into(),
+        );
+        let disposition = &self.rules.escalation.disposition;
+        check.that(
+            disposition.is_empty() || self.outcome.dispositions.contains(disposition),
+            "rules.escalation.disposition",
+            format!(
+                "{disposition:?} is not one of [outcome] dispositions {:?}",
+                self.outcome.dispositions
+            ),
+        );
         self.history.validate(&mut check);
         check.0
     }

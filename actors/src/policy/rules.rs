@@ -12,6 +12,67 @@ pub struct RuleSettings {
     pub profanity: ProfanitySettings,
     pub idle: IdleSettings,
     pub call_length: CallLengthSettings,
+    pub escalation: EscalationSettings,
+}
+
+/// What may raise a transfer request.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationTrigger {
+    /// The caller asks for a person ("human", "agent", "manager", "इंसान"…).
+    Keywords,
+    /// `not_understood_turns` turns in a row without words or a reply.
+    NotUnderstood,
+    /// The caller's mood over `sentiment_window` turns at or below
+    /// `sentiment_threshold` (an embedded lexicon scorer).
+    Sentiment,
+    /// The model calls `transfer_call` (needs `[tools] transfer_targets`).
+    Tool,
+    /// The caller presses `dtmf_key`.
+    Dtmf,
+}
+
+/// `[rules.escalation]`: when the caller should get a person. A request is
+/// recorded with its reason and target and the line is said; the call goes
+/// on with the bot until transfers exist.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationSettings {
+    /// Empty: escalation is off.
+    pub triggers: Vec<EscalationTrigger>,
+    /// Words or phrases to add to the built-in English, Hindi and Hinglish ones.
+    pub keywords: Vec<String>,
+    pub not_understood_turns: u32,
+    /// The sum of the last `sentiment_window` turns' scores (each word -4 … +3).
+    pub sentiment_threshold: i32,
+    pub sentiment_window: u32,
+    pub dtmf_key: String,
+    /// Where the request is for (a team or queue name; the model's tool
+    /// names its own target).
+    pub target: String,
+    /// Said when a request is raised.
+    pub line: String,
+    /// The call's disposition once a request is raised (one `[outcome]`
+    /// lists); empty: left to the model.
+    pub disposition: String,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> Self {
+        Self {
+            triggers: Vec::new(),
+            keywords: Vec::new(),
+            not_understood_turns: 3,
+            sentiment_threshold: -6,
+            sentiment_window: 3,
+            dtmf_key: "0".into(),
+            target: "agent".into(),
+            line: "I've asked for a colleague to help you. Someone will get back to you as soon \
+                   as possible."
+                .into(),
+            disposition: String::new(),
+        }
+    }
 }
 
 /// `[rules.call_length]`: the longest a call may run under this policy.
@@ -226,6 +287,46 @@ impl RuleSettings {
             );
         }
         check.range("rules.consent.wait_secs", c.wait_secs, 2, 60);
+        let e = &self.escalation;
+        if !e.triggers.is_empty() {
+            check.that(
+                !e.line.trim().is_empty(),
+                "rules.escalation.line",
+                "must not be empty".into(),
+            );
+            check.that(
+                !e.target.trim().is_empty(),
+                "rules.escalation.target",
+                "must not be empty".into(),
+            );
+            check.range(
+                "rules.escalation.not_understood_turns",
+                e.not_understood_turns,
+                1,
+                10,
+            );
+            check.range(
+                "rules.escalation.sentiment_threshold",
+                e.sentiment_threshold,
+                -100,
+                -1,
+            );
+            check.range(
+                "rules.escalation.sentiment_window",
+                e.sentiment_window,
+                1,
+                10,
+            );
+            let mut key = e.dtmf_key.chars();
+            check.that(
+                matches!(
+                    (key.next(), key.next()),
+                    (Some('0'..='9' | '*' | '#'), None)
+                ),
+                "rules.escalation.dtmf_key",
+                format!("{:?} is not one key (0-9, *, #)", e.dtmf_key),
+            );
+        }
         let l = &self.call_length;
         check.that(
             l.max_secs == 0 || l.max_secs >= 10,

@@ -5,8 +5,7 @@
 //! again once; unclear twice is a no. Pure: the supervisor carries out the
 //! lines and puts each decision on record.
 
-use std::collections::HashMap;
-
+use super::phrases::Phrases;
 use crate::policy::ConsentSettings;
 
 /// English yes; the Hindi and Hinglish lists follow.
@@ -114,62 +113,32 @@ const NO_HI: &[&str] = &[
     "theek nahin",
 ];
 
-/// The longest phrase is this many words.
-const MAX_WORDS: usize = 4;
-
-fn words(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| super::profanity::normalise(&w.replace('’', "'")))
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-/// Yes and no phrases, by their normalised words.
+/// Yes (`true`) and no (`false`) phrases: the built-in lists and a policy's.
 #[derive(Debug, Clone, Default)]
-pub struct Phrases(HashMap<Vec<String>, bool>);
+pub struct YesNo(Phrases<bool>);
 
-impl Phrases {
-    /// The built-in lists and a policy's own.
+impl YesNo {
     pub fn new<'a>(yes: impl Iterator<Item = &'a str>, no: impl Iterator<Item = &'a str>) -> Self {
-        let mut map = HashMap::new();
-        let built_in_yes = YES_EN.iter().chain(YES_HI).copied();
-        let built_in_no = NO_EN.iter().chain(NO_HI).copied();
-        for (phrase, yes) in built_in_yes
+        let yes = YES_EN
+            .iter()
+            .chain(YES_HI)
+            .copied()
             .chain(yes)
-            .map(|p| (p, true))
-            .chain(built_in_no.chain(no).map(|p| (p, false)))
-        {
-            let w = words(phrase);
-            if !w.is_empty() && w.len() <= MAX_WORDS {
-                map.insert(w, yes);
-            }
-        }
-        Self(map)
+            .map(|p| (p, true));
+        let no = NO_EN
+            .iter()
+            .chain(NO_HI)
+            .copied()
+            .chain(no)
+            .map(|p| (p, false));
+        Self(Phrases::new(yes.chain(no)))
     }
 
     /// `Some(true)` for a yes, `Some(false)` for a no, `None` when the words
     /// hold neither, or both.
     pub fn classify(&self, text: &str) -> Option<bool> {
-        let w = words(text);
-        let (mut yes, mut no) = (false, false);
-        let mut i = 0;
-        while i < w.len() {
-            let longest = (1..=MAX_WORDS.min(w.len() - i))
-                .rev()
-                .find_map(|n| w.get(i..i + n).and_then(|p| self.0.get(p)).map(|v| (n, *v)));
-            match longest {
-                Some((n, v)) => {
-                    if v {
-                        yes = true;
-                    } else {
-                        no = true;
-                    }
-                    i += n;
-                }
-                None => i += 1,
-            }
-        }
-        match (yes, no) {
+        let found = self.0.find(text);
+        match (found.contains(&true), found.contains(&false)) {
             (true, false) => Some(true),
             (false, true) => Some(false),
             _ => None,
@@ -250,7 +219,7 @@ enum State {
 /// One call's consent question.
 #[derive(Debug)]
 pub struct Consent {
-    phrases: Phrases,
+    phrases: YesNo,
     state: State,
     prompt: String,
     reask: String,
@@ -264,12 +233,12 @@ impl Consent {
     pub fn new(settings: &ConsentSettings, ask: bool) -> Self {
         Self {
             phrases: if ask {
-                Phrases::new(
+                YesNo::new(
                     settings.yes.iter().map(String::as_str),
                     settings.no.iter().map(String::as_str),
                 )
             } else {
-                Phrases::default()
+                YesNo::default()
             },
             state: if ask {
                 State::Asking { reasked: false }
@@ -357,8 +326,8 @@ mod tests {
     use super::*;
     use crate::policy::{ConsentMode, ConsentSettings};
 
-    fn phrases() -> Phrases {
-        Phrases::new(["go for it"].into_iter(), ["stop recording"].into_iter())
+    fn phrases() -> YesNo {
+        YesNo::new(["go for it"].into_iter(), ["stop recording"].into_iter())
     }
 
     #[test]

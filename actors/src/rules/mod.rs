@@ -5,8 +5,11 @@
 //!
 //! # Layout
 //! - [`consent`] — the recording question, yes/no in words or keys.
+//! - [`escalation`] — when the caller should get a person; [`sentiment`] —
+//!   the lexicon scorer it uses.
 //! - [`profanity`] — whole-word lists (English, Hindi, Hinglish), normalised.
 //! - [`idle`] — re-prompts for a silent caller, then the end.
+//! - [`phrases`] — whole-word phrase matching, longest first.
 
 use std::time::Duration;
 
@@ -19,8 +22,11 @@ use crate::records::now_ms;
 use crate::turns::Event as TurnEvent;
 
 pub mod consent;
+pub mod escalation;
 pub mod idle;
+pub mod phrases;
 pub mod profanity;
+pub mod sentiment;
 
 /// What the rules make of the caller's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +51,7 @@ pub struct Rules {
     consent_asked_at: i64,
     consent_wait: Duration,
     idle: idle::Idle,
+    escalation: escalation::Escalation,
 }
 
 impl Rules {
@@ -57,6 +64,7 @@ impl Rules {
             consent_asked_at: 0,
             consent_wait: Duration::from_secs(u64::from(policy.rules.consent.wait_secs)),
             idle: idle::Idle::new(&policy.rules.idle),
+            escalation: escalation::Escalation::new(&policy.rules.escalation),
             profanity: (p.action != ProfanityAction::Off).then(|| {
                 (
                     profanity::Profanity::new(p.words.iter().map(String::as_str)),
@@ -126,8 +134,23 @@ impl Rules {
     /// `None`: the turn controller's.
     pub fn dtmf_event(&mut self, digit: char, ctx: &CallContext) -> Option<TurnEvent> {
         self.idle.caller_active();
-        let step = self.consent.on_dtmf(digit)?;
-        Some(self.consent_step(step, ctx))
+        if let Some(step) = self.consent.on_dtmf(digit) {
+            return Some(self.consent_step(step, ctx));
+        }
+        let request = self.escalation.on_dtmf(digit)?;
+        Some(escalate(request, ctx))
+    }
+
+    /// The caller spoke but no words came, or the bot could not reply.
+    pub fn not_understood(&mut self, ctx: &CallContext) -> Option<TurnEvent> {
+        let request = self.escalation.on_not_understood()?;
+        Some(escalate(request, ctx))
+    }
+
+    /// The model called `transfer_call` with a valid `target`.
+    pub fn transfer_requested(&mut self, target: String, ctx: &CallContext) -> Option<TurnEvent> {
+        let request = self.escalation.on_tool(target)?;
+        Some(escalate(request, ctx))
     }
 
     fn consent_step(&mut self, step: consent::Step, ctx: &CallContext) -> TurnEvent {
@@ -181,10 +204,15 @@ impl Rules {
             self.idle.caller_active();
         }
         let (rule, action, event) = match self.on_caller_words(&text) {
-            Verdict::Pass => match self.consent.on_words(&text) {
-                Some(step) => return self.consent_step(step, ctx),
-                None => return TurnEvent::Utterance { text },
-            },
+            Verdict::Pass => {
+                if let Some(step) = self.consent.on_words(&text) {
+                    return self.consent_step(step, ctx);
+                }
+                if let Some(request) = self.escalation.on_words(&text) {
+                    return escalate(request, ctx);
+                }
+                return TurnEvent::Utterance { text };
+            }
             Verdict::Warn { rule, line } => (rule, "warned", TurnEvent::Answer { line }),
             Verdict::End { rule, line } => (
                 rule,
@@ -220,6 +248,27 @@ impl Rules {
                 line: self.goodbye.clone(),
             },
         }
+    }
+}
+
+/// A transfer request: counted, on record with its reason and target, and
+/// the policy's line said (the call goes on with the bot until transfers
+/// exist).
+fn escalate(request: escalation::Request, ctx: &CallContext) -> TurnEvent {
+    let reason = request.reason.as_str();
+    decided(ctx, "escalation", reason);
+    metrics::counter!(m::TRANSFER_REQUESTS, "reason" => reason).increment(1);
+    ctx.recorder.event(
+        "transfer_requested",
+        format!("{reason} to {}", request.target),
+    );
+    tracing::info!(parent: &ctx.span, reason, target = %request.target, "transfer requested");
+    let disposition = &ctx.policy.rules.escalation.disposition;
+    if !disposition.is_empty() {
+        ctx.record_outcome(serde_json::Map::new(), Some(disposition.clone()));
+    }
+    TurnEvent::Answer {
+        line: ctx.policy.rules.escalation.line.clone(),
     }
 }
 

@@ -92,6 +92,9 @@ pub enum Decision {
 impl std::fmt::Display for Decision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Decision::Caller { text } if text.is_empty() => {
+                write!(f, "caller: [speaks; no words heard]")
+            }
             Decision::Caller { text } => write!(f, "caller: {text}"),
             Decision::Dtmf { key } => write!(f, "caller: [presses {key}]"),
             Decision::Silence { ms } => write!(f, "caller: [silent {:.1} s]", *ms as f64 / 1000.0),
@@ -216,7 +219,11 @@ impl Simulation {
             return got;
         }
         match step {
-            Step::Say(text) => {
+            Step::Say(_) | Step::Mumble => {
+                let text = match step {
+                    Step::Say(text) => text.clone(),
+                    _ => String::new(),
+                };
                 got.push(Decision::Caller { text: text.clone() });
                 self.typed
                     .lock()

@@ -5,6 +5,7 @@
 //! I'd like to invest in mutual funds     <- the caller says this
 //! dtmf 1                                 <- presses 1 (`dtmf 12#` presses three keys)
 //! silence 8s                             <- says nothing for 8 s (`500ms`, `1.5s`)
+//! mumble                                 <- speaks, but no words are heard
 //! say dtmf is a word                     <- `say` forces a caller line
 //! ```
 
@@ -16,6 +17,8 @@ pub enum Step {
     Say(String),
     Dtmf(char),
     Silence(Duration),
+    /// Speech the STT makes no words of.
+    Mumble,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +58,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ScriptError> {
                 }
             }
             "silence" => steps.push(Step::Silence(duration(rest).map_err(bad)?)),
+            "mumble" if rest.is_empty() => steps.push(Step::Mumble),
             "say" if !rest.is_empty() => steps.push(Step::Say(rest.to_owned())),
             _ => steps.push(Step::Say(line.to_owned())),
         }
