@@ -152,6 +152,8 @@ pub struct CallContext {
     /// What the consent rule decided; the recording reads `recording_allowed`.
     pub consent: ConsentFlags,
     pub ask_consent: bool,
+    /// What the bot must never say (`[rules.claims]`), compiled for the call.
+    pub claims: crate::rules::claims::Claims,
 }
 
 impl CallContext {
@@ -208,6 +210,7 @@ impl CallContext {
                 transcript: std::sync::atomic::AtomicBool::new(true),
             },
             ask_consent,
+            claims: crate::rules::claims::Claims::new(&policy.rules.claims),
             policy,
         })
     }

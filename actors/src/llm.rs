@@ -78,6 +78,9 @@ enum Round {
     Failed,
     /// The turn was cancelled while it streamed.
     Stale,
+    /// A sentence made a forbidden claim (this one): it and the rest of
+    /// the stream were dropped.
+    Blocked(String),
 }
 
 /// Opens a stream and waits for its first delta (the first-token timeout
@@ -138,6 +141,9 @@ async fn one_round(
             match d {
                 Ok(LlmDelta::Text(text)) => {
                     for sentence in splitter.push(&text) {
+                        if let Some(claim) = ctx.claims.check(&sentence) {
+                            return Round::Blocked(claim);
+                        }
                         if !speaker.say(sentence) {
                             return Round::Stale;
                         }
@@ -158,10 +164,13 @@ async fn one_round(
         if broke && speaker.next == spoken_before && tools.is_empty() {
             continue; // nothing of this attempt was said: try again
         }
-        if let Some(rest) = splitter.finish().filter(|_| !broke)
-            && !speaker.say(rest)
-        {
-            return Round::Stale;
+        if let Some(rest) = splitter.finish().filter(|_| !broke) {
+            if let Some(claim) = ctx.claims.check(&rest) {
+                return Round::Blocked(claim);
+            }
+            if !speaker.say(rest) {
+                return Round::Stale;
+            }
         }
         return Round::Answered(tools);
     }
@@ -195,15 +204,32 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
         next: 0,
     };
     let mut ends_call = false;
-    for _ in 0..MAX_TOOL_ROUNDS {
+    // Set once a sentence was blocked: the continuation is asked for once.
+    let mut instruction: Option<String> = None;
+    let mut rounds = 0;
+    while rounds < MAX_TOOL_ROUNDS {
+        rounds += 1;
         let request = LlmRequest {
             system_prompt: ctx.system_prompt.clone(),
             turns: ctx.history().turns().to_vec(),
             tools: ctx.tools.specs(),
+            instruction: instruction.clone(),
         };
         let calls = match one_round(&ctx, &request, &mut speaker, deadline).await {
             Round::Stale => return,
             Round::Failed => break,
+            Round::Blocked(claim) if instruction.is_none() => {
+                claim_blocked(&ctx, &claim, "regenerated");
+                let template = &ctx.policy.rules.claims.instruction;
+                instruction = Some(template.replace("{claim}", &claim));
+                rounds -= 1;
+                continue;
+            }
+            Round::Blocked(claim) => {
+                claim_blocked(&ctx, &claim, "safe_line");
+                speaker.say(ctx.policy.rules.claims.safe_line.clone());
+                break;
+            }
             Round::Answered(calls) if calls.is_empty() => break,
             Round::Answered(calls) => calls,
         };
@@ -251,6 +277,16 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
         speaker.say(ctx.policy.fallback_line.clone());
     }
     speaker.end();
+}
+
+/// A sentence the bot must not say was dropped with the rest of its
+/// stream; `then`: `regenerated` (the continuation is asked for again) or
+/// `safe_line`. The claim is the policy's own phrase or pattern.
+fn claim_blocked(ctx: &CallContext, claim: &str, then: &'static str) {
+    metrics::counter!(m::RULE_DECISIONS, "rule" => "claims", "action" => then).increment(1);
+    ctx.recorder.event("rule", format!("claims: {then}"));
+    ctx.recorder.event("claim_blocked", claim.to_owned());
+    tracing::info!(parent: &ctx.span, then, "a forbidden claim was kept from the caller");
 }
 
 /// A bounded label for `hark_tool_calls_total`.

@@ -30,6 +30,8 @@ struct Expect {
     callback: Option<[String; 2]>,
     /// Events on record (`rule: profanity: warned`…), in this order.
     events: Vec<String>,
+    /// Substrings no bot line may hold.
+    never_says: Vec<String>,
 }
 
 fn repo() -> PathBuf {
@@ -62,6 +64,11 @@ async fn run(file: &Path) -> Result<(), String> {
             _ => None,
         })
         .collect();
+    for never in &case.expect.never_says {
+        if let Some(line) = bot.iter().find(|l| l.contains(never.as_str())) {
+            problems.push(format!("the bot says {never:?}: {line:?}"));
+        }
+    }
     let mut at = 0;
     for want in &case.expect.says {
         match bot

@@ -41,7 +41,7 @@ fn assert_heard_whole(fakes: &Fakes, fixture: &str) {
 }
 
 /// `tests/policies/live.toml` with some text replaced, in a temporary file.
-fn live_policy(name: &str, edits: &[(&str, &str)]) -> String {
+pub(crate) fn live_policy(name: &str, edits: &[(&str, &str)]) -> String {
     let mut text = std::fs::read_to_string(repo_path("tests/policies/live.toml")).unwrap();
     for (from, to) in edits {
         assert!(text.contains(from), "{from:?} not in live.toml");
@@ -53,7 +53,11 @@ fn live_policy(name: &str, edits: &[(&str, &str)]) -> String {
 }
 
 /// Says `fixture` and waits for the whole reply.
-async fn turn(hark: &Hark, caller: &hark_loadtest::Caller, fixture: &str) -> tokio::time::Instant {
+pub(crate) async fn turn(
+    hark: &Hark,
+    caller: &hark_loadtest::Caller,
+    fixture: &str,
+) -> tokio::time::Instant {
     let spoken = caller.say(speech(fixture)).await.unwrap();
     caller
         .wait_media_since(spoken.ended, Duration::from_secs(8))

@@ -287,3 +287,63 @@ async fn each_escalation_trigger_raises_a_transfer_request_on_record() {
         );
     }
 }
+
+/// `[rules.claims]` for the live-provider policy.
+const CLAIMS: &str = "[rules.claims]\nphrases = [\"guaranteed returns\", \"risk-free\"]\nsafe_line = \"I can't promise returns.\"\n\n[tools]";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_claim_never_reaches_the_voice_and_nothing_is_said_twice() {
+    use crate::fakes::Fakes;
+    use crate::fakes::openai::Reply;
+    let fakes = Fakes::start().await;
+    let policy = crate::providers::live_policy("claims", &[("[tools]", CLAIMS)]);
+    let hark = crate::support::Hark::start_live_with(&fakes, &policy, &[]);
+    // Turn 1: the second sentence promises returns; the continuation asked
+    // for again is clean. Turn 2: both try; the safe line is said.
+    for reply in [
+        "Our fund is popular. It gives guaranteed returns of twelve percent. Shall I send details?",
+        "Returns depend on the market. Shall I send details?",
+        "Sure thing. It is risk-free.",
+        "Absolutely, risk-free and guaranteed returns.",
+    ] {
+        fakes.openai.reply(Reply::Text(reply.into()));
+    }
+    let caller = hark.caller(995).await;
+    assert!(caller.wait_idle(QUIET, crate::support::GREETING).await);
+    crate::providers::turn(&hark, &caller, "order").await;
+    crate::providers::turn(&hark, &caller, "yes").await;
+    let said = fakes.elevenlabs.sentences();
+    assert_eq!(
+        &said[2..],
+        [
+            "Our fund is popular.",
+            "Returns depend on the market.",
+            "Shall I send details?",
+            "Sure thing.",
+            "I can't promise returns."
+        ],
+        "{said:?}"
+    );
+    // The continuation was asked for with an instruction naming the claim,
+    // after the sentence already spoken.
+    let requests = fakes.openai.chat_requests();
+    let second = requests[1]["messages"].as_array().unwrap();
+    let last = second.last().unwrap();
+    assert_eq!(last["role"], "system", "{last}");
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .contains("\"guaranteed returns\""),
+        "{last}"
+    );
+    assert_eq!(second[second.len() - 2]["content"], "Our fund is popular.");
+    let m = hark.metrics().await;
+    for action in ["regenerated", "safe_line"] {
+        let got = m.sum(
+            "hark_rule_decisions_total",
+            &[("rule", "claims"), ("action", action)],
+        );
+        assert_eq!(got, if action == "regenerated" { 2.0 } else { 1.0 });
+    }
+}

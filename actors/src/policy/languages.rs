@@ -44,6 +44,8 @@ pub struct LanguageSettings {
     pub call_length_closing: String,
     /// `[rules.escalation]`'s line in this language.
     pub escalation_line: String,
+    /// `[rules.claims]`'s safe line in this language.
+    pub claims_safe_line: String,
 }
 
 /// A BCP 47 tag as policies use them: `en`, `en-IN`, `hi`, `hi-Latn`.
@@ -133,6 +135,7 @@ impl PolicyFile {
             (&mut p.rules.idle.goodbye, &lang.idle_goodbye),
             (&mut p.rules.call_length.closing, &lang.call_length_closing),
             (&mut p.rules.escalation.line, &lang.escalation_line),
+            (&mut p.rules.claims.safe_line, &lang.claims_safe_line),
         ] {
             if !text.trim().is_empty() {
                 line.clone_from(text);

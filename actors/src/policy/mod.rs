@@ -43,8 +43,9 @@ pub use providers::{
     BATCH_STT, ProviderSettings, STREAMING_STT, SimSettings, SttSettings, TTS, TtsSettings,
 };
 pub use rules::{
-    CallLengthSettings, ConsentCovers, ConsentMode, ConsentSettings, EscalationSettings,
-    EscalationTrigger, IdleSettings, ProfanityAction, ProfanitySettings, RuleSettings,
+    CallLengthSettings, ClaimSettings, ConsentCovers, ConsentMode, ConsentSettings,
+    EscalationSettings, EscalationTrigger, IdleSettings, ProfanityAction, ProfanitySettings,
+    RuleSettings,
 };
 pub use timeouts::Timeouts;
 pub use tools::ToolSettings;

@@ -13,6 +13,38 @@ pub struct RuleSettings {
     pub idle: IdleSettings,
     pub call_length: CallLengthSettings,
     pub escalation: EscalationSettings,
+    pub claims: ClaimSettings,
+}
+
+/// `[rules.claims]`: what the bot must never say. Each sentence is checked
+/// before TTS; on a hit the rest of that reply is dropped and only the
+/// continuation is asked for again, once, with `instruction`; a second hit
+/// says `safe_line` instead.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimSettings {
+    /// Words or phrases, matched as whole words ("guaranteed returns").
+    pub phrases: Vec<String>,
+    /// Regular expressions, case-insensitive (`\b\d+\s*% returns`).
+    pub patterns: Vec<String>,
+    /// Given to the model for the regenerated continuation; `{claim}` is
+    /// what was blocked.
+    pub instruction: String,
+    pub safe_line: String,
+}
+
+impl Default for ClaimSettings {
+    fn default() -> Self {
+        Self {
+            phrases: Vec::new(),
+            patterns: Vec::new(),
+            instruction: "Your reply was cut off because it made a claim you must never make \
+                          (\"{claim}\"). Continue the reply from where it stopped, without \
+                          repeating anything already said and without that claim or any like it."
+                .into(),
+            safe_line: "I can't advise on that. A qualified colleague can help you with it.".into(),
+        }
+    }
 }
 
 /// What may raise a transfer request.
@@ -287,6 +319,35 @@ impl RuleSettings {
             );
         }
         check.range("rules.consent.wait_secs", c.wait_secs, 2, 60);
+        let claims = &self.claims;
+        for (i, pattern) in claims.patterns.iter().enumerate() {
+            if let Err(e) = crate::rules::claims::compile(pattern) {
+                check.that(
+                    false,
+                    &format!("rules.claims.patterns[{i}]"),
+                    format!("{pattern:?} is not a valid pattern: {e}"),
+                );
+            }
+        }
+        for phrase in &claims.phrases {
+            check.that(
+                !phrase.trim().is_empty(),
+                "rules.claims.phrases",
+                "a phrase must not be empty".into(),
+            );
+        }
+        if !claims.phrases.is_empty() || !claims.patterns.is_empty() {
+            check.that(
+                !claims.safe_line.trim().is_empty(),
+                "rules.claims.safe_line",
+                "must not be empty".into(),
+            );
+            check.that(
+                !claims.instruction.trim().is_empty(),
+                "rules.claims.instruction",
+                "must not be empty".into(),
+            );
+        }
         let e = &self.escalation;
         if !e.triggers.is_empty() {
             check.that(

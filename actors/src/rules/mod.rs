@@ -4,6 +4,8 @@
 //! Each decision is put on the call's record.
 //!
 //! # Layout
+//! - [`claims`] — what the bot must never say, checked per sentence
+//!   before TTS (by the `Llm` actor).
 //! - [`consent`] — the recording question, yes/no in words or keys.
 //! - [`escalation`] — when the caller should get a person; [`sentiment`] —
 //!   the lexicon scorer it uses.
@@ -21,6 +23,7 @@ use crate::protocol::EndReason;
 use crate::records::now_ms;
 use crate::turns::Event as TurnEvent;
 
+pub mod claims;
 pub mod consent;
 pub mod escalation;
 pub mod idle;

@@ -62,6 +62,9 @@ pub struct LlmRequest {
     pub system_prompt: String,
     pub turns: Vec<Turn>,
     pub tools: Vec<ToolSpec>,
+    /// For this reply only, after the conversation (a system message): how
+    /// to go on when a sentence was blocked by a rule.
+    pub instruction: Option<String>,
 }
 
 impl LlmRequest {

@@ -106,6 +106,14 @@ impl OpenAiChat {
             },
         )];
         out.extend(request.turns.iter().map(message));
+        if let Some(instruction) = &request.instruction {
+            out.push(ChatCompletionRequestMessage::System(
+                ChatCompletionRequestSystemMessage {
+                    content: ChatCompletionRequestSystemMessageContent::Text(instruction.clone()),
+                    name: None,
+                },
+            ));
+        }
         out
     }
 }
@@ -270,6 +278,7 @@ mod tests {
             )],
         );
         let req = LlmRequest {
+            instruction: None,
             system_prompt: "sys".into(),
             turns: h.turns().to_vec(),
             tools: vec![],

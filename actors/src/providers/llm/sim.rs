@@ -54,6 +54,10 @@ pub struct SimReply {
     /// Said after the tool's result comes back; empty: nothing more.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub then: String,
+    /// Said instead of `say` (without the tool) when the reply is asked for
+    /// again after a rule blocked a sentence: the model's continuation.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revised: String,
 }
 
 impl SimLlmSettings {
@@ -140,7 +144,12 @@ impl SimLlm {
             });
             return (then.map(|r| r.then.clone()).unwrap_or_default(), None);
         }
-        let said = request.last_caller_text().unwrap_or_default();
+        // A continuation follows the bot's own partial reply: it answers
+        // the caller's last words all the same.
+        let said = match &request.instruction {
+            Some(_) => last_caller_words(request),
+            None => request.last_caller_text().unwrap_or_default(),
+        };
         let lower = said.to_lowercase();
         match self
             .settings
@@ -148,6 +157,9 @@ impl SimLlm {
             .iter()
             .find(|r| lower.contains(&r.when.to_lowercase()))
         {
+            Some(r) if request.instruction.is_some() && !r.revised.is_empty() => {
+                (r.revised.clone(), None)
+            }
             Some(r) => {
                 let call = r.tool.as_ref().map(|name| ToolCall {
                     id: format!("sim_call_{}", request.turns.len()),
@@ -225,6 +237,7 @@ mod tests {
         let mut h = History::default();
         h.push_caller(said);
         LlmRequest {
+            instruction: None,
             system_prompt: "sys".into(),
             turns: h.turns().to_vec(),
             tools: vec![],
@@ -286,6 +299,7 @@ mod tests {
         let mut h = History::default();
         h.push_caller("I want the Pro plan");
         let req = |h: &History| LlmRequest {
+            instruction: None,
             system_prompt: "sys".into(),
             turns: h.turns().to_vec(),
             tools: vec![],
