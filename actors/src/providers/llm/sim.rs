@@ -293,6 +293,7 @@ mod tests {
                 tool: Some("record_outcome".into()),
                 arguments: args,
                 then: "Noted: the pro plan.".into(),
+                revised: String::new(),
             }],
             ..SimLlmSettings::default()
         });
