@@ -396,6 +396,7 @@ async fn a_scripted_tool_call_records_the_outcome_and_the_bot_says_what_follows(
         tool: Some("record_outcome".into()),
         arguments,
         then: "Done, the pro plan it is.".into(),
+        ..Default::default()
     }];
     let mut call = Call::start(policy, None).await;
     let mut got = Vec::new();
