@@ -97,7 +97,21 @@ pub struct CallArgs {
     /// Whether the consent rule asks this caller (decided by the runtime,
     /// which knows the number: `ConsentSettings::asks`).
     pub ask_consent: bool,
+    /// The policy's other languages, for switching mid-call (empty: none).
+    pub languages: Languages,
 }
+
+/// A language a call can be spoken in: the policy as spoken in it (lines,
+/// STT language, voices) and the providers built for that.
+#[derive(Clone)]
+pub struct Spoken {
+    pub code: String,
+    pub policy: Arc<PolicyFile>,
+    pub providers: Providers,
+}
+
+/// Language code → how the call sounds in it; built once per policy.
+pub type Languages = Arc<std::collections::BTreeMap<String, Spoken>>;
 
 /// What the caller allowed: read by the recording (`recording_allowed`) and
 /// the records (transcript text). Nothing is allowed until a rule decides.
@@ -154,6 +168,9 @@ pub struct CallContext {
     pub ask_consent: bool,
     /// What the bot must never say (`[rules.claims]`), compiled for the call.
     pub claims: crate::rules::claims::Claims,
+    languages: Languages,
+    /// The language the call is in now: lines, STT and voices come from it.
+    spoken: arc_swap::ArcSwap<Spoken>,
 }
 
 impl CallContext {
@@ -169,7 +186,13 @@ impl CallContext {
             records,
             record_base,
             ask_consent,
+            languages,
         } = args;
+        let spoken = arc_swap::ArcSwap::from_pointee(Spoken {
+            code: policy.language.clone(),
+            policy: Arc::clone(&policy),
+            providers: providers.clone(),
+        });
         let span = tracing::info_span!(
             "call",
             carrier = ids.carrier,
@@ -211,6 +234,8 @@ impl CallContext {
             },
             ask_consent,
             claims: crate::rules::claims::Claims::new(&policy.rules.claims),
+            languages,
+            spoken,
             policy,
         })
     }
@@ -256,6 +281,40 @@ impl CallContext {
                 interrupted.then_some(heard.as_str()),
                 started_ms,
             );
+        }
+    }
+
+    /// The language the call is in now, with its lines and providers.
+    pub fn spoken(&self) -> Arc<Spoken> {
+        self.spoken.load_full()
+    }
+
+    /// How the call would sound in `code`: the start language or one of
+    /// the policy's others.
+    pub fn language(&self, code: &str) -> Option<Spoken> {
+        let start = &self.policy.language;
+        if code == start {
+            return Some(Spoken {
+                code: start.clone(),
+                policy: Arc::clone(&self.policy),
+                providers: self.providers.clone(),
+            });
+        }
+        self.languages.get(code).cloned()
+    }
+
+    /// Goes on in `code`; `false` when the call cannot be spoken in it or
+    /// already is.
+    pub(crate) fn switch_language(&self, code: &str) -> bool {
+        if self.spoken.load().code == code {
+            return false;
+        }
+        match self.language(code) {
+            Some(spoken) => {
+                self.spoken.store(Arc::new(spoken));
+                true
+            }
+            None => false,
         }
     }
 

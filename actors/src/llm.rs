@@ -210,7 +210,7 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
     while rounds < MAX_TOOL_ROUNDS {
         rounds += 1;
         let request = LlmRequest {
-            system_prompt: ctx.system_prompt.clone(),
+            system_prompt: system_prompt(&ctx),
             turns: ctx.history().turns().to_vec(),
             tools: ctx.tools.specs(),
             instruction: instruction.clone(),
@@ -220,14 +220,14 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
             Round::Failed => break,
             Round::Blocked(claim) if instruction.is_none() => {
                 claim_blocked(&ctx, &claim, "regenerated");
-                let template = &ctx.policy.rules.claims.instruction;
+                let template = &ctx.spoken().policy.rules.claims.instruction;
                 instruction = Some(template.replace("{claim}", &claim));
                 rounds -= 1;
                 continue;
             }
             Round::Blocked(claim) => {
                 claim_blocked(&ctx, &claim, "safe_line");
-                speaker.say(ctx.policy.rules.claims.safe_line.clone());
+                speaker.say(ctx.spoken().policy.rules.claims.safe_line.clone());
                 break;
             }
             Round::Answered(calls) if calls.is_empty() => break,
@@ -274,9 +274,32 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
     }
     if speaker.next == 0 && !ends_call {
         // Never leave the caller in silence without a reason.
-        speaker.say(ctx.policy.fallback_line.clone());
+        speaker.say(ctx.spoken().policy.fallback_line.clone());
     }
     speaker.end();
+}
+
+/// The system prompt, with the language the call switched to, if it did.
+fn system_prompt(ctx: &CallContext) -> String {
+    let spoken = ctx.spoken();
+    if spoken.code == ctx.policy.language {
+        return ctx.system_prompt.clone();
+    }
+    format!(
+        "{}\n\nThe call is now in {}: reply in it.",
+        ctx.system_prompt,
+        language_name(&spoken.code)
+    )
+}
+
+/// A language tag as the model reads it best.
+fn language_name(code: &str) -> String {
+    match code {
+        "en" | "en-US" | "en-GB" | "en-IN" => format!("English ({code})"),
+        "hi" | "hi-IN" => "Hindi, in Devanagari".into(),
+        "hi-Latn" => "Hindi written in Latin letters (Hinglish)".into(),
+        other => format!("the language {other}"),
+    }
 }
 
 /// A sentence the bot must not say was dropped with the rest of its

@@ -436,6 +436,7 @@ mod tests {
             records: Arc::new(crate::records::MemorySink::default()),
             record_base: 0,
             ask_consent: false,
+            languages: Default::default(),
         });
         let (actor, _) = MediaOut::spawn(None, MediaOut, Arc::clone(&ctx))
             .await

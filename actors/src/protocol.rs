@@ -62,6 +62,8 @@ pub enum EndReason {
     Profanity,
     /// The caller stayed silent through the idle rule's re-prompts.
     Idle,
+    /// The caller chose a menu key that ends the call.
+    Menu,
 }
 
 impl EndReason {
@@ -78,6 +80,7 @@ impl EndReason {
             EndReason::MaxDuration => "max_duration",
             EndReason::Profanity => "profanity",
             EndReason::Idle => "idle",
+            EndReason::Menu => "menu",
         }
     }
 }
@@ -149,8 +152,10 @@ pub enum SupervisorMsg {
         speech_ms: u32,
     },
     // From `Stt`.
+    /// `languages`: each word's language when the STT reports them.
     Utterance {
         text: String,
+        languages: Vec<String>,
     },
     /// The caller spoke but no transcriber could say what (fallback timed
     /// out or failed): ask them to say it again.
@@ -287,6 +292,9 @@ pub enum SttMsg {
     Connected(Result<SttSession, ProviderError>),
     /// Time to try connecting again.
     Reconnect,
+    /// The call changed language: open a session for it once the caller
+    /// is not mid-utterance.
+    Renew,
     /// No final transcript arrived in time for this utterance.
     FinalTimeout { utterance: u64 },
     /// The fallback transcriber finished this utterance.

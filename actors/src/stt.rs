@@ -95,22 +95,42 @@ pub struct SttState {
     pending: Option<Pending>,
     utterances: u64,
     finals: Vec<String>,
+    /// The words' languages of the utterance's finals, when reported.
+    languages: Vec<String>,
+    /// The call changed language: a new session once this utterance is done.
+    renew: bool,
     fallback_task: Option<AbortOnDrop>,
 }
 
 impl SttState {
     fn provider(&self) -> &'static str {
-        self.ctx.providers.stt.name()
+        self.ctx.spoken().providers.stt.name()
     }
 
-    /// Starts a connection attempt in the background (audio keeps flowing in meanwhile).
+    /// Starts a connection attempt in the background (audio keeps flowing in
+    /// meanwhile), with the STT of the language the call is in.
     fn connect(&mut self, myself: &ActorRef<SttMsg>) {
-        let stt = Arc::clone(&self.ctx.providers.stt);
+        let stt = Arc::clone(&self.ctx.spoken().providers.stt);
         let me = myself.clone();
         self.connecting = Some(AbortOnDrop::spawn(async move {
             let result = stt.connect().await;
             let _ = me.send_message(SttMsg::Connected(result));
         }));
+    }
+
+    /// A session in the call's new language, unless the caller is mid-
+    /// utterance (then after it: its words belong to the old session).
+    fn renew_if_idle(&mut self, myself: &ActorRef<SttMsg>) {
+        if !self.renew || self.speaking || self.pending.is_some() {
+            return;
+        }
+        self.renew = false;
+        if let Some(mut live) = self.live.take() {
+            live.input.close();
+        }
+        self.finals.clear();
+        self.languages.clear();
+        self.connect(myself);
     }
 
     fn lost(&mut self, myself: &ActorRef<SttMsg>, error: ProviderError) {
@@ -223,6 +243,7 @@ impl SttState {
             .record(pending.last_voice.elapsed().as_secs_f64());
         self.finals.extend(extra.filter(|t| !t.trim().is_empty()));
         let text = std::mem::take(&mut self.finals).join(" ");
+        let languages = std::mem::take(&mut self.languages);
         self.fallback_task = None;
         if !self.speaking {
             self.take_utterance();
@@ -235,7 +256,7 @@ impl SttState {
         self.ctx
             .routes
             .supervisor
-            .send(SupervisorMsg::Utterance { text });
+            .send(SupervisorMsg::Utterance { text, languages });
         true
     }
 
@@ -282,6 +303,7 @@ impl Actor for Stt {
         myself: ActorRef<Self::Msg>,
         ctx: Arc<CallContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // Every language's STT is the same vendor, so this holds for them all.
         let keep_audio =
             ctx.providers.stt.sessions_can_drop() || ctx.providers.stt_fallback.is_some();
         let mut state = SttState {
@@ -300,6 +322,8 @@ impl Actor for Stt {
             pending: None,
             utterances: 0,
             finals: Vec::new(),
+            languages: Vec::new(),
+            renew: false,
             fallback_task: None,
         };
         state.connect(&myself);
@@ -375,9 +399,11 @@ impl Actor for Stt {
                     Some(SttEvent::Final {
                         text,
                         utterance_end,
+                        languages,
                     }) => {
                         if !text.trim().is_empty() {
                             state.finals.push(text);
+                            state.languages.extend(languages);
                         }
                         if utterance_end && state.pending.as_ref().is_some_and(|p| !p.fallback) {
                             let provider = state.provider();
@@ -407,6 +433,10 @@ impl Actor for Stt {
                 }
             }
             SttMsg::Reconnect => state.connect(&myself),
+            SttMsg::Renew => {
+                state.renew = true;
+                state.renew_if_idle(&myself);
+            }
             SttMsg::FinalTimeout { utterance } => {
                 if state
                     .pending
@@ -450,6 +480,7 @@ impl Actor for Stt {
                 }
             }
         }
+        state.renew_if_idle(&myself);
         Ok(())
     }
 }

@@ -129,7 +129,9 @@ async fn synthesize(ctx: Arc<CallContext>, myself: ActorRef<TtsMsg>, sentence: S
     } = sentence;
     let limit = ctx.policy.timeouts.tts_first_byte();
     let mut spoken = false;
-    for tts in &ctx.providers.tts {
+    // The voices of the language the call is in now.
+    let voices = ctx.spoken();
+    for tts in &voices.providers.tts {
         let name = tts.name();
         let started = Instant::now();
         let (first, mut audio) = match tokio::time::timeout(limit, open(tts.as_ref(), &text)).await

@@ -168,6 +168,11 @@ impl TurnController {
         }
     }
 
+    /// The lines of the language the call switched to.
+    pub fn set_lines(&mut self, lines: Lines) {
+        self.lines = lines;
+    }
+
     /// The bot turn in progress, if any.
     pub fn active(&self) -> Option<Generation> {
         self.bot.as_ref().map(|b| b.generation)

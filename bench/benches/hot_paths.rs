@@ -265,6 +265,7 @@ fn barge_in(c: &mut Criterion) {
             records: Arc::new(Discard),
             record_base: 0,
             ask_consent: false,
+            languages: Default::default(),
         }))
         .unwrap();
     let call = Arc::new(call);
@@ -280,6 +281,7 @@ fn barge_in(c: &mut Criterion) {
                     call.supervisor
                         .send_message(SupervisorMsg::Utterance {
                             text: "hello".into(),
+                            languages: Vec::new(),
                         })
                         .unwrap();
                     while !matches!(rx.recv().await, Some(Command::Audio(_))) {}

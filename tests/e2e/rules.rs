@@ -3,7 +3,9 @@
 //! decision on record, in the API and counted; a decline covering the
 //! transcript keeps the text out; the call goes on either way); a silent
 //! caller re-prompted, then the call ended; each escalation trigger raising
-//! a transfer request on record. (Profanity: `policies.rs`.)
+//! a transfer request on record; a forbidden claim kept from the voice; a
+//! keypad menu; a language switch by key or by words. (Profanity:
+//! `policies.rs`.)
 
 use std::time::Duration;
 
@@ -345,5 +347,113 @@ async fn a_forbidden_claim_never_reaches_the_voice_and_nothing_is_said_twice() {
             &[("rule", "claims"), ("action", action)],
         );
         assert_eq!(got, if action == "regenerated" { 2.0 } else { 1.0 });
+    }
+}
+
+/// The caller presses `digit` and waits for the bot's answer to finish.
+async fn press(caller: &hark_loadtest::Caller, digit: char, hark: &crate::support::Hark) {
+    let before = tokio::time::Instant::now();
+    caller.dtmf(digit);
+    caller
+        .wait_media_since(before, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no answer to {digit}:\n{}", hark.logs()));
+    assert!(caller.wait_idle(QUIET, Duration::from_secs(30)).await);
+}
+
+/// A call's events of `kind`, as details.
+fn events_of(call: &Value, kind: &str) -> Vec<String> {
+    call["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| e["detail"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_keypad_menu_and_a_language_switch_by_key_or_by_words() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let dir = temp_dir("hark-menu");
+    example(&dir, "support-faq.toml", "support-faq.toml", |t| {
+        with_script(t, "[\"How long does a refund take?\"]")
+    });
+    example(&dir, "india-sales-ivr.toml", "india-sales-ivr.toml", |t| {
+        with_script(
+            t,
+            "[\"हाँ\", \"Can you tell me about the broadband plans please\", \"\"]",
+        )
+    });
+    let hark = serve_signed(&node, &dir, &[]);
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+    // The support menu: key 2 is refunds; then a question about them.
+    let menu = call_to(&hark, 1000, "+14155550100", "?policy=support-faq").await;
+    press(&menu, '2', &hark).await;
+    answer(&menu, &hark).await;
+    menu.hangup();
+    // Hindi IVR: consent, then nine English words, then words nobody heard.
+    let words = call_to(&hark, 1001, "+919812345678", "?policy=india-sales-ivr").await;
+    for _ in 0..3 {
+        answer(&words, &hark).await;
+    }
+    words.hangup();
+    // Hindi IVR: consent, then key 9 for English.
+    let key = call_to(&hark, 1002, "+919812345678", "?policy=india-sales-ivr").await;
+    answer(&key, &hark).await;
+    press(&key, '9', &hark).await;
+    key.hangup();
+
+    let ended = |n: u64| {
+        let api = &api;
+        async move {
+            api.wait(&format!("/api/v1/calls/{}", sid(n)), |c| {
+                !c["ended_at"].is_null()
+            })
+            .await
+        }
+    };
+    let call = ended(1000).await;
+    assert_eq!(call["outcome"]["topic"], "refunds", "{call}");
+    assert_eq!(call["disposition"], "resolved", "{call}");
+    assert!(
+        events_of(&call, "rule").contains(&"menu: chosen".to_owned()),
+        "{call}"
+    );
+    let transcript = |n: u64| {
+        let api = &api;
+        async move {
+            api.get(&format!("/api/v1/calls/{}/transcript", sid(n)))
+                .await
+                .1
+                .to_string()
+        }
+    };
+    assert!(transcript(1000).await.contains("Sure, refunds"));
+
+    let call = ended(1001).await;
+    assert_eq!(events_of(&call, "language"), ["en-IN by words"], "{call}");
+    let text = transcript(1001).await;
+    assert!(
+        text.contains("Sorry, I didn't catch that") && !text.contains("समझ नहीं पाई"),
+        "the fallback after the switch is English: {text}"
+    );
+    let call = ended(1002).await;
+    assert_eq!(events_of(&call, "language"), ["en-IN by menu"], "{call}");
+    assert!(transcript(1002).await.contains("Hello! This is Priya"));
+    let m = hark.metrics().await;
+    for how in ["words", "menu"] {
+        assert_eq!(
+            m.sum(
+                "hark_rule_decisions_total",
+                &[("rule", "language"), ("action", how)]
+            ),
+            1.0,
+            "{how}"
+        );
     }
 }

@@ -19,15 +19,25 @@ use tokio::time::Instant;
 use crate::context::{CallArgs, CallContext};
 use crate::metrics as m;
 use crate::protocol::{
-    ChildKind, Command as ToCarrier, EndReason, Generation, LlmMsg, MediaOutMsg, SupervisorMsg,
-    TtsMsg,
+    ChildKind, Command as ToCarrier, EndReason, Generation, LlmMsg, MediaOutMsg, SttMsg,
+    SupervisorMsg, TtsMsg,
 };
 use crate::records::now_ms;
-use crate::rules::Rules;
+use crate::rules::{KeyTaken, Rules};
 use crate::silence::SilenceWatch;
 use crate::turns::{Command, Event as TurnEvent, Lines, TurnController, TurnKind};
 use crate::util::{AbortOnDrop, LiveActor};
 use restarts::spawn_child;
+
+/// The fixed lines the turn controller says, in `policy`'s language.
+fn lines(policy: &crate::policy::PolicyFile) -> Lines {
+    Lines {
+        greeting: policy.greeting.clone(),
+        fallback: policy.fallback_line.clone(),
+        goodbye: policy.goodbye.clone(),
+        apology: policy.apology.clone(),
+    }
+}
 
 /// A running call, as the runtime holds it.
 pub struct CallHandle {
@@ -168,6 +178,26 @@ impl SupervisorState {
         self.ctx.record_bot_turns(&mut self.turn_starts, before);
     }
 
+    /// Goes on in `code`: its lines from now on, its voices for the next
+    /// sentence, its STT for the next utterance.
+    fn switch_language(&mut self, code: &str, how: &'static str) {
+        let before = self.ctx.spoken();
+        if !self.ctx.switch_language(code) {
+            return;
+        }
+        let now = self.ctx.spoken();
+        self.turns.set_lines(lines(&now.policy));
+        self.rules.set_language(&now.policy);
+        if before.policy.stt != now.policy.stt {
+            self.ctx.routes.stt.send(SttMsg::Renew);
+        }
+        metrics::counter!(m::RULE_DECISIONS, "rule" => "language", "action" => how).increment(1);
+        self.ctx
+            .recorder
+            .event("language", format!("{code} by {how}"));
+        tracing::info!(parent: &self.ctx.span, language = code, how, "the call goes on in another language");
+    }
+
     /// Times the caller's silence while nobody speaks (see `SilenceWatch`).
     fn watch_silence(&mut self, myself: &ActorRef<SupervisorMsg>) {
         let quiet =
@@ -188,15 +218,7 @@ impl Actor for CallSupervisor {
         ctx: Arc<CallContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
         ctx.routes.supervisor.set(myself);
-        let turns = TurnController::new(
-            Lines {
-                greeting: ctx.policy.greeting.clone(),
-                fallback: ctx.policy.fallback_line.clone(),
-                goodbye: ctx.policy.goodbye.clone(),
-                apology: ctx.policy.apology.clone(),
-            },
-            ctx.policy.barge_in.enabled,
-        );
+        let turns = TurnController::new(lines(&ctx.policy), ctx.policy.barge_in.enabled);
         Ok(SupervisorState {
             rules: Rules::from_policy(&ctx.policy, ctx.ask_consent),
             ctx,
@@ -288,7 +310,7 @@ impl Actor for CallSupervisor {
                 state.caller_speaking = false;
                 state.apply(&myself, TurnEvent::SpeechEnded { last_voice });
             }
-            SupervisorMsg::Utterance { text } => {
+            SupervisorMsg::Utterance { text, languages } => {
                 let started = state.speech_started_ms.take().unwrap_or_else(now_ms);
                 // Bot turns that are over come first on record.
                 let active = state.turns.active();
@@ -296,6 +318,9 @@ impl Actor for CallSupervisor {
                 // The rules first: a decline covering the transcript keeps
                 // the very words of the "no" out of the records.
                 let spoken = text.clone();
+                if let Some(code) = state.rules.language_of(&languages, &state.ctx) {
+                    state.switch_language(&code, "words");
+                }
                 let event = state.rules.turn_event(text, &state.ctx);
                 state.ctx.recorder.caller_turn(&spoken, started);
                 state.apply(&myself, event);
@@ -328,8 +353,17 @@ impl Actor for CallSupervisor {
                     state.ctx.recorder.event("dtmf", "pressed");
                 }
                 tracing::debug!(parent: &state.ctx.span, %digit, "dtmf");
-                let event = state.rules.dtmf_event(digit, &state.ctx);
-                state.apply(&myself, event.unwrap_or(TurnEvent::Dtmf { digit }));
+                match state.rules.dtmf_event(digit, &state.ctx) {
+                    KeyTaken::No => state.apply(&myself, TurnEvent::Dtmf { digit }),
+                    KeyTaken::Yes(event) => {
+                        if let Some(code) = state.rules.take_switch() {
+                            state.switch_language(&code, "menu");
+                        }
+                        if let Some(event) = event {
+                            state.apply(&myself, event);
+                        }
+                    }
+                }
             }
             SupervisorMsg::PlaybackStarted { generation } => {
                 state.apply(&myself, TurnEvent::PlaybackStarted { generation });

@@ -46,6 +46,8 @@ pub struct LanguageSettings {
     pub escalation_line: String,
     /// `[rules.claims]`'s safe line in this language.
     pub claims_safe_line: String,
+    /// `[rules.menu]`'s prompt in this language.
+    pub menu_prompt: String,
 }
 
 /// A BCP 47 tag as policies use them: `en`, `en-IN`, `hi`, `hi-Latn`.
@@ -136,6 +138,7 @@ impl PolicyFile {
             (&mut p.rules.call_length.closing, &lang.call_length_closing),
             (&mut p.rules.escalation.line, &lang.escalation_line),
             (&mut p.rules.claims.safe_line, &lang.claims_safe_line),
+            (&mut p.rules.menu.prompt, &lang.menu_prompt),
         ] {
             if !text.trim().is_empty() {
                 line.clone_from(text);
@@ -143,7 +146,11 @@ impl PolicyFile {
         }
         if !lang.stt_language.is_empty() {
             p.stt.deepgram.language.clone_from(&lang.stt_language);
-            p.stt.openai.language.clone_from(&lang.stt_language);
+            // OpenAI takes one ISO 639-1 code, or none to detect it.
+            p.stt.openai.language = match lang.stt_language.as_str() {
+                "multi" => String::new(),
+                tag => tag.split('-').next().unwrap_or(tag).to_owned(),
+            };
         }
         if let Some(v) = lang.voices.get("elevenlabs") {
             p.tts.elevenlabs.voice_id.clone_from(v);

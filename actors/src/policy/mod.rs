@@ -13,7 +13,7 @@
 //!   [`languages`] — `language`, `[languages.CODE]`: lines and voices;
 //!   [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
 //!   [`tools`] — `[tools]`; [`outcome`] — `[outcome]` (slots,
-//!   dispositions); [`rules`] — `[rules]` (consent, profanity, idle); [`memory`] — `[history]`, `[records]`.
+//!   dispositions); [`rules`] — `[rules]` (consent, profanity, idle, escalation, claims); [`menu`] — `[rules.menu]`; [`memory`] — `[history]`, `[records]`.
 //! - [`providers`] — `[providers]` and each role's vendor settings, whose
 //!   types live with their providers (`providers/<role>/<vendor>.rs`).
 //! - [`errors`] — `PolicyError`, `FieldError`, the `Checks` collector.
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub mod errors;
 pub mod languages;
 pub mod memory;
+pub mod menu;
 pub mod outcome;
 pub mod prompt;
 pub mod providers;
@@ -37,6 +38,7 @@ pub mod turn_taking;
 pub use errors::{Checks, FieldError, PolicyError};
 pub use languages::LanguageSettings;
 pub use memory::{HistorySettings, RecordSettings};
+pub use menu::{MenuChoice, MenuSettings};
 pub use outcome::{OutcomeSettings, Slot, SlotType};
 pub use prompt::PromptSettings;
 pub use providers::{
@@ -219,6 +221,7 @@ impl PolicyFile {
         self.timeouts.validate(&mut check);
         self.outcome.validate(&mut check);
         self.rules.validate(&mut check);
+        menu::validate(self, &mut check);
         check.that(
             !self
                 .rules

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::Checks;
 
@@ -185,6 +186,71 @@ impl OutcomeSettings {
             .map(|(n, _)| n.clone())
             .collect()
     }
+}
+
+impl Slot {
+    /// Whether `value` is one this slot takes.
+    pub fn check(&self, value: &Value) -> Result<(), String> {
+        check_slot(self, value)
+    }
+}
+
+fn check_slot(slot: &Slot, value: &Value) -> Result<(), String> {
+    let ok = match slot.kind {
+        SlotType::String => value.as_str().is_some_and(|s| !s.trim().is_empty()),
+        SlotType::Number => value.is_number(),
+        SlotType::Integer => value.is_i64() || value.is_u64(),
+        SlotType::Boolean => value.is_boolean(),
+        SlotType::Enum => {
+            return match value {
+                Value::String(s) if slot.values.contains(s) => Ok(()),
+                other => Err(format!("must be one of {:?}, not {other}", slot.values)),
+            };
+        }
+        SlotType::CallbackWindow => return check_window(value, std::time::SystemTime::now()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        let kind = match slot.kind {
+            SlotType::String => "non-empty string",
+            SlotType::Number => "number",
+            SlotType::Integer => "integer",
+            _ => "boolean",
+        };
+        Err(format!("must be a {kind}, not {value}"))
+    }
+}
+
+/// A callback window: `start` before `end`, both RFC 3339 with an offset,
+/// and not over by `now` (a campaign schedules from it).
+pub fn check_window(value: &Value, now: std::time::SystemTime) -> Result<(), String> {
+    let time = |key: &str| -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+        let text = value
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("needs \"{key}\": an RFC 3339 time with its offset"))?;
+        chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
+            format!("{key} {text:?} is not an RFC 3339 time with an offset (e.g. 2026-12-01T10:00:00+05:30): {e}")
+        })
+    };
+    let Some(obj) = value.as_object() else {
+        return Err(format!("must be {{\"start\": …, \"end\": …}}, not {value}"));
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "start" && *k != "end") {
+        return Err(format!("has no field {k:?}; only start and end"));
+    }
+    let (start, end) = (time("start")?, time("end")?);
+    if start >= end {
+        return Err("start must be before end".into());
+    }
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    if end.timestamp_millis() <= now_ms {
+        return Err("the window is already over; ask for a time in the future".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,6 +14,18 @@ pub struct RuleSettings {
     pub call_length: CallLengthSettings,
     pub escalation: EscalationSettings,
     pub claims: ClaimSettings,
+    pub menu: super::menu::MenuSettings,
+    pub language_switch: LanguageSwitchSettings,
+}
+
+/// `[rules.language_switch]`: going on in another of the policy's
+/// languages when the caller does (the STT must report each word's
+/// language: Deepgram with `stt_language = "multi"`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LanguageSwitchSettings {
+    /// Words in a row in another language before switching; 0: off.
+    pub after_words: u32,
 }
 
 /// `[rules.claims]`: what the bot must never say. Each sentence is checked
@@ -348,6 +360,12 @@ impl RuleSettings {
                 "must not be empty".into(),
             );
         }
+        let after = self.language_switch.after_words;
+        check.that(
+            after == 0 || (2..=20).contains(&after),
+            "rules.language_switch.after_words",
+            format!("{after} is outside 2..=20 (0: off)"),
+        );
         let e = &self.escalation;
         if !e.triggers.is_empty() {
             check.that(

@@ -253,6 +253,15 @@ impl Consent {
         }
     }
 
+    /// The lines in the language the call switched to.
+    pub fn set_lines(&mut self, s: &ConsentSettings) {
+        self.prompt.clone_from(&s.prompt);
+        self.reask.clone_from(&s.reask);
+        self.accepted.clone_from(&s.accepted);
+        self.declined.clone_from(&s.declined);
+        self.unclear.clone_from(&s.unclear);
+    }
+
     /// The question, if this caller is asked.
     pub fn prompt(&self) -> Option<&str> {
         matches!(self.state, State::Asking { .. }).then_some(self.prompt.as_str())

@@ -172,6 +172,11 @@ impl Escalation {
         self.raise(Reason::Dtmf, None)
     }
 
+    /// A menu key asks for `target` (whatever the triggers).
+    pub fn on_menu(&mut self, target: String) -> Option<Request> {
+        self.raise(Reason::Dtmf, Some(target))
+    }
+
     /// The model called `transfer_call` with `target`.
     pub fn on_tool(&mut self, target: String) -> Option<Request> {
         if !self.tool {

@@ -32,6 +32,12 @@ impl Idle {
         }
     }
 
+    /// The lines in the language the call switched to.
+    pub fn set_lines(&mut self, s: &IdleSettings) {
+        self.reprompt.clone_from(&s.reprompt);
+        self.goodbye.clone_from(&s.goodbye);
+    }
+
     /// How long a silence may last; `None`: the rule is off.
     pub fn after(&self) -> Option<Duration> {
         self.after

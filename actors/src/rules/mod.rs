@@ -11,6 +11,8 @@
 //!   the lexicon scorer it uses.
 //! - [`profanity`] — whole-word lists (English, Hindi, Hinglish), normalised.
 //! - [`idle`] — re-prompts for a silent caller, then the end.
+//! - [`menu`] — the keypad menu after the greeting; [`language`] —
+//!   switching language on the words the STT reports in another.
 //! - [`phrases`] — whole-word phrase matching, longest first.
 
 use std::time::Duration;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use crate::context::CallContext;
 use crate::metrics as m;
 use crate::policy::rules::ProfanityAction;
-use crate::policy::{ConsentCovers, ConsentMode, PolicyFile};
+use crate::policy::{ConsentCovers, ConsentMode, MenuChoice, PolicyFile};
 use crate::protocol::EndReason;
 use crate::records::now_ms;
 use crate::turns::Event as TurnEvent;
@@ -27,9 +29,20 @@ pub mod claims;
 pub mod consent;
 pub mod escalation;
 pub mod idle;
+pub mod language;
+pub mod menu;
 pub mod phrases;
 pub mod profanity;
 pub mod sentiment;
+
+/// What the rules made of a key the caller pressed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyTaken {
+    /// Not a rule's: the turn controller's.
+    No,
+    /// A rule's, with what it says (if anything).
+    Yes(Option<TurnEvent>),
+}
 
 /// What the rules make of the caller's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +68,10 @@ pub struct Rules {
     consent_wait: Duration,
     idle: idle::Idle,
     escalation: escalation::Escalation,
+    menu: menu::Menu,
+    language: language::LanguageSwitch,
+    /// A language a rule chose, for the supervisor to carry out.
+    switch: Option<String>,
 }
 
 impl Rules {
@@ -68,6 +85,12 @@ impl Rules {
             consent_wait: Duration::from_secs(u64::from(policy.rules.consent.wait_secs)),
             idle: idle::Idle::new(&policy.rules.idle),
             escalation: escalation::Escalation::new(&policy.rules.escalation),
+            menu: menu::Menu::new(&policy.rules.menu),
+            language: language::LanguageSwitch::new(
+                policy.rules.language_switch.after_words,
+                policy.languages.keys().cloned(),
+            ),
+            switch: None,
             profanity: (p.action != ProfanityAction::Off).then(|| {
                 (
                     profanity::Profanity::new(p.words.iter().map(String::as_str)),
@@ -100,7 +123,79 @@ impl Rules {
                 now,
             );
         }
+        if ctx.policy.rules.menu.is_on() {
+            return TurnEvent::Answer {
+                line: self.greeting(ctx, ""),
+            };
+        }
         TurnEvent::CallStarted
+    }
+
+    /// `before`, the greeting and the menu's prompt (the menu opens).
+    fn greeting(&mut self, ctx: &CallContext, before: &str) -> String {
+        let spoken = ctx.spoken();
+        let prompt = self.menu.offer().unwrap_or_default();
+        if !prompt.is_empty() {
+            decided(ctx, "menu", "offered");
+        }
+        [before, spoken.policy.greeting.as_str(), prompt]
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The language a rule chose since the last look, to switch to now.
+    pub fn take_switch(&mut self) -> Option<String> {
+        self.switch.take()
+    }
+
+    /// The language the STT reports these words in, if a run of them says
+    /// the caller went on in another of the policy's languages.
+    pub fn language_of(&mut self, languages: &[String], ctx: &CallContext) -> Option<String> {
+        if languages.is_empty() {
+            return None;
+        }
+        self.language.on_words(&ctx.spoken().code, languages)
+    }
+
+    /// The lines of the language the call switched to.
+    pub fn set_language(&mut self, policy: &PolicyFile) {
+        self.warning.clone_from(&policy.rules.profanity.warning);
+        self.goodbye.clone_from(&policy.rules.profanity.goodbye);
+        self.consent.set_lines(&policy.rules.consent);
+        self.idle.set_lines(&policy.rules.idle);
+    }
+
+    /// A menu key's action.
+    fn menu_choice(
+        &mut self,
+        choice: MenuChoice,
+        how: &'static str,
+        ctx: &CallContext,
+    ) -> Option<TurnEvent> {
+        decided(ctx, "menu", how);
+        match choice {
+            MenuChoice::Say { line } => Some(TurnEvent::Answer { line }),
+            MenuChoice::End { line } => Some(TurnEvent::EndWith {
+                reason: EndReason::Menu,
+                line,
+            }),
+            MenuChoice::Transfer { target } => {
+                let request = self.escalation.on_menu(target)?;
+                Some(escalate(request, ctx))
+            }
+            MenuChoice::Language { code } => {
+                let greeting = ctx.language(&code)?.policy.greeting.clone();
+                self.switch = Some(code);
+                Some(TurnEvent::Answer { line: greeting })
+            }
+            MenuChoice::Slot { slot, value, line } => {
+                ctx.record_outcome(serde_json::Map::from_iter([(slot, value)]), None);
+                (!line.trim().is_empty()).then_some(TurnEvent::Answer { line })
+            }
+        }
     }
 
     /// How long the caller may stay silent once the bot has finished before
@@ -108,6 +203,8 @@ impl Rules {
     pub fn silence_after(&self) -> Option<Duration> {
         if self.consent.pending() {
             Some(self.consent_wait)
+        } else if self.menu.is_open() {
+            Some(self.menu.timeout())
         } else {
             self.idle.after()
         }
@@ -117,6 +214,10 @@ impl Rules {
     pub fn silence_event(&mut self, ctx: &CallContext) -> Option<TurnEvent> {
         if let Some(step) = self.consent.on_silence() {
             return Some(self.consent_step(step, ctx));
+        }
+        if self.menu.is_open() {
+            let choice = self.menu.on_timeout()?;
+            return self.menu_choice(choice, "default", ctx);
         }
         Some(match self.idle.on_silence()? {
             idle::Step::Reprompt(line) => {
@@ -133,15 +234,20 @@ impl Rules {
         })
     }
 
-    /// A key the caller pressed, if a rule takes it (the consent question);
-    /// `None`: the turn controller's.
-    pub fn dtmf_event(&mut self, digit: char, ctx: &CallContext) -> Option<TurnEvent> {
+    /// A key the caller pressed: the consent question's, the menu's, the
+    /// escalation key, or else the turn controller's.
+    pub fn dtmf_event(&mut self, digit: char, ctx: &CallContext) -> KeyTaken {
         self.idle.caller_active();
         if let Some(step) = self.consent.on_dtmf(digit) {
-            return Some(self.consent_step(step, ctx));
+            return KeyTaken::Yes(Some(self.consent_step(step, ctx)));
         }
-        let request = self.escalation.on_dtmf(digit)?;
-        Some(escalate(request, ctx))
+        if let Some(choice) = self.menu.on_dtmf(digit) {
+            return KeyTaken::Yes(self.menu_choice(choice, "chosen", ctx));
+        }
+        match self.escalation.on_dtmf(digit) {
+            Some(request) => KeyTaken::Yes(Some(escalate(request, ctx))),
+            None => KeyTaken::No,
+        }
     }
 
     /// The caller spoke but no words came, or the bot could not reply.
@@ -164,13 +270,9 @@ impl Rules {
             }
             consent::Step::Decided { answer, how, line } => {
                 self.consent_decided(ctx, answer, how, self.consent_asked_at);
-                let greeting = ctx.policy.greeting.trim();
-                let line = match (line.trim().is_empty(), greeting.is_empty()) {
-                    (_, true) => line,
-                    (true, false) => greeting.to_owned(),
-                    (false, false) => format!("{} {greeting}", line.trim()),
-                };
-                TurnEvent::Answer { line }
+                TurnEvent::Answer {
+                    line: self.greeting(ctx, &line),
+                }
             }
         }
     }
@@ -211,6 +313,7 @@ impl Rules {
                 if let Some(step) = self.consent.on_words(&text) {
                     return self.consent_step(step, ctx);
                 }
+                self.menu.close();
                 if let Some(request) = self.escalation.on_words(&text) {
                     return escalate(request, ctx);
                 }
@@ -271,7 +374,7 @@ fn escalate(request: escalation::Request, ctx: &CallContext) -> TurnEvent {
         ctx.record_outcome(serde_json::Map::new(), Some(disposition.clone()));
     }
     TurnEvent::Answer {
-        line: ctx.policy.rules.escalation.line.clone(),
+        line: ctx.spoken().policy.rules.escalation.line.clone(),
     }
 }
 

@@ -163,6 +163,24 @@ impl Simulation {
         providers.stt = Arc::new(SimStt::typed(policy.sim.stt.clone(), Arc::clone(&typed)));
         providers.stt_fallback = None;
         providers.tts = vec![Arc::new(SimTts::new(policy.sim.tts.clone()))];
+        // Its other languages: the same model, text for speech.
+        let languages = policy
+            .languages
+            .keys()
+            .filter(|code| **code != policy.language)
+            .map(|code| {
+                let spoken = Arc::new(policy.in_language(code));
+                let mut p = providers.clone();
+                p.stt = Arc::new(SimStt::typed(spoken.sim.stt.clone(), Arc::clone(&typed)));
+                p.tts = vec![Arc::new(SimTts::new(spoken.sim.tts.clone()))];
+                let spoken = crate::context::Spoken {
+                    code: code.clone(),
+                    policy: spoken,
+                    providers: p,
+                };
+                (code.clone(), spoken)
+            })
+            .collect();
         let (tx, out) = mpsc::channel(1024);
         let records = Arc::new(MemorySink::default());
         let sensitive = policy.outcome.sensitive();
@@ -186,6 +204,7 @@ impl Simulation {
             records: Arc::clone(&records) as Arc<dyn crate::records::RecordSink>,
             record_base: 0,
             ask_consent: policy_asks,
+            languages: Arc::new(languages),
         })
         .await
         .map_err(|e| SimulateError::Start(e.to_string()))?;

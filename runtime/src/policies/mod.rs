@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
+use hark_actors::context::{Languages, Spoken};
 use hark_actors::providers::{Keys, Notice, ProviderEndpoints};
 use hark_actors::{PolicyError, PolicyFile, Providers};
 
@@ -46,6 +47,8 @@ pub struct Live {
     pub file: Option<PathBuf>,
     /// Providers it names that have no API key (simulated instead).
     pub notices: Vec<Notice>,
+    /// Its other languages, each with providers for it, for switching mid-call.
+    pub languages: Languages,
 }
 
 /// Where policies come from.
@@ -223,6 +226,7 @@ impl Policies {
             catalog.live.insert(
                 default.clone(),
                 Arc::new(Live {
+                    languages: policies.languages(&policy),
                     policy,
                     providers,
                     file: None,
@@ -320,6 +324,31 @@ impl Policies {
         changes
     }
 
+    /// How a call of `policy` sounds in each of its other languages: the
+    /// policy as spoken in it and providers with its STT language and
+    /// voices (their notices are the start language's, said already).
+    fn languages(&self, policy: &PolicyFile) -> Languages {
+        let others = policy
+            .languages
+            .keys()
+            .filter(|code| **code != policy.language)
+            .map(|code| {
+                let spoken = policy.in_language(code);
+                let providers = match Providers::build(&spoken, &self.endpoints, &self.keys) {
+                    Ok((p, _)) => p,
+                    Err(_) => Providers::simulated(&spoken),
+                };
+                let spoken = Spoken {
+                    code: code.clone(),
+                    policy: Arc::new(spoken),
+                    providers,
+                };
+                (code.clone(), spoken)
+            })
+            .collect();
+        Arc::new(others)
+    }
+
     fn build(&self, policy: &PolicyFile) -> Result<(Providers, Vec<Notice>), LoadError> {
         Providers::build(policy, &self.endpoints, &self.keys).map_err(|message| {
             LoadError::Providers {
@@ -338,6 +367,7 @@ impl Policies {
             Err(_) => Providers::simulated(&policy),
         };
         Arc::new(Live {
+            languages: self.languages(&policy),
             policy: Arc::new(policy),
             providers,
             file: None,

@@ -114,6 +114,7 @@ impl Policies {
                         if let Some(prev) = next.live.insert(
                             name.clone(),
                             Arc::new(Live {
+                                languages: self.languages(&policy),
                                 policy: Arc::new(policy),
                                 providers,
                                 file: Some(path.clone()),

@@ -182,16 +182,21 @@ fn event(response: StreamResponse) -> Option<SttEvent> {
             channel,
             ..
         } => {
-            let text = channel
+            let (text, languages) = channel
                 .alternatives
                 .into_iter()
                 .next()
-                .map(|a| a.transcript)
+                .map(|a| {
+                    // Per word, in `language=multi` only.
+                    let languages = a.words.into_iter().filter_map(|w| w.language).collect();
+                    (a.transcript, languages)
+                })
                 .unwrap_or_default();
             Some(if is_final || from_finalize {
                 SttEvent::Final {
                     text,
                     utterance_end: from_finalize,
+                    languages,
                 }
             } else {
                 SttEvent::Interim { text }
@@ -225,6 +230,7 @@ async fn drive(
                             let _ = events.unbounded_send(SttEvent::Final {
                                 text: String::new(),
                                 utterance_end: true,
+                                languages: Vec::new(),
                             });
                         }
                         sent

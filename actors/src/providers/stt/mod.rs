@@ -23,8 +23,13 @@ pub enum SttEvent {
     /// A provisional transcript of the utterance in progress.
     Interim { text: String },
     /// Final text for a stretch of speech. `utterance_end` says the provider
-    /// considers the caller's utterance complete.
-    Final { text: String, utterance_end: bool },
+    /// considers the caller's utterance complete. `languages`: each word's
+    /// BCP 47 tag, when the provider reports them (Deepgram's `multi`).
+    Final {
+        text: String,
+        utterance_end: bool,
+        languages: Vec<String>,
+    },
     /// The session failed; the `Stt` actor reconnects.
     Error(ProviderError),
 }

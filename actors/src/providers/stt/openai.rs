@@ -98,7 +98,8 @@ impl BatchStt for OpenAiStt {
         let request = CreateTranscriptionRequest {
             file: AudioInput::from_vec_u8("utterance.wav".into(), wav(ulaw_audio)),
             model: self.settings.model.clone(),
-            language: Some(self.settings.language.clone()),
+            // Empty: the model detects it (a call in several languages).
+            language: (!self.settings.language.is_empty()).then(|| self.settings.language.clone()),
             response_format: Some(AudioResponseFormat::Json),
             ..Default::default()
         };

@@ -24,6 +24,10 @@ pub struct SimSttSettings {
     /// Transcripts for successive utterances (cycled); empty gives a placeholder
     /// that names the utterance length.
     pub script: Vec<String>,
+    /// Tag each word with a language, as Deepgram does with `language=multi`:
+    /// `hi` for Devanagari, `en` for anything else (so romanised Hindi reads
+    /// as English, as it often does from the real service).
+    pub report_languages: bool,
 }
 
 impl Default for SimSttSettings {
@@ -31,8 +35,20 @@ impl Default for SimSttSettings {
         Self {
             final_delay_ms: 150,
             script: Vec::new(),
+            report_languages: false,
         }
     }
+}
+
+/// Each word's language, told by its script.
+fn word_languages(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .map(|w| {
+            let devanagari = w.chars().any(|c| ('\u{0900}'..='\u{097F}').contains(&c));
+            if devanagari { "hi" } else { "en" }.to_owned()
+        })
+        .collect()
 }
 
 impl SimSttSettings {
@@ -140,9 +156,16 @@ impl SttInput for SimSttInput {
     }
 
     fn end_of_speech(&mut self, speech: SpeechInfo) {
+        let text = self.transcript(speech);
+        let languages = if self.settings.report_languages {
+            word_languages(&text)
+        } else {
+            Vec::new()
+        };
         let event = SttEvent::Final {
-            text: self.transcript(speech),
+            text,
             utterance_end: true,
+            languages,
         };
         self.utterances += 1;
         let delay = Duration::from_millis(self.settings.final_delay_ms);
@@ -171,6 +194,7 @@ mod tests {
         let stt = SimStt::new(SimSttSettings {
             final_delay_ms: 200,
             script: vec!["one".into(), "two".into()],
+            report_languages: false,
         });
         let mut s = stt.connect().await.unwrap();
         let start = tokio::time::Instant::now();
@@ -189,10 +213,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn words_are_tagged_by_script_when_languages_are_reported() {
+        let stt = SimStt::new(SimSttSettings {
+            final_delay_ms: 0,
+            script: vec!["मुझे plan चाहिए, okay?".into()],
+            report_languages: true,
+        });
+        let mut s = stt.connect().await.unwrap();
+        s.input.end_of_speech(SpeechInfo { speech_ms: 900 });
+        let Some(SttEvent::Final { languages, .. }) = s.events.next().await else {
+            panic!("a final");
+        };
+        assert_eq!(languages, ["hi", "en", "hi", "en"]);
+    }
+
+    #[tokio::test]
     async fn placeholder_names_the_length() {
         let stt = SimStt::new(SimSttSettings {
             final_delay_ms: 0,
             script: vec![],
+            report_languages: false,
         });
         let mut s = stt.connect().await.unwrap();
         s.input.end_of_speech(SpeechInfo { speech_ms: 1500 });

@@ -158,6 +158,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         records: Arc::clone(&app.records),
         record_base: claim.record_base(),
         ask_consent,
+        languages: Arc::clone(&live.languages),
     })
     .await
     {
