@@ -21,6 +21,9 @@ pub struct Heard {
 #[derive(Debug, Default, Clone)]
 pub struct History {
     turns: Vec<Turn>,
+    /// The sentences of the last interrupted bot turn the caller did not
+    /// hear (from the one cut off), to resume after a false interruption.
+    unheard: Option<(Generation, Vec<String>)>,
 }
 
 impl History {
@@ -119,6 +122,15 @@ impl History {
         self.turns.drain(..start.min(self.turns.len()));
     }
 
+    /// What the caller did not hear of interrupted turn `generation`, from
+    /// the sentence cut off.
+    pub fn take_unheard(&mut self, generation: Generation) -> Vec<String> {
+        match self.unheard.take() {
+            Some((g, rest)) if g == generation => rest,
+            _ => Vec::new(),
+        }
+    }
+
     /// Cuts bot turn `generation` down to what the caller heard and marks it interrupted.
     /// A turn of which nothing was heard is removed.
     pub fn cut_to_heard(&mut self, generation: Generation, heard: Heard) {
@@ -128,6 +140,14 @@ impl History {
             return;
         };
         let turn = &mut self.turns[pos];
+        self.unheard = Some((
+            generation,
+            turn.sentences
+                .iter()
+                .skip(heard.sentences)
+                .cloned()
+                .collect(),
+        ));
         let mut kept: Vec<String> = turn
             .sentences
             .iter()

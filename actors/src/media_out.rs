@@ -64,6 +64,9 @@ struct Turn {
     sent: (u32, u32),
     /// (sentence, frames of it) confirmed played by echoed marks.
     played: (u32, u32),
+    /// The caller may be interrupting (barge-in `confirm`): nothing more is
+    /// sent until released; what is queued stays.
+    held: bool,
 }
 
 impl Turn {
@@ -77,6 +80,7 @@ impl Turn {
             sentence_frames: Vec::new(),
             sent: (0, 0),
             played: (0, 0),
+            held: false,
         }
     }
 
@@ -165,7 +169,11 @@ impl MediaOutState {
     }
 
     fn pump(&mut self, myself: &ActorRef<MediaOutMsg>) {
-        let lead_target = self.ctx.settings.playback_lead();
+        let lead_target = if self.turn.held {
+            Duration::ZERO
+        } else {
+            self.ctx.settings.playback_lead()
+        };
         let mut now = Instant::now();
         while self.play_end.saturating_duration_since(now) < lead_target {
             // One `media` message per chunk (≤ 100 ms): Twilio takes any
@@ -271,7 +279,7 @@ impl MediaOutState {
     /// one timer, set to the earliest wake-up needed.
     fn schedule(&mut self, myself: &ActorRef<MediaOutMsg>, now: Instant) {
         let half = self.ctx.settings.playback_lead() / 2;
-        let at = if !self.queue.is_empty() {
+        let at = if !self.queue.is_empty() && !self.turn.held {
             self.play_end
                 .checked_sub(half)
                 .unwrap_or(now)
@@ -384,6 +392,12 @@ impl Actor for MediaOut {
                 let now = Instant::now();
                 state.check_finished(now);
                 state.schedule(&myself, now);
+            }
+            MediaOutMsg::Hold { generation, held } => {
+                if generation == state.turn.generation && state.turn.held != held {
+                    state.turn.held = held;
+                    state.pump(&myself);
+                }
             }
             MediaOutMsg::Tick => {
                 state.timer = None;

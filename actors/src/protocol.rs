@@ -203,6 +203,15 @@ pub enum SupervisorMsg {
     Silence {
         armed: u64,
     },
+    /// An interim transcript of what the caller is saying (barge-in `confirm`).
+    Interim {
+        text: String,
+    },
+    /// `barge_in.resume_after_ms` after the caller stopped talking over
+    /// turn `generation`: resume it unless their words came.
+    ResumeCheck {
+        generation: Generation,
+    },
 }
 
 // To `MediaIn` (from the carrier adapter).
@@ -368,6 +377,12 @@ pub enum MediaOutMsg {
     },
     /// The carrier played the audio up to this checkpoint.
     Played(Checkpoint),
+    /// Barge-in `confirm`: stop sending turn `generation`'s audio, keeping
+    /// it queued (`held`), or go on (`!held`).
+    Hold {
+        generation: Generation,
+        held: bool,
+    },
     Tick,
 }
 

@@ -395,6 +395,13 @@ impl Actor for Stt {
                 match event {
                     Some(SttEvent::Interim { text }) => {
                         tracing::trace!(parent: &state.ctx.span, %text, "interim transcript");
+                        if !text.trim().is_empty() {
+                            state
+                                .ctx
+                                .routes
+                                .supervisor
+                                .send(SupervisorMsg::Interim { text });
+                        }
                     }
                     Some(SttEvent::Final {
                         text,

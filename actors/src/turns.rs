@@ -76,6 +76,11 @@ pub enum Event {
     Answer {
         line: String,
     },
+    /// Say what the interrupted turn had not said (`line`): the
+    /// interruption was false. Nothing if the caller has taken the turn.
+    Resume {
+        line: String,
+    },
     /// A rule ends the call with `line`.
     EndWith {
         reason: EndReason,
@@ -148,6 +153,9 @@ pub struct TurnController {
     waiting: Vec<String>,
     ending: Option<Ending>,
     hang_up_after: Option<Generation>,
+    /// The turn the caller last cut into, until they take the turn: it may
+    /// be resumed (`Event::Resume`).
+    resumable: Option<Generation>,
     closed: bool,
     out: Vec<Command>,
 }
@@ -163,6 +171,7 @@ impl TurnController {
             waiting: Vec::new(),
             ending: None,
             hang_up_after: None,
+            resumable: None,
             closed: false,
             out: Vec::new(),
         }
@@ -171,6 +180,19 @@ impl TurnController {
     /// The lines of the language the call switched to.
     pub fn set_lines(&mut self, lines: Lines) {
         self.lines = lines;
+    }
+
+    /// The bot turn whose audio is playing, if any.
+    pub fn playing(&self) -> Option<Generation> {
+        self.bot
+            .as_ref()
+            .filter(|b| b.audio_started)
+            .map(|b| b.generation)
+    }
+
+    /// The interrupted turn that may be resumed, if any.
+    pub fn resumable(&self) -> Option<Generation> {
+        self.resumable
     }
 
     /// The bot turn in progress, if any.
@@ -241,6 +263,15 @@ impl TurnController {
                     self.start_turn(TurnKind::Say(line), None, None);
                 }
             }
+            Event::Resume { line } => {
+                if self.resumable.take().is_some()
+                    && self.bot.is_none()
+                    && self.ending.is_none()
+                    && !line.trim().is_empty()
+                {
+                    self.start_turn(TurnKind::Say(line), None, None);
+                }
+            }
             Event::EndWith { reason, line } => self.end_with(reason, line),
             Event::Hangup { reason } => self.close(reason),
             Event::EndTimeout => {
@@ -279,6 +310,7 @@ impl TurnController {
         speech_end: Option<Instant>,
     ) {
         let generation = self.next_generation();
+        self.resumable = None;
         self.out.push(Command::StartTurn {
             generation,
             kind: kind.clone(),
@@ -319,6 +351,9 @@ impl TurnController {
         }
         if let Some(bot) = self.cancel_bot() {
             let generation = bot.generation;
+            if bot.audio_started {
+                self.resumable = Some(generation);
+            }
             self.out.push(if bot.audio_started {
                 Command::BargedIn { generation }
             } else {
@@ -414,6 +449,39 @@ mod tests {
             let got = c.on(event.clone());
             assert_eq!(&got, want, "step {i}: {event:?}");
         }
+    }
+
+    #[test]
+    fn an_interrupted_turn_may_be_resumed_until_the_caller_takes_the_turn() {
+        let mut c = TurnController::new(lines(), true);
+        c.on(E::CallStarted);
+        c.on(E::PlaybackStarted { generation: 1 });
+        c.on(E::BargeIn);
+        assert_eq!(c.resumable(), Some(1));
+        assert_eq!(
+            c.on(E::Resume {
+                line: "the rest".into()
+            }),
+            [say(3, "the rest")]
+        );
+        assert_eq!(c.resumable(), None, "once");
+        c.on(E::PlaybackStarted { generation: 3 });
+        c.on(E::BargeIn);
+        assert_eq!(c.resumable(), Some(3));
+        assert_eq!(
+            c.on(words("a real question")),
+            [reply(5, "a real question", None)]
+        );
+        assert_eq!(
+            c.on(E::Resume {
+                line: "late".into()
+            }),
+            [],
+            "the caller took the turn"
+        );
+        // Cut before its audio started: nothing to resume.
+        c.on(E::BargeIn);
+        assert_eq!(c.resumable(), None);
     }
 
     #[test]

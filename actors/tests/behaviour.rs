@@ -30,7 +30,8 @@ struct Expect {
     callback: Option<[String; 2]>,
     /// Events on record (`rule: profanity: warned`…), in this order.
     events: Vec<String>,
-    /// Substrings no bot line may hold.
+    /// Substrings the caller never hears (of an interrupted line, the part
+    /// before the cut counts).
     never_says: Vec<String>,
 }
 
@@ -64,8 +65,21 @@ async fn run(file: &Path) -> Result<(), String> {
             _ => None,
         })
         .collect();
+    // What the caller heard: of an interrupted line, the part before the cut.
+    let heard: Vec<&str> = log
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Bot {
+                heard: Some(h),
+                interrupted: true,
+                ..
+            } => Some(h.as_str()),
+            Decision::Bot { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
     for never in &case.expect.never_says {
-        if let Some(line) = bot.iter().find(|l| l.contains(never.as_str())) {
+        if let Some(line) = heard.iter().find(|l| l.contains(never.as_str())) {
             problems.push(format!("the bot says {never:?}: {line:?}"));
         }
     }

@@ -4,7 +4,9 @@
 //! transcript keeps the text out; the call goes on either way); a silent
 //! caller re-prompted, then the call ended; each escalation trigger raising
 //! a transfer request on record; a forbidden claim kept from the voice; a
-//! keypad menu; a language switch by key or by words. (Profanity:
+//! keypad menu; a language switch by key or by words; a backchannel over
+//! the bot (confirm mode) and a false interruption resumed (immediate
+//! mode). (Profanity:
 //! `policies.rs`.)
 
 use std::time::Duration;
@@ -456,4 +458,118 @@ async fn a_keypad_menu_and_a_language_switch_by_key_or_by_words() {
             "{how}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_backchannel_does_not_stop_the_bot_and_a_false_interruption_resumes() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let dir = temp_dir("hark-barge-in");
+    // Confirm mode: "haan" over the pitch.
+    example(
+        &dir,
+        "lead-qualification.toml",
+        "lead-qualification.toml",
+        |t| with_script(t, "[\"Tell me more about the fund\", \"haan\"]"),
+    );
+    // Immediate mode with resume: "ok" over the delivery answer.
+    example(&dir, "support-faq.toml", "support-faq.toml", |t| {
+        with_script(t, "[\"How long does delivery take?\", \"ok\"]")
+    });
+    // Replies long enough to talk over (60 ms a character: ~11 s).
+    for file in ["lead-qualification.toml", "support-faq.toml"] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("ms_per_char = 10", "ms_per_char = 60")).unwrap();
+    }
+    let hark = serve_signed(&node, &dir, &[]);
+    let api = Api {
+        hark: &hark,
+        token: admin,
+    };
+    for (n, policy) in [(1010, "lead-qualification"), (1011, "support-faq")] {
+        let caller = call_to(&hark, n, "+14155550100", &format!("?policy={policy}")).await;
+        let asked = caller.say(speech("yes")).await.unwrap();
+        let reply = caller
+            .wait_media_since(asked.ended, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no reply:\n{}", hark.logs()));
+        // A second into the reply, the caller says something short over it.
+        tokio::time::sleep_until(reply + Duration::from_secs(1)).await;
+        let over = caller.say(speech("yes")).await.unwrap();
+        // Either way the bot goes on talking once the caller has stopped.
+        caller
+            .wait_media_since(over.ended, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{policy}: the bot did not go on:\n{}", hark.logs()));
+        assert!(caller.wait_idle(QUIET, Duration::from_secs(40)).await);
+        let st = caller.state();
+        let clears = st.clears.len();
+        assert_eq!(st.stale_frames, 0, "{policy}");
+        if policy == "lead-qualification" {
+            assert_eq!(clears, 0, "confirm: a backchannel never clears");
+        } else {
+            assert_eq!(clears, 1, "immediate: speech clears at once");
+        }
+        assert!(
+            st.audio_since(over.ended) > Duration::from_secs(3),
+            "{policy}: {:?}",
+            st.audio_since(over.ended)
+        );
+        drop(st);
+        caller.hangup();
+    }
+    let events = |n: u64| {
+        let api = &api;
+        async move {
+            let call = api
+                .wait(&format!("/api/v1/calls/{}", sid(n)), |c| {
+                    !c["ended_at"].is_null()
+                })
+                .await;
+            call["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e["kind"].as_str().unwrap(),
+                        e["detail"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let confirm = events(1010).await;
+    assert!(
+        confirm.contains(&"backchannel: the bot carried on".to_owned())
+            && !confirm.iter().any(|e| e.starts_with("barge_in")),
+        "{confirm:?}"
+    );
+    let immediate = events(1011).await;
+    assert!(
+        immediate.iter().any(|e| e.starts_with("barge_in"))
+            && immediate.contains(&"resumed: backchannel".to_owned()),
+        "{immediate:?}"
+    );
+    // The resumed turn is on record after the interrupted one.
+    let (_, transcript) = api
+        .get(&format!("/api/v1/calls/{}/transcript", sid(1011)))
+        .await;
+    let bot: Vec<&Value> = transcript["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["speaker"] == "bot")
+        .collect();
+    assert!(bot.len() >= 3, "{transcript}");
+    assert_eq!(bot[1]["interrupted"], true, "{transcript}");
+    assert!(
+        bot[2]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("confirmation email."),
+        "{transcript}"
+    );
 }

@@ -6,7 +6,10 @@
 //! # Layout
 //! - [`restarts`] — spawning a child and restarting a failed one within the
 //!   budget.
+//! - [`barge_in`] — the caller talking over the bot: confirming an
+//!   interruption (`confirm` mode) and resuming after a false one.
 
+mod barge_in;
 mod restarts;
 
 use std::collections::{HashMap, VecDeque};
@@ -80,6 +83,13 @@ pub struct SupervisorState {
     /// Between the caller's speech start and end.
     caller_speaking: bool,
     silence: SilenceWatch,
+    /// Resumes an interrupted turn when no words follow (`ResumeCheck`).
+    resume_timer: Option<AbortOnDrop>,
+    /// Barge-in `confirm`: the turn held while the caller may be interrupting.
+    holding: Option<Generation>,
+    /// Barge-in `confirm`: the turn the caller spoke over without
+    /// interrupting; their words, when they come, may be a backchannel.
+    spoken_over: Option<Generation>,
     _live: LiveActor,
 }
 
@@ -232,6 +242,9 @@ impl Actor for CallSupervisor {
             turn_starts: Vec::new(),
             caller_speaking: false,
             silence: SilenceWatch::default(),
+            resume_timer: None,
+            holding: None,
+            spoken_over: None,
             started: Instant::now(),
             _live: LiveActor::new(),
         })
@@ -304,10 +317,21 @@ impl Actor for CallSupervisor {
                 if state.speech_started_ms.is_none() {
                     state.speech_started_ms = Some(now_ms() - at.elapsed().as_millis() as i64);
                 }
+                state.hold_if_confirming();
             }
-            SupervisorMsg::BargeIn { .. } => state.apply(&myself, TurnEvent::BargeIn),
+            SupervisorMsg::BargeIn { .. } => {
+                if state.holding.is_some() {
+                    // `confirm`: voiced past `confirm_ms`.
+                    state.confirm(&myself, "speech");
+                } else {
+                    state.apply(&myself, TurnEvent::BargeIn);
+                }
+            }
+            SupervisorMsg::Interim { text } => state.interim(&myself, &text),
             SupervisorMsg::SpeechEnded { last_voice, .. } => {
                 state.caller_speaking = false;
+                state.release();
+                state.check_resume_later(&myself);
                 state.apply(&myself, TurnEvent::SpeechEnded { last_voice });
             }
             SupervisorMsg::Utterance { text, languages } => {
@@ -322,13 +346,20 @@ impl Actor for CallSupervisor {
                     state.switch_language(&code, "words");
                 }
                 let event = state.rules.turn_event(text, &state.ctx);
+                let event = state.over_the_bot(&myself, event);
                 state.ctx.recorder.caller_turn(&spoken, started);
-                state.apply(&myself, event);
+                if let Some(event) = event {
+                    state.apply(&myself, event);
+                }
             }
             SupervisorMsg::Unheard => {
                 state.ctx.recorder.event("caller_unheard", "");
                 state.speech_started_ms = None;
-                let event = state.rules.not_understood(&state.ctx);
+                let event = if state.resuming() {
+                    Some(state.resume("no_words"))
+                } else {
+                    state.rules.not_understood(&state.ctx)
+                };
                 state.apply(&myself, event.unwrap_or(TurnEvent::Unheard));
             }
             SupervisorMsg::TurnFailed { generation } => {
@@ -399,6 +430,13 @@ impl Actor for CallSupervisor {
                     tracing::warn!(parent: &state.ctx.span, "closing before the last line finished playing");
                 }
                 state.apply(&myself, TurnEvent::EndTimeout);
+            }
+            SupervisorMsg::ResumeCheck { generation } => {
+                state.resume_timer = None;
+                if state.turns.resumable() == Some(generation) && !state.caller_speaking {
+                    let event = state.resume("no_words");
+                    state.apply(&myself, event);
+                }
             }
             SupervisorMsg::Silence { armed } => {
                 if state.silence.fired(armed)

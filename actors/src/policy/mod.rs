@@ -51,7 +51,7 @@ pub use rules::{
 };
 pub use timeouts::Timeouts;
 pub use tools::ToolSettings;
-pub use turn_taking::{BargeInSettings, VadMode, VadSettings};
+pub use turn_taking::{BargeInMode, BargeInSettings, VadMode, VadSettings};
 
 pub use crate::providers::llm::openai::LlmSettings;
 pub use crate::providers::llm::sim::{SimLlmSettings, SimReply};
@@ -262,8 +262,14 @@ impl PolicyFile {
     }
 
     /// Frames of speech before the caller may interrupt the bot.
+    /// Frames of speech that interrupt the bot: `min_speech_ms`, or in
+    /// `confirm` mode `confirm_ms` (an interim word may confirm sooner).
     pub fn barge_in_frames(&self) -> u32 {
-        self.barge_in.min_speech_ms.div_ceil(FRAME_MS)
+        let ms = match self.barge_in.mode {
+            BargeInMode::Immediate => self.barge_in.min_speech_ms,
+            BargeInMode::Confirm => self.barge_in.confirm_ms.max(self.barge_in.min_speech_ms),
+        };
+        ms.div_ceil(FRAME_MS)
     }
 }
 

@@ -46,6 +46,27 @@ pub struct BargeInSettings {
     pub enabled: bool,
     /// Speech must last this long (at least `vad.onset_ms`) to interrupt the bot.
     pub min_speech_ms: u32,
+    /// After an interruption whose words were only a backchannel ("ok",
+    /// "haan"…), or when no words came this long after the caller stopped,
+    /// the bot says what it had not yet said, from the sentence cut off.
+    /// 0: never.
+    pub resume_after_ms: u32,
+    /// Words added to the built-in backchannels.
+    pub backchannels: Vec<String>,
+    /// `immediate`: speech over the bot cancels its turn (`clear`) at once.
+    /// `confirm`: it stops new audio, keeping what is queued, until an
+    /// interim transcript holds a word that is not a backchannel or speech
+    /// passes `confirm_ms`; otherwise the turn carries on.
+    pub mode: BargeInMode,
+    pub confirm_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BargeInMode {
+    #[default]
+    Immediate,
+    Confirm,
 }
 
 impl Default for BargeInSettings {
@@ -53,6 +74,10 @@ impl Default for BargeInSettings {
         Self {
             enabled: true,
             min_speech_ms: 100,
+            resume_after_ms: 0,
+            backchannels: Vec::new(),
+            mode: BargeInMode::Immediate,
+            confirm_ms: 800,
         }
     }
 }
@@ -78,6 +103,15 @@ pub(super) fn validate(vad: &VadSettings, barge: &BargeInSettings, check: &mut C
         format!(
             "{} is shorter than vad.onset_ms ({}): speech cannot interrupt before it is speech",
             barge.min_speech_ms, vad.onset_ms
+        ),
+    );
+    check.range("barge_in.confirm_ms", barge.confirm_ms, 200, 5000);
+    check.that(
+        barge.resume_after_ms == 0 || (300..=10_000).contains(&barge.resume_after_ms),
+        "barge_in.resume_after_ms",
+        format!(
+            "{} is outside 300..=10000 (0: never resume)",
+            barge.resume_after_ms
         ),
     );
 }

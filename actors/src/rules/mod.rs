@@ -4,6 +4,7 @@
 //! Each decision is put on the call's record.
 //!
 //! # Layout
+//! - [`backchannel`] — "ok", "haan"…: listening, not taking the turn.
 //! - [`claims`] — what the bot must never say, checked per sentence
 //!   before TTS (by the `Llm` actor).
 //! - [`consent`] — the recording question, yes/no in words or keys.
@@ -25,6 +26,7 @@ use crate::protocol::EndReason;
 use crate::records::now_ms;
 use crate::turns::Event as TurnEvent;
 
+pub mod backchannel;
 pub mod claims;
 pub mod consent;
 pub mod escalation;
@@ -72,6 +74,7 @@ pub struct Rules {
     language: language::LanguageSwitch,
     /// A language a rule chose, for the supervisor to carry out.
     switch: Option<String>,
+    backchannels: backchannel::Backchannels,
 }
 
 impl Rules {
@@ -91,6 +94,9 @@ impl Rules {
                 policy.languages.keys().cloned(),
             ),
             switch: None,
+            backchannels: backchannel::Backchannels::new(
+                policy.barge_in.backchannels.iter().map(String::as_str),
+            ),
             profanity: (p.action != ProfanityAction::Off).then(|| {
                 (
                     profanity::Profanity::new(p.words.iter().map(String::as_str)),
@@ -144,6 +150,11 @@ impl Rules {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// Whether the caller's words only said they are listening.
+    pub fn is_backchannel(&self, text: &str) -> bool {
+        self.backchannels.is(text)
     }
 
     /// The language a rule chose since the last look, to switch to now.

@@ -46,6 +46,22 @@ impl<V: Copy> Phrases<V> {
         self.0.is_empty()
     }
 
+    /// Whether every word of `text` (at least one) belongs to a phrase.
+    pub fn covers(&self, text: &str) -> bool {
+        let w = words(text);
+        let mut i = 0;
+        while i < w.len() {
+            let longest = (1..=MAX_WORDS.min(w.len() - i))
+                .rev()
+                .find(|n| w.get(i..i + n).is_some_and(|p| self.0.contains_key(p)));
+            match longest {
+                Some(n) => i += n,
+                None => return false,
+            }
+        }
+        !w.is_empty()
+    }
+
     /// The values of the phrases found in `text`, in order.
     pub fn find(&self, text: &str) -> Vec<V> {
         let w = words(text);

@@ -147,6 +147,10 @@ pub struct Simulation {
     ended: bool,
     /// Audio commands seen: the bot is talking while this grows.
     audio_frames: u64,
+    /// Their bytes (μ-law: 8 a millisecond).
+    audio_bytes: u64,
+    /// When the caller's next frame is due.
+    next_frame: tokio::time::Instant,
     /// When the bot's audio sent so far has played (the carrier reports no
     /// playback, so Hark estimates it the same way).
     played_until: tokio::time::Instant,
@@ -219,6 +223,8 @@ impl Simulation {
             sensitive,
             ended: false,
             audio_frames: 0,
+            audio_bytes: 0,
+            next_frame: tokio::time::Instant::now(),
             played_until: tokio::time::Instant::now(),
         };
         let mut got = Vec::new();
@@ -238,6 +244,16 @@ impl Simulation {
             return got;
         }
         match step {
+            Step::SayThenOverlap(text) => {
+                got.push(Decision::Caller { text: text.clone() });
+                self.typed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_back(text.clone());
+                self.send(CARRIER_SPEECH, &mut got).await;
+                self.until_bot_has_spoken(Duration::from_secs(1), &mut got)
+                    .await;
+            }
             Step::Say(_) | Step::Mumble => {
                 let text = match step {
                     Step::Say(text) => text.clone(),
@@ -288,12 +304,15 @@ impl Simulation {
     /// Sends audio frame by frame at the real-time pace, collecting what
     /// the call does meanwhile.
     async fn send(&mut self, audio: &[u8], got: &mut Vec<Decision>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
         for frame in audio.chunks(FRAME) {
             if self.ended {
                 return;
             }
-            tick.tick().await;
+            // One frame every 20 ms across calls too, as a carrier sends them.
+            let now = tokio::time::Instant::now();
+            self.next_frame = self.next_frame.max(now);
+            tokio::time::sleep_until(self.next_frame).await;
+            self.next_frame += Duration::from_millis(20);
             self.seq += 1;
             deliver(
                 &self.handle.ctx,
@@ -303,6 +322,19 @@ impl Simulation {
                 },
             );
             self.collect(got);
+        }
+    }
+
+    /// Stays silent until the bot's audio sent since now covers `enough`
+    /// (or the answer never comes).
+    async fn until_bot_has_spoken(&mut self, enough: Duration, got: &mut Vec<Decision>) {
+        let from = self.audio_bytes;
+        let want = enough.as_millis() as u64 * 8;
+        let step = vec![crate::ulaw::SILENCE; 20 * 8];
+        let mut waited = Duration::ZERO;
+        while !self.ended && self.audio_bytes - from < want && waited < SETTLE_LIMIT {
+            self.send(&step, got).await;
+            waited += Duration::from_millis(20);
         }
     }
 
@@ -344,6 +376,7 @@ impl Simulation {
             match command {
                 Command::Audio(audio) => {
                     self.audio_frames += 1;
+                    self.audio_bytes += audio.len() as u64;
                     // μ-law 8 kHz: 125 µs a byte.
                     self.played_until = self.played_until.max(now)
                         + Duration::from_micros(audio.len() as u64 * 125);

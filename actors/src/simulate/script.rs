@@ -6,6 +6,8 @@
 //! dtmf 1                                 <- presses 1 (`dtmf 12#` presses three keys)
 //! silence 8s                             <- says nothing for 8 s (`500ms`, `1.5s`)
 //! mumble                                 <- speaks, but no words are heard
+//! What are your plans? &                  <- says this; the next line comes 1 s
+//!                                            into the bot's answer (talking over it)
 //! say dtmf is a word                     <- `say` forces a caller line
 //! ```
 
@@ -19,6 +21,9 @@ pub enum Step {
     Silence(Duration),
     /// Speech the STT makes no words of.
     Mumble,
+    /// Says this, and the next step starts once the bot's answer has
+    /// played for a second (so it talks over the bot).
+    SayThenOverlap(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +65,12 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ScriptError> {
             "silence" => steps.push(Step::Silence(duration(rest).map_err(bad)?)),
             "mumble" if rest.is_empty() => steps.push(Step::Mumble),
             "say" if !rest.is_empty() => steps.push(Step::Say(rest.to_owned())),
-            _ => steps.push(Step::Say(line.to_owned())),
+            _ => match line.strip_suffix(" &") {
+                Some(text) if !text.trim().is_empty() => {
+                    steps.push(Step::SayThenOverlap(text.trim().to_owned()));
+                }
+                _ => steps.push(Step::Say(line.to_owned())),
+            },
         }
     }
     Ok(steps)
@@ -95,7 +105,7 @@ mod tests {
     #[test]
     fn lines_keys_and_silences() {
         let steps = parse(
-            "# opening\n\nHello, I want a loan\ndtmf 1#\nsilence 8s\nsilence 250ms\nsay dtmf please\nहाँ, मुझे दिलचस्पी है\n",
+            "# opening\n\nHello, I want a loan\ndtmf 1#\nsilence 8s\nsilence 250ms\nsay dtmf please\nहाँ, मुझे दिलचस्पी है\nTell me more &\nmumble\n",
         )
         .unwrap();
         assert_eq!(
@@ -108,6 +118,8 @@ mod tests {
                 Step::Silence(Duration::from_millis(250)),
                 Step::Say("dtmf please".into()),
                 Step::Say("हाँ, मुझे दिलचस्पी है".into()),
+                Step::SayThenOverlap("Tell me more".into()),
+                Step::Mumble,
             ]
         );
     }

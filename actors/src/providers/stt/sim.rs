@@ -28,6 +28,9 @@ pub struct SimSttSettings {
     /// `hi` for Devanagari, `en` for anything else (so romanised Hindi reads
     /// as English, as it often does from the real service).
     pub report_languages: bool,
+    /// Speech after which an interim transcript (the utterance's first
+    /// word) comes, as a streaming STT sends them; 0: none.
+    pub interim_after_ms: u64,
 }
 
 impl Default for SimSttSettings {
@@ -36,6 +39,7 @@ impl Default for SimSttSettings {
             final_delay_ms: 150,
             script: Vec::new(),
             report_languages: false,
+            interim_after_ms: 300,
         }
     }
 }
@@ -131,6 +135,19 @@ struct SimSttInput {
 }
 
 impl SimSttInput {
+    /// The next utterance's transcript, if it is known before it ends.
+    fn upcoming(&self) -> Option<String> {
+        if let Some(typed) = &self.typed {
+            return typed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .front()
+                .cloned();
+        }
+        let script = &self.settings.script;
+        script.get(self.utterances % script.len().max(1)).cloned()
+    }
+
     fn transcript(&self, speech: SpeechInfo) -> String {
         let typed = self.typed.as_ref().and_then(|t| {
             t.lock()
@@ -152,10 +169,21 @@ impl SimSttInput {
 
 impl SttInput for SimSttInput {
     fn audio(&mut self, ulaw: &bytes::Bytes) {
+        let before = self.audio_bytes;
         self.audio_bytes += ulaw.len() as u64;
+        let at = self.settings.interim_after_ms * 8;
+        if at > 0 && before < at && self.audio_bytes >= at {
+            let first = self
+                .upcoming()
+                .and_then(|t| t.split_whitespace().next().map(str::to_owned));
+            if let Some(text) = first {
+                let _ = self.tx.unbounded_send(SttEvent::Interim { text });
+            }
+        }
     }
 
     fn end_of_speech(&mut self, speech: SpeechInfo) {
+        self.audio_bytes = 0;
         let text = self.transcript(speech);
         let languages = if self.settings.report_languages {
             word_languages(&text)
@@ -195,6 +223,7 @@ mod tests {
             final_delay_ms: 200,
             script: vec!["one".into(), "two".into()],
             report_languages: false,
+            interim_after_ms: 0,
         });
         let mut s = stt.connect().await.unwrap();
         let start = tokio::time::Instant::now();
@@ -218,6 +247,7 @@ mod tests {
             final_delay_ms: 0,
             script: vec!["मुझे plan चाहिए, okay?".into()],
             report_languages: true,
+            interim_after_ms: 0,
         });
         let mut s = stt.connect().await.unwrap();
         s.input.end_of_speech(SpeechInfo { speech_ms: 900 });
@@ -228,11 +258,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_interim_with_the_first_word_comes_after_some_speech() {
+        let stt = SimStt::new(SimSttSettings {
+            final_delay_ms: 0,
+            script: vec!["what about fees".into()],
+            report_languages: false,
+            interim_after_ms: 300,
+        });
+        let mut s = stt.connect().await.unwrap();
+        let chunk = bytes::Bytes::from(vec![0xFFu8; 800]); // 100 ms
+        for _ in 0..5 {
+            s.input.audio(&chunk);
+        }
+        s.input.end_of_speech(SpeechInfo { speech_ms: 500 });
+        let first = s.events.next().await.unwrap();
+        assert_eq!(
+            first,
+            SttEvent::Interim {
+                text: "what".into()
+            }
+        );
+        assert!(matches!(
+            s.events.next().await,
+            Some(SttEvent::Final { .. })
+        ));
+    }
+
+    #[tokio::test]
     async fn placeholder_names_the_length() {
         let stt = SimStt::new(SimSttSettings {
             final_delay_ms: 0,
             script: vec![],
             report_languages: false,
+            interim_after_ms: 0,
         });
         let mut s = stt.connect().await.unwrap();
         s.input.end_of_speech(SpeechInfo { speech_ms: 1500 });
