@@ -91,15 +91,19 @@ impl History {
             Some(last) if last.speaker == Speaker::Bot && last.generation == generation => {
                 last.sentences.push(sentence.to_owned());
             }
-            _ => self.turns.push(Turn {
-                speaker: Speaker::Bot,
-                sentences: vec![sentence.to_owned()],
-                generation,
-                interrupted: false,
-                tool_calls: Vec::new(),
-                tool_call_id: None,
-                said: None,
-            }),
+            _ => {
+                // A new bot turn: the last cut one can no longer be resumed.
+                self.unheard = None;
+                self.turns.push(Turn {
+                    speaker: Speaker::Bot,
+                    sentences: vec![sentence.to_owned()],
+                    generation,
+                    interrupted: false,
+                    tool_calls: Vec::new(),
+                    tool_call_id: None,
+                    said: None,
+                });
+            }
         }
     }
 

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::context::CallContext;
 use crate::metrics as m;
+use crate::policy::BargeInMode;
 use crate::protocol::{ChildKind, SttMsg, SupervisorMsg};
 use crate::providers::{ProviderError, SpeechInfo, SttEvent, SttInput, SttSession};
 use crate::util::AbortOnDrop;
@@ -395,7 +396,10 @@ impl Actor for Stt {
                 match event {
                     Some(SttEvent::Interim { text }) => {
                         tracing::trace!(parent: &state.ctx.span, %text, "interim transcript");
-                        if !text.trim().is_empty() {
+                        // Only barge-in `confirm` reads them.
+                        if state.ctx.policy.barge_in.mode == BargeInMode::Confirm
+                            && !text.trim().is_empty()
+                        {
                             state
                                 .ctx
                                 .routes

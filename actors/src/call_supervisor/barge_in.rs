@@ -77,11 +77,10 @@ impl SupervisorState {
         let TurnEvent::Utterance { text } = event else {
             return Some(event);
         };
-        let backchannel = self.rules.is_backchannel(&text);
         if let Some(generation) = self.spoken_over.take()
             && self.turns.active() == Some(generation)
         {
-            if backchannel {
+            if self.rules.is_backchannel(&text) {
                 metrics::counter!(m::RULE_DECISIONS, "rule" => "barge_in", "action" => "backchannel")
                     .increment(1);
                 self.ctx.recorder.event("backchannel", "the bot carried on");
@@ -90,7 +89,7 @@ impl SupervisorState {
             // Words that came only with the final transcript: interrupt now.
             self.confirm(myself, "words");
         }
-        if self.resuming() && backchannel {
+        if self.resuming() && self.rules.is_backchannel(&text) {
             return Some(self.resume("backchannel"));
         }
         Some(TurnEvent::Utterance { text })

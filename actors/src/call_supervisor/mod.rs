@@ -339,15 +339,21 @@ impl Actor for CallSupervisor {
                 // Bot turns that are over come first on record.
                 let active = state.turns.active();
                 state.record_bot_turns(active);
-                // The rules first: a decline covering the transcript keeps
-                // the very words of the "no" out of the records.
-                let spoken = text.clone();
+                // A decline covering the transcript keeps the very words of
+                // the "no" out of the records: then the rules decide first.
+                let withheld_first = state.rules.may_withhold_text(&state.ctx);
+                if !withheld_first {
+                    state.ctx.recorder.caller_turn(&text, started);
+                }
+                let spoken = withheld_first.then(|| text.clone());
                 if let Some(code) = state.rules.language_of(&languages, &state.ctx) {
                     state.switch_language(&code, "words");
                 }
                 let event = state.rules.turn_event(text, &state.ctx);
                 let event = state.over_the_bot(&myself, event);
-                state.ctx.recorder.caller_turn(&spoken, started);
+                if let Some(spoken) = spoken {
+                    state.ctx.recorder.caller_turn(&spoken, started);
+                }
                 if let Some(event) = event {
                     state.apply(&myself, event);
                 }

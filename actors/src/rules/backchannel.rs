@@ -3,6 +3,8 @@
 //! one when every word belongs to one (English, Hindi, Hinglish and the
 //! policy's own).
 
+use std::sync::{Arc, LazyLock};
+
 use super::phrases::Phrases;
 
 const BUILT_IN: &[&str] = &[
@@ -47,14 +49,21 @@ const BUILT_IN: &[&str] = &[
     "thik hai",
 ];
 
+/// The built-in list, made once for every call that adds nothing to it.
+static SHARED: LazyLock<Arc<Phrases<()>>> =
+    LazyLock::new(|| Arc::new(Phrases::new(BUILT_IN.iter().map(|p| (*p, ())))));
+
 #[derive(Debug, Clone)]
-pub struct Backchannels(Phrases<()>);
+pub struct Backchannels(Arc<Phrases<()>>);
 
 impl Backchannels {
     pub fn new<'a>(extra: impl Iterator<Item = &'a str>) -> Self {
-        Self(Phrases::new(
-            BUILT_IN.iter().copied().chain(extra).map(|p| (p, ())),
-        ))
+        let mut extra = extra.peekable();
+        if extra.peek().is_none() {
+            return Self(Arc::clone(&SHARED));
+        }
+        let all = BUILT_IN.iter().copied().chain(extra).map(|p| (p, ()));
+        Self(Arc::new(Phrases::new(all)))
     }
 
     /// Whether `text` only says "I'm listening".

@@ -41,6 +41,9 @@ impl Claims {
 
     /// The phrase or pattern `sentence` makes, if any.
     pub fn check(&self, sentence: &str) -> Option<String> {
+        if self.is_empty() {
+            return None;
+        }
         if let Some(i) = self.phrases.find(sentence).first() {
             return self.labels.get(*i).cloned();
         }

@@ -231,20 +231,24 @@ pub struct Consent {
 impl Consent {
     /// `ask`: whether this caller is asked (see `ConsentSettings::asks`).
     pub fn new(settings: &ConsentSettings, ask: bool) -> Self {
+        if !ask {
+            // Nothing to say and nothing to hear: no lines kept.
+            return Self {
+                phrases: YesNo::default(),
+                state: State::NotAsking,
+                prompt: String::new(),
+                reask: String::new(),
+                accepted: String::new(),
+                declined: String::new(),
+                unclear: String::new(),
+            };
+        }
         Self {
-            phrases: if ask {
-                YesNo::new(
-                    settings.yes.iter().map(String::as_str),
-                    settings.no.iter().map(String::as_str),
-                )
-            } else {
-                YesNo::default()
-            },
-            state: if ask {
-                State::Asking { reasked: false }
-            } else {
-                State::NotAsking
-            },
+            phrases: YesNo::new(
+                settings.yes.iter().map(String::as_str),
+                settings.no.iter().map(String::as_str),
+            ),
+            state: State::Asking { reasked: false },
             prompt: settings.prompt.clone(),
             reask: settings.reask.clone(),
             accepted: settings.accepted.clone(),
@@ -255,6 +259,9 @@ impl Consent {
 
     /// The lines in the language the call switched to.
     pub fn set_lines(&mut self, s: &ConsentSettings) {
+        if self.state == State::NotAsking {
+            return;
+        }
         self.prompt.clone_from(&s.prompt);
         self.reask.clone_from(&s.reask);
         self.accepted.clone_from(&s.accepted);

@@ -152,6 +152,13 @@ impl Rules {
             .join(" ")
     }
 
+    /// Whether the caller's next words may turn the transcript off (their
+    /// consent answer, when a no covers it): then they are recorded after
+    /// the rules have decided.
+    pub fn may_withhold_text(&self, ctx: &CallContext) -> bool {
+        self.consent.pending() && ctx.policy.rules.consent.covers(ConsentCovers::Transcript)
+    }
+
     /// Whether the caller's words only said they are listening.
     pub fn is_backchannel(&self, text: &str) -> bool {
         self.backchannels.is(text)
