@@ -342,6 +342,36 @@ mod tests {
     use super::*;
     use crate::providers::endpoints::Endpoint;
 
+    /// A final `Results` message as Deepgram sends it with `language=multi`:
+    /// each word carries its language.
+    #[test]
+    fn a_multilingual_final_carries_each_words_language() {
+        let json = serde_json::json!({
+            "type": "Results", "channel_index": [0, 1], "duration": 1.2, "start": 0.0,
+            "is_final": true, "speech_final": true, "from_finalize": true,
+            "channel": { "alternatives": [{
+                "transcript": "mujhe plan chahiye please", "confidence": 0.97,
+                "languages": ["hi", "en"],
+                "words": [
+                    { "word": "mujhe", "start": 0.0, "end": 0.3, "confidence": 0.9, "language": "hi" },
+                    { "word": "plan", "start": 0.3, "end": 0.6, "confidence": 0.9, "language": "en" },
+                    { "word": "chahiye", "start": 0.6, "end": 0.9, "confidence": 0.9, "language": "hi" },
+                    { "word": "please", "start": 0.9, "end": 1.2, "confidence": 0.9, "language": "en" }
+                ]
+            }]},
+            "metadata": { "request_id": "r", "model_info": { "name": "2-general-nova", "version": "v", "arch": "nova-2" }, "model_uuid": "u" }
+        });
+        let response: StreamResponse = serde_json::from_value(json).unwrap();
+        let Some(SttEvent::Final {
+            text, languages, ..
+        }) = event(response)
+        else {
+            panic!("a final");
+        };
+        assert_eq!(text, "mujhe plan chahiye please");
+        assert_eq!(languages, ["hi", "en", "hi", "en"]);
+    }
+
     /// A Deepgram that accepts the socket, then never reads from it, with a
     /// tiny receive buffer: the crate's worker soon blocks on the socket, and
     /// then the driver on the crate's full channel.
