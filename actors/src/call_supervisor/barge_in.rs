@@ -77,17 +77,19 @@ impl SupervisorState {
         let TurnEvent::Utterance { text } = event else {
             return Some(event);
         };
-        if let Some(generation) = self.spoken_over.take()
-            && self.turns.active() == Some(generation)
-        {
+        if let Some(generation) = self.spoken_over.take() {
+            // Said over the bot, so not an answer to anything: even if the
+            // turn has finished meanwhile, "ok" gets no reply.
             if self.rules.is_backchannel(&text) {
                 metrics::counter!(m::RULE_DECISIONS, "rule" => "barge_in", "action" => "backchannel")
                     .increment(1);
                 self.ctx.recorder.event("backchannel", "the bot carried on");
                 return None;
             }
-            // Words that came only with the final transcript: interrupt now.
-            self.confirm(myself, "words");
+            if self.turns.active() == Some(generation) {
+                // Words that came only with the final transcript: interrupt now.
+                self.confirm(myself, "words");
+            }
         }
         if self.resuming() && self.rules.is_backchannel(&text) {
             return Some(self.resume("backchannel"));

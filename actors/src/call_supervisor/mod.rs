@@ -420,7 +420,8 @@ impl Actor for CallSupervisor {
             }
             SupervisorMsg::Hangup { reason } => state.apply(&myself, TurnEvent::Hangup { reason }),
             SupervisorMsg::EndCall { reason } => {
-                let closing = &state.ctx.policy.rules.call_length.closing;
+                let spoken = state.ctx.spoken();
+                let closing = &spoken.policy.rules.call_length.closing;
                 if reason == EndReason::MaxDuration {
                     tracing::info!(parent: &state.ctx.span, "call reached its maximum duration; saying goodbye");
                     if !closing.trim().is_empty() {

@@ -17,6 +17,11 @@ impl Menu {
         }
     }
 
+    /// The prompt in the language the call switched to.
+    pub fn set_prompt(&mut self, prompt: &str) {
+        prompt.clone_into(&mut self.settings.prompt);
+    }
+
     /// The prompt, if the policy has a menu; it is open from now on.
     pub fn offer(&mut self) -> Option<&str> {
         self.open = self.settings.is_on();

@@ -184,6 +184,7 @@ impl Rules {
         self.goodbye.clone_from(&policy.rules.profanity.goodbye);
         self.consent.set_lines(&policy.rules.consent);
         self.idle.set_lines(&policy.rules.idle);
+        self.menu.set_prompt(&policy.rules.menu.prompt);
     }
 
     /// A menu key's action.
