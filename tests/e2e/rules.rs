@@ -39,7 +39,7 @@ fn consent_of(body: &Value) -> (bool, Vec<(String, String)>) {
             )
         })
         .collect();
-    (body["recording_allowed"].as_bool().unwrap(), decisions)
+    (body["allows_recording"].as_bool().unwrap(), decisions)
 }
 
 #[tokio::test]

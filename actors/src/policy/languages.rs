@@ -48,6 +48,8 @@ pub struct LanguageSettings {
     pub claims_safe_line: String,
     /// `[rules.menu]`'s prompt in this language.
     pub menu_prompt: String,
+    /// `recording_notice` in this language.
+    pub recording_notice: String,
 }
 
 /// A BCP 47 tag as policies use them: `en`, `en-IN`, `hi`, `hi-Latn`.
@@ -139,6 +141,7 @@ impl PolicyFile {
             (&mut p.rules.escalation.line, &lang.escalation_line),
             (&mut p.rules.claims.safe_line, &lang.claims_safe_line),
             (&mut p.rules.menu.prompt, &lang.menu_prompt),
+            (&mut p.recording_notice, &lang.recording_notice),
         ] {
             if !text.trim().is_empty() {
                 line.clone_from(text);

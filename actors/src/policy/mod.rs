@@ -37,7 +37,7 @@ pub mod turn_taking;
 
 pub use errors::{Checks, FieldError, PolicyError};
 pub use languages::LanguageSettings;
-pub use memory::{HistorySettings, RecordSettings};
+pub use memory::{HistorySettings, RecordSettings, RecordingMode};
 pub use menu::{MenuChoice, MenuSettings};
 pub use outcome::{OutcomeSettings, Slot, SlotType};
 pub use prompt::PromptSettings;
@@ -99,6 +99,11 @@ pub struct PolicyFile {
     pub outcome: OutcomeSettings,
     pub rules: RuleSettings,
     pub records: RecordSettings,
+    /// Whether the call's audio may be recorded: `never` (the default),
+    /// `with_consent` (`[rules.consent]` decides), `always` (after the notice).
+    pub recording: RecordingMode,
+    /// Said before anything else when `recording = "always"`.
+    pub recording_notice: String,
     pub history: HistorySettings,
     pub sim: SimSettings,
 }
@@ -131,6 +136,8 @@ impl Default for PolicyFile {
             outcome: OutcomeSettings::default(),
             rules: RuleSettings::default(),
             records: RecordSettings::default(),
+            recording: RecordingMode::Never,
+            recording_notice: String::new(),
             history: HistorySettings::default(),
             sim: SimSettings::default(),
         }
@@ -222,6 +229,7 @@ impl PolicyFile {
         self.outcome.validate(&mut check);
         self.rules.validate(&mut check);
         menu::validate(self, &mut check);
+        memory::validate_recording(self, &mut check);
         check.that(
             !self
                 .rules

@@ -180,6 +180,8 @@ pub enum How {
     Dtmf,
     Silence,
     NotAsked,
+    /// Not asked: the policy records every call after a notice.
+    Notice,
 }
 
 impl How {
@@ -189,6 +191,7 @@ impl How {
             How::Dtmf => "dtmf",
             How::Silence => "silence",
             How::NotAsked => "not_asked",
+            How::Notice => "notice",
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::context::CallContext;
 use crate::metrics as m;
 use crate::policy::rules::ProfanityAction;
-use crate::policy::{ConsentCovers, ConsentMode, MenuChoice, PolicyFile};
+use crate::policy::{ConsentCovers, ConsentMode, MenuChoice, PolicyFile, RecordingMode};
 use crate::protocol::EndReason;
 use crate::records::now_ms;
 use crate::turns::Event as TurnEvent;
@@ -128,6 +128,15 @@ impl Rules {
                 consent::How::NotAsked,
                 now,
             );
+        }
+        if ctx.policy.recording == RecordingMode::Always {
+            // Recorded from here: the notice is the first thing said.
+            let now = now_ms();
+            self.consent_decided(ctx, consent::Answer::NotRequired, consent::How::Notice, now);
+            let notice = ctx.spoken().policy.recording_notice.clone();
+            return TurnEvent::Answer {
+                line: self.greeting(ctx, &notice),
+            };
         }
         if ctx.policy.rules.menu.is_on() {
             return TurnEvent::Answer {
@@ -304,10 +313,12 @@ impl Rules {
         how: consent::How,
         asked_at: i64,
     ) {
-        let allows = answer.allows();
+        // What the caller allowed, within what the policy records at all.
+        let allows = answer.allows() && ctx.policy.recording != RecordingMode::Never;
         let covers_text = ctx.policy.rules.consent.covers(ConsentCovers::Transcript);
-        ctx.consent.set(allows, allows || !covers_text);
-        if !allows && covers_text {
+        let text_kept = answer.allows() || !covers_text;
+        ctx.consent.set(allows, text_kept);
+        if !text_kept {
             ctx.recorder.withhold_text();
         }
         metrics::counter!(m::CONSENT, "result" => answer.as_str()).increment(1);

@@ -222,9 +222,10 @@ pub struct Transcript {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Consent {
     call_sid: String,
-    /// After the last decision; `false` when none was made (the policy did
-    /// not ask, or the call ended before an answer).
-    recording_allowed: bool,
+    /// Whether the last decision allows recording (`accepted`,
+    /// `not_required`); `false` when none was made. A policy with
+    /// `recording = "never"` records nothing whatever this says.
+    allows_recording: bool,
     decisions: Vec<ConsentView>,
 }
 
@@ -242,12 +243,12 @@ async fn consent(
         return Err(Fail(StatusCode::NOT_FOUND, format!("no call {sid}")));
     }
     let decisions = app.store.consents(&sid).await?;
-    let recording_allowed = decisions
+    let allows_recording = decisions
         .last()
         .is_some_and(|d| d.answer == "accepted" || d.answer == "not_required");
     Ok(Json(Consent {
         call_sid: sid,
-        recording_allowed,
+        allows_recording,
         decisions,
     }))
 }
