@@ -169,6 +169,7 @@ async fn a_silent_caller_is_reprompted_then_the_call_ends_politely() {
     let dir = temp_dir("hark-idle");
     example(&dir, "consent-first.toml", "consent-first.toml", |t| {
         t.replace("mode = \"required\"", "mode = \"off\"")
+            .replace("recording = \"with_consent\"", "recording = \"never\"")
             .replace("after_secs = 8", "after_secs = 3")
             .replace("reprompts = 2", "reprompts = 1")
     });
@@ -488,7 +489,14 @@ async fn a_backchannel_does_not_stop_the_bot_and_a_false_interruption_resumes() 
         token: admin,
     };
     for (n, policy) in [(1010, "lead-qualification"), (1011, "support-faq")] {
-        let caller = call_to(&hark, n, "+14155550100", &format!("?policy={policy}")).await;
+        // Slow speech: the greeting (with the notice and the menu) is long.
+        let query = format!("?policy={policy}");
+        let token = crate::access::webhook_token_to(&hark, &sid(n), "+14155550100", &query).await;
+        let caller = crate::access::signed_stream(&hark, n, &[("hark_token", &token)]).await;
+        assert!(
+            caller.wait_idle(QUIET, Duration::from_secs(40)).await,
+            "no greeting"
+        );
         let asked = caller.say(speech("yes")).await.unwrap();
         let reply = caller
             .wait_media_since(asked.ended, Duration::from_secs(10))
