@@ -148,9 +148,10 @@ impl Escalation {
         while self.scores.len() > window {
             self.scores.pop_front();
         }
-        (self.scores.iter().sum::<i32>() <= threshold)
-            .then_some(())
-            .and_then(|()| self.raise(Reason::Sentiment, None))
+        if self.scores.iter().sum::<i32>() > threshold {
+            return None;
+        }
+        self.raise(Reason::Sentiment, None)
     }
 
     /// A turn the bot could not make sense of (no words, or no reply).
@@ -159,9 +160,10 @@ impl Escalation {
             return None;
         }
         self.misses += 1;
-        (self.misses >= self.not_understood)
-            .then_some(())
-            .and_then(|()| self.raise(Reason::NotUnderstood, None))
+        if self.misses < self.not_understood {
+            return None;
+        }
+        self.raise(Reason::NotUnderstood, None)
     }
 
     /// The escalation key raises the request (once; later it is any key).

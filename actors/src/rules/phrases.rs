@@ -48,24 +48,20 @@ impl<V: Copy> Phrases<V> {
 
     /// Whether every word of `text` (at least one) belongs to a phrase.
     pub fn covers(&self, text: &str) -> bool {
-        let w = words(text);
-        let mut i = 0;
-        while i < w.len() {
-            let longest = (1..=MAX_WORDS.min(w.len() - i))
-                .rev()
-                .find(|n| w.get(i..i + n).is_some_and(|p| self.0.contains_key(p)));
-            match longest {
-                Some(n) => i += n,
-                None => return false,
-            }
-        }
-        !w.is_empty()
+        let (found, all) = self.scan(text);
+        all && !found.is_empty()
     }
 
     /// The values of the phrases found in `text`, in order.
     pub fn find(&self, text: &str) -> Vec<V> {
+        self.scan(text).0
+    }
+
+    /// The phrases in `text`, the longest first at each word, and whether
+    /// every word belonged to one.
+    fn scan(&self, text: &str) -> (Vec<V>, bool) {
         let w = words(text);
-        let mut found = Vec::new();
+        let (mut found, mut all) = (Vec::new(), true);
         let mut i = 0;
         while i < w.len() {
             let longest = (1..=MAX_WORDS.min(w.len() - i))
@@ -76,10 +72,13 @@ impl<V: Copy> Phrases<V> {
                     found.push(v);
                     i += n;
                 }
-                None => i += 1,
+                None => {
+                    all = false;
+                    i += 1;
+                }
             }
         }
-        found
+        (found, all)
     }
 }
 

@@ -245,26 +245,16 @@ impl Simulation {
         }
         match step {
             Step::SayThenOverlap(text) => {
-                got.push(Decision::Caller { text: text.clone() });
-                self.typed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push_back(text.clone());
-                self.send(CARRIER_SPEECH, &mut got).await;
+                self.speak(text.clone(), &mut got).await;
                 self.until_bot_has_spoken(Duration::from_secs(1), &mut got)
                     .await;
             }
-            Step::Say(_) | Step::Mumble => {
-                let text = match step {
-                    Step::Say(text) => text.clone(),
-                    _ => String::new(),
-                };
-                got.push(Decision::Caller { text: text.clone() });
-                self.typed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push_back(text.clone());
-                self.send(CARRIER_SPEECH, &mut got).await;
+            Step::Say(text) => {
+                self.speak(text.clone(), &mut got).await;
+                self.settle(&mut got).await;
+            }
+            Step::Mumble => {
+                self.speak(String::new(), &mut got).await;
                 self.settle(&mut got).await;
             }
             Step::Dtmf(key) => {
@@ -323,6 +313,17 @@ impl Simulation {
             );
             self.collect(got);
         }
+    }
+
+    /// The caller says `text` (heard as typed; empty: no words), carried
+    /// by a recorded utterance.
+    async fn speak(&mut self, text: String, got: &mut Vec<Decision>) {
+        self.typed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(text.clone());
+        got.push(Decision::Caller { text });
+        self.send(CARRIER_SPEECH, got).await;
     }
 
     /// Stays silent until the bot's audio sent since now covers `enough`
