@@ -48,3 +48,18 @@ if ! command -v redis-cli >/dev/null || ! redis_up; then
   for _ in $(seq 1 20); do redis_up && break; sleep 0.5; done
   redis_up || { log "Redis did not come up"; exit 1; }
 fi
+
+# Recordings: libopus (the audiopus crate links it, found by pkg-config),
+# opus-tools (opusinfo reads what Hark writes), and an S3-compatible server
+# for the storage tests (moto, from PyPI; the tests start their own).
+"$(dirname "$0")/../tools/deps.sh"
+if ! command -v opusinfo >/dev/null; then
+  log "installing opus-tools"
+  install opus-tools
+fi
+if ! command -v moto_server >/dev/null; then
+  log "installing moto[server] (an S3-compatible test server)"
+  python3 -m pip install -q "moto[server]" >/dev/null 2>&1 || { log "pip install moto[server] failed"; exit 1; }
+  hash -r
+  command -v moto_server >/dev/null || { log "moto_server is not on PATH after pip install"; exit 1; }
+fi

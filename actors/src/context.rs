@@ -99,6 +99,8 @@ pub struct CallArgs {
     pub ask_consent: bool,
     /// The policy's other languages, for switching mid-call (empty: none).
     pub languages: Languages,
+    /// Where the call's recording goes, if it is recorded (`None`: nowhere).
+    pub recordings: Option<Arc<dyn crate::recording::RecordingSink>>,
 }
 
 /// A language a call can be spoken in: the policy as spoken in it (lines,
@@ -165,6 +167,8 @@ pub struct CallContext {
     pub recorder: crate::records::CallRecorder,
     /// What the consent rule decided; the recording reads `recording_allowed`.
     pub consent: ConsentFlags,
+    /// The recording: off until consent (or the policy) starts it.
+    pub recording: crate::recording::Recording,
     pub ask_consent: bool,
     /// What the bot must never say (`[rules.claims]`), compiled for the call.
     pub claims: crate::rules::claims::Claims,
@@ -187,6 +191,7 @@ impl CallContext {
             record_base,
             ask_consent,
             languages,
+            recordings,
         } = args;
         let spoken = arc_swap::ArcSwap::from_pointee(Spoken {
             code: policy.language.clone(),
@@ -232,6 +237,9 @@ impl CallContext {
                 recording: std::sync::atomic::AtomicBool::new(false),
                 transcript: std::sync::atomic::AtomicBool::new(true),
             },
+            recording: crate::recording::Recording::new(
+                recordings.filter(|_| policy.recording != crate::policy::RecordingMode::Never),
+            ),
             ask_consent,
             claims: crate::rules::claims::Claims::new(&policy.rules.claims),
             languages,

@@ -35,6 +35,8 @@
 //!   the caller's silence.
 //! - [`simulate`] — a call in text (`hark policy simulate`, the behaviour
 //!   fixtures): typed lines through the same actors, the record as output.
+//! - [`recording`] — the call's recording tap (both channels as heard, a
+//!   bounded window handed to the runtime's writer).
 //! - [`records`] — what a call leaves on record; [`backlog`] — mailbox bounds;
 //!   [`metrics`] — metric names; [`util`] — guards tying tasks to actors.
 
@@ -51,6 +53,7 @@ pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod providers;
+pub mod recording;
 pub mod records;
 pub mod rules;
 pub mod sentences;

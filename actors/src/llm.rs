@@ -250,7 +250,15 @@ async fn reply(ctx: Arc<CallContext>, generation: Generation) {
                     tracing::debug!(parent: &ctx.span, reason = reason.as_deref().unwrap_or(""), "end_call reason");
                     ends_call = true;
                 }
+                Effect::Sensitive { slot } => {
+                    tracing::info!(parent: &ctx.span, slot = %slot, "sensitive input: recording silent");
+                    ctx.recording.sensitive(true);
+                }
                 Effect::Outcome { slots, disposition } => {
+                    let sensitive = ctx.policy.outcome.sensitive();
+                    if slots.keys().any(|k| sensitive.contains(k)) {
+                        ctx.recording.sensitive(false);
+                    }
                     ctx.record_outcome(slots, disposition);
                 }
                 Effect::Transfer { target } => {
@@ -318,6 +326,7 @@ fn tool_label(name: &str) -> &'static str {
         "end_call" => "end_call",
         "transfer_call" => "transfer_call",
         "record_outcome" => "record_outcome",
+        "sensitive_input" => "sensitive_input",
         _ => "unknown",
     }
 }

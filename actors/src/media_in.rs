@@ -206,6 +206,7 @@ impl Actor for MediaIn {
                 slot,
             } => {
                 state.check_sequence(seq);
+                state.ctx.recording.caller(audio.as_slice());
                 state.audio(audio.as_slice(), received);
                 drop(slot);
             }

@@ -163,6 +163,7 @@ impl MediaOutState {
         self.timer = None;
         if (clear || unplayed) && self.ctx.capabilities.clears_audio {
             self.send(Command::Clear);
+            self.ctx.recording.clear();
             self.play_end = Instant::now();
         }
         self.turn = Turn::new(generation);
@@ -184,6 +185,7 @@ impl MediaOutState {
             };
             let index = front.index;
             let len = front.chunk.len();
+            self.ctx.recording.bot(&front.chunk, self.play_end.max(now));
             let frames = len.div_ceil(FRAME_SAMPLES) as u32;
             if !self.send(Command::Audio(front.chunk)) {
                 return;
@@ -450,6 +452,7 @@ mod tests {
             records: Arc::new(crate::records::MemorySink::default()),
             record_base: 0,
             ask_consent: false,
+            recordings: None,
             languages: Default::default(),
         });
         let (actor, _) = MediaOut::spawn(None, MediaOut, Arc::clone(&ctx))

@@ -92,6 +92,24 @@ pub enum Record {
         how: String,
         at_ms: i64,
     },
+    /// A call recording's state (`recordings`): `recording`, `encoding`,
+    /// `pending_upload`, `stored`, `deleted`.
+    Recording {
+        call_sid: String,
+        state: String,
+        #[serde(default)]
+        object_key: String,
+        #[serde(default)]
+        duration_ms: u64,
+        /// Bytes of the Ogg Opus file (what a reader gets).
+        #[serde(default)]
+        bytes: u64,
+        /// The PII key it is sealed with.
+        #[serde(default)]
+        key_id: String,
+        started_at_ms: i64,
+        at_ms: i64,
+    },
     Outcome {
         call_sid: String,
         slots: serde_json::Map<String, serde_json::Value>,
@@ -163,7 +181,8 @@ impl Record {
             | Record::Turn { call_sid, .. }
             | Record::Event { call_sid, .. }
             | Record::Consent { call_sid, .. }
-            | Record::Outcome { call_sid, .. } => call_sid,
+            | Record::Outcome { call_sid, .. }
+            | Record::Recording { call_sid, .. } => call_sid,
             Record::NodeRestarted { .. } => "",
         }
     }

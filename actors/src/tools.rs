@@ -25,6 +25,11 @@ pub enum Effect {
     Transfer {
         target: String,
     },
+    /// A sensitive slot is about to be asked for: the recording is silent
+    /// until a sensitive slot is recorded.
+    Sensitive {
+        slot: String,
+    },
     /// Store these outcome slots (merged with earlier ones) and, when
     /// given, the disposition the bot chose.
     Outcome {
@@ -128,6 +133,19 @@ impl Tools {
                 }),
             });
         }
+        let sensitive = self.outcome.sensitive();
+        if !sensitive.is_empty() {
+            specs.push(ToolSpec {
+                name: "sensitive_input",
+                description: "Call this just before you ask the caller for a sensitive value (card number, PIN): the recording stays silent until you record it with record_outcome.".into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": { "slot": { "type": "string", "enum": sensitive } },
+                    "required": ["slot"],
+                    "additionalProperties": false,
+                }),
+            });
+        }
         specs
     }
 
@@ -141,10 +159,29 @@ impl Tools {
             "end_call" if self.end_call => self.end_call(args),
             "transfer_call" if !self.transfer_targets.is_empty() => self.transfer(args),
             "record_outcome" if self.outcome.is_used() => self.record(args),
+            "sensitive_input" => self.sensitive_input(args),
             other => {
                 let offered: Vec<&str> = self.specs().iter().map(|s| s.name).collect();
                 Outcome::error(format!("unknown tool {other:?}; available: {offered:?}"))
             }
+        }
+    }
+
+    fn sensitive_input(&self, args: Map<String, Value>) -> Outcome {
+        let sensitive = self.outcome.sensitive();
+        match (args.get("slot"), args.len()) {
+            (Some(Value::String(slot)), 1) if sensitive.contains(slot) => Outcome {
+                result: json!({ "ok": true, "note": "the recording is silent until you record this slot" })
+                    .to_string(),
+                effect: Effect::Sensitive { slot: slot.clone() },
+                label: "ok",
+            },
+            _ if sensitive.is_empty() => {
+                Outcome::error("unknown tool \"sensitive_input\": no slot is sensitive".into())
+            }
+            _ => Outcome::error(format!(
+                "sensitive_input takes one argument, \"slot\": one of {sensitive:?}"
+            )),
         }
     }
 

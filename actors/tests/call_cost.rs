@@ -207,6 +207,7 @@ async fn measure(replaying: bool) -> Cost {
             records: Arc::new(Discard),
             record_base: 0,
             ask_consent: false,
+            recordings: None,
             languages: Default::default(),
         })
         .await

@@ -101,6 +101,7 @@ impl Call {
             records: records.clone(),
             record_base: 0,
             ask_consent: false,
+            recordings: None,
             languages: Default::default(),
         })
         .await

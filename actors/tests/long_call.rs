@@ -120,6 +120,7 @@ async fn a_calls_memory_does_not_grow_with_its_length() {
         records: Arc::new(Discard),
         record_base: 0,
         ask_consent: false,
+        recordings: None,
         languages: Default::default(),
     })
     .await

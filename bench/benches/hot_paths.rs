@@ -265,6 +265,7 @@ fn barge_in(c: &mut Criterion) {
             records: Arc::new(Discard),
             record_base: 0,
             ask_consent: false,
+            recordings: None,
             languages: Default::default(),
         }))
         .unwrap();

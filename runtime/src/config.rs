@@ -76,6 +76,11 @@ pub struct Config {
     pub api_auth_failures_per_minute: u32,
     /// Transcripts older than this are deleted (hourly purge). 0: kept forever.
     pub retention_days: u64,
+    /// Recordings older than this are deleted (hourly purge). 0: as
+    /// `retention_days` (recordings go with their transcripts).
+    pub recording_retention_days: u64,
+    /// Call recordings: where they are stored, how they are encoded.
+    pub recordings: crate::recordings::RecordingSettings,
     /// Serve without Twilio signatures (no `TWILIO_AUTH_TOKEN`) on an address
     /// that is not loopback. Off: `hark serve` refuses, since anyone who can
     /// reach the node could then start calls.
@@ -116,6 +121,8 @@ impl Default for Config {
             api_requests_per_second: 20,
             api_auth_failures_per_minute: 20,
             retention_days: 90,
+            recording_retention_days: 0,
+            recordings: crate::recordings::RecordingSettings::default(),
             allow_unsigned_requests: false,
             media_timeout_secs: 5,
             write_timeout_secs: 5,
@@ -142,6 +149,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Days recordings are kept (0: forever).
+    pub fn recording_days(&self) -> u64 {
+        if self.recording_retention_days > 0 {
+            self.recording_retention_days
+        } else {
+            self.retention_days
+        }
+    }
+
     /// The node name on records: `node`, else the host name.
     pub fn node_name(&self) -> String {
         if !self.node.is_empty() {
@@ -368,6 +384,18 @@ impl Config {
                 self.retention_days
             ));
         }
+        if self.recording_retention_days > 36_500 {
+            errors.push(format!(
+                "recording_retention_days: {} is over 36500; 0 follows retention_days",
+                self.recording_retention_days
+            ));
+        }
+        errors.extend(
+            self.recordings
+                .validate()
+                .into_iter()
+                .map(|(field, reason)| format!("{field}: {reason}")),
+        );
         if errors.is_empty() {
             Ok(())
         } else {

@@ -43,6 +43,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod pii;
 pub mod policies;
+pub mod recordings;
 pub mod server;
 pub mod state;
 pub mod store;

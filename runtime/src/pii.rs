@@ -142,6 +142,11 @@ impl Pii {
         ))
     }
 
+    /// The cipher of key `id` (recordings seal their chunks with it).
+    pub fn cipher(&self, id: &str) -> Option<&Aes256Gcm> {
+        self.keys.get(id)
+    }
+
     pub fn active_key_id(&self) -> &str {
         &self.active
     }

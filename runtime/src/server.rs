@@ -132,6 +132,8 @@ pub enum ServeError {
     },
     #[error("metrics recorder: {0}")]
     Metrics(String),
+    #[error(transparent)]
+    Recordings(#[from] crate::recordings::RecordingError),
     #[error(
         "refusing to serve on {addr} without Twilio signatures: {env} is not set, so anyone who can reach this address could start calls (and paid provider sessions). Set {env}, listen on a loopback address, or set allow_unsigned_requests = true (HARK_ALLOW_UNSIGNED_REQUESTS=true) to accept that"
     )]
@@ -207,6 +209,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             at_ms: hark_actors::records::now_ms(),
         },
     );
+    // Recordings: what an earlier run left is encoded and uploaded first.
+    let recordings = crate::recordings::Recordings::start(
+        config.recordings.clone(),
+        &config.data_dir,
+        Arc::clone(&pii),
+        writer.queue.clone(),
+    )?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|error| ServeError::Bind {
@@ -263,6 +272,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         health,
         node: config.node_name(),
         records: writer.queue.clone(),
+        recordings: Arc::clone(&recordings),
+        record_queue: writer.queue.clone(),
         metrics,
         lifecycle: Arc::clone(&lifecycle),
         runtimes,
@@ -306,7 +317,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         drained,
     )
     .await;
-    // Calls are over: write (or spool) their last records.
+    // Calls are over: their recordings' last audio reaches the disk (encoded
+    // now or at the next start), then their last records are written (or spooled).
+    recordings.flush(Duration::from_secs(5)).await;
     writer.finish(Duration::from_secs(10)).await;
     Ok(())
 }

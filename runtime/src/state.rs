@@ -22,6 +22,10 @@ pub struct AppState {
     pub node: String,
     /// Where calls' records go (the store's writer queue).
     pub records: Arc<dyn hark_actors::records::RecordSink>,
+    /// The record writer's queue: erasure reaches into its spool.
+    pub record_queue: Arc<crate::store::writer::RecordQueue>,
+    /// Call recordings: the pipeline to storage, and reading them back.
+    pub recordings: Arc<crate::recordings::Recordings>,
     pub metrics: PrometheusHandle,
     pub lifecycle: Arc<Lifecycle>,
     /// Runtimes whose tasks `hark_runtime_alive_tasks` counts.

@@ -295,6 +295,7 @@ impl Actor for CallSupervisor {
         metrics::counter!(m::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
         state.record_bot_turns(None);
         state.ctx.finish_outcome(reason);
+        state.ctx.recording.finish();
         state.ctx.recorder.ended(reason.as_str());
         tracing::info!(
             parent: &state.ctx.span,

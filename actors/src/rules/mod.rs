@@ -318,6 +318,11 @@ impl Rules {
         let covers_text = ctx.policy.rules.consent.covers(ConsentCovers::Transcript);
         let text_kept = answer.allows() || !covers_text;
         ctx.consent.set(allows, text_kept);
+        // Recording starts at the caller's yes (or the notice): nothing
+        // from before it is kept, and a no never starts it.
+        if allows && ctx.recording.start(&ctx.ids) {
+            tracing::info!(parent: &ctx.span, "recording started");
+        }
         if !text_kept {
             ctx.recorder.withhold_text();
         }

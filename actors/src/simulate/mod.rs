@@ -208,6 +208,7 @@ impl Simulation {
             records: Arc::clone(&records) as Arc<dyn crate::records::RecordSink>,
             record_base: 0,
             ask_consent: policy_asks,
+            recordings: None,
             languages: Arc::new(languages),
         })
         .await

@@ -48,7 +48,7 @@ pub struct NewBlock {
 }
 
 /// E.164: `+`, then 7 to 15 digits, the first not 0.
-fn check_number(n: &str) -> Result<String, Fail> {
+pub(super) fn check_number(n: &str) -> Result<String, Fail> {
     let digits = n.strip_prefix('+').unwrap_or_default();
     let ok = (7..=15).contains(&digits.len())
         && digits.chars().all(|c| c.is_ascii_digit())

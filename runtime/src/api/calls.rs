@@ -175,7 +175,7 @@ pub struct CallDetail {
     events: Vec<EventView>,
 }
 
-fn check_sid(sid: &str) -> Result<(), Fail> {
+pub(super) fn check_sid(sid: &str) -> Result<(), Fail> {
     if sid.is_empty()
         || sid.len() > 64
         || !sid

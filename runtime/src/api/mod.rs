@@ -13,8 +13,9 @@
 //! # Layout
 //! - [`auth`] — roles, tokens, the `Caller` extractor; [`limits`] — the
 //!   token cache and failed authentications per address.
-//! - One file per resource: [`calls`], [`blocklist`], [`policies`],
-//!   [`node`], [`tokens`], [`audit`].
+//! - One file per resource: [`calls`], [`recordings`] (a call's
+//!   recording, `Range`), [`personal_data`] (erasure on request),
+//!   [`blocklist`], [`policies`], [`node`], [`tokens`], [`audit`].
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -39,7 +40,9 @@ pub mod blocklist;
 pub mod calls;
 pub mod limits;
 pub mod node;
+pub mod personal_data;
 pub mod policies;
+pub mod recordings;
 pub mod tokens;
 
 pub use auth::{Caller, Role, hash_token, new_token};
@@ -85,6 +88,8 @@ pub(crate) fn query_error(e: QueryRejection) -> Fail {
 fn api() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(document_base())
         .merge(calls::routes())
+        .merge(recordings::routes())
+        .merge(personal_data::routes())
         .merge(blocklist::routes())
         .merge(policies::routes())
         .merge(node::routes())
@@ -235,7 +240,7 @@ mod tests {
     #[test]
     fn every_route_has_roles_and_admin_has_all() {
         let routes = routes();
-        assert_eq!(routes.len(), 15, "{routes:?}");
+        assert_eq!(routes.len(), 18, "{routes:?}");
         for r in routes {
             assert!(!r.roles.is_empty(), "{} {}", r.method, r.path);
             assert!(r.roles.contains(&Role::Admin), "{} {}", r.method, r.path);

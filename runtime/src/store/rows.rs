@@ -50,6 +50,9 @@ pub enum Row {
     },
     /// Ends the calls a node left open when it went down.
     NodeRestarted { node: String, at: i64 },
+    /// A spooled row whose personal data was erased on request: it keeps
+    /// its place in the spool (the writer counts rows) and writes nothing.
+    Erased,
     Turn {
         call_sid: String,
         seq: i64,
@@ -78,6 +81,18 @@ pub enum Row {
         how: String,
         at: i64,
     },
+    /// A recording's state; a later state overwrites an earlier one, and
+    /// nothing overwrites `deleted`.
+    Recording {
+        call_sid: String,
+        state: String,
+        object_key: String,
+        duration_ms: i64,
+        bytes: i64,
+        key_id: String,
+        started_at: i64,
+        at: i64,
+    },
     Outcome {
         call_sid: String,
         /// The slots with keyed hashes for values (`{"plan":"h:…"}`): what
@@ -102,6 +117,95 @@ fn twilio() -> String {
 }
 
 impl Row {
+    /// The call a row is about ("" for a node's own rows).
+    pub fn call_sid(&self) -> &str {
+        match self {
+            Row::Call { call_sid, .. }
+            | Row::CallEnd { call_sid, .. }
+            | Row::Rejected { call_sid, .. }
+            | Row::Turn { call_sid, .. }
+            | Row::Event { call_sid, .. }
+            | Row::Consent { call_sid, .. }
+            | Row::Recording { call_sid, .. }
+            | Row::Outcome { call_sid, .. } => call_sid,
+            Row::NodeRestarted { .. } | Row::Erased => "",
+        }
+    }
+
+    /// Whether this row names the number with keyed hash `hash`.
+    pub fn has_number(&self, hash: &str) -> bool {
+        match self {
+            Row::Call {
+                from_hash, to_hash, ..
+            }
+            | Row::Rejected {
+                from_hash, to_hash, ..
+            } => from_hash == hash || to_hash == hash,
+            _ => false,
+        }
+    }
+
+    /// This row with the personal data of its call erased (`None`: it
+    /// carries nothing else and is dropped for an [`Row::Erased`]).
+    pub fn erased(self, pii: &Pii) -> Option<Self> {
+        match self {
+            Row::Call {
+                call_sid,
+                stream_sid,
+                carrier,
+                direction,
+                policy,
+                policy_version,
+                node,
+                started_at,
+                ..
+            } => Some(Row::Call {
+                call_sid,
+                stream_sid,
+                carrier,
+                direction,
+                from_enc: pii.encrypt(""),
+                from_hash: String::new(),
+                to_enc: pii.encrypt(""),
+                to_hash: String::new(),
+                policy,
+                policy_version,
+                node,
+                started_at,
+            }),
+            Row::Rejected {
+                call_sid,
+                direction,
+                policy,
+                policy_version,
+                node,
+                at,
+                end_reason,
+                ..
+            } => Some(Row::Rejected {
+                call_sid,
+                direction,
+                from_enc: pii.encrypt(""),
+                from_hash: String::new(),
+                to_enc: pii.encrypt(""),
+                to_hash: String::new(),
+                policy,
+                policy_version,
+                node,
+                at,
+                end_reason,
+            }),
+            Row::Event {
+                detail_enc: Some(_),
+                ..
+            }
+            | Row::Turn { .. }
+            | Row::Outcome { .. }
+            | Row::Recording { .. } => None,
+            other => Some(other),
+        }
+    }
+
     /// Encrypts what must not rest in clear.
     pub fn from_record(record: Record, pii: &Pii) -> Self {
         match record {
@@ -219,6 +323,25 @@ impl Row {
                 how,
                 at: at_ms,
             },
+            Record::Recording {
+                call_sid,
+                state,
+                object_key,
+                duration_ms,
+                bytes,
+                key_id,
+                started_at_ms,
+                at_ms,
+            } => Row::Recording {
+                call_sid,
+                state,
+                object_key,
+                duration_ms: duration_ms as i64,
+                bytes: bytes as i64,
+                key_id,
+                started_at: started_at_ms,
+                at: at_ms,
+            },
             Record::Outcome {
                 call_sid,
                 slots,
@@ -314,6 +437,7 @@ impl Row {
             .bind(node)
             .bind(*at)
             .bind(end_reason),
+            Row::Erased => sqlx::query("SELECT 1"),
             Row::NodeRestarted { node, at } => sqlx::query(
                 "UPDATE calls SET ended_at = $2, end_reason = 'node_restarted' \
                  WHERE node = $1 AND ended_at IS NULL AND started_at IS NOT NULL AND started_at < $2",
@@ -385,6 +509,34 @@ impl Row {
             .bind(*asked_at)
             .bind(answer)
             .bind(how)
+            .bind(*at),
+            Row::Recording {
+                call_sid,
+                state,
+                object_key,
+                duration_ms,
+                bytes,
+                key_id,
+                started_at,
+                at,
+            } => sqlx::query(
+                "INSERT INTO recordings (call_sid, state, object_key, channels, codec, duration_ms, bytes, key_id, started_at, updated_at) \
+                 VALUES ($1, $2, $3, 2, 'opus', $4, $5, $6, $7, $8) \
+                 ON CONFLICT (call_sid) DO UPDATE SET state = excluded.state, \
+                 object_key = CASE WHEN excluded.object_key <> '' THEN excluded.object_key ELSE recordings.object_key END, \
+                 duration_ms = CASE WHEN excluded.duration_ms > 0 THEN excluded.duration_ms ELSE recordings.duration_ms END, \
+                 bytes = CASE WHEN excluded.bytes > 0 THEN excluded.bytes ELSE recordings.bytes END, \
+                 key_id = CASE WHEN excluded.key_id <> '' THEN excluded.key_id ELSE recordings.key_id END, \
+                 updated_at = excluded.updated_at \
+                 WHERE recordings.state <> 'deleted' AND recordings.updated_at <= excluded.updated_at",
+            )
+            .bind(call_sid)
+            .bind(state)
+            .bind(object_key)
+            .bind(*duration_ms)
+            .bind(*bytes)
+            .bind(key_id)
+            .bind(*started_at)
             .bind(*at),
             Row::Outcome {
                 call_sid,

@@ -221,6 +221,47 @@ pub struct RecordQueue {
 }
 
 impl RecordQueue {
+    /// Erases the personal data of `calls` — and of every call with the
+    /// number hashed `number_hash`, which it adds to `calls` — from the
+    /// spool and `rejected/`: each such row becomes [`Row::erased`] in its
+    /// place. How many rows were changed.
+    pub fn erase(
+        &self,
+        calls: &mut std::collections::BTreeSet<String>,
+        number_hash: Option<&str>,
+    ) -> std::io::Result<u64> {
+        let pii = &self.spill.pii;
+        let mut spool = lock(&self.spill.spool);
+        let mut rejected = Spool::open(&rejected_dir(&spool))?;
+        let mut changed = 0;
+        for s in [&mut *spool, &mut rejected] {
+            let rows = s.read()?;
+            if let Some(hash) = number_hash {
+                calls.extend(
+                    rows.iter()
+                        .filter(|r| r.has_number(hash))
+                        .map(|r| r.call_sid().to_owned()),
+                );
+            }
+            if !rows.iter().any(|r| calls.contains(r.call_sid())) {
+                continue;
+            }
+            let rows: Vec<Row> = rows
+                .into_iter()
+                .map(|r| {
+                    if calls.contains(r.call_sid()) {
+                        changed += 1;
+                        r.erased(pii).unwrap_or(Row::Erased)
+                    } else {
+                        r
+                    }
+                })
+                .collect();
+            s.replace(&rows)?;
+        }
+        Ok(changed)
+    }
+
     /// Records held in the overflow now.
     pub fn overflow_len(&self) -> usize {
         lock(&self.overflow).len()

@@ -156,6 +156,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         outbound: tx,
         fault,
         records: Arc::clone(&app.records),
+        recordings: Some(app.recordings.sink()),
         record_base: claim.record_base(),
         ask_consent,
         languages: Arc::clone(&live.languages),

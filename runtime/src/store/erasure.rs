@@ -1,0 +1,178 @@
+//! Recordings on record, and erasing a person's (or a call's) personal
+//! data on request: recordings, transcripts, numbers, slot values, DTMF.
+//! What stays: that the call happened, when, how it ended, its consent
+//! decisions, and the blocklist (it is why the person is not called again).
+
+use sqlx::Row as _;
+
+use super::{Store, StoreError};
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(e)
+}
+
+/// A call's recording as the `recordings` table has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRow {
+    pub call_sid: String,
+    pub state: String,
+    pub object_key: String,
+    pub duration_ms: i64,
+    pub bytes: i64,
+    pub key_id: String,
+    pub started_at: i64,
+}
+
+/// What an erasure removed from the database.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Erased {
+    pub calls: u64,
+    pub turns: u64,
+    pub events: u64,
+    pub outcomes: u64,
+    /// Object keys of the recordings marked deleted (to delete from storage).
+    pub recordings: Vec<String>,
+}
+
+impl Store {
+    pub async fn recording(&self, call_sid: &str) -> Result<Option<RecordingRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT call_sid, state, object_key, duration_ms, bytes, key_id, started_at \
+             FROM recordings WHERE call_sid = $1",
+        )
+        .bind(call_sid)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(err)?;
+        row.map(|r| {
+            Ok(RecordingRow {
+                call_sid: r.try_get("call_sid").map_err(err)?,
+                state: r.try_get("state").map_err(err)?,
+                object_key: r.try_get("object_key").map_err(err)?,
+                duration_ms: r.try_get("duration_ms").map_err(err)?,
+                bytes: r.try_get("bytes").map_err(err)?,
+                key_id: r.try_get("key_id").map_err(err)?,
+                started_at: r.try_get("started_at").map_err(err)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The calls from or to the number with keyed hash `hash`.
+    pub async fn calls_of_number(&self, hash: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT call_sid FROM calls WHERE from_hash = $1 OR to_hash = $1")
+            .bind(hash)
+            .fetch_all(self.pool())
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("call_sid").map_err(err))
+            .collect()
+    }
+
+    /// Erases the personal data of `calls` in one transaction: transcript
+    /// text, private event details (DTMF digits), both numbers and their
+    /// hashes, outcome slot values and the callback window; their
+    /// recordings are marked `deleted` (the caller deletes the objects).
+    pub async fn erase_calls(&self, calls: &[String], at_ms: i64) -> Result<Erased, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut out = Erased::default();
+        for call in calls {
+            let keys = sqlx::query(
+                "SELECT object_key FROM recordings WHERE call_sid = $1 AND state <> 'deleted'",
+            )
+            .bind(call)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+            for k in keys {
+                out.recordings
+                    .push(k.try_get::<String, _>("object_key").map_err(err)?);
+            }
+            sqlx::query(
+                "UPDATE recordings SET state = 'deleted', object_key = '', updated_at = $2 WHERE call_sid = $1",
+            )
+            .bind(call)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            out.turns += sqlx::query(
+                "UPDATE turns SET text_enc = NULL, heard_enc = NULL \
+                 WHERE call_sid = $1 AND (text_enc IS NOT NULL OR heard_enc IS NOT NULL)",
+            )
+            .bind(call)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            out.events += sqlx::query(
+                "UPDATE call_events SET detail = '', detail_enc = NULL \
+                 WHERE call_sid = $1 AND (detail_enc IS NOT NULL OR kind = 'dtmf')",
+            )
+            .bind(call)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            out.outcomes += sqlx::query(
+                "UPDATE calls SET outcome = NULL, outcome_enc = NULL, callback_start = NULL, callback_end = NULL \
+                 WHERE call_sid = $1 AND (outcome IS NOT NULL OR outcome_enc IS NOT NULL)",
+            )
+            .bind(call)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            out.calls += sqlx::query(
+                "UPDATE calls SET from_enc = NULL, to_enc = NULL, from_hash = NULL, to_hash = NULL \
+                 WHERE call_sid = $1",
+            )
+            .bind(call)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(out)
+    }
+
+    /// Recordings started before `before_ms` and not deleted: `(call, object key)`.
+    pub async fn expired_recordings(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT call_sid, object_key FROM recordings WHERE started_at < $1 AND state <> 'deleted' \
+             ORDER BY started_at LIMIT 1000",
+        )
+        .bind(before_ms)
+        .fetch_all(self.pool())
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("call_sid").map_err(err)?,
+                    r.try_get("object_key").map_err(err)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks these calls' recordings deleted.
+    pub async fn recordings_deleted(&self, calls: &[String], at_ms: i64) -> Result<(), StoreError> {
+        for call in calls {
+            sqlx::query(
+                "UPDATE recordings SET state = 'deleted', object_key = '', updated_at = $2 WHERE call_sid = $1",
+            )
+            .bind(call)
+            .bind(at_ms)
+            .execute(self.pool())
+            .await
+            .map_err(err)?;
+        }
+        Ok(())
+    }
+}
