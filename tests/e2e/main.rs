@@ -13,6 +13,7 @@ mod limits;
 mod policies;
 mod privacy;
 mod providers;
+mod recording;
 mod records;
 mod rules;
 mod server;

@@ -381,6 +381,11 @@ impl Proxy {
         self.up.store(true, Ordering::SeqCst);
     }
 
+    /// The proxy's `host:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// `db_url` through the proxy, in clear (so `stall_on` can see it).
     pub fn url(&self, db_url: &str) -> String {
         let url = db_url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port));
@@ -625,7 +630,7 @@ async fn every_route_admits_exactly_its_roles() {
     let routes = hark_runtime::api::routes();
     assert_eq!(
         routes.len(),
-        15,
+        18,
         "every route of the API, from its handlers"
     );
     for hark_runtime::api::Route {
