@@ -2,9 +2,9 @@
 //! received and the bot as the caller heard it.
 //!
 //! The call path only copies bytes: each 20 ms of caller audio and each
-//! chunk the bot sends is written into a short window of interleaved
-//! stereo μ-law (caller left, bot right), and every 500 ms the oldest block
-//! goes to a [`RecordingWriter`] (the runtime appends it to a file; encoding
+//! chunk the bot sends is copied into a short window, one per channel, and
+//! every 500 ms the oldest block goes, interleaved (caller left, bot
+//! right), to a [`RecordingWriter`] (the runtime appends it to a file; encoding
 //! to Opus happens after the call, off the call path). The window is at
 //! most [`MAX_WINDOW`] long, so a recorded call holds a bounded amount of
 //! memory however long it lasts.
@@ -20,7 +20,6 @@
 //! the call's start under `recording = "always"`), and a call that never
 //! starts its recording leaves nothing anywhere, not even a file.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -147,12 +146,13 @@ impl Drop for Recording {
     }
 }
 
-/// The window: interleaved stereo from sample `base` on.
+/// The window: each channel's samples from sample `base` on, kept apart
+/// so a frame is one copy; interleaved once per block, at the flush.
 struct Tap {
     t0: Instant,
     writer: Box<dyn RecordingWriter>,
     base: u64,
-    window: VecDeque<u8>,
+    channels: [Vec<u8>; 2],
     /// Caller samples received since the start.
     caller_pos: u64,
     sensitive: bool,
@@ -163,11 +163,12 @@ const BOT: usize = 1;
 
 impl Tap {
     fn new(t0: Instant, writer: Box<dyn RecordingWriter>) -> Self {
+        let cap = (2 * BLOCK) as usize + 4096;
         Self {
             t0,
             writer,
             base: 0,
-            window: VecDeque::with_capacity((2 * BLOCK * 2) as usize + 2048),
+            channels: [Vec::with_capacity(cap), Vec::with_capacity(cap)],
             caller_pos: 0,
             sensitive: false,
         }
@@ -206,27 +207,22 @@ impl Tap {
         let Some(audio) = audio.get(skip..) else {
             return;
         };
-        let from = at.max(self.base);
-        let need = ((end - self.base) * 2) as usize;
-        if self.window.len() < need {
-            self.window.resize(need, SILENCE);
+        let from = (at.max(self.base) - self.base) as usize;
+        let to = (end - self.base) as usize;
+        let ch = &mut self.channels[channel];
+        if ch.len() < to {
+            ch.resize(to, SILENCE);
         }
-        let mut i = ((from - self.base) * 2) as usize + channel;
-        for &sample in audio {
-            if let Some(slot) = self.window.get_mut(i) {
-                *slot = sample;
-            }
-            i += 2;
+        if let Some(slot) = ch.get_mut(from..to) {
+            slot.copy_from_slice(audio);
         }
     }
 
     /// Erases the bot's channel from `now` on.
     fn cut_bot(&mut self, now: Instant) {
-        let from = self.pos(now).max(self.base);
-        let mut i = ((from - self.base) * 2) as usize + BOT;
-        while let Some(slot) = self.window.get_mut(i) {
-            *slot = SILENCE;
-            i += 2;
+        let from = (self.pos(now).max(self.base) - self.base) as usize;
+        if let Some(rest) = self.channels[BOT].get_mut(from..) {
+            rest.fill(SILENCE);
         }
     }
 
@@ -247,12 +243,26 @@ impl Tap {
     }
 
     fn flush_block(&mut self) {
-        let bytes = (BLOCK * 2) as usize;
-        if self.window.len() < bytes {
-            self.window.resize(bytes, SILENCE);
+        self.flush(BLOCK as usize);
+    }
+
+    /// Interleaves the first `n` samples of both channels to the writer.
+    fn flush(&mut self, n: usize) {
+        for ch in &mut self.channels {
+            if ch.len() < n {
+                ch.resize(n, SILENCE);
+            }
         }
-        let block: Vec<u8> = self.window.drain(..bytes).collect();
-        self.base += BLOCK;
+        let mut block = vec![SILENCE; 2 * n];
+        let [caller, bot] = &self.channels;
+        for (pair, (c, b)) in block.chunks_exact_mut(2).zip(caller.iter().zip(bot)) {
+            pair[0] = *c;
+            pair[1] = *b;
+        }
+        for ch in &mut self.channels {
+            ch.drain(..n);
+        }
+        self.base += n as u64;
         self.writer.write(block);
     }
 
@@ -261,11 +271,9 @@ impl Tap {
         while end >= self.base + BLOCK {
             self.flush_block();
         }
-        let rest = ((end - self.base) * 2) as usize;
-        self.window.resize(rest, SILENCE);
+        let rest = (end - self.base) as usize;
         if rest > 0 {
-            let tail: Vec<u8> = self.window.drain(..).collect();
-            self.writer.write(tail);
+            self.flush(rest);
         }
         let duration = Duration::from_micros(end * 1_000_000 / RATE);
         self.writer.finish(duration.as_millis() as u64);
@@ -402,9 +410,9 @@ mod tests {
         rec.start(&ids());
         for _ in 0..60 {
             caller_for(&rec, 1000, 10).await;
-            let window = rec.tap().as_ref().map_or(0, |t| t.window.len());
-            assert!(window as u64 <= 2 * MAX_WINDOW);
-            assert!(window as u64 <= 2 * 2 * BLOCK + 320, "{window}");
+            let window = rec.tap().as_ref().map_or(0, |t| t.channels[0].len());
+            assert!(window as u64 <= MAX_WINDOW);
+            assert!(window as u64 <= 2 * BLOCK + 160, "{window}");
         }
         rec.finish();
         assert_eq!(got.lock().unwrap().bytes.len(), 2 * 60 * 8000);
@@ -415,8 +423,8 @@ mod tests {
         let (rec, got) = recording();
         rec.start(&ids());
         rec.bot(&[20; 160], Instant::now() + Duration::from_secs(20));
-        let window = rec.tap().as_ref().map_or(0, |t| t.window.len());
-        assert!(window as u64 <= 2 * MAX_WINDOW);
+        let window = rec.tap().as_ref().map_or(0, |t| t.channels[1].len());
+        assert!(window as u64 <= MAX_WINDOW);
         rec.finish();
         assert!(got.lock().unwrap().finished.is_some());
     }

@@ -78,7 +78,7 @@ fn tap(c: &mut Criterion) {
 fn encode(c: &mut Criterion) {
     let raw = call(10);
     let mut ogg = Vec::new();
-    opus::encode(raw.as_slice(), &mut ogg).unwrap();
+    opus::encode(raw.as_slice(), &mut ogg, opus::DEFAULT_COMPLEXITY).unwrap();
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let pii = Pii::from_spec(&format!("k1:{key}"), &key).unwrap();
     let mut g = c.benchmark_group("recording");
@@ -86,7 +86,12 @@ fn encode(c: &mut Criterion) {
     g.bench_function("encode_10s", |b| {
         b.iter(|| {
             let mut out = Vec::with_capacity(40_000);
-            opus::encode(black_box(raw.as_slice()), &mut out).unwrap();
+            opus::encode(
+                black_box(raw.as_slice()),
+                &mut out,
+                opus::DEFAULT_COMPLEXITY,
+            )
+            .unwrap();
             out
         })
     });

@@ -24,12 +24,16 @@
 //! - [`twilio`] — Twilio's wire formats (messages, stream codec, TwiML,
 //!   signatures, ids; no I/O; from the `hark-carrier` crate, re-exported).
 //! - [`lifecycle`] — admission (`max_calls`) and graceful shutdown.
-//! - [`store`] — call records (PostgreSQL / SQLite), the writer and its spool.
+//! - [`store`] — call records (PostgreSQL / SQLite), the writer and its
+//!   spool; `erasure.rs`: recordings on record, erasure on request.
+//! - [`recordings`] — call recordings from the call's blocks to object
+//!   storage: the disk thread, the low-priority Opus encoder pool, sealing
+//!   (chunked AEAD), the ordered uploader, reading back by range.
 //! - [`pii`] — encryption of personal data at rest, key files.
 //! - [`api`] — the admin API (`/api/v1`): one file per resource, each route
 //!   declared once on its handler (roles, router and OpenAPI together).
 //! - [`state`] — `AppState`, what the parts of a node share (a leaf).
-//! - [`jobs`] — background jobs (the retention purge).
+//! - [`jobs`] — background jobs (the retention purges: transcripts, recordings).
 //! - [`health`], [`doctor`] — provider checks; [`telemetry`] — logs, metrics, banner.
 
 pub mod api;

@@ -129,6 +129,15 @@ pub fn print_banner(
         "  records         {}",
         redact_url(&config.database_url)
     );
+    let r = &config.recordings;
+    let store = match r.storage {
+        crate::recordings::StorageKind::Local => format!(
+            "local ({})",
+            config.data_dir.join("recordings/objects").display()
+        ),
+        crate::recordings::StorageKind::S3 => format!("s3://{}/{}", r.bucket, r.prefix),
+    };
+    let _ = writeln!(out, "  recordings      {store}");
     let env = &config.providers.twilio.api_key_env;
     let signatures = if signed {
         "verified".to_owned()

@@ -48,12 +48,17 @@ impl From<RecordingError> for Fail {
     }
 }
 
-/// What a `Range` header asks of a `len`-byte body: `None` for the whole
-/// body (no header, several ranges, or one we don't parse: RFC 9110 lets a
-/// server ignore those), `Some(Err)` when nothing of it exists.
+/// What a `Range` header asks of a `len`-byte body (see [`parse_range`]).
 fn wanted(headers: &HeaderMap, len: u64) -> Option<Result<Range<u64>, ()>> {
-    let spec = headers.get(header::RANGE)?.to_str().ok()?.trim();
-    let spec = spec.strip_prefix("bytes=")?;
+    parse_range(headers.get(header::RANGE)?.to_str().ok()?, len)
+}
+
+/// A `Range` header's value against a `len`-byte body: `None` for the
+/// whole body (several ranges, or one we don't parse: RFC 9110 lets a
+/// server ignore those), `Some(Err)` when nothing of it exists; a range
+/// returned is non-empty and within the body.
+pub fn parse_range(value: &str, len: u64) -> Option<Result<Range<u64>, ()>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
     }
@@ -62,7 +67,7 @@ fn wanted(headers: &HeaderMap, len: u64) -> Option<Result<Range<u64>, ()>> {
     let range = match (a.is_empty(), b.is_empty()) {
         (true, false) => {
             let n: u64 = b.parse().ok()?;
-            if n == 0 {
+            if n == 0 || len == 0 {
                 return Some(Err(()));
             }
             len.saturating_sub(n)..len
@@ -76,7 +81,7 @@ fn wanted(headers: &HeaderMap, len: u64) -> Option<Result<Range<u64>, ()>> {
                 if e < start {
                     return None;
                 }
-                (e + 1).min(len)
+                e.saturating_add(1).min(len)
             };
             if start >= len {
                 return Some(Err(()));

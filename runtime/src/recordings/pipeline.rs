@@ -313,7 +313,8 @@ impl Recordings {
 
 fn disk_thread(recs: &Arc<Recordings>, mut rx: mpsc::Receiver<DiskMsg>) {
     let dirs = recs.dirs.clone();
-    let mut open: HashMap<Arc<str>, (BufWriter<File>, i64)> = HashMap::new();
+    // Blocks arrive 8 KB at a time: each is one write, with no buffer per call.
+    let mut open: HashMap<Arc<str>, (File, i64)> = HashMap::new();
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             DiskMsg::Begin {
@@ -333,10 +334,7 @@ fn disk_thread(recs: &Arc<Recordings>, mut rx: mpsc::Receiver<DiskMsg>) {
                 });
                 match opened {
                     Ok(f) => {
-                        open.insert(
-                            call,
-                            (BufWriter::with_capacity(32 * 1024, f), started_at_ms),
-                        );
+                        open.insert(call, (f, started_at_ms));
                     }
                     Err(e) => {
                         metrics::counter!(FAILED, "stage" => "disk").increment(1);
@@ -356,20 +354,17 @@ fn disk_thread(recs: &Arc<Recordings>, mut rx: mpsc::Receiver<DiskMsg>) {
                 let Some((mut f, started_at_ms)) = open.remove(&call) else {
                     continue;
                 };
-                let done = f
-                    .flush()
-                    .and_then(|()| f.get_ref().sync_data())
-                    .and_then(|()| {
-                        write_meta(
-                            &raw_meta(&dirs, &call),
-                            &Meta {
-                                call_sid: call.to_string(),
-                                started_at_ms,
-                                duration_ms,
-                                ..Meta::default()
-                            },
-                        )
-                    });
+                let done = f.flush().and_then(|()| f.sync_data()).and_then(|()| {
+                    write_meta(
+                        &raw_meta(&dirs, &call),
+                        &Meta {
+                            call_sid: call.to_string(),
+                            started_at_ms,
+                            duration_ms,
+                            ..Meta::default()
+                        },
+                    )
+                });
                 match done {
                     Ok(()) => recs.pipeline.encode(call.to_string()),
                     Err(e) => {
@@ -439,7 +434,7 @@ fn encode_one(recs: &Recordings, call: &str) -> Result<bool, super::RecordingErr
     let encoded = {
         let input = BufReader::with_capacity(64 * 1024, File::open(&raw)?);
         let mut output = BufWriter::new(File::create(&work)?);
-        let e = opus::encode(input, &mut output)
+        let e = opus::encode(input, &mut output, recs.settings.opus_complexity)
             .map_err(|e| super::RecordingError::Storage(e.to_string()))?;
         output.flush()?;
         e

@@ -749,6 +749,80 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Erasure reaches rows not yet in the database: the person's calls are
+    /// found by their number's hash in the spool, and each of their rows
+    /// (in the spool and in `rejected/`) is erased in its place; other
+    /// calls' rows are untouched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn erasure_reaches_the_spool_and_rejected_rows_in_place() {
+        let (url, _db) = black_hole().await;
+        let dir = temp("erase");
+        let pii = pii();
+        let started = |call: &str, from: &str| Record::CallStarted {
+            call_sid: call.into(),
+            stream_sid: "MZ1".into(),
+            carrier: "twilio".into(),
+            direction: "inbound".into(),
+            from: from.into(),
+            to: "+14155550199".into(),
+            policy: "p".into(),
+            policy_version: "1".into(),
+            node: "n".into(),
+            started_at_ms: 1,
+        };
+        let turn = |call: &str| Record::Turn {
+            call_sid: call.into(),
+            seq: 0,
+            speaker: "caller".into(),
+            text: "my card is 4111".into(),
+            heard: None,
+            interrupted: false,
+            started_at_ms: 1,
+            ended_at_ms: 2,
+        };
+        let rows: Vec<Row> = [
+            started("CA1", "+14155550142"),
+            turn("CA1"),
+            started("CA2", "+14155550177"),
+            turn("CA2"),
+        ]
+        .into_iter()
+        .map(|r| Row::from_record(r, &pii))
+        .collect();
+        let mut spool = Spool::open(&dir).unwrap();
+        spool.append(&rows).unwrap();
+        let mut rejected = Spool::open(&rejected_dir(&spool)).unwrap();
+        rejected
+            .append(&[Row::from_record(turn("CA1"), &pii)])
+            .unwrap();
+        drop((spool, rejected));
+        let store = Store::open(&url).await.unwrap();
+        let spool = Spool::open(&dir).unwrap();
+        let limits = Limits {
+            write_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let writer = Writer::start_with(store, spool, Arc::clone(&pii), limits);
+        let mut calls = std::collections::BTreeSet::new();
+        let changed = writer
+            .queue
+            .erase(&mut calls, Some(&pii.hash_number("+14155550142")))
+            .unwrap();
+        assert_eq!(calls.into_iter().collect::<Vec<_>>(), ["CA1"]);
+        assert_eq!(changed, 3);
+        writer.finish(Duration::from_millis(500)).await;
+        let after = Spool::open(&dir).unwrap().read().unwrap();
+        assert_eq!(after.len(), 4, "rows keep their places");
+        assert!(matches!(&after[0], Row::Call { from_hash, .. } if from_hash.is_empty()));
+        assert_eq!(after[1], Row::Erased);
+        assert!(matches!(&after[2], Row::Call { from_hash, .. } if !from_hash.is_empty()));
+        assert!(matches!(&after[3], Row::Turn { call_sid, .. } if call_sid == "CA2"));
+        let spool = Spool::open(&dir).unwrap();
+        let rejected = Spool::open(&rejected_dir(&spool)).unwrap().read().unwrap();
+        assert_eq!(rejected, vec![Row::Erased]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A spool that cannot be read (here: its file replaced by a directory)
     /// is tried again with backoff (250 ms doubling), not in a loop.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
