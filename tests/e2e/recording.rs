@@ -511,7 +511,20 @@ async fn recordings_wait_out_a_storage_outage_and_a_restart_and_none_is_lost() {
     proxy.cut();
     short_call(&first, 331).await;
     short_call(&first, 332).await;
-    wait_recording(&first, &admin, &sid(332)).await;
+    short_call(&first, 333).await;
+    wait_recording(&first, &admin, &sid(333)).await;
+    // Erasure reaches a recording still waiting for storage.
+    let res = first
+        .http()
+        .delete(first.url(&format!("/api/v1/calls/{}/personal-data", sid(333))))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["recordings"], 1, "{body}");
+    assert_eq!(fetch(&first, &admin, &sid(333), None).await.0, 404);
     std::process::Command::new("kill")
         .args(["-TERM", &first.pid().to_string()])
         .status()
@@ -524,6 +537,13 @@ async fn recordings_wait_out_a_storage_outage_and_a_restart_and_none_is_lost() {
         2,
         "{pending:?}"
     );
+    assert!(
+        pending.iter().all(|f| !f.contains(&sid(333))),
+        "{pending:?}"
+    );
+    // Its object key waits to be deleted (storage is down): never forgotten.
+    let deletions = std::fs::read_to_string(node.data.join("recordings/deletions.txt")).unwrap();
+    assert!(deletions.contains(&sid(333)), "{deletions}");
     proxy.restore();
     let second = node.start_with_policy(&recorded_policy(), &env);
     for _ in 0..200 {
@@ -543,6 +563,13 @@ async fn recordings_wait_out_a_storage_outage_and_a_restart_and_none_is_lost() {
         second.logs()
     );
     assert!(files_under(&node.data.join("recordings/pending")).is_empty());
+    for _ in 0..100 {
+        if !node.data.join("recordings/deletions.txt").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!node.data.join("recordings/deletions.txt").exists());
     // Stored on S3: the same bytes as while it waited, whole or by range;
     // the key id is in the object's metadata.
     let stored = wait_recording(&second, &admin, &sid(330)).await;

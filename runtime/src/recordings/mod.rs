@@ -102,6 +102,8 @@ pub struct Dirs {
     pub raw: PathBuf,
     /// Encoding scratch.
     pub work: PathBuf,
+    /// Object deletions (erasure, retention) waiting for storage: one key a line.
+    pub deletions: PathBuf,
     /// Sealed recordings waiting for storage, named to upload in order.
     pub pending: PathBuf,
     /// The object store, when it is local.
@@ -114,6 +116,7 @@ impl Dirs {
         Self {
             raw: root.join("raw"),
             work: root.join("work"),
+            deletions: root.join("deletions.txt"),
             pending: root.join("pending"),
             objects: root.join("objects"),
         }
@@ -208,8 +211,16 @@ impl Recordings {
         for call in calls {
             removed += pipeline::remove_local(&self.dirs, call)?;
         }
+        let mut later = Vec::new();
         for key in keys.iter().filter(|k| !k.is_empty()) {
-            self.store.delete(key).await?;
+            if let Err(e) = self.store.delete(key).await {
+                tracing::warn!(error = %e, "object storage unreachable: the deletion waits on disk and is done when it is back");
+                later.push(key.clone());
+            }
+        }
+        if !later.is_empty() {
+            pipeline::defer_deletions(&self.dirs, &later)?;
+            self.pipeline.wake();
         }
         Ok(removed)
     }

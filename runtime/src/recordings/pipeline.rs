@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -42,6 +43,8 @@ pub(super) enum DiskMsg {
 /// The senders into the pipeline.
 pub(super) struct Handles {
     disk: mpsc::Sender<DiskMsg>,
+    /// Calls being recorded now (the encoders defer above a threshold).
+    live: AtomicUsize,
     encode: Mutex<std_mpsc::Sender<String>>,
     wake: Arc<Notify>,
 }
@@ -58,6 +61,7 @@ impl Handles {
         (
             Self {
                 disk,
+                live: AtomicUsize::new(0),
                 encode: Mutex::new(encode),
                 wake: Arc::new(Notify::new()),
             },
@@ -66,6 +70,10 @@ impl Handles {
                 encode: encode_rx,
             },
         )
+    }
+
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     fn encode(&self, call: String) {
@@ -167,6 +175,43 @@ pub(super) fn remove_local(dirs: &Dirs, call: &str) -> std::io::Result<u64> {
     Ok(removed.min(1))
 }
 
+/// Object deletions storage refused: kept (fsynced) until the uploader
+/// can do them, so an erasure is never lost to an outage.
+pub(super) fn defer_deletions(dirs: &Dirs, keys: &[String]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&dirs.deletions)?;
+    for k in keys {
+        writeln!(f, "{k}")?;
+    }
+    f.sync_data()
+}
+
+/// Does the deletions left waiting; false while storage still refuses.
+async fn do_deletions(recs: &Recordings) -> bool {
+    let Ok(text) = std::fs::read_to_string(&recs.dirs.deletions) else {
+        return true;
+    };
+    let mut left = Vec::new();
+    for key in text.lines().filter(|l| !l.is_empty()) {
+        if !left.is_empty() || recs.store.delete(key).await.is_err() {
+            left.push(key.to_owned());
+        }
+    }
+    let rewritten = if left.is_empty() {
+        std::fs::remove_file(&recs.dirs.deletions)
+    } else {
+        let tmp = recs.dirs.deletions.with_extension("tmp");
+        std::fs::write(&tmp, left.join("\n") + "\n")
+            .and_then(|()| std::fs::rename(&tmp, &recs.dirs.deletions))
+    };
+    if let Err(e) = rewritten {
+        tracing::error!(error = %e, "cannot rewrite the waiting deletions");
+    }
+    left.is_empty()
+}
+
 /// The call tree's door into the pipeline.
 pub(super) struct Sink(pub(super) Arc<Recordings>);
 
@@ -193,6 +238,7 @@ impl RecordingSink for Sink {
             return None;
         }
         metrics::counter!(STARTED).increment(1);
+        recs.pipeline.live.fetch_add(1, Ordering::AcqRel);
         recs.records.send(state(&call, "recording", started_at_ms));
         Some(Box::new(CallWriter {
             call,
@@ -243,6 +289,7 @@ impl RecordingWriter for CallWriter {
     }
 
     fn finish(self: Box<Self>, duration_ms: u64) {
+        self.recs.pipeline.live.fetch_sub(1, Ordering::AcqRel);
         let msg = DiskMsg::Finish {
             call: Arc::clone(&self.call),
             duration_ms,
@@ -387,17 +434,42 @@ fn disk_thread(recs: &Arc<Recordings>, mut rx: mpsc::Receiver<DiskMsg>) {
 }
 
 fn encoder_thread(recs: &Arc<Recordings>, jobs: &Mutex<std_mpsc::Receiver<String>>) {
-    // Encoding can wait; live calls cannot.
-    if let Err(e) =
-        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    // Encoding can wait; live calls cannot. SCHED_IDLE: the kernel runs
+    // this thread only on a core nothing else wants, and a waking call
+    // worker preempts it at once (nice 19 alone still took the CPU from
+    // calls in slices: measured, README *Recordings*).
     {
-        tracing::debug!(error = ?e, "encoder thread keeps its priority");
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        let idle = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        );
+        if let Err(e) =
+            idle.or_else(|_| thread_priority::set_current_thread_priority(ThreadPriority::Min))
+        {
+            tracing::debug!(error = ?e, "encoder thread keeps its priority");
+        }
     }
     loop {
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(call) = job else {
             return;
         };
+        // At peak the audio waits on disk (safe there) and is encoded when
+        // the node is quieter, so encoding never competes with live calls.
+        let above = recs.settings.defer_encoding_above;
+        if above > 0 {
+            let waited = Instant::now();
+            while recs.pipeline.live.load(Ordering::Acquire) > above
+                && waited.elapsed() < Duration::from_secs(recs.settings.max_defer_secs)
+            {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         let start = Instant::now();
         match encode_one(recs, &call) {
             Ok(true) => {
@@ -489,6 +561,13 @@ async fn uploader(recs: Arc<Recordings>) {
     let mut retry = first;
     let mut down = false;
     loop {
+        // Deletions first: an erasure must not wait behind uploads.
+        if !do_deletions(&recs).await {
+            metrics::counter!(UPLOAD_FAILURES).increment(1);
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(max);
+            continue;
+        }
         let dirs = recs.dirs.clone();
         let files = tokio::task::spawn_blocking(move || pending_files(&dirs))
             .await

@@ -30,6 +30,13 @@ pub struct RecordingSettings {
     pub allow_http: bool,
     /// Threads encoding recordings to Opus, at the lowest CPU priority.
     pub encode_workers: usize,
+    /// While more calls than this are being recorded, encoding waits (the
+    /// audio is safe on disk) so it never competes with live calls; 0:
+    /// always encode.
+    pub defer_encoding_above: usize,
+    /// The longest a recording's encoding is deferred, then it is encoded
+    /// whatever the load.
+    pub max_defer_secs: u64,
     /// libopus's effort, 0–10: 10 costs twice 5's CPU for no audible gain
     /// on narrowband voice.
     pub opus_complexity: u8,
@@ -52,6 +59,8 @@ impl Default for RecordingSettings {
             endpoint: String::new(),
             allow_http: false,
             encode_workers: 1,
+            defer_encoding_above: 0,
+            max_defer_secs: 3600,
             opus_complexity: super::opus::DEFAULT_COMPLEXITY,
             upload_part_bytes: 5 * 1024 * 1024,
             disk_queue: 8192,
