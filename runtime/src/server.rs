@@ -35,7 +35,6 @@ use crate::http_limits::{ConnLimits, REFUSED_RESPONSE, WriteDeadline};
 use crate::lifecycle::Lifecycle;
 use crate::policies::Policies;
 use crate::state::AppState;
-use crate::stream_token::{STREAM_TOKEN_KEY_ENV, TokenKey};
 use crate::workers::Workers;
 
 /// TCP keepalive on every accepted socket: a peer that vanished without a
@@ -165,7 +164,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             env: config.providers.twilio.api_key_env.clone(),
         });
     }
-    let (stream_tokens, token_source) = stream_token_key(&config)?;
+    let (stream_tokens, token_source) =
+        crate::stream_token::key_for(&config.data_dir, config.is_shared_database())
+            .map_err(ServeError::TokenKey)?;
     let limits = ConnLimits::new(&config.http).map_err(ServeError::Config)?;
     let source = config
         .policy_source()
@@ -381,34 +382,6 @@ async fn check_pii_keys(
             Ok(())
         }
     }
-}
-
-/// The stream token key: `HARK_STREAM_TOKEN_KEY`, else (one SQLite node) a
-/// key kept in the data directory, made on first start.
-fn stream_token_key(config: &Config) -> Result<(TokenKey, &'static str), ServeError> {
-    if let Ok(value) = std::env::var(STREAM_TOKEN_KEY_ENV) {
-        let key = TokenKey::new(value.into_bytes())
-            .map_err(|e| ServeError::TokenKey(format!("{STREAM_TOKEN_KEY_ENV} {e}")))?;
-        return Ok((key, "from HARK_STREAM_TOKEN_KEY"));
-    }
-    if config.is_shared_database() {
-        return Err(ServeError::TokenKey(format!(
-            "{STREAM_TOKEN_KEY_ENV} is required with PostgreSQL: every node must verify the stream tokens the others hand out. Set the same value (32 bytes or more, e.g. `openssl rand -base64 32`) on every node"
-        )));
-    }
-    let file = config.data_dir.join("stream-token.key");
-    let (key, created) = crate::pii::key_file(&file)
-        .map_err(|e| ServeError::TokenKey(format!("{}: {e}", file.display())))?;
-    let key =
-        TokenKey::new(key).map_err(|e| ServeError::TokenKey(format!("{}: {e}", file.display())))?;
-    Ok((
-        key,
-        if created {
-            "generated (data dir; set HARK_STREAM_TOKEN_KEY for several nodes)"
-        } else {
-            "from the data dir (set HARK_STREAM_TOKEN_KEY for several nodes)"
-        },
-    ))
 }
 
 /// No Nagle delays on small real-time frames; keepalive finds peers that

@@ -159,6 +159,36 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The stream token key: `HARK_STREAM_TOKEN_KEY`, else (one SQLite node) a
+/// key kept in the data directory, made on first start.
+pub fn key_for(
+    data_dir: &std::path::Path,
+    shared_database: bool,
+) -> Result<(TokenKey, &'static str), String> {
+    if let Ok(value) = std::env::var(STREAM_TOKEN_KEY_ENV) {
+        let key =
+            TokenKey::new(value.into_bytes()).map_err(|e| format!("{STREAM_TOKEN_KEY_ENV} {e}"))?;
+        return Ok((key, "from HARK_STREAM_TOKEN_KEY"));
+    }
+    if shared_database {
+        return Err(format!(
+            "{STREAM_TOKEN_KEY_ENV} is required with PostgreSQL: every node must verify the stream tokens the others hand out. Set the same value (32 bytes or more, e.g. `openssl rand -base64 32`) on every node"
+        ));
+    }
+    let file = data_dir.join("stream-token.key");
+    let (key, created) =
+        crate::pii::key_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let key = TokenKey::new(key).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok((
+        key,
+        if created {
+            "generated (data dir; set HARK_STREAM_TOKEN_KEY for several nodes)"
+        } else {
+            "from the data dir (set HARK_STREAM_TOKEN_KEY for several nodes)"
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,6 @@ use super::calls::check_sid;
 use super::{ApiError, Fail, query_error};
 use crate::state::AppState;
 
-pub const ERASURES: &str = "hark_erasures_total";
-
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(erase_person))
@@ -101,7 +99,7 @@ async fn erase(
         recordings: (erased.recordings.len() as u64).max(local),
         spooled_rows: spooled,
     };
-    metrics::counter!(ERASURES, "scope" => scope).increment(1);
+    metrics::counter!(crate::recordings::ERASURES, "scope" => scope).increment(1);
     app.store
         .audit(
             &caller.name,

@@ -19,16 +19,20 @@
 //! # Layout
 //! - [`settings`] — the `[recordings]` section; [`storage`] — the object
 //!   store (local files or S3) and reading a stored or pending recording.
-//! - [`pipeline`] — the per-call writer, the disk thread, the encoder pool,
-//!   the uploader.
+//! - [`pipeline`] — the per-call writer and the disk thread; [`encode`] —
+//!   the encoder pool; [`upload`] — the uploader and deletions waiting for
+//!   storage; [`files`] — the files on this node.
 //! - [`opus`] — μ-law stereo → Ogg Opus, and back; [`sealed`] — chunked
 //!   AEAD at rest.
 
+pub mod encode;
+pub mod files;
 pub mod opus;
 pub mod pipeline;
 pub mod sealed;
 pub mod settings;
 pub mod storage;
+pub mod upload;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -48,6 +52,8 @@ pub const ENCODE_SECONDS: &str = "hark_recording_encode_seconds";
 pub const PENDING: &str = "hark_recordings_pending";
 pub const DROPPED_BYTES: &str = "hark_recording_bytes_dropped_total";
 pub const FAILED: &str = "hark_recording_failures_total";
+/// Erasures of personal data on request (`api/personal_data.rs`).
+pub const ERASURES: &str = "hark_erasures_total";
 
 pub fn describe_metrics() {
     metrics::describe_counter!(
@@ -78,7 +84,7 @@ pub fn describe_metrics() {
         "Recordings that could not be written or encoded (by stage)."
     );
     metrics::describe_counter!(
-        crate::api::personal_data::ERASURES,
+        ERASURES,
         "Erasures of personal data on request (scope: person or call)."
     );
 }
@@ -209,7 +215,7 @@ impl Recordings {
         }
         let mut removed = 0u64;
         for call in calls {
-            removed += pipeline::remove_local(&self.dirs, call)?;
+            removed += files::remove_local(&self.dirs, call)?;
         }
         let mut later = Vec::new();
         for key in keys.iter().filter(|k| !k.is_empty()) {
@@ -219,7 +225,7 @@ impl Recordings {
             }
         }
         if !later.is_empty() {
-            pipeline::defer_deletions(&self.dirs, &later)?;
+            upload::defer_deletions(&self.dirs, &later)?;
             self.pipeline.wake();
         }
         Ok(removed)
@@ -230,7 +236,7 @@ impl Recordings {
     pub fn locate(&self, call_sid: &str, state: &str, object_key: &str) -> Option<Location> {
         match state {
             "stored" if !object_key.is_empty() => Some(Location::Stored(object_key.to_owned())),
-            "pending_upload" => pipeline::pending_file(&self.dirs, call_sid).map(Location::Local),
+            "pending_upload" => files::pending_file(&self.dirs, call_sid).map(Location::Local),
             _ => None,
         }
     }

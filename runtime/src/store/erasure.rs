@@ -5,7 +5,8 @@
 
 use sqlx::Row as _;
 
-use super::{Store, StoreError};
+use super::{Row, Store, StoreError};
+use crate::pii::Pii;
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e)
@@ -174,5 +175,97 @@ impl Store {
             .map_err(err)?;
         }
         Ok(())
+    }
+}
+
+/// Rows as erasure sees them: whose they are, and what is left of them.
+impl Row {
+    /// The call a row is about ("" for a node's own rows).
+    pub fn call_sid(&self) -> &str {
+        match self {
+            Row::Call { call_sid, .. }
+            | Row::CallEnd { call_sid, .. }
+            | Row::Rejected { call_sid, .. }
+            | Row::Turn { call_sid, .. }
+            | Row::Event { call_sid, .. }
+            | Row::Consent { call_sid, .. }
+            | Row::Recording { call_sid, .. }
+            | Row::Outcome { call_sid, .. } => call_sid,
+            Row::NodeRestarted { .. } | Row::Erased => "",
+        }
+    }
+
+    /// Whether this row names the number with keyed hash `hash`.
+    pub fn has_number(&self, hash: &str) -> bool {
+        match self {
+            Row::Call {
+                from_hash, to_hash, ..
+            }
+            | Row::Rejected {
+                from_hash, to_hash, ..
+            } => from_hash == hash || to_hash == hash,
+            _ => false,
+        }
+    }
+
+    /// This row with the personal data of its call erased (`None`: it
+    /// carries nothing else and is dropped for an [`Row::Erased`]).
+    pub fn erased(self, pii: &Pii) -> Option<Self> {
+        match self {
+            Row::Call {
+                call_sid,
+                stream_sid,
+                carrier,
+                direction,
+                policy,
+                policy_version,
+                node,
+                started_at,
+                ..
+            } => Some(Row::Call {
+                call_sid,
+                stream_sid,
+                carrier,
+                direction,
+                from_enc: pii.encrypt(""),
+                from_hash: String::new(),
+                to_enc: pii.encrypt(""),
+                to_hash: String::new(),
+                policy,
+                policy_version,
+                node,
+                started_at,
+            }),
+            Row::Rejected {
+                call_sid,
+                direction,
+                policy,
+                policy_version,
+                node,
+                at,
+                end_reason,
+                ..
+            } => Some(Row::Rejected {
+                call_sid,
+                direction,
+                from_enc: pii.encrypt(""),
+                from_hash: String::new(),
+                to_enc: pii.encrypt(""),
+                to_hash: String::new(),
+                policy,
+                policy_version,
+                node,
+                at,
+                end_reason,
+            }),
+            Row::Event {
+                detail_enc: Some(_),
+                ..
+            }
+            | Row::Turn { .. }
+            | Row::Outcome { .. }
+            | Row::Recording { .. } => None,
+            other => Some(other),
+        }
     }
 }
