@@ -60,6 +60,8 @@ fi
 if ! command -v moto_server >/dev/null; then
   log "installing moto[server] (an S3-compatible test server)"
   python3 -m pip install -q "moto[server]" >/dev/null 2>&1 || { log "pip install moto[server] failed"; exit 1; }
+  # pyenv makes a shim for a new console script only on rehash.
+  command -v pyenv >/dev/null && pyenv rehash || true
   hash -r
   command -v moto_server >/dev/null || { log "moto_server is not on PATH after pip install"; exit 1; }
 fi

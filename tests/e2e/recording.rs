@@ -406,12 +406,20 @@ impl S3 {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server (tests/services.sh installs moto[server])");
+        let port_s = port.to_string();
+        let args = ["-H", "127.0.0.1", "-p", &port_s];
+        let spawn = |cmd: &str, pre: &[&str]| {
+            std::process::Command::new(cmd)
+                .args(pre)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+        };
+        // The console script, else the module (a pyenv without its shim).
+        let child = spawn("moto_server", &[])
+            .or_else(|_| spawn("python3", &["-m", "moto.server"]))
+            .expect("moto[server] (tests/services.sh installs it)");
         let s3 = Self {
             child,
             addr: format!("127.0.0.1:{port}"),
