@@ -93,7 +93,12 @@ pub(super) async fn uploader(recs: Arc<Recordings>) {
                 }
                 retry = first;
                 if recs.is_erased(&call) {
-                    let _ = recs.store.delete(&key).await;
+                    // Erased while it was uploading: it goes again at once.
+                    if recs.store.delete(&key).await.is_err()
+                        && let Err(e) = defer_deletions(&recs.dirs, std::slice::from_ref(&key))
+                    {
+                        tracing::error!(error = %e, "cannot keep an erased recording's deletion");
+                    }
                 } else {
                     recs.records.send(Record::Recording {
                         call_sid: call.clone(),
