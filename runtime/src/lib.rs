@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - `main.rs` — the binary edge: `hark serve | doctor | token | policy`.
+//! - `main.rs` — the binary edge: `hark serve | doctor | token | policy |
+//!   store | agent`; [`cli`] — `hark agent`'s subcommands.
 //! - [`config`] — the runtime config (defaults ← file ← `HARK_*` ← flags).
 //! - [`server`] — start-up checks, the accept loop (connection limits, TCP
 //!   keepalive, one connection per worker thread) and the router.
@@ -38,6 +39,7 @@
 
 pub mod api;
 pub mod carriers;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod doctor;

@@ -63,6 +63,14 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// The agents calls are transferred to.
+    Agent {
+        #[command(subcommand)]
+        command: hark_runtime::cli::AgentCommand,
+        /// Runtime config file (TOML); HARK_* environment variables override it
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -273,6 +281,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             anyhow::ensure!(found, "no token named {name:?}");
             eprintln!("token {name:?} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent { command, config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(hark_runtime::cli::agent(command, &cfg.database_url))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Store {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod access;
+mod agents;
 mod api;
 mod bad_input;
 mod conversation;

@@ -6,6 +6,7 @@
 //! Every write is idempotent — a row's identity is its natural key (a call's
 //! SID, a turn's call SID and number) — so replaying a spool never duplicates.
 
+pub mod agents;
 pub mod erasure;
 pub mod queries;
 pub mod rows;
