@@ -216,3 +216,81 @@ async fn reservations_on_sqlite_are_atomic_and_least_recently_used() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn the_api_adds_agents_sets_their_state_and_refuses_bad_input() {
+    let node = Node::sqlite();
+    let admin = node.token("admin", "ops");
+    let desk = node.token("agent", "desk");
+    let hark = node.start(&[]);
+    let post = |token: &str, path: &str, body: serde_json::Value| {
+        hark.http()
+            .post(hark.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let added = post(
+        &admin,
+        "/api/v1/agents",
+        serde_json::json!({"name": "asha", "address": "+14155550100", "skills": ["billing"], "languages": ["en"], "max_calls": 2}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(added.status().as_u16(), 201);
+    for bad in [
+        serde_json::json!({"name": "x", "address": "555"}),
+        serde_json::json!({"name": "bad name", "address": "+14155550101"}),
+        serde_json::json!({"name": "y", "address": "+14155550101", "max_calls": 0}),
+    ] {
+        let res = post(&admin, "/api/v1/agents", bad.clone()).await.unwrap();
+        assert_eq!(res.status().as_u16(), 400, "{bad}");
+    }
+    // An agent (role) may set availability; not add agents.
+    let res = post(
+        &desk,
+        "/api/v1/agents",
+        serde_json::json!({"name": "z", "address": "+14155550102"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let res = post(
+        &desk,
+        "/api/v1/agents/asha/state",
+        serde_json::json!({"state": "available"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    let res = post(
+        &desk,
+        "/api/v1/agents/asha/state",
+        serde_json::json!({"state": "asleep"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    let res = post(
+        &desk,
+        "/api/v1/agents/nobody/state",
+        serde_json::json!({"state": "busy"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    let list: serde_json::Value = hark
+        .http()
+        .get(hark.url("/api/v1/agents"))
+        .bearer_auth(&desk)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["name"], "asha");
+    assert_eq!(list[0]["state"], "available");
+    assert_eq!(list[0]["max_calls"], 2);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}

@@ -15,7 +15,7 @@
 //!   token cache and failed authentications per address.
 //! - One file per resource: [`calls`], [`recordings`] (a call's
 //!   recording, `Range`), [`personal_data`] (erasure on request),
-//!   [`blocklist`], [`policies`], [`node`], [`tokens`], [`audit`].
+//!   [`agents`], [`blocklist`], [`policies`], [`node`], [`tokens`], [`audit`].
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -34,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 use crate::store::StoreError;
 
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod blocklist;
@@ -90,6 +91,7 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(calls::routes())
         .merge(recordings::routes())
         .merge(personal_data::routes())
+        .merge(agents::routes())
         .merge(blocklist::routes())
         .merge(policies::routes())
         .merge(node::routes())
@@ -240,7 +242,7 @@ mod tests {
     #[test]
     fn every_route_has_roles_and_admin_has_all() {
         let routes = routes();
-        assert_eq!(routes.len(), 18, "{routes:?}");
+        assert_eq!(routes.len(), 21, "{routes:?}");
         for r in routes {
             assert!(!r.roles.is_empty(), "{} {}", r.method, r.path);
             assert!(r.roles.contains(&Role::Admin), "{} {}", r.method, r.path);
