@@ -58,14 +58,19 @@ pub struct NewAgent {
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     name: String,
     /// E.164 (`+15551234567`) or a `sip:` URI.
+    #[schema(pattern = "^(\\+[1-9][0-9]{6,14}|sip:[^\\s@]+@[^\\s@]+)$")]
     address: String,
+    /// Comma-separated, e.g. `billing,sales`.
     #[serde(default)]
-    skills: Vec<String>,
+    #[schema(pattern = "^([A-Za-z0-9._-]{1,64}(,[A-Za-z0-9._-]{1,64})*)?$")]
+    skills: String,
+    /// Comma-separated language codes, e.g. `en,hi`.
     #[serde(default)]
-    languages: Vec<String>,
-    /// 1–100, default 1.
-    #[schema(minimum = 1, maximum = 100)]
-    max_calls: Option<i64>,
+    #[schema(pattern = "^([A-Za-z0-9._-]{1,64}(,[A-Za-z0-9._-]{1,64})*)?$")]
+    languages: String,
+    /// 1–100, default 1 (`13.0` is read as 13, as JSON Schema's integers are).
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    max_calls: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -74,6 +79,13 @@ pub struct NewState {
     /// `available`, `busy`, `offline`, `wrap_up`.
     #[schema(pattern = "^(available|busy|offline|wrap_up)$")]
     state: String,
+}
+
+fn words(list: &str) -> Vec<String> {
+    list.split(',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Fail> {
@@ -112,9 +124,13 @@ async fn add_agent(
     let agent = Agent {
         name: b.name,
         address: b.address,
-        skills: b.skills,
-        languages: b.languages,
-        max_calls: b.max_calls.unwrap_or(1),
+        skills: words(&b.skills),
+        languages: words(&b.languages),
+        max_calls: match b.max_calls {
+            None => 1,
+            Some(n) if n.fract() == 0.0 && (1.0..=100.0).contains(&n) => n as i64,
+            Some(n) => return Err(bad(format!("max_calls: {n} is not a whole number 1-100"))),
+        },
         state: "offline".into(),
         active_calls: 0,
         last_assigned_at: 0,
