@@ -134,19 +134,9 @@ pub fn encode(
     })
 }
 
-/// Fills `buf` as far as the input goes; the count read.
+/// Fills `buf` as far as the input goes, whole stereo samples only.
 fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match input.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // Whole stereo samples only.
-    Ok(got & !1)
+    Ok(super::sealed::read_full(input, buf)? & !1)
 }
 
 fn head(pre_skip: u16) -> Vec<u8> {

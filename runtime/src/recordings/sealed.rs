@@ -126,7 +126,8 @@ pub fn seal(pii: &Pii, mut input: impl Read, mut output: impl Write) -> Result<S
     })
 }
 
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Fills `buf` as far as `input` goes (short only at its end); the count read.
+pub(super) fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match input.read(&mut buf[got..]) {

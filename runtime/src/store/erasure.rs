@@ -12,6 +12,20 @@ fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e)
 }
 
+/// What erasing a call's personal data runs, per call (`$1`), in the order
+/// of `Erased`'s counts: turn text, private event details (DTMF digits),
+/// outcome values and the callback window, both numbers and their hashes.
+const ERASE_PERSONAL: [&str; 4] = [
+    "UPDATE turns SET text_enc = NULL, heard_enc = NULL \
+     WHERE call_sid = $1 AND (text_enc IS NOT NULL OR heard_enc IS NOT NULL)",
+    "UPDATE call_events SET detail = '', detail_enc = NULL \
+     WHERE call_sid = $1 AND (detail_enc IS NOT NULL OR kind = 'dtmf')",
+    "UPDATE calls SET outcome = NULL, outcome_enc = NULL, callback_start = NULL, callback_end = NULL \
+     WHERE call_sid = $1 AND (outcome IS NOT NULL OR outcome_enc IS NOT NULL)",
+    "UPDATE calls SET from_enc = NULL, to_enc = NULL, from_hash = NULL, to_hash = NULL \
+     WHERE call_sid = $1",
+];
+
 /// A call's recording as the `recordings` table has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingRow {
@@ -98,42 +112,22 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-            out.turns += sqlx::query(
-                "UPDATE turns SET text_enc = NULL, heard_enc = NULL \
-                 WHERE call_sid = $1 AND (text_enc IS NOT NULL OR heard_enc IS NOT NULL)",
-            )
-            .bind(call)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-            out.events += sqlx::query(
-                "UPDATE call_events SET detail = '', detail_enc = NULL \
-                 WHERE call_sid = $1 AND (detail_enc IS NOT NULL OR kind = 'dtmf')",
-            )
-            .bind(call)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-            out.outcomes += sqlx::query(
-                "UPDATE calls SET outcome = NULL, outcome_enc = NULL, callback_start = NULL, callback_end = NULL \
-                 WHERE call_sid = $1 AND (outcome IS NOT NULL OR outcome_enc IS NOT NULL)",
-            )
-            .bind(call)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-            out.calls += sqlx::query(
-                "UPDATE calls SET from_enc = NULL, to_enc = NULL, from_hash = NULL, to_hash = NULL \
-                 WHERE call_sid = $1",
-            )
-            .bind(call)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
+            // Turns, private event details, outcome values, numbers: each
+            // statement's count goes to its field of `out`.
+            let counts = [
+                &mut out.turns,
+                &mut out.events,
+                &mut out.outcomes,
+                &mut out.calls,
+            ];
+            for (count, sql) in counts.into_iter().zip(ERASE_PERSONAL) {
+                *count += sqlx::query(sql)
+                    .bind(call)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            }
         }
         tx.commit().await.map_err(err)?;
         Ok(out)
