@@ -68,15 +68,22 @@ pub struct Routes {
 /// Mailbox bounds for the per-frame hops.
 pub struct Backlogs {
     pub media_in: Arc<Backlog>,
-    /// DTMF and playback reports queued for `MediaIn`: carriers send a few
-    /// a second, so a full queue is a flood.
-    pub control: Arc<Backlog>,
+    /// Playback reports queued for `MediaIn`: carriers send a few a second,
+    /// so a full queue is a flood.
+    pub played: Arc<Backlog>,
+    /// DTMF digits queued for `MediaIn`, apart from playback reports so a
+    /// flood of forged marks cannot crowd out the caller's keys.
+    pub dtmf: Arc<Backlog>,
     pub vad: Arc<Backlog>,
     pub stt: Arc<Backlog>,
 }
 
-/// Control messages (DTMF, mark echoes) `MediaIn` may have queued.
-pub const CONTROL_BACKLOG: usize = 64;
+/// Playback reports (mark echoes) `MediaIn` may have queued.
+pub const PLAYED_BACKLOG: usize = 64;
+
+/// DTMF digits `MediaIn` may have queued (the carrier adapter's rate limit
+/// lets bursts of `dtmf_per_second` through; this holds a few bursts).
+pub const DTMF_BACKLOG: usize = 64;
 
 /// Everything needed to start a call.
 pub struct CallArgs {
@@ -221,7 +228,8 @@ impl CallContext {
             outbound,
             backlogs: Backlogs {
                 media_in: Backlog::new(frames),
-                control: Backlog::new(CONTROL_BACKLOG),
+                played: Backlog::new(PLAYED_BACKLOG),
+                dtmf: Backlog::new(DTMF_BACKLOG),
                 vad: Backlog::new(frames),
                 // In batches of `STT_BATCH_FRAMES` frames.
                 stt: Backlog::new((frames / STT_BATCH_FRAMES).max(2)),

@@ -2,8 +2,8 @@
 //! μ-law frames for `Stt`; counts sequence gaps; forwards DTMF to the
 //! supervisor and playback reports to `MediaOut`.
 //!
-//! Every event in takes a slot of a bounded backlog first — audio from one,
-//! DTMF and playback reports from another — so a peer that floods the
+//! Every event in takes a slot of a bounded backlog first — audio, DTMF and
+//! playback reports each from their own — so a peer that floods the
 //! socket can fill neither mailbox: past the bound, new events are dropped
 //! and counted.
 
@@ -27,7 +27,7 @@ use hark_carrier::port::Event;
 /// Hands one event from the carrier's stream to the call: the one door
 /// into the call core for every carrier. Returns false when it was not
 /// taken: audio dropped because `MediaIn` is behind (counted here), or
-/// DTMF or a playback report over the control backlog (the adapter counts
+/// DTMF or a playback report over its backlog (the adapter counts
 /// it as a flood). `Stop` ends the call silently.
 pub fn deliver(ctx: &CallContext, event: Event<'_>) -> bool {
     match event {
@@ -56,9 +56,9 @@ pub fn deliver_media(ctx: &CallContext, seq: u64, audio: &[u8]) -> bool {
 }
 
 /// Hands a DTMF digit to the call; false (counted by the caller) when the
-/// control backlog is full.
+/// DTMF backlog is full.
 pub fn deliver_dtmf(ctx: &CallContext, seq: u64, digit: char) -> bool {
-    let Some(slot) = ctx.backlogs.control.try_slot() else {
+    let Some(slot) = ctx.backlogs.dtmf.try_slot() else {
         return false;
     };
     ctx.routes
@@ -66,9 +66,9 @@ pub fn deliver_dtmf(ctx: &CallContext, seq: u64, digit: char) -> bool {
         .send(MediaInMsg::Dtmf { seq, digit, slot })
 }
 
-/// Hands a playback report to the call; false when the control backlog is full.
+/// Hands a playback report to the call; false when its backlog is full.
 pub fn deliver_played(ctx: &CallContext, seq: u64, checkpoint: Checkpoint) -> bool {
-    let Some(slot) = ctx.backlogs.control.try_slot() else {
+    let Some(slot) = ctx.backlogs.played.try_slot() else {
         return false;
     };
     ctx.routes.media_in.send(MediaInMsg::Played {

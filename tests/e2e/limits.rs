@@ -150,9 +150,9 @@ async fn a_dtmf_flood_stays_bounded_and_a_call_beside_it_is_answered() {
     // 10 a second, bursts of 10.
     let bound = 10.0 * window.as_secs_f64() + 10.0;
     assert!(accepted <= bound, "{accepted} digits in {window:?}");
-    // Digits do get through; not necessarily a whole burst: they share the
-    // bounded control queue with the forged marks, which may fill it first.
-    assert!(accepted >= 1.0, "{accepted}");
+    // Digits do get through, at least the first burst: forged marks fill
+    // their own backlog, not the digits'.
+    assert!(accepted >= 10.0, "{accepted}");
     assert!(dropped >= 50_000.0 - bound, "{dropped} dropped");
     // Every accepted digit is a turn, and at most one LLM request.
     let chats = fakes.openai.chat_requests().len() - chats_before;
