@@ -17,7 +17,7 @@ use crate::policy::PolicyFile;
 use crate::protocol::STT_BATCH_FRAMES;
 use crate::protocol::{
     CallIds, Capabilities, Command, Generation, LlmMsg, MediaInMsg, MediaOutMsg, SttMsg,
-    SupervisorMsg, TtsMsg, VadMsg,
+    SupervisorMsg, TransferMsg, TtsMsg, VadMsg,
 };
 use crate::providers::{Providers, ToolCall};
 use crate::records::RecordSink;
@@ -57,6 +57,7 @@ impl<M: Message> Route<M> {
 #[derive(Default)]
 pub struct Routes {
     pub supervisor: Route<SupervisorMsg>,
+    pub transfer: Route<TransferMsg>,
     pub media_in: Route<MediaInMsg>,
     pub vad: Route<VadMsg>,
     pub stt: Route<SttMsg>,
@@ -108,6 +109,32 @@ pub struct CallArgs {
     pub languages: Languages,
     /// Where the call's recording goes, if it is recorded (`None`: nowhere).
     pub recordings: Option<Arc<dyn crate::recording::RecordingSink>>,
+    /// Call control for transfers (`None`: the carrier has none; a
+    /// transfer request then only says the escalation line).
+    pub transfer: Option<Arc<dyn crate::transfer::TransferDesk>>,
+}
+
+/// Commands to the carrier's current stream. A call outlives its streams
+/// (a caller on hold comes back on a new one), so the sender can be
+/// replaced; a few sends a second take an uncontended lock.
+pub struct Outbound(Mutex<mpsc::Sender<Command>>);
+
+impl Outbound {
+    pub fn new(tx: mpsc::Sender<Command>) -> Self {
+        Self(Mutex::new(tx))
+    }
+
+    pub fn try_send(&self, cmd: Command) -> Result<(), mpsc::error::TrySendError<Command>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_send(cmd)
+    }
+
+    /// From now on commands go to `tx` (a new stream of the call).
+    pub fn replace(&self, tx: mpsc::Sender<Command>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = tx;
+    }
 }
 
 /// A language a call can be spoken in: the policy as spoken in it (lines,
@@ -158,7 +185,11 @@ pub struct CallContext {
     pub routes: Routes,
     generation: AtomicU64,
     history: Mutex<History>,
-    pub outbound: mpsc::Sender<Command>,
+    pub outbound: Outbound,
+    /// The caller has left the stream for a transfer (on hold, or with an
+    /// agent): the stream's end does not end the call.
+    away: std::sync::atomic::AtomicBool,
+    pub transfer: Option<Arc<dyn crate::transfer::TransferDesk>>,
     /// Synthesized audio in flight between `Tts` and the carrier, in 20 ms frames.
     /// `Tts` acquires before sending a chunk; the permit travels with the chunk
     /// and is released when `MediaOut` sends or drops it.
@@ -199,6 +230,7 @@ impl CallContext {
             ask_consent,
             languages,
             recordings,
+            transfer,
         } = args;
         let spoken = arc_swap::ArcSwap::from_pointee(Spoken {
             code: policy.language.clone(),
@@ -225,7 +257,9 @@ impl CallContext {
             routes: Routes::default(),
             generation: AtomicU64::new(0),
             history: Mutex::new(History::default()),
-            outbound,
+            outbound: Outbound::new(outbound),
+            away: std::sync::atomic::AtomicBool::new(false),
+            transfer,
             backlogs: Backlogs {
                 media_in: Backlog::new(frames),
                 played: Backlog::new(PLAYED_BACKLOG),
@@ -298,6 +332,15 @@ impl CallContext {
                 started_ms,
             );
         }
+    }
+
+    /// Whether the caller is away from the stream for a transfer.
+    pub fn is_away(&self) -> bool {
+        self.away.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_away(&self, away: bool) {
+        self.away.store(away, Ordering::Release);
     }
 
     /// The language the call is in now, with its lines and providers.

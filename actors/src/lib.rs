@@ -4,6 +4,7 @@
 //! CallSupervisor ── MediaIn ─┬─> Vad ──> (supervisor: speech start/end, barge-in)
 //!                            └─> Stt ──> (supervisor: caller's words)
 //!                   Llm ──> Tts ──> MediaOut ──> carrier commands (runtime)
+//!                   Transfer ──> call control (runtime's TransferDesk)
 //! ```
 //!
 //! The core knows no carrier: a carrier adapter hands it
@@ -18,7 +19,8 @@
 //! - [`context`] — what a call's actors share (`CallContext`, `CallArgs`,
 //!   routes to the restartable children); [`settings`] — the `[call]` knobs.
 //! - Actors, one file each: [`call_supervisor`], [`media_in`], [`vad`],
-//!   [`stt`], [`llm`] (the bot's turn), [`tts`], [`media_out`]; [`child`] —
+//!   [`stt`], [`llm`] (the bot's turn), [`tts`], [`media_out`], [`transfer`]
+//!   (handing the caller to a person); [`child`] —
 //!   the `Child` wrapper every child runs in (live-actor count, the
 //!   test-only [`fault`] plan).
 //! - Pure logic inside them: [`turns`] (the turn controller: who speaks
@@ -62,6 +64,7 @@ pub mod silence;
 pub mod simulate;
 pub mod stt;
 pub mod tools;
+pub mod transfer;
 pub mod tts;
 pub mod turns;
 pub mod ulaw;

@@ -448,6 +448,7 @@ mod tests {
             policy,
             settings: CallSettings::default(),
             outbound: tx,
+            transfer: None,
             fault: None,
             records: Arc::new(crate::records::MemorySink::default()),
             record_base: 0,

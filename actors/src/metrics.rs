@@ -18,8 +18,14 @@ pub const CALL_DISPOSITIONS: &str = "hark_call_dispositions_total";
 pub const RULE_DECISIONS: &str = "hark_rule_decisions_total";
 /// `{result}`: `accepted`, `declined`, `unclear`, `not_required`.
 pub const CONSENT: &str = "hark_consent_total";
-/// `{reason}`: `keyword`, `not_understood`, `sentiment`, `tool`, `dtmf`.
+/// `{reason}`: `keyword`, `not_understood`, `sentiment`, `tool`, `dtmf`, `api`.
 pub const TRANSFER_REQUESTS: &str = "hark_transfer_requests_total";
+/// `{kind, result}`: `cold`/`warm`; `connected`, `no_answer`, `declined`,
+/// `no_agent`, `failed`, `abandoned`.
+pub const TRANSFERS: &str = "hark_transfers_total";
+/// `{kind}`: from the request to the caller connected (cold: redirected;
+/// warm: the agent accepted).
+pub const TRANSFER_CONNECT: &str = "hark_transfer_connect_seconds";
 pub const CALL_ACTORS: &str = "hark_call_actors";
 pub const FRAMES_RECEIVED: &str = "hark_media_frames_received_total";
 pub const FRAMES_SENT: &str = "hark_media_frames_sent_total";
@@ -50,6 +56,12 @@ pub const TURN_RESPONSE_BUCKETS: &[f64] = &[
 /// TTS first byte): 25 ms to 10 s.
 pub const STAGE_BUCKETS: &[f64] = &[
     0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+];
+
+/// Buckets for `hark_transfer_connect_seconds`: a redirect takes a REST
+/// round trip; a warm transfer rings a person.
+pub const TRANSFER_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0,
 ];
 
 /// Registers help text for every metric (shown as `# HELP` on `/metrics`).
@@ -126,6 +138,12 @@ pub fn describe() {
         "Sentence to first synthesized audio, by provider."
     );
     describe_counter!(TOOL_CALLS, "Tool calls by the LLM, by tool and outcome.");
+    describe_counter!(TRANSFERS, "Transfers carried out, by kind and result.");
+    describe_histogram!(
+        TRANSFER_CONNECT,
+        Unit::Seconds,
+        "From a transfer request to the caller connected (cold: redirected; warm: agent accepted)."
+    );
     describe_gauge!(RUNTIME_TASKS, "Tokio tasks alive in the runtime.");
     describe_gauge!(
         PROVIDER_UP,

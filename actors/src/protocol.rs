@@ -64,6 +64,11 @@ pub enum EndReason {
     Idle,
     /// The caller chose a menu key that ends the call.
     Menu,
+    /// The caller was handed on: redirected (cold) or joined to an agent (warm).
+    Transferred,
+    /// The carrier reported the call over while it had no stream (the
+    /// caller hung up on hold).
+    Completed,
 }
 
 impl EndReason {
@@ -81,6 +86,8 @@ impl EndReason {
             EndReason::Profanity => "profanity",
             EndReason::Idle => "idle",
             EndReason::Menu => "menu",
+            EndReason::Transferred => "transferred",
+            EndReason::Completed => "completed",
         }
     }
 }
@@ -100,16 +107,18 @@ pub enum ChildKind {
     Llm,
     Tts,
     MediaOut,
+    Transfer,
 }
 
 impl ChildKind {
-    pub const ALL: [ChildKind; 6] = [
+    pub const ALL: [ChildKind; 7] = [
         ChildKind::MediaIn,
         ChildKind::Vad,
         ChildKind::Stt,
         ChildKind::Llm,
         ChildKind::Tts,
         ChildKind::MediaOut,
+        ChildKind::Transfer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +129,7 @@ impl ChildKind {
             ChildKind::Llm => "policy",
             ChildKind::Tts => "tts",
             ChildKind::MediaOut => "media_out",
+            ChildKind::Transfer => "transfer",
         }
     }
 
@@ -186,6 +196,14 @@ pub enum SupervisorMsg {
         generation: Generation,
         target: String,
     },
+    // From `Transfer`.
+    /// How a transfer ended for the bot.
+    TransferOver(TransferOutcome),
+    // From the runtime.
+    /// Someone asked through the API for the caller to be handed to `target`.
+    TransferAsked { target: String },
+    /// A new stream of this call started (the caller came back from hold).
+    StreamAttached { stream_id: String },
     // From the runtime.
     /// The stream is gone (carrier `stop`, socket closed): end now, silently.
     Hangup {
@@ -212,6 +230,56 @@ pub enum SupervisorMsg {
     ResumeCheck {
         generation: Generation,
     },
+}
+
+/// How a transfer ended, for the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// The caller is with someone else now: the bot leaves.
+    HandedOn,
+    /// The caller stays with (or comes back to) the bot, who says `line`.
+    Back { line: String },
+}
+
+/// What the agent's leg did, as the carrier's callbacks report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The agent picked up and is hearing the summary.
+    Answered,
+    /// The agent pressed the accept key and joined the conference.
+    Accepted,
+    /// The agent pressed another key, or none in time.
+    Declined,
+    /// The agent's phone did not answer, was busy, or the call failed.
+    NoAnswer,
+    /// The agent's leg ended.
+    Left,
+}
+
+impl AgentEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentEvent::Answered => "answered",
+            AgentEvent::Accepted => "accepted",
+            AgentEvent::Declined => "declined",
+            AgentEvent::NoAnswer => "no_answer",
+            AgentEvent::Left => "left",
+        }
+    }
+}
+
+// To `Transfer` (from the supervisor, the runtime and its own timers).
+
+#[derive(Debug)]
+pub enum TransferMsg {
+    /// Hand the caller on (the escalation line has played).
+    Start { target: String },
+    /// The agent's leg `leg` reported `event`.
+    Agent { leg: String, event: AgentEvent },
+    /// Attempt `attempt` ran out of time (ringing, accepting, or holding).
+    Timeout { attempt: u32 },
+    /// Look again for a free agent while the caller holds.
+    Retry { attempt: u32 },
 }
 
 // To `MediaIn` (from the carrier adapter).

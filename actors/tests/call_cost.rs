@@ -203,6 +203,7 @@ async fn measure(replaying: bool) -> Cost {
             policy: Arc::clone(&policy),
             settings: CallSettings::default(),
             outbound: tx,
+            transfer: None,
             fault: None,
             records: Arc::new(Discard),
             record_base: 0,

@@ -97,6 +97,7 @@ impl Call {
             policy,
             settings: CallSettings::default(),
             outbound: tx,
+            transfer: None,
             fault: fault.map(|f| FaultPlan::parse(f).unwrap()),
             records: records.clone(),
             record_base: 0,

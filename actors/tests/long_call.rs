@@ -116,6 +116,7 @@ async fn a_calls_memory_does_not_grow_with_its_length() {
         policy: Arc::clone(&policy),
         settings: CallSettings::default(),
         outbound: tx,
+        transfer: None,
         fault: None,
         records: Arc::new(Discard),
         record_base: 0,

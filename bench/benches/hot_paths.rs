@@ -261,6 +261,7 @@ fn barge_in(c: &mut Criterion) {
             policy,
             settings: CallSettings::default(),
             outbound: tx,
+            transfer: None,
             fault: None,
             records: Arc::new(Discard),
             record_base: 0,

@@ -185,8 +185,14 @@ pub struct Dial {
 /// An operation on a conference (warm transfer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConferenceOp {
-    /// Move a live call into the named conference.
-    Join { call_id: String, room: String },
+    /// Move a live call into the named conference. It hears `wait_url`
+    /// (the carrier's hold audio when `None`) until someone who starts the
+    /// conference joins; the conference ends when it leaves.
+    Join {
+        call_id: String,
+        room: String,
+        wait_url: Option<String>,
+    },
     /// Hold or resume a participant.
     Hold {
         room: String,
@@ -366,6 +372,13 @@ pub trait CallControl: Send + Sync {
     async fn redirect(&self, call_id: &str, url: &str) -> Result<(), ControlError> {
         let _ = (call_id, url);
         Err(self.unsupported("redirect"))
+    }
+
+    /// Sends a live call on to `to` (an E.164 number or a `sip:` URI); the
+    /// call leaves Hark.
+    async fn forward(&self, call_id: &str, to: &str) -> Result<(), ControlError> {
+        let _ = (call_id, to);
+        Err(self.unsupported("forward"))
     }
 
     /// Places a call; returns the carrier's id for it.

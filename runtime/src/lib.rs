@@ -15,7 +15,11 @@
 //!   carrier's events into the call, its commands out) and one folder per
 //!   carrier (`twilio/`: voice and status webhooks with signatures,
 //!   blocklist and caller limits; the stream upgrade; the REST client as
-//!   call control).
+//!   call control; `desk.rs` and `agent.rs`: transfers — hold, the agent's
+//!   leg and whisper, the caller's return).
+//! - [`switchboard`] — this node's calls by SID (a call outlives its
+//!   streams; a new stream of a call away attaches to its tree), agent
+//!   legs, handoffs.
 //! - [`policies`] — the live policies (every valid file in the folder), the
 //!   routing table (called number → policy), rescans and the folder watcher.
 //! - [`stream_token`] — the token that binds a stream to its webhook (codec).
@@ -54,6 +58,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod stream_token;
+pub mod switchboard;
 pub mod telemetry;
 pub use hark_carrier::twilio;
 pub use hark_workers as workers;

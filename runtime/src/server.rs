@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use hark_actors::Keys;
 use hark_actors::metrics as m;
 use hyper::server::conn::http1;
@@ -45,9 +45,7 @@ const KEEPALIVE_RETRIES: u32 = 3;
 
 pub fn router(state: Arc<AppState>, limits: Arc<ConnLimits>) -> Router {
     Router::new()
-        .route("/twilio/voice", post(crate::carriers::twilio::voice))
-        .route("/twilio/status", post(crate::carriers::twilio::status))
-        .route("/twilio/media", get(crate::carriers::twilio::media))
+        .merge(crate::carriers::twilio::routes())
         .merge(crate::api::router(Arc::clone(&state)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -252,7 +250,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             config.providers.twilio.api_key_env
         );
     }
+    let switchboard = Arc::new(crate::switchboard::Switchboard::default());
+    let desk = crate::carriers::twilio::desk::from_config(
+        &config,
+        twilio_auth_token.as_ref(),
+        &store,
+        &switchboard,
+        addr,
+    );
     let state = Arc::new(AppState {
+        switchboard,
+        desk,
         config: config.clone(),
         policies: Arc::clone(&policies),
         store: store.clone(),

@@ -48,4 +48,8 @@ pub struct AppState {
     pub stream_tokens: TokenKey,
     /// Calls with a live stream on this node: one stream per call.
     pub live_calls: Arc<dyn CallRegistry>,
+    /// This node's calls by SID, for what reaches them from outside their stream.
+    pub switchboard: Arc<crate::switchboard::Switchboard>,
+    /// Call control for transfers (`None`: no Twilio account configured).
+    pub desk: Option<Arc<dyn hark_actors::transfer::TransferDesk>>,
 }

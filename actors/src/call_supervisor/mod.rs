@@ -8,8 +8,11 @@
 //!   budget.
 //! - [`barge_in`] — the caller talking over the bot: confirming an
 //!   interruption (`confirm` mode) and resuming after a false one.
+//! - [`handing_on`] — a transfer: waiting for the line, the caller away
+//!   from the stream, handed on or back.
 
 mod barge_in;
+mod handing_on;
 mod restarts;
 
 use std::collections::{HashMap, VecDeque};
@@ -90,6 +93,10 @@ pub struct SupervisorState {
     /// Barge-in `confirm`: the turn the caller spoke over without
     /// interrupting; their words, when they come, may be a backchannel.
     spoken_over: Option<Generation>,
+    /// A transfer request waiting for its line (this turn) to play.
+    transfer_after: Option<(Generation, String)>,
+    /// Said when the caller comes back on a new stream.
+    back_line: Option<String>,
     _live: LiveActor,
 }
 
@@ -98,6 +105,9 @@ impl SupervisorState {
     fn apply(&mut self, myself: &ActorRef<SupervisorMsg>, event: TurnEvent) {
         for command in self.turns.on(event) {
             self.execute(myself, command);
+        }
+        if let Some(target) = self.rules.take_transfer() {
+            self.transfer_raised(target);
         }
     }
 
@@ -245,6 +255,8 @@ impl Actor for CallSupervisor {
             resume_timer: None,
             holding: None,
             spoken_over: None,
+            transfer_after: None,
+            back_line: None,
             started: Instant::now(),
             _live: LiveActor::new(),
         })
@@ -257,6 +269,7 @@ impl Actor for CallSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         // Downstream first, so that no child sends to a route not yet set.
         for kind in [
+            ChildKind::Transfer,
             ChildKind::MediaOut,
             ChildKind::Tts,
             ChildKind::Llm,
@@ -410,6 +423,7 @@ impl Actor for CallSupervisor {
                 // The turn has played out: on record now, with its real end.
                 state.record_bot_turns(Some(generation + 1));
                 state.apply(&myself, TurnEvent::PlaybackFinished { generation });
+                state.line_done(generation);
             }
             SupervisorMsg::OutboundStalled => {
                 tracing::warn!(parent: &state.ctx.span, "socket is not draining outbound audio");
@@ -419,7 +433,20 @@ impl Actor for CallSupervisor {
             SupervisorMsg::BotEndsCall { generation } => {
                 state.apply(&myself, TurnEvent::BotEndsCall { generation });
             }
-            SupervisorMsg::Hangup { reason } => state.apply(&myself, TurnEvent::Hangup { reason }),
+            SupervisorMsg::Hangup { reason } => {
+                if !state.stream_ended_away(reason) {
+                    state.apply(&myself, TurnEvent::Hangup { reason });
+                }
+            }
+            SupervisorMsg::TransferOver(outcome) => state.transfer_over(&myself, outcome),
+            SupervisorMsg::TransferAsked { target } => {
+                if let Some(event) = state.rules.api_transfer(target, &state.ctx) {
+                    state.apply(&myself, event);
+                }
+            }
+            SupervisorMsg::StreamAttached { stream_id } => {
+                state.stream_attached(&myself, &stream_id);
+            }
             SupervisorMsg::EndCall { reason } => {
                 let spoken = state.ctx.spoken();
                 let closing = &spoken.policy.rules.call_length.closing;
@@ -448,6 +475,7 @@ impl Actor for CallSupervisor {
             }
             SupervisorMsg::Silence { armed } => {
                 if state.silence.fired(armed)
+                    && !state.ctx.is_away()
                     && let Some(event) = state.rules.silence_event(&state.ctx)
                 {
                     state.apply(&myself, event);

@@ -15,6 +15,7 @@ use crate::media_out::MediaOut;
 use crate::metrics as m;
 use crate::protocol::{ChildKind, EndReason, SupervisorMsg};
 use crate::stt::Stt;
+use crate::transfer::Transfer;
 use crate::tts::Tts;
 use crate::turns::Event as TurnEvent;
 use crate::vad::Vad;
@@ -56,6 +57,11 @@ pub(super) async fn spawn_child(
         ChildKind::MediaOut => {
             let (r, _) = Actor::spawn_linked(None, Child(MediaOut), c, sup).await?;
             routes.media_out.set(r.clone());
+            r.get_cell()
+        }
+        ChildKind::Transfer => {
+            let (r, _) = Actor::spawn_linked(None, Child(Transfer), c, sup).await?;
+            routes.transfer.set(r.clone());
             r.get_cell()
         }
     })

@@ -12,7 +12,7 @@
 //! - [`prompt`] — `[prompt]`: the system prompt's variables;
 //!   [`languages`] — `language`, `[languages.CODE]`: lines and voices;
 //!   [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
-//!   [`tools`] — `[tools]`; [`outcome`] — `[outcome]` (slots,
+//!   [`tools`] — `[tools]`; [`transfer`] — `[transfer]`; [`outcome`] — `[outcome]` (slots,
 //!   dispositions); [`rules`] — `[rules]` (consent, profanity, idle, escalation, claims); [`menu`] — `[rules.menu]`; [`memory`] — `[history]`, `[records]`.
 //! - [`providers`] — `[providers]` and each role's vendor settings, whose
 //!   types live with their providers (`providers/<role>/<vendor>.rs`).
@@ -33,6 +33,7 @@ pub mod providers;
 pub mod rules;
 pub mod timeouts;
 pub mod tools;
+pub mod transfer;
 pub mod turn_taking;
 
 pub use errors::{Checks, FieldError, PolicyError};
@@ -51,6 +52,7 @@ pub use rules::{
 };
 pub use timeouts::Timeouts;
 pub use tools::ToolSettings;
+pub use transfer::{TransferMode, TransferSettings};
 pub use turn_taking::{BargeInMode, BargeInSettings, VadMode, VadSettings};
 
 pub use crate::providers::llm::openai::LlmSettings;
@@ -105,6 +107,7 @@ pub struct PolicyFile {
     /// Said before anything else when `recording = "always"`.
     pub recording_notice: String,
     pub history: HistorySettings,
+    pub transfer: TransferSettings,
     pub sim: SimSettings,
 }
 
@@ -139,6 +142,7 @@ impl Default for PolicyFile {
             recording: RecordingMode::Never,
             recording_notice: String::new(),
             history: HistorySettings::default(),
+            transfer: TransferSettings::default(),
             sim: SimSettings::default(),
         }
     }
@@ -250,6 +254,7 @@ impl PolicyFile {
             ),
         );
         self.history.validate(&mut check);
+        self.transfer.validate(&mut check);
         check.0
     }
 

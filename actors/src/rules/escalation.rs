@@ -51,6 +51,8 @@ pub enum Reason {
     Sentiment,
     Tool,
     Dtmf,
+    /// Someone asked through the API.
+    Api,
 }
 
 impl Reason {
@@ -61,6 +63,7 @@ impl Reason {
             Reason::Sentiment => "sentiment",
             Reason::Tool => "tool",
             Reason::Dtmf => "dtmf",
+            Reason::Api => "api",
         }
     }
 }
@@ -177,6 +180,18 @@ impl Escalation {
     /// A menu key asks for `target` (whatever the triggers).
     pub fn on_menu(&mut self, target: String) -> Option<Request> {
         self.raise(Reason::Dtmf, Some(target))
+    }
+
+    /// An agent or admin asked through the API (whatever the triggers).
+    pub fn on_api(&mut self, target: String) -> Option<Request> {
+        self.raise(Reason::Api, Some(target))
+    }
+
+    /// A transfer came back (nobody took the caller): a new request may be raised.
+    pub fn rearm(&mut self) {
+        self.raised = false;
+        self.misses = 0;
+        self.scores.clear();
     }
 
     /// The model called `transfer_call` with `target`.

@@ -74,6 +74,8 @@ pub struct Rules {
     language: language::LanguageSwitch,
     /// A language a rule chose, for the supervisor to carry out.
     switch: Option<String>,
+    /// A transfer request's target, for the supervisor to carry out.
+    transfer: Option<String>,
     backchannels: backchannel::Backchannels,
 }
 
@@ -94,6 +96,7 @@ impl Rules {
                 policy.languages.keys().cloned(),
             ),
             switch: None,
+            transfer: None,
             backchannels: backchannel::Backchannels::new(
                 policy.barge_in.backchannels.iter().map(String::as_str),
             ),
@@ -212,7 +215,7 @@ impl Rules {
             }),
             MenuChoice::Transfer { target } => {
                 let request = self.escalation.on_menu(target)?;
-                Some(escalate(request, ctx))
+                Some(self.escalate(request, ctx))
             }
             MenuChoice::Language { code } => {
                 let greeting = ctx.language(&code)?.policy.greeting.clone();
@@ -273,7 +276,7 @@ impl Rules {
             return KeyTaken::Yes(self.menu_choice(choice, "chosen", ctx));
         }
         match self.escalation.on_dtmf(digit) {
-            Some(request) => KeyTaken::Yes(Some(escalate(request, ctx))),
+            Some(request) => KeyTaken::Yes(Some(self.escalate(request, ctx))),
             None => KeyTaken::No,
         }
     }
@@ -281,13 +284,34 @@ impl Rules {
     /// The caller spoke but no words came, or the bot could not reply.
     pub fn not_understood(&mut self, ctx: &CallContext) -> Option<TurnEvent> {
         let request = self.escalation.on_not_understood()?;
-        Some(escalate(request, ctx))
+        Some(self.escalate(request, ctx))
+    }
+
+    /// Someone asked through the API for the caller to go to `target`.
+    pub fn api_transfer(&mut self, target: String, ctx: &CallContext) -> Option<TurnEvent> {
+        let request = self.escalation.on_api(target)?;
+        Some(self.escalate(request, ctx))
+    }
+
+    /// A transfer request raised since the last look, if any.
+    pub fn take_transfer(&mut self) -> Option<String> {
+        self.transfer.take()
+    }
+
+    /// The caller is back with the bot: a later request may transfer again.
+    pub fn transfer_returned(&mut self) {
+        self.escalation.rearm();
+    }
+
+    fn escalate(&mut self, request: escalation::Request, ctx: &CallContext) -> TurnEvent {
+        self.transfer = Some(request.target.clone());
+        escalate(request, ctx)
     }
 
     /// The model called `transfer_call` with a valid `target`.
     pub fn transfer_requested(&mut self, target: String, ctx: &CallContext) -> Option<TurnEvent> {
         let request = self.escalation.on_tool(target)?;
-        Some(escalate(request, ctx))
+        Some(self.escalate(request, ctx))
     }
 
     fn consent_step(&mut self, step: consent::Step, ctx: &CallContext) -> TurnEvent {
@@ -350,7 +374,7 @@ impl Rules {
                 }
                 self.menu.close();
                 if let Some(request) = self.escalation.on_words(&text) {
-                    return escalate(request, ctx);
+                    return self.escalate(request, ctx);
                 }
                 return TurnEvent::Utterance { text };
             }
@@ -393,8 +417,7 @@ impl Rules {
 }
 
 /// A transfer request: counted, on record with its reason and target, and
-/// the policy's line said (the call goes on with the bot until transfers
-/// exist).
+/// the policy's line said; `[transfer]` decides what happens next.
 fn escalate(request: escalation::Request, ctx: &CallContext) -> TurnEvent {
     let reason = request.reason.as_str();
     decided(ctx, "escalation", reason);

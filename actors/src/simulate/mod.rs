@@ -204,6 +204,7 @@ impl Simulation {
             policy,
             settings: CallSettings::default(),
             outbound: tx,
+            transfer: None,
             fault: None,
             records: Arc::clone(&records) as Arc<dyn crate::records::RecordSink>,
             record_base: 0,

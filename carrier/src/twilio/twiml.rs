@@ -29,6 +29,46 @@ pub fn reject() -> String {
         .to_owned()
 }
 
+/// The agent's whisper: the summary, then one key; the key (or none, on
+/// timeout: `actionOnEmptyResult`) goes to `action`. Only the agent's leg
+/// hears it.
+pub fn whisper(summary: &str, key: char, timeout_secs: u64, action: &str) -> String {
+    let mut xml = String::with_capacity(256 + summary.len());
+    xml.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Gather input="dtmf" numDigits="1" actionOnEmptyResult="true" timeout=""#);
+    xml.push_str(&timeout_secs.to_string());
+    xml.push_str(r#"" action=""#);
+    escape_into(&mut xml, action);
+    xml.push_str(r#""><Say>"#);
+    escape_into(&mut xml, summary);
+    xml.push_str(" Press ");
+    xml.push(key);
+    xml.push_str(" to take the call.</Say></Gather></Response>");
+    xml
+}
+
+/// Joins the named conference and starts it (the caller waiting there
+/// hears the agent); the conference ends when this leg leaves.
+pub fn join_conference(room: &str) -> String {
+    let mut xml = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Dial><Conference startConferenceOnEnter="true" endConferenceOnExit="true">"#,
+    );
+    escape_into(&mut xml, room);
+    xml.push_str("</Conference></Dial></Response>");
+    xml
+}
+
+/// Says `text`, then hangs up.
+pub fn say_and_hang_up(text: &str) -> String {
+    let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><Response>"#);
+    if !text.is_empty() {
+        xml.push_str("<Say>");
+        escape_into(&mut xml, text);
+        xml.push_str("</Say>");
+    }
+    xml.push_str("<Hangup/></Response>");
+    xml
+}
+
 /// Escapes text for an XML attribute value.
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
@@ -47,6 +87,20 @@ fn escape_into(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whisper_conference_and_hang_up_escape_their_text() {
+        let w = whisper("Bill <wrong> & \"late\"", '1', 15, "https://h/a?call=CA1&x=2");
+        assert_eq!(
+            w,
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Gather input="dtmf" numDigits="1" actionOnEmptyResult="true" timeout="15" action="https://h/a?call=CA1&amp;x=2"><Say>Bill &lt;wrong&gt; &amp; &quot;late&quot; Press 1 to take the call.</Say></Gather></Response>"#
+        );
+        assert!(join_conference("hark-CA1").contains(
+            r#"<Conference startConferenceOnEnter="true" endConferenceOnExit="true">hark-CA1</Conference>"#
+        ));
+        assert!(say_and_hang_up("").ends_with("<Response><Hangup/></Response>"));
+        assert!(say_and_hang_up("बाद में").contains("<Say>बाद में</Say><Hangup/>"));
+    }
 
     #[test]
     fn builds_connect_stream_with_parameters() {

@@ -15,7 +15,7 @@
 //!   token cache and failed authentications per address.
 //! - One file per resource: [`calls`], [`recordings`] (a call's
 //!   recording, `Range`), [`personal_data`] (erasure on request),
-//!   [`agents`], [`blocklist`], [`policies`], [`node`], [`tokens`], [`audit`].
+//!   [`agents`], [`transfers`] (hand a call on, its handoff), [`blocklist`], [`policies`], [`node`], [`tokens`], [`audit`].
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -45,6 +45,7 @@ pub mod personal_data;
 pub mod policies;
 pub mod recordings;
 pub mod tokens;
+pub mod transfers;
 
 pub use auth::{Caller, Role, hash_token, new_token};
 pub use limits::{AuthFailures, TokenCache};
@@ -92,6 +93,7 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(recordings::routes())
         .merge(personal_data::routes())
         .merge(agents::routes())
+        .merge(transfers::routes())
         .merge(blocklist::routes())
         .merge(policies::routes())
         .merge(node::routes())

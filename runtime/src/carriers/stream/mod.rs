@@ -28,7 +28,7 @@ use hark_actors::util::Escaped;
 use hark_actors::{CallArgs, CallIds, EndReason, SupervisorMsg, start_call};
 use hark_carrier::port::{BadInput, Decoded, Event, Frame, StreamCodec, StreamStart};
 use metrics::Counter;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tracing::Span;
@@ -103,6 +103,23 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
             return;
         }
     };
+    // A call away from its stream (back from hold) goes on on this one.
+    if let Some((ctx, supervisor, ended)) = app.switchboard.attach(&start.call_id) {
+        // The call keeps the place it was admitted with.
+        drop(slot);
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        ctx.outbound.replace(tx);
+        let _ = supervisor.send_message(SupervisorMsg::StreamAttached {
+            stream_id: start.stream_id.clone(),
+        });
+        let call = Attached {
+            ctx,
+            supervisor,
+            ended,
+            rx,
+        };
+        return pump(socket, app, codec, bad, call).await;
+    }
     let claim = match CallClaim::new(&app.live_calls, &start.call_id) {
         Ok(claim) => claim,
         Err(why) => {
@@ -125,7 +142,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         stream_id: start.stream_id.clone(),
     };
     let fault = fault_plan(&app, &start, &pre_span);
-    let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     // The policy (and version) the webhook chose; an unsigned local stream
     // without a token names it, or is routed by its `to`.
     let live = if claims.policy_version.is_empty() && claims.policy.is_empty() {
@@ -139,9 +156,9 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         call_sid: ids.call_id.clone(),
         stream_sid: ids.stream_id.clone(),
         carrier: C::CARRIER.into(),
-        direction: claims.direction,
-        from: claims.from,
-        to: claims.to,
+        direction: claims.direction.clone(),
+        from: claims.from.clone(),
+        to: claims.to.clone(),
         policy: live.policy.name.clone(),
         policy_version: live.policy.version.clone(),
         node: app.node.clone(),
@@ -157,6 +174,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         fault,
         records: Arc::clone(&app.records),
         recordings: Some(app.recordings.sink()),
+        transfer: app.desk.clone(),
         record_base: claim.record_base(),
         ask_consent,
         languages: Arc::clone(&live.languages),
@@ -174,12 +192,68 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
             return;
         }
     };
+    // The call outlives this stream when the caller is away for a
+    // transfer: one task owns it (its admission, its claim) until its tree ends.
+    let (ended_tx, ended) = watch::channel(false);
+    app.switchboard.add(
+        Arc::clone(&call.ctx),
+        call.supervisor.clone(),
+        claims,
+        ended.clone(),
+    );
+    let owner = Arc::clone(&app);
+    let ctx = Arc::clone(&call.ctx);
     let active = ActiveCall::new();
+    tokio::spawn(async move {
+        let _ = call.done.await;
+        owner.switchboard.remove(&ctx.ids.call_id);
+        let _ = ended_tx.send(true);
+        if ctx.end_reason() == Some(EndReason::Profanity) {
+            rules::block_for_profanity(&owner, &caller, live.policy.rules.profanity.block_days);
+        }
+        drop(active);
+        drop(claim);
+        drop(slot);
+    });
+    let call = Attached {
+        ctx: Arc::clone(&call.ctx),
+        supervisor: call.supervisor,
+        ended,
+        rx,
+    };
+    pump(socket, app, codec, bad, call).await;
+}
+
+/// A call's tree as one stream sees it.
+struct Attached {
+    ctx: Arc<CallContext>,
+    supervisor: ractor::ActorRef<SupervisorMsg>,
+    /// True once the tree has ended.
+    ended: watch::Receiver<bool>,
+    /// The call's commands for this stream.
+    rx: mpsc::Receiver<hark_actors::Command>,
+}
+
+/// One stream of a call: the carrier's messages in, the call's commands
+/// out, until the stream or the call ends.
+async fn pump<C: StreamCodec>(
+    mut socket: WebSocket,
+    app: Arc<AppState>,
+    codec: C,
+    bad: BadLog,
+    call: Attached,
+) {
+    let Attached {
+        ctx,
+        supervisor,
+        mut ended,
+        mut rx,
+    } = call;
     let mut writer = Writer::new(codec);
     let write_timeout = app.config.write_timeout();
     let mut session = Session {
-        ctx: Arc::clone(&call.ctx),
-        span: call.ctx.span.clone(),
+        ctx: Arc::clone(&ctx),
+        span: ctx.span.clone(),
         bad,
         frames_received: metrics::counter!(m::FRAMES_RECEIVED),
         dtmf_dropped: metrics::counter!(DTMF_DROPPED),
@@ -188,8 +262,10 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         dtmf: TokenBucket::new(app.config.call.dtmf_per_second),
         dtmf_logged: false,
     };
-    let supervisor = call.supervisor.clone();
-    let mut done = call.done;
+    let done = async move {
+        let _ = ended.wait_for(|over| *over).await;
+    };
+    tokio::pin!(done);
     let mut grace = app.lifecycle.grace_over();
     let mut ending = false;
     let mut finished = false;
@@ -242,7 +318,13 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         }
     }
     if !finished {
-        let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
+        if ctx.is_away() {
+            // The caller left this stream for a transfer; the call goes on.
+            app.switchboard.stream_ended(&ctx.ids.call_id);
+            let _ = tokio::time::timeout(Duration::from_secs(2), socket.close()).await;
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut done).await;
     }
     // The tree is down; send what it queued last (its close frame).
     let flush = async {
@@ -256,14 +338,6 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
-    if call.ctx.end_reason() == Some(EndReason::Profanity) {
-        rules::block_for_profanity(&app, &caller, live.policy.rules.profanity.block_days);
-    }
-    drop(session);
-    drop(call.ctx);
-    drop(active);
-    drop(claim);
-    drop(slot);
 }
 
 /// Who the call is, from its stream token; from the stream's own parameters

@@ -1,8 +1,24 @@
-//! Twilio: the voice and status webhooks, the Media Streams upgrade, and the
-//! REST client (call control). The wire codecs (messages, stream codec,
+//! Twilio: the voice and status webhooks, the Media Streams upgrade, the
+//! REST client (call control), and transfers: the desk ([`desk`]) and the
+//! agent-leg and return webhooks ([`agent`]). The wire codecs (messages, stream codec,
 //! TwiML, signatures, ids) are `hark_carrier::twilio`.
 
+pub mod agent;
+pub mod desk;
 pub mod rest;
 pub mod webhook;
 
 pub use webhook::{STATUS_EVENT_BASE, caller_identity, media, status, voice};
+
+/// Every route Twilio reaches.
+pub fn routes() -> axum::Router<std::sync::Arc<crate::state::AppState>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/twilio/voice", post(voice))
+        .route("/twilio/status", post(status))
+        .route("/twilio/media", get(media))
+        .route("/twilio/return", post(agent::back))
+        .route("/twilio/agent/answer", post(agent::answer))
+        .route("/twilio/agent/accept", post(agent::accept))
+        .route("/twilio/agent/status", post(agent::status))
+}

@@ -5,8 +5,11 @@
 //! - hang up: `POST Calls/{CallSid}.json` `Status=completed`
 //! - redirect: `POST Calls/{CallSid}.json` `Url=…`
 //! - dial: `POST Calls.json` `To`, `From`, `Url`, `StatusCallback`, `Timeout`
+//! - forward (cold transfer): `POST Calls/{CallSid}.json` with `Twiml`
+//!   `<Dial><Number>` (or `<Sip>`)
 //! - conference join: `POST Calls/{CallSid}.json` with `Twiml` that dials
-//!   the room; hold and remove act on the participant of the in-progress
+//!   the room (waiting, with `waitUrl` audio, for someone who starts it;
+//!   ending it on leaving); hold and remove act on the participant of the in-progress
 //!   conference with that friendly name
 //!   (`Conferences.json?FriendlyName=…&Status=in-progress`, then
 //!   `Conferences/{Sid}/Participants/{CallSid}.json`).
@@ -172,11 +175,12 @@ impl TwilioRest {
     }
 }
 
-/// `room` as TwiML text (it goes inside an element).
-fn xml_text(room: &str) -> String {
-    room.replace('&', "&amp;")
+/// Text for TwiML (inside an element or a double-quoted attribute).
+fn xml_text(text: &str) -> String {
+    text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[async_trait::async_trait]
@@ -195,6 +199,18 @@ impl CallControl for TwilioRest {
     async fn redirect(&self, call_id: &str, url: &str) -> Result<(), ControlError> {
         let path = Self::call_path("redirect", call_id)?;
         self.request("redirect", Method::POST, &path, &[("Url", url)])
+            .await
+            .map(drop)
+    }
+
+    async fn forward(&self, call_id: &str, to: &str) -> Result<(), ControlError> {
+        let path = Self::call_path("forward", call_id)?;
+        let noun = if to.starts_with("sip:") { "Sip" } else { "Number" };
+        let twiml = format!(
+            "<Response><Dial><{noun}>{}</{noun}></Dial></Response>",
+            xml_text(to)
+        );
+        self.request("forward", Method::POST, &path, &[("Twiml", &twiml)])
             .await
             .map(drop)
     }
@@ -229,10 +245,19 @@ impl CallControl for TwilioRest {
 
     async fn conference(&self, op: &ConferenceOp) -> Result<(), ControlError> {
         match op {
-            ConferenceOp::Join { call_id, room } => {
+            ConferenceOp::Join {
+                call_id,
+                room,
+                wait_url,
+            } => {
                 let path = Self::call_path("conference_join", call_id)?;
+                let wait = wait_url
+                    .as_deref()
+                    .map(|u| format!(" waitUrl=\"{}\"", xml_text(u)))
+                    .unwrap_or_default();
                 let twiml = format!(
-                    "<Response><Dial><Conference>{}</Conference></Dial></Response>",
+                    "<Response><Dial><Conference startConferenceOnEnter=\"false\" \
+                     endConferenceOnExit=\"true\"{wait}>{}</Conference></Dial></Response>",
                     xml_text(room)
                 );
                 self.request("conference_join", Method::POST, &path, &[("Twiml", &twiml)])
@@ -504,12 +529,19 @@ mod tests {
         rest.conference(&ConferenceOp::Join {
             call_id: sid.clone(),
             room: "room <1>".into(),
+            wait_url: Some("https://h/hold?a=1&b=2".into()),
         })
         .await
         .unwrap();
         assert_eq!(
             fake.lock().unwrap().calls[&sid]["Twiml"],
-            "<Response><Dial><Conference>room &lt;1&gt;</Conference></Dial></Response>"
+            "<Response><Dial><Conference startConferenceOnEnter=\"false\" endConferenceOnExit=\"true\" \
+             waitUrl=\"https://h/hold?a=1&amp;b=2\">room &lt;1&gt;</Conference></Dial></Response>"
+        );
+        rest.forward(&sid, "sip:desk@pbx.example.com").await.unwrap();
+        assert_eq!(
+            fake.lock().unwrap().calls[&sid]["Twiml"],
+            "<Response><Dial><Sip>sip:desk@pbx.example.com</Sip></Dial></Response>"
         );
         fake.lock().unwrap().participants.insert(sid.clone(), false);
         rest.conference(&ConferenceOp::Hold {

@@ -143,6 +143,27 @@ pub async fn media(
         })
 }
 
+/// Checks a Twilio form request's host and signature; the URL base it
+/// came in at (`scheme://host`, for links in the TwiML answered), or the
+/// refusal to answer.
+pub(super) fn verified(
+    app: &AppState,
+    route: &'static str,
+    headers: &HeaderMap,
+    uri: &Uri,
+    params: &BTreeMap<String, String>,
+    client: Option<ClientAddr>,
+) -> Result<String, Response> {
+    let Some(host) = host(app, headers) else {
+        return Err(refuse(StatusCode::BAD_REQUEST, "no usable Host header"));
+    };
+    let url = request_url(headers, uri, &host, "https", "http");
+    if let Some(refused) = check(app, route, headers, &url, &pairs(params), client) {
+        return Err(refused);
+    }
+    Ok(format!("{}://{host}", scheme(headers, "https", "http")))
+}
+
 fn pairs(params: &BTreeMap<String, String>) -> Vec<(String, String)> {
     params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
@@ -316,6 +337,16 @@ pub async fn status(
         .get("SequenceNumber")
         .and_then(|s| s.parse::<u32>().ok())
         .unwrap_or(0);
+    // A call away from its stream (on hold for a transfer) ends here: no
+    // stream will say so.
+    if status.is_final()
+        && app.switchboard.is_waiting(call_sid)
+        && let Some(supervisor) = app.switchboard.supervisor(call_sid)
+    {
+        let _ = supervisor.send_message(hark_actors::SupervisorMsg::Hangup {
+            reason: hark_actors::EndReason::Completed,
+        });
+    }
     let mut detail = status.as_str().to_owned();
     if let Some(d) = params
         .get("CallDuration")

@@ -1,0 +1,201 @@
+//! The [`TransferDesk`] on Twilio: call control through the REST API
+//! ([`CallControl`]), agents from the directory (reserved in the database),
+//! and the webhooks the agent's leg and a returning caller reach
+//! ([`super::agent`]).
+//!
+//! - hold: the caller's call gets `<Dial><Conference>` for the room
+//!   `hark-{CallSid}`; Twilio ends the stream (`stop`).
+//! - dial the agent: `Calls.json` with `Url` = `/twilio/agent/answer`
+//!   (the whisper and the key), `StatusCallback` = `/twilio/agent/status`.
+//! - back to the bot: the caller's call is redirected to `/twilio/return`,
+//!   which answers `<Connect><Stream>` with a new stream token: a new stream
+//!   of the same call.
+//! - cold: `<Dial><Number>` / `<Sip>` on the caller's call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hark_actors::CallIds;
+use hark_actors::transfer::{AgentDial, AgentLeg, DeskError, Handoff, TransferDesk};
+use hark_carrier::port::{CallControl, ConferenceOp, Dial};
+
+use crate::store::Store;
+use crate::switchboard::{self, Switchboard};
+
+/// Every database step of a transfer gets this long.
+const STORE_WAIT: Duration = Duration::from_secs(5);
+
+/// The conference a call's caller waits in and its agent joins.
+pub fn room(call_sid: &str) -> String {
+    format!("hark-{call_sid}")
+}
+
+pub struct TwilioDesk {
+    pub control: Arc<dyn CallControl>,
+    pub store: Store,
+    pub switchboard: Arc<Switchboard>,
+    /// Where Twilio reaches this node: `https://{public_host}`, or
+    /// `http://{listen address}` for local use.
+    pub base_url: String,
+}
+
+fn failed(e: impl std::fmt::Display) -> DeskError {
+    DeskError(e.to_string())
+}
+
+impl TwilioDesk {
+    fn url(&self, path: &str, call_sid: &str) -> String {
+        format!("{}{path}?call={call_sid}", self.base_url)
+    }
+}
+
+#[async_trait]
+impl TransferDesk for TwilioDesk {
+    async fn cold(&self, call: &CallIds, to: &str) -> Result<(), DeskError> {
+        self.control
+            .forward(&call.call_id, to)
+            .await
+            .map_err(failed)
+    }
+
+    async fn reserve(
+        &self,
+        call: &CallIds,
+        skill: &str,
+        language: &str,
+    ) -> Result<Option<AgentLeg>, DeskError> {
+        let now = hark_actors::records::now_ms();
+        let reserve = self.store.reserve_agent(&call.call_id, skill, language, now);
+        let Some(name) = tokio::time::timeout(STORE_WAIT, reserve)
+            .await
+            .map_err(|_| DeskError("the agent directory did not answer in time".into()))?
+            .map_err(failed)?
+        else {
+            return Ok(None);
+        };
+        let agents = tokio::time::timeout(STORE_WAIT, self.store.agents())
+            .await
+            .map_err(|_| DeskError("the agent directory did not answer in time".into()))?
+            .map_err(failed)?;
+        match agents.into_iter().find(|a| a.name == name) {
+            Some(a) => Ok(Some(AgentLeg {
+                name: a.name,
+                address: a.address,
+            })),
+            None => {
+                self.release(call).await;
+                Err(DeskError(format!("agent {name} vanished")))
+            }
+        }
+    }
+
+    async fn release(&self, call: &CallIds) {
+        release(&self.store, &call.call_id, Duration::ZERO).await;
+    }
+
+    async fn hold(&self, call: &CallIds, music_url: &str) -> Result<(), DeskError> {
+        self.control
+            .conference(&ConferenceOp::Join {
+                call_id: call.call_id.clone(),
+                room: room(&call.call_id),
+                wait_url: (!music_url.is_empty()).then(|| music_url.to_owned()),
+            })
+            .await
+            .map_err(failed)
+    }
+
+    async fn dial_agent(
+        &self,
+        call: &CallIds,
+        dial: &AgentDial,
+        handoff: Handoff,
+    ) -> Result<String, DeskError> {
+        let sid = &call.call_id;
+        self.switchboard.put_handoff(sid, handoff);
+        // From the number the caller dialed (a Twilio number of the account).
+        let from = self
+            .switchboard
+            .claims(sid)
+            .map(|c| c.to)
+            .unwrap_or_default();
+        let leg = self
+            .control
+            .dial(&Dial {
+                to: dial.agent.address.clone(),
+                from,
+                answer_url: self.url("/twilio/agent/answer", sid),
+                status_url: Some(self.url("/twilio/agent/status", sid)),
+                timeout_secs: dial.ring.as_secs().clamp(5, 600) as u32,
+            })
+            .await
+            .map_err(failed)?;
+        self.switchboard.add_leg(
+            leg.clone(),
+            switchboard::AgentLeg {
+                call_sid: sid.clone(),
+                accept_key: dial.accept_key,
+                accept: dial.accept,
+                wrap_up: dial.wrap_up,
+                accepted: false,
+            },
+        );
+        Ok(leg)
+    }
+
+    async fn hang_up(&self, leg: &str) {
+        if let Err(e) = self.control.hang_up(leg).await {
+            tracing::debug!(error = %e, "agent leg already gone");
+        }
+    }
+
+    async fn back_to_bot(&self, call: &CallIds) -> Result<(), DeskError> {
+        self.control
+            .redirect(&call.call_id, &self.url("/twilio/return", &call.call_id))
+            .await
+            .map_err(failed)
+    }
+}
+
+/// Releases a call's reservation: the agent is offered calls again after
+/// `wrap_up`. Logged, not retried: a reservation left over is released by
+/// hand (`hark agent state NAME available`).
+pub async fn release(store: &Store, call_sid: &str, wrap_up: Duration) {
+    let now = hark_actors::records::now_ms();
+    let wrap = i64::try_from(wrap_up.as_millis()).unwrap_or(i64::MAX);
+    match tokio::time::timeout(STORE_WAIT, store.release_agent(call_sid, wrap, now)).await {
+        Ok(Ok(Some(agent))) => {
+            tracing::info!(agent = %agent, wrap_up_secs = wrap_up.as_secs(), "agent released")
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "could not release an agent's reservation"),
+        Err(_) => tracing::error!("releasing an agent's reservation timed out"),
+    }
+}
+
+/// The desk for `hark serve`: when the Twilio account (`TWILIO_ACCOUNT_SID`
+/// and the auth token) is configured; without it, transfers only say the
+/// escalation line.
+pub fn from_config(
+    config: &crate::config::Config,
+    auth_token: Option<&hark_actors::providers::Secret>,
+    store: &Store,
+    switchboard: &Arc<Switchboard>,
+    listening: std::net::SocketAddr,
+) -> Option<Arc<dyn TransferDesk>> {
+    let token = auth_token?;
+    let sid = std::env::var(super::rest::ACCOUNT_SID_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let rest = super::rest::TwilioRest::new(&config.providers.twilio, sid, token.clone());
+    let base_url = match &config.public_host {
+        Some(host) => format!("https://{host}"),
+        None => format!("http://{listening}"),
+    };
+    Some(Arc::new(TwilioDesk {
+        control: Arc::new(rest),
+        store: store.clone(),
+        switchboard: Arc::clone(switchboard),
+        base_url,
+    }))
+}
