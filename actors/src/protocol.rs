@@ -201,9 +201,13 @@ pub enum SupervisorMsg {
     TransferOver(TransferOutcome),
     // From the runtime.
     /// Someone asked through the API for the caller to be handed to `target`.
-    TransferAsked { target: String },
+    TransferAsked {
+        target: String,
+    },
     /// A new stream of this call started (the caller came back from hold).
-    StreamAttached { stream_id: String },
+    StreamAttached {
+        stream_id: String,
+    },
     // From the runtime.
     /// The stream is gone (carrier `stop`, socket closed): end now, silently.
     Hangup {

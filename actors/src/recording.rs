@@ -114,6 +114,16 @@ impl Recording {
         }
     }
 
+    /// The caller's audio comes again after time away from the stream (on
+    /// hold for a transfer, back on a new stream): the time between is
+    /// silence, and what follows lands where it is heard.
+    pub fn resume(&self) {
+        if let Some(tap) = &mut *self.tap() {
+            let now = tap.pos(Instant::now());
+            tap.caller_pos = tap.caller_pos.max(now);
+        }
+    }
+
     /// The carrier was told to `clear`: the bot's audio from now on was never heard.
     pub fn clear(&self) {
         if !self.is_on() {
@@ -366,6 +376,25 @@ mod tests {
         assert!(bot[..9600].iter().all(|&b| b == SILENCE));
         assert!(bot[9600..13_600].iter().all(|&b| b == 20));
         assert!(bot[13_600..].iter().all(|&b| b == SILENCE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_away_from_the_stream_is_silence_and_the_caller_lands_after_it() {
+        let (rec, got) = recording();
+        assert!(rec.start(&ids()));
+        caller_for(&rec, 1000, 10).await;
+        // 2 s on hold: no stream, no frames.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        rec.resume();
+        caller_for(&rec, 1000, 11).await;
+        rec.finish();
+        let got = got.lock().unwrap();
+        assert_eq!(got.finished, Some(4000));
+        let caller = channel(&got.bytes, 0);
+        assert_eq!(caller.len(), 32_000);
+        assert!(caller[..8000].iter().all(|&b| b == 10));
+        assert!(caller[8000..24_000].iter().all(|&b| b == SILENCE));
+        assert!(caller[24_000..].iter().all(|&b| b == 11));
     }
 
     #[tokio::test(start_paused = true)]

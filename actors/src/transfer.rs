@@ -24,10 +24,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
 use crate::context::CallContext;
+use crate::history::{Speaker, Turn};
 use crate::metrics as m;
 use crate::policy::TransferMode;
-use crate::protocol::{AgentEvent, CallIds, ChildKind, SupervisorMsg, TransferMsg, TransferOutcome};
-use crate::history::{Speaker, Turn};
+use crate::protocol::{
+    AgentEvent, CallIds, ChildKind, SupervisorMsg, TransferMsg, TransferOutcome,
+};
 use crate::providers::{LlmDelta, LlmRequest};
 use crate::util::AbortOnDrop;
 
@@ -110,9 +112,13 @@ pub trait TransferDesk: Send + Sync {
 enum Stage {
     Idle,
     /// Nobody free: the caller holds while Hark looks again.
-    Holding { skill: String },
+    Holding {
+        skill: String,
+    },
     /// The agent's leg is ringing or hearing the summary.
-    Ringing { leg: String },
+    Ringing {
+        leg: String,
+    },
     /// Over (handed on); nothing more to do.
     Done,
 }
@@ -271,7 +277,9 @@ impl TransferState {
                 tracing::warn!(parent: &self.ctx.span, error = %e, "could not put the caller on hold");
                 return self.back("failed", settings.back_line).await;
             }
-            self.ctx.recorder.event("transfer", "holding: no agent free");
+            self.ctx
+                .recorder
+                .event("transfer", "holding: no agent free");
             self.stage = Stage::Holding { skill };
             self.arm(myself, Duration::from_secs(u64::from(settings.hold_secs)));
             self.arm_retry(myself);
@@ -298,7 +306,9 @@ impl TransferState {
         };
         match desk.dial_agent(&self.ctx.ids, &dial, handoff).await {
             Ok(leg) => {
-                self.ctx.recorder.event("agent_leg", format!("{leg} dialed"));
+                self.ctx
+                    .recorder
+                    .event("agent_leg", format!("{leg} dialed"));
                 self.stage = Stage::Ringing { leg };
                 self.arm(myself, dial.ring + dial.accept);
             }
@@ -377,7 +387,11 @@ impl TransferState {
             .iter()
             .filter(|t| t.speaker != Speaker::Tool && !t.text().is_empty())
             .map(|t| HandoffLine {
-                speaker: if t.speaker == Speaker::Caller { "caller" } else { "bot" },
+                speaker: if t.speaker == Speaker::Caller {
+                    "caller"
+                } else {
+                    "bot"
+                },
                 text: t.text(),
             })
             .collect();
@@ -385,7 +399,10 @@ impl TransferState {
         let model = tokio::time::timeout(limit, self.model_summary(&turns)).await;
         let (summary, summary_source) = match model {
             Ok(Some(s)) => (s, "model"),
-            _ => (template_summary(&self.target, &transcript, &slots), "template"),
+            _ => (
+                template_summary(&self.target, &transcript, &slots),
+                "template",
+            ),
         };
         Handoff {
             summary,
@@ -559,6 +576,9 @@ mod tests {
             s,
             "Transfer for billing. The caller said: मेरा बिल गलत है. Noted: order A-17."
         );
-        assert_eq!(template_summary("care", &[], &serde_json::Map::new()), "Transfer for care.");
+        assert_eq!(
+            template_summary("care", &[], &serde_json::Map::new()),
+            "Transfer for care."
+        );
     }
 }

@@ -117,9 +117,7 @@ impl Switchboard {
     }
 
     pub fn context(&self, call_sid: &str) -> Option<Arc<CallContext>> {
-        lock(&self.calls)
-            .get(call_sid)
-            .map(|c| Arc::clone(&c.ctx))
+        lock(&self.calls).get(call_sid).map(|c| Arc::clone(&c.ctx))
     }
 
     pub fn claims(&self, call_sid: &str) -> Option<StreamClaims> {

@@ -20,3 +20,4 @@ mod rules;
 mod server;
 mod store;
 mod support;
+mod transfer;

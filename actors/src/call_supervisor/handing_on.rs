@@ -38,7 +38,11 @@ impl SupervisorState {
         }
     }
 
-    pub(super) fn transfer_over(&mut self, myself: &ActorRef<SupervisorMsg>, outcome: TransferOutcome) {
+    pub(super) fn transfer_over(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        outcome: TransferOutcome,
+    ) {
         match outcome {
             TransferOutcome::HandedOn => {
                 let reason = EndReason::Transferred;
@@ -58,6 +62,7 @@ impl SupervisorState {
     /// A new stream of the call started: the caller is back.
     pub(super) fn stream_attached(&mut self, myself: &ActorRef<SupervisorMsg>, stream_id: &str) {
         self.ctx.set_away(false);
+        self.ctx.recording.resume();
         self.ctx.recorder.event(
             "stream_started",
             crate::util::Escaped(stream_id).to_string(),

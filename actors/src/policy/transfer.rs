@@ -113,7 +113,10 @@ impl TransferSettings {
         );
         check.that(
             self.accept_key.chars().count() == 1
-                && self.accept_key.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#'),
+                && self
+                    .accept_key
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#'),
             "transfer.accept_key",
             "must be one key: 0-9, * or #".into(),
         );
@@ -177,7 +180,15 @@ mod tests {
         for ok in ["+14155550100", "+919876543210", "sip:agent@pbx.example.com"] {
             assert!(is_address(ok), "{ok}");
         }
-        for bad in ["", "14155550100", "+1", "+1415555010x", "sip:nohost", "sip:a@b<c>", "+१२३४५६७८९"] {
+        for bad in [
+            "",
+            "14155550100",
+            "+1",
+            "+1415555010x",
+            "sip:nohost",
+            "sip:a@b<c>",
+            "+१२३४५६७८९",
+        ] {
             assert!(!is_address(bad), "{bad}");
         }
     }

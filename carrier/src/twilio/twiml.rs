@@ -90,7 +90,12 @@ mod tests {
 
     #[test]
     fn whisper_conference_and_hang_up_escape_their_text() {
-        let w = whisper("Bill <wrong> & \"late\"", '1', 15, "https://h/a?call=CA1&x=2");
+        let w = whisper(
+            "Bill <wrong> & \"late\"",
+            '1',
+            15,
+            "https://h/a?call=CA1&x=2",
+        );
         assert_eq!(
             w,
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Gather input="dtmf" numDigits="1" actionOnEmptyResult="true" timeout="15" action="https://h/a?call=CA1&amp;x=2"><Say>Bill &lt;wrong&gt; &amp; &quot;late&quot; Press 1 to take the call.</Say></Gather></Response>"#

@@ -81,23 +81,33 @@ async fn transfer(
     Path(call_sid): Path<String>,
     b: Result<Json<TransferRequest>, JsonRejection>,
 ) -> Result<StatusCode, Fail> {
-    let Json(b) =
-        b.map_err(|e| Fail(e.status(), format!("bad JSON body: {}", e.body_text())))?;
+    let Json(b) = b.map_err(|e| Fail(e.status(), format!("bad JSON body: {}", e.body_text())))?;
     if !plain(&b.target) {
         return Err(super::bad(
             "target: 1-64 letters, digits, '.', '_', '-'".to_owned(),
         ));
     }
-    let not_here = || Fail(StatusCode::NOT_FOUND, "no live call with that SID on this node".into());
+    let not_here = || {
+        Fail(
+            StatusCode::NOT_FOUND,
+            "no live call with that SID on this node".into(),
+        )
+    };
     let ctx = app.switchboard.context(&call_sid).ok_or_else(not_here)?;
     if ctx.policy.transfer.mode == TransferMode::Off {
         return Err(Fail(
             StatusCode::CONFLICT,
-            format!("the call's policy {:?} has no [transfer] (mode = \"off\")", ctx.policy.name),
+            format!(
+                "the call's policy {:?} has no [transfer] (mode = \"off\")",
+                ctx.policy.name
+            ),
         ));
     }
     if ctx.is_away() {
-        return Err(Fail(StatusCode::CONFLICT, "the call is already being transferred".into()));
+        return Err(Fail(
+            StatusCode::CONFLICT,
+            "the call is already being transferred".into(),
+        ));
     }
     let supervisor = app.switchboard.supervisor(&call_sid).ok_or_else(not_here)?;
     app.store
@@ -120,7 +130,10 @@ async fn handoff(
     Path(call_sid): Path<String>,
 ) -> Result<Json<HandoffView>, Fail> {
     let h = app.switchboard.handoff(&call_sid).ok_or_else(|| {
-        Fail(StatusCode::NOT_FOUND, "no handoff for that call on this node".into())
+        Fail(
+            StatusCode::NOT_FOUND,
+            "no handoff for that call on this node".into(),
+        )
     })?;
     app.store
         .audit(&caller.name, "read_handoff", &call_sid, "")

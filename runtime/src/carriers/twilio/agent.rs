@@ -55,11 +55,17 @@ fn leg_of(
 ) -> Result<(String, crate::switchboard::AgentLeg), Response> {
     let leg_sid = params.get("CallSid").cloned().unwrap_or_default();
     if !ids::is_call_sid(&leg_sid) || !ids::is_call_sid(call) {
-        return Err(refuse(StatusCode::BAD_REQUEST, "CallSid and call must be Twilio call SIDs"));
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "CallSid and call must be Twilio call SIDs",
+        ));
     }
     match app.switchboard.leg(&leg_sid) {
         Some(leg) if leg.call_sid == call => Ok((leg_sid, leg)),
-        _ => Err(refuse(StatusCode::NOT_FOUND, "no such agent leg on this node")),
+        _ => Err(refuse(
+            StatusCode::NOT_FOUND,
+            "no such agent leg on this node",
+        )),
     }
 }
 
@@ -82,7 +88,14 @@ pub async fn answer(
     client: Option<Extension<ClientAddr>>,
     Form(params): Params,
 ) -> Response {
-    let base = match verified(&app, "agent_answer", &headers, &uri, &params, client.map(|c| c.0)) {
+    let base = match verified(
+        &app,
+        "agent_answer",
+        &headers,
+        &uri,
+        &params,
+        client.map(|c| c.0),
+    ) {
         Ok(base) => base,
         Err(refused) => return refused,
     };
@@ -99,7 +112,12 @@ pub async fn answer(
         .map(|h| h.summary.clone())
         .unwrap_or_default();
     let action = format!("{base}/twilio/agent/accept?call={}", q.call);
-    xml(twiml::whisper(&summary, leg.accept_key, leg.accept.as_secs().max(1), &action))
+    xml(twiml::whisper(
+        &summary,
+        leg.accept_key,
+        leg.accept.as_secs().max(1),
+        &action,
+    ))
 }
 
 pub async fn accept(
@@ -110,7 +128,14 @@ pub async fn accept(
     client: Option<Extension<ClientAddr>>,
     Form(params): Params,
 ) -> Response {
-    if let Err(refused) = verified(&app, "agent_accept", &headers, &uri, &params, client.map(|c| c.0)) {
+    if let Err(refused) = verified(
+        &app,
+        "agent_accept",
+        &headers,
+        &uri,
+        &params,
+        client.map(|c| c.0),
+    ) {
         return refused;
     }
     let (leg_sid, leg) = match leg_of(&app, &q.call, &params) {
@@ -138,7 +163,14 @@ pub async fn status(
     client: Option<Extension<ClientAddr>>,
     Form(params): Params,
 ) -> Response {
-    if let Err(refused) = verified(&app, "agent_status", &headers, &uri, &params, client.map(|c| c.0)) {
+    if let Err(refused) = verified(
+        &app,
+        "agent_status",
+        &headers,
+        &uri,
+        &params,
+        client.map(|c| c.0),
+    ) {
         return refused;
     }
     let (leg_sid, leg) = match leg_of(&app, &q.call, &params) {
@@ -146,7 +178,10 @@ pub async fn status(
         Err(refused) => return refused,
     };
     let Some(status) = params.get("CallStatus").and_then(|s| call_status::parse(s)) else {
-        return refuse(StatusCode::BAD_REQUEST, "CallStatus is not one Twilio documents");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "CallStatus is not one Twilio documents",
+        );
     };
     let seq = params
         .get("SequenceNumber")

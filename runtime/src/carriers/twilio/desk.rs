@@ -66,7 +66,9 @@ impl TransferDesk for TwilioDesk {
         language: &str,
     ) -> Result<Option<AgentLeg>, DeskError> {
         let now = hark_actors::records::now_ms();
-        let reserve = self.store.reserve_agent(&call.call_id, skill, language, now);
+        let reserve = self
+            .store
+            .reserve_agent(&call.call_id, skill, language, now);
         let Some(name) = tokio::time::timeout(STORE_WAIT, reserve)
             .await
             .map_err(|_| DeskError("the agent directory did not answer in time".into()))?

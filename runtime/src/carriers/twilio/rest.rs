@@ -205,7 +205,11 @@ impl CallControl for TwilioRest {
 
     async fn forward(&self, call_id: &str, to: &str) -> Result<(), ControlError> {
         let path = Self::call_path("forward", call_id)?;
-        let noun = if to.starts_with("sip:") { "Sip" } else { "Number" };
+        let noun = if to.starts_with("sip:") {
+            "Sip"
+        } else {
+            "Number"
+        };
         let twiml = format!(
             "<Response><Dial><{noun}>{}</{noun}></Dial></Response>",
             xml_text(to)
@@ -538,7 +542,9 @@ mod tests {
             "<Response><Dial><Conference startConferenceOnEnter=\"false\" endConferenceOnExit=\"true\" \
              waitUrl=\"https://h/hold?a=1&amp;b=2\">room &lt;1&gt;</Conference></Dial></Response>"
         );
-        rest.forward(&sid, "sip:desk@pbx.example.com").await.unwrap();
+        rest.forward(&sid, "sip:desk@pbx.example.com")
+            .await
+            .unwrap();
         assert_eq!(
             fake.lock().unwrap().calls[&sid]["Twiml"],
             "<Response><Dial><Sip>sip:desk@pbx.example.com</Sip></Dial></Response>"
