@@ -473,6 +473,29 @@ pub fn template_summary(
     out
 }
 
+/// The tree stops (children are killed, without `post_stop`) or this actor
+/// fails mid-transfer: an agent still ringing is hung up and released.
+impl Drop for TransferState {
+    fn drop(&mut self) {
+        let leg = match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Ringing { leg } => Some(leg),
+            Stage::Holding { .. } => None,
+            Stage::Idle | Stage::Done => return,
+        };
+        self.counted("abandoned");
+        let (Some(desk), Some(leg), Ok(rt)) =
+            (self.desk(), leg, tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let ids = self.ctx.ids.clone();
+        rt.spawn(async move {
+            desk.hang_up(&leg).await;
+            desk.release(&ids).await;
+        });
+    }
+}
+
 impl Actor for Transfer {
     type Msg = TransferMsg;
     type State = TransferState;
@@ -494,26 +517,16 @@ impl Actor for Transfer {
         })
     }
 
-    async fn post_stop(
+    async fn post_start(
         &self,
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // The call ended mid-transfer (the caller hung up on hold): an
-        // agent still ringing is hung up and released.
-        match std::mem::replace(&mut state.stage, Stage::Done) {
-            Stage::Ringing { leg } => {
-                state.counted("abandoned");
-                if let Some(desk) = state.desk() {
-                    let ids = state.ctx.ids.clone();
-                    tokio::spawn(async move {
-                        desk.hang_up(&leg).await;
-                        desk.release(&ids).await;
-                    });
-                }
-            }
-            Stage::Holding { .. } => state.counted("abandoned"),
-            Stage::Idle | Stage::Done => {}
+        // An earlier incarnation failed with the caller away: bring them back.
+        if state.ctx.is_away() && state.ctx.end_reason().is_none() {
+            tracing::warn!(parent: &state.ctx.span, "transfer restarted mid-transfer; bringing the caller back");
+            let line = state.ctx.policy.transfer.back_line.clone();
+            state.back("failed", line).await;
         }
         Ok(())
     }

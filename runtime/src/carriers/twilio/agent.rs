@@ -52,20 +52,20 @@ fn leg_of(
     app: &AppState,
     call: &str,
     params: &BTreeMap<String, String>,
-) -> Result<(String, crate::switchboard::AgentLeg), Response> {
+) -> Result<(String, crate::switchboard::AgentLeg), Box<Response>> {
     let leg_sid = params.get("CallSid").cloned().unwrap_or_default();
     if !ids::is_call_sid(&leg_sid) || !ids::is_call_sid(call) {
-        return Err(refuse(
+        return Err(Box::new(refuse(
             StatusCode::BAD_REQUEST,
             "CallSid and call must be Twilio call SIDs",
-        ));
+        )));
     }
     match app.switchboard.leg(&leg_sid) {
         Some(leg) if leg.call_sid == call => Ok((leg_sid, leg)),
-        _ => Err(refuse(
+        _ => Err(Box::new(refuse(
             StatusCode::NOT_FOUND,
             "no such agent leg on this node",
-        )),
+        ))),
     }
 }
 
@@ -97,11 +97,11 @@ pub async fn answer(
         client.map(|c| c.0),
     ) {
         Ok(base) => base,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (leg_sid, leg) = match leg_of(&app, &q.call, &params) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if !tell(&app, &q.call, &leg_sid, AgentEvent::Answered) {
         return xml(twiml::say_and_hang_up("The caller has hung up."));
@@ -136,11 +136,11 @@ pub async fn accept(
         &params,
         client.map(|c| c.0),
     ) {
-        return refused;
+        return *refused;
     }
     let (leg_sid, leg) = match leg_of(&app, &q.call, &params) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let digits = params.get("Digits").map(String::as_str).unwrap_or("");
     let accepted = digits.chars().eq(std::iter::once(leg.accept_key));
@@ -171,11 +171,11 @@ pub async fn status(
         &params,
         client.map(|c| c.0),
     ) {
-        return refused;
+        return *refused;
     }
     let (leg_sid, leg) = match leg_of(&app, &q.call, &params) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(status) = params.get("CallStatus").and_then(|s| call_status::parse(s)) else {
         return refuse(
@@ -223,7 +223,7 @@ pub async fn back(
 ) -> Response {
     let base = match verified(&app, "return", &headers, &uri, &params, client.map(|c| c.0)) {
         Ok(base) => base,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let call_sid = params.get("CallSid").map(String::as_str).unwrap_or("");
     let claims = match app.switchboard.claims(call_sid) {

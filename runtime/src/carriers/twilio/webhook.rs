@@ -153,13 +153,16 @@ pub(super) fn verified(
     uri: &Uri,
     params: &BTreeMap<String, String>,
     client: Option<ClientAddr>,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let Some(host) = host(app, headers) else {
-        return Err(refuse(StatusCode::BAD_REQUEST, "no usable Host header"));
+        return Err(Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            "no usable Host header",
+        )));
     };
     let url = request_url(headers, uri, &host, "https", "http");
     if let Some(refused) = check(app, route, headers, &url, &pairs(params), client) {
-        return Err(refused);
+        return Err(Box::new(refused));
     }
     Ok(format!("{}://{host}", scheme(headers, "https", "http")))
 }

@@ -367,12 +367,11 @@ impl Core {
     fn run(core: &Arc<Core>, sid: &str, xml: String) {
         let task = tokio::spawn(twiml::run(Arc::clone(core), sid.to_owned(), xml));
         let mut calls = lock(&core.calls);
-        if let Some(call) = calls.get_mut(sid) {
-            if let Some(old) = call.runner.replace(task.abort_handle())
-                && Some(old.id()) != tokio::task::try_id()
-            {
-                old.abort();
-            }
+        if let Some(call) = calls.get_mut(sid)
+            && let Some(old) = call.runner.replace(task.abort_handle())
+            && Some(old.id()) != tokio::task::try_id()
+        {
+            old.abort();
         }
     }
 
