@@ -111,7 +111,7 @@ pub struct CallArgs {
     pub recordings: Option<Arc<dyn crate::recording::RecordingSink>>,
     /// Call control for transfers (`None`: the carrier has none; a
     /// transfer request then only says the escalation line).
-    pub transfer: Option<Arc<dyn crate::transfer::TransferDesk>>,
+    pub transfer: Option<Arc<dyn crate::transfer::desk::TransferDesk>>,
 }
 
 /// Commands to the carrier's current stream. A call outlives its streams
@@ -189,7 +189,7 @@ pub struct CallContext {
     /// The caller has left the stream for a transfer (on hold, or with an
     /// agent): the stream's end does not end the call.
     away: std::sync::atomic::AtomicBool,
-    pub transfer: Option<Arc<dyn crate::transfer::TransferDesk>>,
+    pub transfer: Option<Arc<dyn crate::transfer::desk::TransferDesk>>,
     /// Synthesized audio in flight between `Tts` and the carrier, in 20 ms frames.
     /// `Tts` acquires before sending a chunk; the permit travels with the chunk
     /// and is released when `MediaOut` sends or drops it.

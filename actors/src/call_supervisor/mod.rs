@@ -10,9 +10,11 @@
 //!   interruption (`confirm` mode) and resuming after a false one.
 //! - [`handing_on`] — a transfer: waiting for the line, the caller away
 //!   from the stream, handed on or back.
+//! - [`language`] — going on in another of the policy's languages.
 
 mod barge_in;
 mod handing_on;
+mod language;
 mod restarts;
 
 use std::collections::{HashMap, VecDeque};
@@ -25,8 +27,8 @@ use tokio::time::Instant;
 use crate::context::{CallArgs, CallContext};
 use crate::metrics as m;
 use crate::protocol::{
-    ChildKind, Command as ToCarrier, EndReason, Generation, LlmMsg, MediaOutMsg, SttMsg,
-    SupervisorMsg, TtsMsg,
+    ChildKind, Command as ToCarrier, EndReason, Generation, LlmMsg, MediaOutMsg, SupervisorMsg,
+    TtsMsg,
 };
 use crate::records::now_ms;
 use crate::rules::{KeyTaken, Rules};
@@ -196,26 +198,6 @@ impl SupervisorState {
     /// Puts bot turns older than `before` (all, if `None`) on record.
     fn record_bot_turns(&mut self, before: Option<Generation>) {
         self.ctx.record_bot_turns(&mut self.turn_starts, before);
-    }
-
-    /// Goes on in `code`: its lines from now on, its voices for the next
-    /// sentence, its STT for the next utterance.
-    fn switch_language(&mut self, code: &str, how: &'static str) {
-        let before = self.ctx.spoken();
-        if !self.ctx.switch_language(code) {
-            return;
-        }
-        let now = self.ctx.spoken();
-        self.turns.set_lines(lines(&now.policy));
-        self.rules.set_language(&now.policy);
-        if before.policy.stt != now.policy.stt {
-            self.ctx.routes.stt.send(SttMsg::Renew);
-        }
-        metrics::counter!(m::RULE_DECISIONS, "rule" => "language", "action" => how).increment(1);
-        self.ctx
-            .recorder
-            .event("language", format!("{code} by {how}"));
-        tracing::info!(parent: &self.ctx.span, language = code, how, "the call goes on in another language");
     }
 
     /// Times the caller's silence while nobody speaks (see `SilenceWatch`).

@@ -15,99 +15,32 @@
 //! The carrier and the agent directory are behind [`TransferDesk`] (the
 //! runtime's); the agent's leg reports back through [`TransferMsg::Agent`].
 
+//!
+//! # Layout
+//! - [`desk`] — `TransferDesk`, the call control and agent directory the
+//!   actor drives, and what it passes them (the agent, the handoff).
+//! - [`handoff`] — the summary, transcript and slots the agent gets.
+
+pub mod desk;
+mod handoff;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
+pub use desk::{AgentDial, AgentLeg, DeskError, Handoff, HandoffLine, TransferDesk};
+pub use handoff::template_summary;
+
 use crate::context::CallContext;
-use crate::history::{Speaker, Turn};
 use crate::metrics as m;
 use crate::policy::TransferMode;
-use crate::protocol::{
-    AgentEvent, CallIds, ChildKind, SupervisorMsg, TransferMsg, TransferOutcome,
-};
-use crate::providers::{LlmDelta, LlmRequest};
+use crate::protocol::{AgentEvent, ChildKind, SupervisorMsg, TransferMsg, TransferOutcome};
 use crate::util::AbortOnDrop;
 
 /// While the caller holds, how often Hark looks for a free agent again.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
-
-/// An agent chosen for a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentLeg {
-    pub name: String,
-    /// E.164 number or `sip:` URI.
-    pub address: String,
-}
-
-/// What the agent gets: heard as a whisper, read from the handoff API.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Handoff {
-    pub summary: String,
-    /// `model` or `template`.
-    pub summary_source: &'static str,
-    pub target: String,
-    pub language: String,
-    pub transcript: Vec<HandoffLine>,
-    /// The outcome slots recorded so far, sensitive ones left out.
-    pub slots: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HandoffLine {
-    pub speaker: &'static str,
-    pub text: String,
-}
-
-/// How the agent's leg is to be placed.
-#[derive(Debug, Clone)]
-pub struct AgentDial {
-    pub agent: AgentLeg,
-    pub ring: Duration,
-    pub accept: Duration,
-    pub accept_key: char,
-    /// After the agent's leg ends, before they are offered another call.
-    pub wrap_up: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DeskError(pub String);
-
-/// Call control and the agent directory, as the call needs them.
-#[async_trait]
-pub trait TransferDesk: Send + Sync {
-    /// Redirects the call to `to`; the carrier ends the stream.
-    async fn cold(&self, call: &CallIds, to: &str) -> Result<(), DeskError>;
-    /// Reserves a free agent, atomically; `None` when nobody is free.
-    async fn reserve(
-        &self,
-        call: &CallIds,
-        skill: &str,
-        language: &str,
-    ) -> Result<Option<AgentLeg>, DeskError>;
-    /// Releases the call's reservation (the agent did not take it).
-    async fn release(&self, call: &CallIds);
-    /// Moves the caller into the call's conference, hearing hold audio;
-    /// the carrier ends the stream.
-    async fn hold(&self, call: &CallIds, music_url: &str) -> Result<(), DeskError>;
-    /// Dials the agent, who hears `handoff.summary` and may accept; returns
-    /// the agent leg's id. The handoff is kept for the API.
-    async fn dial_agent(
-        &self,
-        call: &CallIds,
-        dial: &AgentDial,
-        handoff: Handoff,
-    ) -> Result<String, DeskError>;
-    /// Ends an agent leg that will not be joined.
-    async fn hang_up(&self, leg: &str);
-    /// Brings the caller back to Hark on a new stream of the same call.
-    async fn back_to_bot(&self, call: &CallIds) -> Result<(), DeskError>;
-}
 
 enum Stage {
     Idle,
@@ -141,7 +74,7 @@ pub struct TransferState {
 }
 
 impl TransferState {
-    fn desk(&self) -> Option<Arc<dyn crate::transfer::TransferDesk>> {
+    fn desk(&self) -> Option<Arc<dyn TransferDesk>> {
         self.ctx.transfer.clone()
     }
 
@@ -296,7 +229,7 @@ impl TransferState {
             tracing::warn!(parent: &self.ctx.span, error = %e, "could not put the caller on hold");
             return self.back("failed", settings.back_line).await;
         }
-        let handoff = self.handoff().await;
+        let handoff = handoff::build(&self.ctx, &self.target).await;
         let dial = AgentDial {
             agent,
             ring: Duration::from_secs(u64::from(settings.ring_secs)),
@@ -369,108 +302,6 @@ impl TransferState {
             AgentEvent::NoAnswer | AgentEvent::Left => self.agent_gone("no_answer", None).await,
         }
     }
-
-    /// The summary the agent hears: the model's, within `summary_ms`, or a
-    /// template from the transcript and slots.
-    async fn handoff(&self) -> Handoff {
-        let turns = self.ctx.history().turns().to_vec();
-        let sensitive = self.ctx.policy.outcome.sensitive();
-        let slots: serde_json::Map<String, serde_json::Value> = self
-            .ctx
-            .outcome()
-            .map(|o| o.slots)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| !sensitive.contains(k))
-            .collect();
-        let transcript: Vec<HandoffLine> = turns
-            .iter()
-            .filter(|t| t.speaker != Speaker::Tool && !t.text().is_empty())
-            .map(|t| HandoffLine {
-                speaker: if t.speaker == Speaker::Caller {
-                    "caller"
-                } else {
-                    "bot"
-                },
-                text: t.text(),
-            })
-            .collect();
-        let limit = Duration::from_millis(u64::from(self.ctx.policy.transfer.summary_ms));
-        let model = tokio::time::timeout(limit, self.model_summary(&turns)).await;
-        let (summary, summary_source) = match model {
-            Ok(Some(s)) => (s, "model"),
-            _ => (
-                template_summary(&self.target, &transcript, &slots),
-                "template",
-            ),
-        };
-        Handoff {
-            summary,
-            summary_source,
-            target: self.target.clone(),
-            language: self.ctx.spoken().code.clone(),
-            transcript,
-            slots,
-        }
-    }
-
-    async fn model_summary(&self, turns: &[Turn]) -> Option<String> {
-        let llm = self.ctx.spoken().providers.llm.first()?.clone();
-        if llm.is_simulated() {
-            return None;
-        }
-        let request = LlmRequest {
-            system_prompt: SUMMARY_PROMPT.into(),
-            turns: turns.to_vec(),
-            tools: Vec::new(),
-            instruction: Some(SUMMARY_INSTRUCTION.into()),
-        };
-        let mut stream = llm.stream(request).await.ok()?;
-        let mut text = String::new();
-        while let Some(delta) = stream.next().await {
-            match delta.ok()? {
-                LlmDelta::Text(t) => text.push_str(&t),
-                LlmDelta::ToolCall(_) => {}
-            }
-        }
-        let text = text.trim();
-        (!text.is_empty()).then(|| text.to_owned())
-    }
-}
-
-const SUMMARY_PROMPT: &str = "You hand a phone call over to a human colleague. Summarize the \
-    call for them in at most two short sentences: who is calling, what they want, and what has \
-    been done. No greeting.";
-const SUMMARY_INSTRUCTION: &str = "Write the summary for the colleague now.";
-
-/// The summary when the model does not answer in time: the target, the
-/// caller's last words and the slots recorded.
-pub fn template_summary(
-    target: &str,
-    transcript: &[HandoffLine],
-    slots: &serde_json::Map<String, serde_json::Value>,
-) -> String {
-    let mut out = format!("Transfer for {target}.");
-    if let Some(last) = transcript.iter().rev().find(|l| l.speaker == "caller") {
-        out.push_str(" The caller said: ");
-        out.push_str(&last.text);
-        if !out.ends_with(['.', '?', '!', '।']) {
-            out.push('.');
-        }
-    }
-    if !slots.is_empty() {
-        out.push_str(" Noted:");
-        for (i, (k, v)) in slots.iter().enumerate() {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            out.push_str(if i == 0 { " " } else { ", " });
-            out.push_str(&format!("{k} {v}"));
-        }
-        out.push('.');
-    }
-    out
 }
 
 /// The tree stops (children are killed, without `post_stop`) or this actor
@@ -563,35 +394,5 @@ impl Actor for Transfer {
             TransferMsg::Retry { .. } | TransferMsg::Timeout { .. } => {}
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_template_names_the_target_the_last_words_and_the_slots() {
-        let transcript = vec![
-            HandoffLine {
-                speaker: "caller",
-                text: "मेरा बिल गलत है".into(),
-            },
-            HandoffLine {
-                speaker: "bot",
-                text: "Let me connect you.".into(),
-            },
-        ];
-        let mut slots = serde_json::Map::new();
-        slots.insert("order".into(), serde_json::json!("A-17"));
-        let s = template_summary("billing", &transcript, &slots);
-        assert_eq!(
-            s,
-            "Transfer for billing. The caller said: मेरा बिल गलत है. Noted: order A-17."
-        );
-        assert_eq!(
-            template_summary("care", &[], &serde_json::Map::new()),
-            "Transfer for care."
-        );
     }
 }
