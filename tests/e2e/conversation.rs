@@ -224,8 +224,8 @@ async fn stop_ends_the_call_and_its_whole_actor_tree() {
     assert_eq!(during.get("hark_calls_active"), 1.0);
     assert_eq!(
         during.get("hark_call_actors"),
-        8.0,
-        "supervisor + seven children"
+        7.0,
+        "supervisor + six children (no Transfer: the policy does not transfer)"
     );
     assert!(during.get("hark_runtime_alive_tasks") > tasks_before);
     caller.hangup();

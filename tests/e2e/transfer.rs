@@ -375,6 +375,8 @@ async fn a_transfer_asked_through_the_api_and_declined_comes_back() {
     let sid = t.incoming("+14155550123", BUSINESS).await;
     let caller = t.stream(&sid, 0, GREETING).await.unwrap();
     assert!(caller.wait_idle(QUIET, GREETING).await);
+    // The policy transfers: Transfer is in the tree (supervisor + seven).
+    assert_eq!(d.hark.metrics().await.get("hark_call_actors"), 8.0);
     let token = d.node.token("agent", "desk");
     let ask = |call: String, body: serde_json::Value| {
         d.hark
