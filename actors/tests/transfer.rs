@@ -78,7 +78,8 @@ impl TransferDesk for Desk {
     async fn release(&self, _: &CallIds) {
         let _ = self.note("release", "release".into());
     }
-    async fn hold(&self, _: &CallIds, _: &str) -> Result<(), DeskError> {
+    async fn hold(&self, _: &CallIds, _: &str, record: bool) -> Result<(), DeskError> {
+        assert!(!record, "no consent, no conference recording");
         self.note("hold", "hold".into())
     }
     async fn dial_agent(

@@ -187,11 +187,14 @@ pub struct Dial {
 pub enum ConferenceOp {
     /// Move a live call into the named conference. It hears `wait_url`
     /// (the carrier's hold audio when `None`) until someone who starts the
-    /// conference joins; the conference ends when it leaves.
+    /// conference joins; the conference ends when it leaves. With
+    /// `recording_callback` the conference is recorded from the start and
+    /// the recording reported there (only with the caller's consent).
     Join {
         call_id: String,
         room: String,
         wait_url: Option<String>,
+        recording_callback: Option<String>,
     },
     /// Hold or resume a participant.
     Hold {

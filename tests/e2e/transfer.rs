@@ -231,6 +231,11 @@ async fn warm_transfer_whispers_to_the_agent_who_accepts_and_the_bot_leaves() {
         })
         .unwrap();
     assert!(started);
+    // The caller did not consent to recording: nor is the conference recorded.
+    assert!(
+        t.conference(&room, |c| c.recording_callback.is_none())
+            .unwrap()
+    );
     // The caller waits for the agent; the agent starts it; either leaving ends it.
     assert_eq!(
         inside,
@@ -317,6 +322,70 @@ async fn warm_transfer_whispers_to_the_agent_who_accepts_and_the_bot_leaves() {
     assert!(
         listed.contains("asha\t+14155550111\tavailable\t0/1"),
         "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conference_of_a_caller_who_consented_is_recorded_and_its_recording_on_record() {
+    let d = desk(
+        "tests/policies/transfer-recorded.toml",
+        &[("asha", ASHA, "agent")],
+    )
+    .await;
+    let t = &d.fakes.twilio;
+    t.phone(
+        ASHA,
+        Phone::Answer {
+            after: Duration::from_millis(100),
+            press: Some('1'),
+        },
+    );
+    let sid = t.incoming("+14155550123", BUSINESS).await;
+    let caller = t.stream(&sid, 0, GREETING).await.unwrap();
+    assert!(
+        caller.wait_idle(QUIET, GREETING).await,
+        "no consent question"
+    );
+    caller.dtmf('1'); // yes
+    assert!(caller.wait_idle(QUIET, GREETING).await, "no greeting");
+    caller.dtmf('0');
+    let room = format!("hark-{sid}");
+    assert!(
+        t.wait_call(&sid, Duration::from_secs(20), |c| c
+            .heard
+            .iter()
+            .any(|h| h == &format!("joined:{room}")))
+            .await,
+        "{:?}",
+        t.requests()
+    );
+    let callback = t
+        .conference(&room, |c| c.recording_callback.clone())
+        .flatten();
+    assert_eq!(
+        callback,
+        Some(format!(
+            "http://{}/twilio/recording?call={sid}",
+            d.hark.addr
+        ))
+    );
+    let agent = t.dialed().pop().unwrap();
+    t.hang_up(&agent).await;
+    let mut found = None;
+    for _ in 0..50 {
+        found = events(&d.node.db, &sid)
+            .await
+            .into_iter()
+            .find(|(_, k, _)| k == "conference_recording");
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, _, detail) = found.expect("the conference recording on record");
+    assert!(
+        detail.starts_with("RE") && detail.contains(" completed "),
+        "{detail}"
     );
 }
 
@@ -498,6 +567,7 @@ async fn unsigned_or_forged_transfer_callbacks_are_refused() {
         ("CallStatus", "completed"),
     ];
     for path in [
+        "/twilio/recording?call=CA00000000000000000000000000000001",
         "/twilio/agent/answer?call=CA00000000000000000000000000000001",
         "/twilio/agent/accept?call=CA00000000000000000000000000000001",
         "/twilio/agent/status?call=CA00000000000000000000000000000001",
@@ -535,5 +605,5 @@ async fn unsigned_or_forged_transfer_callbacks_are_refused() {
     let res = d.fakes.twilio.core.post_signed(&url, &params).await;
     assert!(res.as_ref().is_err_and(|e| e.contains("404")), "{res:?}");
     let m = d.hark.metrics().await;
-    assert!(m.sum("hark_twilio_signature_failures_total", &[]) >= 8.0);
+    assert!(m.sum("hark_twilio_signature_failures_total", &[]) >= 10.0);
 }

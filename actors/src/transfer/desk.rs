@@ -45,8 +45,9 @@ pub trait TransferDesk: Send + Sync {
     /// Releases the call's reservation (the agent did not take it).
     async fn release(&self, call: &CallIds);
     /// Moves the caller into the call's conference, hearing hold audio;
-    /// the carrier ends the stream.
-    async fn hold(&self, call: &CallIds, music_url: &str) -> Result<(), DeskError>;
+    /// the carrier ends the stream. `record`: the caller consented to
+    /// recording, so the conference is recorded too.
+    async fn hold(&self, call: &CallIds, music_url: &str, record: bool) -> Result<(), DeskError>;
     /// Dials the agent, who hears `handoff.summary` and may accept; returns
     /// the agent leg's id. The handoff is kept for the API.
     async fn dial_agent(

@@ -258,7 +258,8 @@ impl TransferState {
             return Err(DeskError("no call control".into()));
         };
         self.ctx.set_away(true);
-        let held = desk.hold(&self.ctx.ids, music_url).await;
+        let record = self.ctx.consent.recording_allowed();
+        let held = desk.hold(&self.ctx.ids, music_url, record).await;
         if held.is_err() {
             self.ctx.set_away(false);
         } else {

@@ -10,6 +10,9 @@
 //!   when their leg ends.
 //! - `POST /twilio/return?call=` — the caller comes back from hold: a new
 //!   Media Stream of the same call, with a new stream token.
+//! - `POST /twilio/recording?call=` — the conference's recording (made only
+//!   with the caller's consent) is ready: its SID and length go on the
+//!   call's record.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +38,10 @@ use crate::stream_token;
 /// Agent-leg status callbacks go on the caller's record numbered from here
 /// (below the caller's own status callbacks, above every stream's events).
 pub const AGENT_EVENT_BASE: u32 = 4_280_000_000;
+
+/// Conference recording callbacks go on the caller's record from here, one
+/// number per recording status.
+pub const RECORDING_EVENT_BASE: u32 = 4_279_000_000;
 
 #[derive(Deserialize)]
 pub struct ForCall {
@@ -247,4 +254,55 @@ pub async fn back(
             (stream_token::PARAM, token.as_str()),
         ],
     ))
+}
+
+/// The conference's recording status callback (`recordingStatusCallback`).
+pub async fn recording(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<ForCall>,
+    client: Option<Extension<ClientAddr>>,
+    Form(params): Params,
+) -> Response {
+    if let Err(refused) = verified(
+        &app,
+        "recording",
+        &headers,
+        &uri,
+        &params,
+        client.map(|c| c.0),
+    ) {
+        return *refused;
+    }
+    let get = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
+    let (sid, status) = (get("RecordingSid"), get("RecordingStatus"));
+    if !ids::is_call_sid(&q.call) || !ids::is_sid(sid, "RE") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "call must be a call SID and RecordingSid a recording SID",
+        );
+    }
+    let index = match status {
+        "in-progress" => 0,
+        "completed" => 1,
+        "absent" => 2,
+        "failed" => 3,
+        _ => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "RecordingStatus is not one Twilio documents",
+            );
+        }
+    };
+    let secs = get("RecordingDuration").parse::<u64>().unwrap_or(0);
+    app.records.send(Record::Event {
+        call_sid: q.call.clone(),
+        seq: RECORDING_EVENT_BASE + index,
+        kind: "conference_recording".into(),
+        detail: format!("{sid} {status} {secs} s"),
+        private: false,
+        at_ms: now_ms(),
+    });
+    StatusCode::NO_CONTENT.into_response()
 }

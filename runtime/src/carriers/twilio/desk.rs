@@ -4,7 +4,9 @@
 //! ([`super::agent`]).
 //!
 //! - hold: the caller's call gets `<Dial><Conference>` for the room
-//!   `hark-{CallSid}`; Twilio ends the stream (`stop`).
+//!   `hark-{CallSid}` (recorded from the start, reported to
+//!   `/twilio/recording`, only if the caller consented); Twilio ends the
+//!   stream (`stop`).
 //! - dial the agent: `Calls.json` with `Url` = `/twilio/agent/answer`
 //!   (the whisper and the key), `StatusCallback` = `/twilio/agent/status`.
 //! - back to the bot: the caller's call is redirected to `/twilio/return`,
@@ -96,12 +98,13 @@ impl TransferDesk for TwilioDesk {
         release(&self.store, &call.call_id, Duration::ZERO).await;
     }
 
-    async fn hold(&self, call: &CallIds, music_url: &str) -> Result<(), DeskError> {
+    async fn hold(&self, call: &CallIds, music_url: &str, record: bool) -> Result<(), DeskError> {
         self.control
             .conference(&ConferenceOp::Join {
                 call_id: call.call_id.clone(),
                 room: room(&call.call_id),
                 wait_url: (!music_url.is_empty()).then(|| music_url.to_owned()),
+                recording_callback: record.then(|| self.url("/twilio/recording", &call.call_id)),
             })
             .await
             .map_err(failed)

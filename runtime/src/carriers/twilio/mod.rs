@@ -21,4 +21,5 @@ pub fn routes() -> axum::Router<std::sync::Arc<crate::state::AppState>> {
         .route("/twilio/agent/answer", post(agent::answer))
         .route("/twilio/agent/accept", post(agent::accept))
         .route("/twilio/agent/status", post(agent::status))
+        .route("/twilio/recording", post(agent::recording))
 }

@@ -253,12 +253,20 @@ impl CallControl for TwilioRest {
                 call_id,
                 room,
                 wait_url,
+                recording_callback,
             } => {
                 let path = Self::call_path("conference_join", call_id)?;
-                let wait = wait_url
+                let mut wait = wait_url
                     .as_deref()
                     .map(|u| format!(" waitUrl=\"{}\"", xml_text(u)))
                     .unwrap_or_default();
+                if let Some(cb) = recording_callback {
+                    wait.push_str(&format!(
+                        " record=\"record-from-start\" recordingStatusCallback=\"{}\" \
+                         recordingStatusCallbackEvent=\"completed\"",
+                        xml_text(cb)
+                    ));
+                }
                 let twiml = format!(
                     "<Response><Dial><Conference startConferenceOnEnter=\"false\" \
                      endConferenceOnExit=\"true\"{wait}>{}</Conference></Dial></Response>",
@@ -534,6 +542,7 @@ mod tests {
             call_id: sid.clone(),
             room: "room <1>".into(),
             wait_url: Some("https://h/hold?a=1&b=2".into()),
+            recording_callback: None,
         })
         .await
         .unwrap();

@@ -91,6 +91,9 @@ pub struct Participant {
 pub struct Conference {
     pub sid: String,
     pub name: String,
+    /// `record="record-from-start"`: where its recording is reported.
+    pub recording_callback: Option<String>,
+    pub created: Instant,
     /// Someone who starts it has joined.
     pub started: bool,
     pub ended: bool,
@@ -398,6 +401,7 @@ impl Core {
     }
 
     fn leave_conference(&self, sid: &str) {
+        let mut ended = Vec::new();
         let mut confs = lock(&self.conferences);
         for conf in confs.iter_mut().filter(|c| !c.ended) {
             let Some(i) = conf.participants.iter().position(|p| p.call_sid == sid) else {
@@ -407,7 +411,47 @@ impl Core {
             if p.end_on_exit || conf.participants.is_empty() {
                 conf.ended = true;
                 conf.participants.clear();
+                if let Some(url) = &conf.recording_callback {
+                    ended.push((
+                        url.clone(),
+                        conf.sid.clone(),
+                        conf.created.elapsed().as_secs(),
+                    ));
+                }
             }
+        }
+        drop(confs);
+        // A recorded conference that ended: its recording is reported, signed.
+        for (url, conference, secs) in ended {
+            let params: Vec<(String, String)> = [
+                ("AccountSid", self.account.clone()),
+                ("ConferenceSid", conference),
+                ("RecordingSid", self.new_sid("RE")),
+                (
+                    "RecordingUrl",
+                    format!(
+                        "https://api.twilio.com/2010-04-01/Accounts/{}/Recordings/RE1",
+                        self.account
+                    ),
+                ),
+                ("RecordingStatus", "completed".into()),
+                ("RecordingDuration", secs.to_string()),
+                ("RecordingChannels", "1".into()),
+                ("RecordingSource", "DialConference".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            let (http, token) = (self.http.clone(), self.token.clone());
+            tokio::spawn(async move {
+                let _ = http
+                    .post(&url)
+                    .header("X-Twilio-Signature", sign(&token, &url, &params))
+                    .header("X-Forwarded-Proto", "http")
+                    .form(&params)
+                    .send()
+                    .await;
+            });
         }
     }
 

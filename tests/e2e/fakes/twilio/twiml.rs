@@ -23,6 +23,8 @@ enum Verb {
         start_on_enter: bool,
         end_on_exit: bool,
         wait_url: Option<String>,
+        /// `record="record-from-start"`: its `recordingStatusCallback`.
+        recording_callback: Option<String>,
     },
     Gather {
         says: Vec<String>,
@@ -78,6 +80,12 @@ fn parse(xml: &str) -> Result<Vec<Verb>, String> {
                         start_on_enter: n.attribute("startConferenceOnEnter") != Some("false"),
                         end_on_exit: n.attribute("endConferenceOnExit") == Some("true"),
                         wait_url: n.attribute("waitUrl").map(str::to_owned),
+                        recording_callback: (n.attribute("record") == Some("record-from-start"))
+                            .then(|| {
+                                n.attribute("recordingStatusCallback")
+                                    .unwrap_or("")
+                                    .to_owned()
+                            }),
                     }),
                     Some(n) if n.has_tag_name("Number") || n.has_tag_name("Sip") => {
                         verbs.push(Verb::DialTo(text(n)))
@@ -160,7 +168,16 @@ async fn execute(core: &Arc<Core>, sid: &str, verbs: Vec<Verb>) -> Next {
                 start_on_enter,
                 end_on_exit,
                 wait_url,
-            } => conference(core, sid, room, start_on_enter, end_on_exit, wait_url).await,
+                recording_callback,
+            } => {
+                let how = Join {
+                    start_on_enter,
+                    end_on_exit,
+                    wait_url,
+                    recording_callback,
+                };
+                conference(core, sid, room, how).await
+            }
             Verb::Gather {
                 says,
                 timeout,
@@ -236,15 +253,21 @@ async fn stream(core: &Arc<Core>, sid: &str, url: String, params: BTreeMap<Strin
     let _ = caller.wait_closed(Duration::from_secs(3600)).await;
 }
 
-/// `<Dial><Conference>`: in the room until this call leaves or it ends.
-async fn conference(
-    core: &Arc<Core>,
-    sid: &str,
-    room: String,
+struct Join {
     start_on_enter: bool,
     end_on_exit: bool,
     wait_url: Option<String>,
-) {
+    recording_callback: Option<String>,
+}
+
+/// `<Dial><Conference>`: in the room until this call leaves or it ends.
+async fn conference(core: &Arc<Core>, sid: &str, room: String, how: Join) {
+    let Join {
+        start_on_enter,
+        end_on_exit,
+        wait_url,
+        recording_callback,
+    } = how;
     let started = {
         let mut confs = lock(&core.conferences);
         let conf = match confs.iter_mut().find(|c| c.name == room && !c.ended) {
@@ -253,6 +276,8 @@ async fn conference(
                 confs.push(Conference {
                     sid: core.new_sid("CF"),
                     name: room.clone(),
+                    recording_callback: None,
+                    created: tokio::time::Instant::now(),
                     started: false,
                     ended: false,
                     participants: Vec::new(),
@@ -268,6 +293,9 @@ async fn conference(
             hold: false,
         });
         conf.members.push(sid.to_owned());
+        if recording_callback.is_some() {
+            conf.recording_callback = recording_callback;
+        }
         conf.started |= start_on_enter;
         conf.started
     };
