@@ -249,23 +249,7 @@ impl Actor for CallSupervisor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Downstream first, so that no child sends to a route not yet set.
-        // `Transfer` only where the policy hands calls on: an actor costs a
-        // call ~14 KB of heap, and most policies never transfer.
-        let transfers = state.ctx.policy.transfer.mode != crate::policy::TransferMode::Off;
-        let kinds = [
-            ChildKind::Transfer,
-            ChildKind::MediaOut,
-            ChildKind::Tts,
-            ChildKind::Llm,
-            ChildKind::Stt,
-            ChildKind::Vad,
-            ChildKind::MediaIn,
-        ];
-        for kind in kinds
-            .into_iter()
-            .filter(|k| transfers || *k != ChildKind::Transfer)
-        {
+        for kind in restarts::children(&state.ctx) {
             let cell = spawn_child(&myself, &state.ctx, kind).await?;
             state.children.insert(cell.get_id(), kind);
         }
