@@ -15,7 +15,8 @@
 //!   token cache and failed authentications per address.
 //! - One file per resource: [`calls`], [`recordings`] (a call's
 //!   recording, `Range`), [`personal_data`] (erasure on request),
-//!   [`agents`], [`transfers`] (hand a call on, its handoff), [`blocklist`], [`policies`], [`node`], [`tokens`], [`audit`].
+//!   [`agents`], [`transfers`] (hand a call on, its handoff), [`blocklist`],
+//!   [`policies`], [`node`], [`tokens`], [`audit`].
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn every_route_has_roles_and_admin_has_all() {
         let routes = routes();
-        assert_eq!(routes.len(), 21, "{routes:?}");
+        assert_eq!(routes.len(), 23, "{routes:?}");
         for r in routes {
             assert!(!r.roles.is_empty(), "{} {}", r.method, r.path);
             assert!(r.roles.contains(&Role::Admin), "{} {}", r.method, r.path);
