@@ -530,10 +530,19 @@ async fn two_transfers_at_once_never_share_an_agent_and_the_one_without_holds_th
     }
     assert!(done, "{:?}", t.requests());
     assert_eq!(t.dialed().len(), 1, "{:?}", t.requests());
-    let waiting = [&a, &b]
-        .into_iter()
-        .find(|s| t.call(s, |c| c.streams.len()).unwrap() == 2)
-        .expect("one caller came back");
+    // The one that held comes back on a second stream (once Twilio has
+    // fetched /twilio/return and opened it).
+    let mut waiting = None;
+    for _ in 0..200 {
+        waiting = [&a, &b]
+            .into_iter()
+            .find(|s| t.call(s, |c| c.streams.len()).unwrap() == 2);
+        if waiting.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting = waiting.expect("one caller came back");
     // It waited on hold, then came back to the fallback line, a callback noted.
     let heard = t.call(waiting, |c| c.heard.clone()).unwrap();
     assert!(
