@@ -13,7 +13,6 @@
 //! reservation is released when their leg ends, plus wrap-up.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -69,13 +68,22 @@ pub struct Switchboard {
 
 impl Default for Switchboard {
     fn default() -> Self {
-        let cap = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
+        // Unbounded caches bounded by hand: `LruCache::new(cap)` would
+        // allocate for every entry up front (~1 MB for these two).
         Self {
             calls: Mutex::new(HashMap::new()),
-            legs: Mutex::new(lru::LruCache::new(cap(LEGS_KEPT))),
-            handoffs: Mutex::new(lru::LruCache::new(cap(HANDOFFS_KEPT))),
+            legs: Mutex::new(lru::LruCache::unbounded()),
+            handoffs: Mutex::new(lru::LruCache::unbounded()),
         }
     }
+}
+
+/// Puts `value` in `cache`, dropping the least recently used entry past `cap`.
+fn put_bounded<V>(cache: &mut lru::LruCache<String, V>, cap: usize, key: String, value: V) {
+    if cache.len() >= cap && !cache.contains(&key) {
+        cache.pop_lru();
+    }
+    cache.put(key, value);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,7 +163,7 @@ impl Switchboard {
     }
 
     pub fn add_leg(&self, leg_sid: String, leg: AgentLeg) {
-        lock(&self.legs).put(leg_sid, leg);
+        put_bounded(&mut lock(&self.legs), LEGS_KEPT, leg_sid, leg);
     }
 
     pub fn leg(&self, leg_sid: &str) -> Option<AgentLeg> {
@@ -173,10 +181,35 @@ impl Switchboard {
     }
 
     pub fn put_handoff(&self, call_sid: &str, handoff: Handoff) {
-        lock(&self.handoffs).put(call_sid.to_owned(), Arc::new(handoff));
+        put_bounded(
+            &mut lock(&self.handoffs),
+            HANDOFFS_KEPT,
+            call_sid.to_owned(),
+            Arc::new(handoff),
+        );
     }
 
     pub fn handoff(&self, call_sid: &str) -> Option<Arc<Handoff>> {
         lock(&self.handoffs).get(call_sid).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_caches_drop_the_least_recently_used() {
+        let mut c = lru::LruCache::unbounded();
+        for i in 0..5 {
+            put_bounded(&mut c, 3, format!("k{i}"), i);
+        }
+        assert_eq!(c.len(), 3);
+        assert!(c.get("k1").is_none());
+        assert_eq!(c.get("k4"), Some(&4));
+        // Replacing a key already there drops nothing.
+        put_bounded(&mut c, 3, "k2".into(), 20);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.get("k3"), Some(&3));
     }
 }
