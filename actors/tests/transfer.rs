@@ -128,8 +128,12 @@ struct Call {
 }
 
 async fn call(mode: TransferMode, desk: Option<Arc<Desk>>) -> Call {
+    call_with(policy(mode), false, desk).await
+}
+
+async fn call_with(policy: PolicyFile, ask_consent: bool, desk: Option<Arc<Desk>>) -> Call {
     let (tx, mut out) = mpsc::channel(512);
-    let policy = Arc::new(policy(mode));
+    let policy = Arc::new(policy);
     let records = Arc::new(MemorySink::default());
     let handle = start_call(CallArgs {
         ids: CallIds {
@@ -150,7 +154,7 @@ async fn call(mode: TransferMode, desk: Option<Arc<Desk>>) -> Call {
         fault: None,
         records: records.clone(),
         record_base: 0,
-        ask_consent: false,
+        ask_consent,
         recordings: None,
         languages: Default::default(),
     })
@@ -391,4 +395,29 @@ async fn cold_forwards_and_without_call_control_the_bot_carries_on() {
     c.until("the back line", |c| c.bot_lines().contains(&back))
         .await;
     assert!(!c.handle.ctx.is_away());
+}
+
+#[tokio::test]
+async fn a_caller_who_declined_the_transcript_is_handed_off_without_their_words() {
+    let mut p = policy(TransferMode::Warm);
+    p.rules.consent.mode = hark_actors::policy::ConsentMode::Required;
+    p.rules.consent.covers = vec![
+        hark_actors::policy::ConsentCovers::Recording,
+        hark_actors::policy::ConsentCovers::Transcript,
+    ];
+    let desk = Arc::new(Desk::with_agent());
+    let c = call_with(p, true, Some(desk.clone())).await;
+    c.press('2').await; // no
+    c.until("declined", |c| !c.handle.ctx.consent.transcript_allowed())
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.press('0').await;
+    c.until("dialed", |_| desk.log().contains(&"dial asha".to_owned()))
+        .await;
+    let handoff = desk.handoff.lock().unwrap().clone().unwrap();
+    assert!(handoff.transcript.is_empty(), "{:?}", handoff.transcript);
+    assert_eq!(
+        (handoff.summary.as_str(), handoff.summary_source),
+        ("Transfer for agent.", "template")
+    );
 }

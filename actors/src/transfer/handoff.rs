@@ -59,8 +59,13 @@ pub(super) async fn build(ctx: &CallContext, target: &str) -> Handoff {
         .into_iter()
         .filter(|(k, _)| !sensitive.contains(k))
         .collect();
+    // A caller who declined keeping the transcript: their words are not
+    // kept for the handoff either (the summary is the template's, from the
+    // slots; the agent hears them from the caller).
+    let words_allowed = ctx.consent.transcript_allowed();
     let transcript: Vec<HandoffLine> = turns
         .iter()
+        .filter(|_| words_allowed)
         .filter(|t| t.speaker != Speaker::Tool && !t.text().is_empty())
         .map(|t| HandoffLine {
             speaker: if t.speaker == Speaker::Caller {
@@ -72,7 +77,10 @@ pub(super) async fn build(ctx: &CallContext, target: &str) -> Handoff {
         })
         .collect();
     let limit = Duration::from_millis(u64::from(ctx.policy.transfer.summary_ms));
-    let model = tokio::time::timeout(limit, model_summary(ctx, &turns)).await;
+    let model = match words_allowed {
+        true => tokio::time::timeout(limit, model_summary(ctx, &turns)).await,
+        false => Ok(None),
+    };
     let (summary, summary_source) = match model {
         Ok(Some(s)) => (s, "model"),
         _ => (template_summary(target, &transcript, &slots), "template"),
