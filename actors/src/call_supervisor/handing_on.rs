@@ -26,7 +26,8 @@ impl SupervisorState {
         }
     }
 
-    /// Turn `generation` played (or failed): a transfer waiting for it starts.
+    /// Turn `generation` played: a transfer waiting for it starts (a line
+    /// whose turn failed waits for the next turn that plays).
     pub(super) fn line_done(&mut self, generation: Generation) {
         if self
             .transfer_after
