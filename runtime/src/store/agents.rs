@@ -134,6 +134,16 @@ impl Store {
             .collect()
     }
 
+    /// One agent's address (E.164 or `sip:`), if there is such an agent.
+    pub async fn agent_address(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT address FROM agents WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(err)?;
+        row.map(|r| r.try_get("address").map_err(err)).transpose()
+    }
+
     /// Sets an agent's availability; false if there is no such agent.
     pub async fn set_agent_state(
         &self,

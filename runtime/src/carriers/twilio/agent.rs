@@ -54,12 +54,18 @@ fn xml(body: String) -> Response {
 
 type Params = Form<BTreeMap<String, String>>;
 
-/// The agent leg this request is about, checked to belong to `call`.
-fn leg_of(
+/// An agent leg's request: signature checked, and the leg it is about
+/// (`CallSid`) one this node dialed for `call`. The URL base, the leg's
+/// SID and the leg; or the refusal to answer.
+fn agent_request(
     app: &AppState,
+    route: &'static str,
+    req: (&HeaderMap, &Uri, Option<Extension<ClientAddr>>),
     call: &str,
     params: &BTreeMap<String, String>,
-) -> Result<(String, crate::switchboard::AgentLeg), Box<Response>> {
+) -> Result<(String, String, crate::switchboard::AgentLeg), Box<Response>> {
+    let (headers, uri, client) = req;
+    let base = verified(app, route, headers, uri, params, client.map(|c| c.0))?;
     let leg_sid = params.get("CallSid").cloned().unwrap_or_default();
     if !ids::is_call_sid(&leg_sid) || !ids::is_call_sid(call) {
         return Err(Box::new(refuse(
@@ -68,7 +74,7 @@ fn leg_of(
         )));
     }
     match app.switchboard.leg(&leg_sid) {
-        Some(leg) if leg.call_sid == call => Ok((leg_sid, leg)),
+        Some(leg) if leg.call_sid == call => Ok((base, leg_sid, leg)),
         _ => Err(Box::new(refuse(
             StatusCode::NOT_FOUND,
             "no such agent leg on this node",
@@ -95,18 +101,8 @@ pub async fn answer(
     client: Option<Extension<ClientAddr>>,
     Form(params): Params,
 ) -> Response {
-    let base = match verified(
-        &app,
-        "agent_answer",
-        &headers,
-        &uri,
-        &params,
-        client.map(|c| c.0),
-    ) {
-        Ok(base) => base,
-        Err(refused) => return *refused,
-    };
-    let (leg_sid, leg) = match leg_of(&app, &q.call, &params) {
+    let req = (&headers, &uri, client);
+    let (base, leg_sid, leg) = match agent_request(&app, "agent_answer", req, &q.call, &params) {
         Ok(found) => found,
         Err(refused) => return *refused,
     };
@@ -135,17 +131,8 @@ pub async fn accept(
     client: Option<Extension<ClientAddr>>,
     Form(params): Params,
 ) -> Response {
-    if let Err(refused) = verified(
-        &app,
-        "agent_accept",
-        &headers,
-        &uri,
-        &params,
-        client.map(|c| c.0),
-    ) {
-        return *refused;
-    }
-    let (leg_sid, leg) = match leg_of(&app, &q.call, &params) {
+    let req = (&headers, &uri, client);
+    let (_, leg_sid, leg) = match agent_request(&app, "agent_accept", req, &q.call, &params) {
         Ok(found) => found,
         Err(refused) => return *refused,
     };
@@ -170,17 +157,8 @@ pub async fn status(
     client: Option<Extension<ClientAddr>>,
     Form(params): Params,
 ) -> Response {
-    if let Err(refused) = verified(
-        &app,
-        "agent_status",
-        &headers,
-        &uri,
-        &params,
-        client.map(|c| c.0),
-    ) {
-        return *refused;
-    }
-    let (leg_sid, leg) = match leg_of(&app, &q.call, &params) {
+    let req = (&headers, &uri, client);
+    let (_, leg_sid, leg) = match agent_request(&app, "agent_status", req, &q.call, &params) {
         Ok(found) => found,
         Err(refused) => return *refused,
     };

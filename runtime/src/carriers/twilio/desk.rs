@@ -78,20 +78,20 @@ impl TransferDesk for TwilioDesk {
         else {
             return Ok(None);
         };
-        let agents = tokio::time::timeout(STORE_WAIT, self.store.agents())
-            .await
-            .map_err(|_| DeskError("the agent directory did not answer in time".into()))?
-            .map_err(failed)?;
-        match agents.into_iter().find(|a| a.name == name) {
-            Some(a) => Ok(Some(AgentLeg {
-                name: a.name,
-                address: a.address,
-            })),
-            None => {
+        let address = match tokio::time::timeout(STORE_WAIT, self.store.agent_address(&name)).await
+        {
+            Ok(Ok(Some(address))) => address,
+            // Reserved but unusable: the place goes back.
+            found => {
                 self.release(call).await;
-                Err(DeskError(format!("agent {name} vanished")))
+                return Err(DeskError(match found {
+                    Ok(Ok(_)) => format!("agent {name} vanished"),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "the agent directory did not answer in time".into(),
+                }));
             }
-        }
+        };
+        Ok(Some(AgentLeg { name, address }))
     }
 
     async fn release(&self, call: &CallIds) {
