@@ -43,6 +43,7 @@
 //!   [`metrics`] — metric names; [`util`] — guards tying tasks to actors.
 
 pub mod backlog;
+pub mod beep;
 pub mod call_supervisor;
 pub mod child;
 pub mod context;
