@@ -112,6 +112,20 @@ pub struct CallArgs {
     /// Call control for transfers (`None`: the carrier has none; a
     /// transfer request then only says the escalation line).
     pub transfer: Option<Arc<dyn crate::transfer::desk::TransferDesk>>,
+    /// A call Hark placed (`None`: the caller called in).
+    pub placed: Option<Placed>,
+}
+
+/// What is known about a call Hark placed when its stream starts.
+#[derive(Debug, Clone, Default)]
+pub struct Placed {
+    /// The lead's variables: `{caller.NAME}` in the prompt and voicemail.
+    pub lead: std::collections::BTreeMap<String, String>,
+    /// The carrier was asked for an answering-machine verdict: the callee's
+    /// first words wait for it.
+    pub machine_detection: bool,
+    /// A verdict that came before the stream did.
+    pub verdict: Option<crate::protocol::AnsweredBy>,
 }
 
 /// Commands to the carrier's current stream. A call outlives its streams
@@ -210,6 +224,11 @@ pub struct CallContext {
     pub ask_consent: bool,
     /// What the bot must never say (`[rules.claims]`), compiled for the call.
     pub claims: crate::rules::claims::Claims,
+    /// A call Hark placed: its lead and machine detection.
+    pub placed: Option<Placed>,
+    /// `Vad` runs the beep detector while this is set (an outbound call
+    /// whose callee is not yet known to be a person).
+    pub listen_for_beep: std::sync::atomic::AtomicBool,
     languages: Languages,
     /// The language the call is in now: lines, STT and voices come from it.
     spoken: arc_swap::ArcSwap<Spoken>,
@@ -231,6 +250,7 @@ impl CallContext {
             languages,
             recordings,
             transfer,
+            placed,
         } = args;
         let spoken = arc_swap::ArcSwap::from_pointee(Spoken {
             code: policy.language.clone(),
@@ -271,8 +291,15 @@ impl CallContext {
             fault: fault.map(Arc::new),
             tools: Tools::from_policy(&policy),
             // Nothing is known about an inbound caller yet that may go to
-            // the model; outbound calls will bring their lead's fields.
-            system_prompt: policy.system_prompt_for(&std::collections::BTreeMap::new()),
+            // the model; an outbound call brings its lead's fields.
+            system_prompt: policy.system_prompt_for(
+                placed
+                    .as_ref()
+                    .map(|p| &p.lead)
+                    .unwrap_or(&std::collections::BTreeMap::new()),
+            ),
+            listen_for_beep: std::sync::atomic::AtomicBool::new(placed.is_some()),
+            placed,
             outcome: Mutex::new(Recorded::default()),
             ended: std::sync::OnceLock::new(),
             consent: ConsentFlags {
@@ -446,8 +473,22 @@ impl CallContext {
     /// At the end of the call: its outcome to the record, counted by
     /// disposition (slot values are not logged).
     pub fn finish_outcome(&self, reason: crate::protocol::EndReason) {
+        use crate::protocol::EndReason;
         let _ = self.ended.set(reason);
-        let Some(outcome) = self.outcome() else {
+        let mut outcome = self.outcome();
+        // A machine answered: that is the outcome, whatever the policy's slots say.
+        if matches!(reason, EndReason::Voicemail | EndReason::Machine) {
+            let mut o = outcome.unwrap_or_else(|| {
+                crate::records::CallOutcome::decide(
+                    &self.policy.outcome,
+                    serde_json::Map::new(),
+                    None,
+                )
+            });
+            o.disposition = crate::policy::outcome::VOICEMAIL.into();
+            outcome = Some(o);
+        }
+        let Some(outcome) = outcome else {
             return;
         };
         metrics::counter!(crate::metrics::CALL_DISPOSITIONS, "policy" => self.policy.name.clone(), "disposition" => outcome.disposition.clone()).increment(1);

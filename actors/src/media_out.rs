@@ -438,6 +438,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(256);
         let policy = Arc::new(PolicyFile::default());
         let ctx = CallContext::new(CallArgs {
+            placed: None,
             ids: CallIds {
                 carrier: "test",
                 call_id: "CA1".into(),

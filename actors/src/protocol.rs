@@ -35,6 +35,31 @@ pub struct CallIds {
     pub stream_id: String,
 }
 
+/// Who answered an outbound call, as the carrier's detection tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnsweredBy {
+    Human,
+    /// A machine; `ended`: its greeting is over (after the beep, or silence).
+    Machine {
+        ended: bool,
+    },
+    Fax,
+    /// Detection could not tell.
+    Unknown,
+}
+
+impl AnsweredBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnsweredBy::Human => "human",
+            AnsweredBy::Machine { ended: false } => "machine_start",
+            AnsweredBy::Machine { ended: true } => "machine_end",
+            AnsweredBy::Fax => "fax",
+            AnsweredBy::Unknown => "unknown",
+        }
+    }
+}
+
 /// Why a call ended; the label of `hark_calls_ended_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -69,6 +94,10 @@ pub enum EndReason {
     /// The carrier reported the call over while it had no stream (the
     /// caller hung up on hold).
     Completed,
+    /// An outbound call reached a machine: the voicemail message was left.
+    Voicemail,
+    /// An outbound call reached a machine (or a fax) and hung up on it.
+    Machine,
 }
 
 impl EndReason {
@@ -88,6 +117,8 @@ impl EndReason {
             EndReason::Menu => "menu",
             EndReason::Transferred => "transferred",
             EndReason::Completed => "completed",
+            EndReason::Voicemail => "voicemail",
+            EndReason::Machine => "machine",
         }
     }
 }
@@ -151,6 +182,12 @@ const INLINE: usize = FRAME_SAMPLES;
 #[derive(Debug)]
 pub enum SupervisorMsg {
     // From `Vad`.
+    /// An answering machine's beep just ended (outbound calls, while the
+    /// callee is not yet known to be a person).
+    Beep {
+        hz: f32,
+        ms: u32,
+    },
     SpeechStarted {
         at: Instant,
     },
@@ -208,7 +245,15 @@ pub enum SupervisorMsg {
     StreamAttached {
         stream_id: String,
     },
-    // From the runtime.
+    // From the runtime (and the supervisor's own timers).
+    /// The carrier's answering-machine verdict for an outbound call.
+    Answered(AnsweredBy),
+    /// The outbound callee said nothing (and no verdict came) for
+    /// `outbound.answer_timeout_ms`; or a machine gave no beep in
+    /// `beep_timeout_secs` (`machine`).
+    AnswerTimeout {
+        machine: bool,
+    },
     /// The stream is gone (carrier `stop`, socket closed): end now, silently.
     Hangup {
         reason: EndReason,

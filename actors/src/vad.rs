@@ -8,10 +8,12 @@
 //! them so latency can be measured from real speech boundaries.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
+use crate::beep::BeepDetector;
 use crate::context::CallContext;
 use crate::policy::{FRAME_MS, PolicyFile, VadMode};
 use crate::protocol::{ChildKind, SttMsg, SupervisorMsg, VadMsg};
@@ -226,6 +228,8 @@ pub struct VadState {
     ctx: Arc<CallContext>,
     classifier: FrameClassifier,
     endpointer: Endpointer,
+    /// While an outbound call's callee is unknown: listening for a beep.
+    beep: Option<BeepDetector>,
 }
 
 impl Actor for Vad {
@@ -244,6 +248,7 @@ impl Actor for Vad {
                 ctx.policy.vad.silence_floor_dbfs,
             ),
             endpointer: Endpointer::for_policy(&ctx.policy, Instant::now()),
+            beep: None,
             ctx,
         })
     }
@@ -264,8 +269,17 @@ impl Actor for Vad {
             ctx,
             classifier,
             endpointer,
-            ..
+            beep,
         } = state;
+        if ctx.listen_for_beep.load(Ordering::Relaxed) {
+            if let Some(b) = beep.get_or_insert_with(BeepDetector::new).push(&pcm) {
+                ctx.routes
+                    .supervisor
+                    .send(SupervisorMsg::Beep { hz: b.hz, ms: b.ms });
+            }
+        } else if beep.is_some() {
+            *beep = None;
+        }
         let voiced = classifier.is_speech(&pcm);
         let routes = &ctx.routes;
         endpointer.push(voiced, received, |event| {

@@ -193,6 +193,7 @@ async fn measure(replaying: bool) -> Cost {
     for i in 0..CALLS {
         let (tx, out) = mpsc::channel(512);
         let handle = start_call(CallArgs {
+            placed: None,
             capabilities: hark_actors::Capabilities::TWILIO,
             ids: CallIds {
                 call_id: format!("CA{i:032x}"),

@@ -87,6 +87,7 @@ impl Call {
         let policy = Arc::new(policy);
         let records = Arc::new(MemorySink::default());
         let handle = start_call(CallArgs {
+            placed: None,
             ids: CallIds {
                 carrier: "test",
                 call_id: "CAtest".into(),

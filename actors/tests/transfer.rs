@@ -136,6 +136,7 @@ async fn call_with(policy: PolicyFile, ask_consent: bool, desk: Option<Arc<Desk>
     let policy = Arc::new(policy);
     let records = Arc::new(MemorySink::default());
     let handle = start_call(CallArgs {
+        placed: None,
         ids: CallIds {
             carrier: "test",
             call_id: "CAtransfer".into(),

@@ -251,6 +251,7 @@ fn barge_in(c: &mut Criterion) {
     let (tx, rx) = mpsc::channel(4096);
     let call = rt
         .block_on(start_call(CallArgs {
+            placed: None,
             capabilities: Capabilities::TWILIO,
             ids: CallIds {
                 call_id: "CAbench".into(),

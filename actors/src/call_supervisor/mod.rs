@@ -11,7 +11,10 @@
 //! - [`handing_on`] — a transfer: waiting for the line, the caller away
 //!   from the stream, handed on or back.
 //! - [`language`] — going on in another of the policy's languages.
+//! - [`answering`] — a call Hark placed: quiet until a person is there;
+//!   a machine's beep, then the voicemail message.
 
+mod answering;
 mod barge_in;
 mod handing_on;
 mod language;
@@ -99,6 +102,8 @@ pub struct SupervisorState {
     transfer_after: Option<(Generation, String)>,
     /// Said when the caller comes back on a new stream.
     back_line: Option<String>,
+    /// An outbound call before anyone is known to be there.
+    answering: Option<answering::Answering>,
     _live: LiveActor,
 }
 
@@ -202,8 +207,10 @@ impl SupervisorState {
 
     /// Times the caller's silence while nobody speaks (see `SilenceWatch`).
     fn watch_silence(&mut self, myself: &ActorRef<SupervisorMsg>) {
-        let quiet =
-            !self.caller_speaking && self.turns.active().is_none() && self.turns.ending().is_none();
+        let quiet = !self.caller_speaking
+            && self.turns.active().is_none()
+            && self.turns.ending().is_none()
+            && !self.is_answering();
         let after = self.rules.silence_after();
         self.silence.update(quiet, after, myself);
     }
@@ -239,6 +246,7 @@ impl Actor for CallSupervisor {
             spoken_over: None,
             transfer_after: None,
             back_line: None,
+            answering: None,
             started: Instant::now(),
             _live: LiveActor::new(),
         })
@@ -267,7 +275,7 @@ impl Actor for CallSupervisor {
             });
         }));
         let start = state.rules.call_started(&state.ctx);
-        state.apply(&myself, start);
+        state.open(&myself, start);
         state.watch_silence(&myself);
         Ok(())
     }
@@ -332,6 +340,10 @@ impl Actor for CallSupervisor {
                 if !withheld_first {
                     state.ctx.recorder.caller_turn(&text, started);
                 }
+                if state.answering_takes(&myself, &text) {
+                    state.watch_silence(&myself);
+                    return Ok(());
+                }
                 let spoken = withheld_first.then(|| text.clone());
                 if let Some(code) = state.rules.language_of(&languages, &state.ctx) {
                     state.switch_language(&code, "words");
@@ -348,6 +360,9 @@ impl Actor for CallSupervisor {
             SupervisorMsg::Unheard => {
                 state.ctx.recorder.event("caller_unheard", "");
                 state.speech_started_ms = None;
+                if state.is_answering() {
+                    return Ok(());
+                }
                 let event = if state.resuming() {
                     Some(state.resume("no_words"))
                 } else {
@@ -417,6 +432,9 @@ impl Actor for CallSupervisor {
                     state.apply(&myself, event);
                 }
             }
+            SupervisorMsg::Answered(by) => state.answered(&myself, by),
+            SupervisorMsg::Beep { hz, ms } => state.beep(&myself, hz, ms),
+            SupervisorMsg::AnswerTimeout { machine } => state.answer_timeout(&myself, machine),
             SupervisorMsg::StreamAttached { stream_id } => {
                 state.stream_attached(&myself, &stream_id);
             }

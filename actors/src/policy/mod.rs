@@ -12,7 +12,7 @@
 //! - [`prompt`] — `[prompt]`: the system prompt's variables;
 //!   [`languages`] — `language`, `[languages.CODE]`: lines and voices;
 //!   [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
-//!   [`tools`] — `[tools]`; [`transfer`] — `[transfer]`; [`outcome`] — `[outcome]` (slots,
+//!   [`tools`] — `[tools]`; [`transfer`] — `[transfer]`; [`outbound`] — `[outbound]`; [`outcome`] — `[outcome]` (slots,
 //!   dispositions); [`rules`] — `[rules]` (consent, profanity, idle, escalation, claims); [`menu`] — `[rules.menu]`; [`memory`] — `[history]`, `[records]`.
 //! - [`providers`] — `[providers]` and each role's vendor settings, whose
 //!   types live with their providers (`providers/<role>/<vendor>.rs`).
@@ -27,6 +27,7 @@ pub mod errors;
 pub mod languages;
 pub mod memory;
 pub mod menu;
+pub mod outbound;
 pub mod outcome;
 pub mod prompt;
 pub mod providers;
@@ -40,6 +41,7 @@ pub use errors::{Checks, FieldError, PolicyError};
 pub use languages::LanguageSettings;
 pub use memory::{HistorySettings, RecordSettings, RecordingMode};
 pub use menu::{MenuChoice, MenuSettings};
+pub use outbound::{MachineAction, OutboundSettings};
 pub use outcome::{OutcomeSettings, Slot, SlotType};
 pub use prompt::PromptSettings;
 pub use providers::{
@@ -108,6 +110,7 @@ pub struct PolicyFile {
     pub recording_notice: String,
     pub history: HistorySettings,
     pub transfer: TransferSettings,
+    pub outbound: OutboundSettings,
     pub sim: SimSettings,
 }
 
@@ -143,6 +146,7 @@ impl Default for PolicyFile {
             recording_notice: String::new(),
             history: HistorySettings::default(),
             transfer: TransferSettings::default(),
+            outbound: OutboundSettings::default(),
             sim: SimSettings::default(),
         }
     }
@@ -255,6 +259,7 @@ impl PolicyFile {
         );
         self.history.validate(&mut check);
         self.transfer.validate(&mut check);
+        self.outbound.validate(&self.prompt, &mut check);
         check.0
     }
 
@@ -262,6 +267,11 @@ impl PolicyFile {
     /// and what is known about the caller.
     pub fn system_prompt_for(&self, caller: &BTreeMap<String, String>) -> String {
         self.prompt.render(&self.system_prompt, caller)
+    }
+
+    /// The voicemail message for one call, filled like the system prompt.
+    pub fn voicemail_for(&self, caller: &BTreeMap<String, String>) -> String {
+        self.prompt.render(&self.outbound.voicemail_message, caller)
     }
 
     /// Frames of speech before speech-start (rounded up to whole frames).

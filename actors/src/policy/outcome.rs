@@ -15,6 +15,8 @@ use super::Checks;
 pub const QUALIFIED: &str = "qualified";
 /// The disposition a callback window implies, when the policy lists it.
 pub const CALLBACK: &str = "callback";
+/// Given to an outbound call a machine answered (message left or hung up on).
+pub const VOICEMAIL: &str = "voicemail";
 /// The `record_outcome` argument that carries the bot's disposition.
 pub const DISPOSITION_ARG: &str = "disposition";
 const MAX_SLOTS: usize = 32;

@@ -76,14 +76,26 @@ impl PromptSettings {
     /// Checks `template` (the policy's `system_prompt`) against what this
     /// section provides.
     pub(super) fn validate(&self, template: &str, check: &mut Checks) {
+        self.validate_template("system_prompt", template, check);
+        for (i, field) in self.caller_fields.iter().enumerate() {
+            check.that(
+                !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "prompt.caller_fields",
+                format!("entry {i} ({field:?}): letters, digits and '_' only"),
+            );
+        }
+    }
+
+    /// Checks another template (at `field`) that this section fills.
+    pub(super) fn validate_template(&self, field: &str, template: &str, check: &mut Checks) {
         match pieces(template) {
-            Err(reason) => check.that(false, "system_prompt", reason),
+            Err(reason) => check.that(false, field, reason),
             Ok(pieces) => {
                 for piece in pieces {
                     if let Piece::Var(var) = piece {
                         check.that(
                             self.known(var),
-                            "system_prompt",
+                            field,
                             format!(
                                 "unknown variable {{{var}}}: use {{persona}}, {{goals}} or {{caller.NAME}} with NAME in prompt.caller_fields ({:?})",
                                 self.caller_fields
@@ -92,13 +104,6 @@ impl PromptSettings {
                     }
                 }
             }
-        }
-        for (i, field) in self.caller_fields.iter().enumerate() {
-            check.that(
-                !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-                "prompt.caller_fields",
-                format!("entry {i} ({field:?}): letters, digits and '_' only"),
-            );
         }
     }
 

@@ -191,6 +191,7 @@ impl Simulation {
         // A typed call has no number: asked wherever the policy asks at all.
         let policy_asks = policy.rules.consent.asks(None);
         let handle = start_call(CallArgs {
+            placed: None,
             ids: CallIds {
                 carrier: "sim",
                 call_id: "SIM0001".into(),
