@@ -26,9 +26,6 @@ pub const TRANSFERS: &str = "hark_transfers_total";
 /// `{kind}`: from the request to the caller connected (cold: redirected;
 /// warm: the agent accepted).
 pub const TRANSFER_CONNECT: &str = "hark_transfer_connect_seconds";
-/// Answering-machine verdicts on outbound calls, by `verdict`
-/// (`human`, `machine_start`, `machine_end`, `fax`, `unknown`).
-pub const ANSWERED_BY: &str = "hark_outbound_answered_by_total";
 pub const CALL_ACTORS: &str = "hark_call_actors";
 pub const FRAMES_RECEIVED: &str = "hark_media_frames_received_total";
 pub const FRAMES_SENT: &str = "hark_media_frames_sent_total";

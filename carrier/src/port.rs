@@ -180,6 +180,33 @@ pub struct Dial {
     /// Where the carrier reports status changes.
     pub status_url: Option<String>,
     pub timeout_secs: u32,
+    /// Ask the carrier whether a person or a machine answered.
+    pub machine_detection: MachineDetection,
+    /// Where the carrier reports its verdict (asynchronously: the call is
+    /// answered and its stream starts while detection goes on).
+    pub amd_url: Option<String>,
+}
+
+/// The carrier's answering-machine detection for a placed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineDetection {
+    #[default]
+    Off,
+    /// A verdict as soon as a person or machine is known.
+    Enable,
+    /// For a machine, wait for the end of its greeting (the beep) too.
+    DetectMessageEnd,
+}
+
+impl MachineDetection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineDetection::Off => "off",
+            MachineDetection::Enable => "enable",
+            MachineDetection::DetectMessageEnd => "detect_message_end",
+        }
+    }
 }
 
 /// An operation on a conference (warm transfer).

@@ -96,6 +96,8 @@ pub struct Config {
     pub stream_token_ttl_secs: u64,
     /// Limits on the HTTP listener.
     pub http: HttpSettings,
+    /// Placing calls: the default region and caller ID, ring time.
+    pub outbound: crate::outbound::OutboundSettings,
 }
 
 impl Default for Config {
@@ -128,6 +130,7 @@ impl Default for Config {
             write_timeout_secs: 5,
             stream_token_ttl_secs: 300,
             http: HttpSettings::default(),
+            outbound: crate::outbound::OutboundSettings::default(),
         }
     }
 }
@@ -362,6 +365,7 @@ impl Config {
             }
         }
         errors.extend(self.http.validate(self.max_calls));
+        errors.extend(self.outbound.validate());
         errors.extend(self.routing.validate());
         if self.policy.is_some() && self.policies.is_some() {
             errors.push(

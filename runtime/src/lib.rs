@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - `main.rs` — the binary edge: `hark serve | doctor | token | policy |
-//!   store | agent`; [`cli`] — `hark agent`'s subcommands.
+//!   store | agent | call | dnc`; [`cli`] — `hark agent`'s, `hark call`'s
+//!   and `hark dnc`'s subcommands.
 //! - [`config`] — the runtime config (defaults ← file ← `HARK_*` ← flags).
 //! - [`server`] — start-up checks, the accept loop (connection limits, TCP
 //!   keepalive, one connection per worker thread) and the router.
@@ -16,10 +17,14 @@
 //!   carrier (`twilio/`: voice and status webhooks with signatures,
 //!   blocklist and caller limits; the stream upgrade; the REST client as
 //!   call control; `desk.rs` and `agent.rs`: transfers — hold, the agent's
-//!   leg and whisper, the caller's return).
+//!   leg and whisper, the caller's return; `outbound.rs`: a placed call's
+//!   answer and answering-machine verdict).
 //! - [`switchboard`] — this node's calls by SID (a call outlives its
 //!   streams; a new stream of a call away attaches to its tree), agent
 //!   legs, handoffs.
+//! - [`outbound`] — placing calls: numbers into E.164, the do-not-call
+//!   list and blocklist checked first, the carrier asked with status and
+//!   answering-machine callbacks, what each placed call's stream needs.
 //! - [`policies`] — the live policies (every valid file in the folder), the
 //!   routing table (called number → policy), rescans and the folder watcher.
 //! - [`stream_token`] — the token that binds a stream to its webhook (codec).
@@ -51,6 +56,7 @@ pub mod health;
 pub mod http_limits;
 pub mod jobs;
 pub mod lifecycle;
+pub mod outbound;
 pub mod pii;
 pub mod policies;
 pub mod recordings;

@@ -63,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Place an outbound call through a running node's API.
+    Call(hark_runtime::cli::CallArgs),
+    /// The do-not-call list (through a running node's API).
+    Dnc {
+        #[command(subcommand)]
+        command: hark_runtime::cli::DncCommand,
+    },
     /// The agents calls are transferred to.
     Agent {
         #[command(subcommand)]
@@ -281,6 +288,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             anyhow::ensure!(found, "no token named {name:?}");
             eprintln!("token {name:?} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Call(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(hark_runtime::cli::call(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dnc { command } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(hark_runtime::cli::dnc(command))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent { command, config } => {

@@ -251,16 +251,24 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let switchboard = Arc::new(crate::switchboard::Switchboard::default());
-    let desk = crate::carriers::twilio::desk::from_config(
-        &config,
-        twilio_auth_token.as_ref(),
+    let control =
+        crate::carriers::twilio::desk::control_from_config(&config, twilio_auth_token.as_ref());
+    let base_url = crate::carriers::twilio::desk::base_url(&config, addr);
+    let desk = crate::carriers::twilio::desk::from_control(
+        control.clone(),
+        base_url.clone(),
         &store,
         &switchboard,
-        addr,
     );
+    let dialer = Arc::new(crate::outbound::Dialer::new(
+        control,
+        base_url,
+        config.outbound.clone(),
+    ));
     let state = Arc::new(AppState {
         switchboard,
         desk,
+        dialer,
         config: config.clone(),
         policies: Arc::clone(&policies),
         store: store.clone(),

@@ -52,4 +52,6 @@ pub struct AppState {
     pub switchboard: Arc<crate::switchboard::Switchboard>,
     /// Call control for transfers (`None`: no Twilio account configured).
     pub desk: Option<Arc<dyn hark_actors::transfer::TransferDesk>>,
+    /// Places outbound calls.
+    pub dialer: Arc<crate::outbound::Dialer>,
 }

@@ -44,6 +44,10 @@ pub struct StreamClaims {
     pub policy_version: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// A call Hark placed: its placement's id (the lead's variables are
+    /// looked up by it, never carried through the carrier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,6 +210,7 @@ mod tests {
             policy: "default".into(),
             policy_version: "1".into(),
             exp: 1_000,
+            outbound: None,
         }
     }
 

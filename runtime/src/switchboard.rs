@@ -79,7 +79,12 @@ impl Default for Switchboard {
 }
 
 /// Puts `value` in `cache`, dropping the least recently used entry past `cap`.
-fn put_bounded<V>(cache: &mut lru::LruCache<String, V>, cap: usize, key: String, value: V) {
+pub(crate) fn put_bounded<V>(
+    cache: &mut lru::LruCache<String, V>,
+    cap: usize,
+    key: String,
+    value: V,
+) {
     if cache.len() >= cap && !cache.contains(&key) {
         cache.pop_lru();
     }

@@ -81,7 +81,6 @@ impl SupervisorState {
     /// The carrier's verdict.
     pub(super) fn answered(&mut self, myself: &ActorRef<SupervisorMsg>, by: AnsweredBy) {
         self.ctx.recorder.event("answered_by", by.as_str());
-        metrics::counter!(crate::metrics::ANSWERED_BY, "verdict" => by.as_str()).increment(1);
         let Some(answering) = self.answering.as_mut() else {
             tracing::debug!(parent: &self.ctx.span, verdict = by.as_str(), "verdict after the call began; noted");
             return;

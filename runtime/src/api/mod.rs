@@ -15,7 +15,8 @@
 //!   token cache and failed authentications per address.
 //! - One file per resource: [`calls`], [`recordings`] (a call's
 //!   recording, `Range`), [`personal_data`] (erasure on request),
-//!   [`agents`], [`transfers`] (hand a call on, its handoff), [`blocklist`],
+//!   [`agents`], [`transfers`] (hand a call on, its handoff), [`outbound`]
+//!   (place a call, follow its state), [`dnc`] (the do-not-call list), [`blocklist`],
 //!   [`policies`], [`node`], [`tokens`], [`audit`].
 
 use std::sync::{Arc, LazyLock};
@@ -40,8 +41,10 @@ pub mod audit;
 pub mod auth;
 pub mod blocklist;
 pub mod calls;
+pub mod dnc;
 pub mod limits;
 pub mod node;
+pub mod outbound;
 pub mod personal_data;
 pub mod policies;
 pub mod recordings;
@@ -96,6 +99,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(agents::routes())
         .merge(transfers::routes())
         .merge(blocklist::routes())
+        .merge(outbound::routes())
+        .merge(dnc::routes())
         .merge(policies::routes())
         .merge(node::routes())
         .merge(tokens::routes())
@@ -245,7 +250,7 @@ mod tests {
     #[test]
     fn every_route_has_roles_and_admin_has_all() {
         let routes = routes();
-        assert_eq!(routes.len(), 23, "{routes:?}");
+        assert_eq!(routes.len(), 29, "{routes:?}");
         for r in routes {
             assert!(!r.roles.is_empty(), "{} {}", r.method, r.path);
             assert!(r.roles.contains(&Role::Admin), "{} {}", r.method, r.path);

@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod erasure;
+pub mod outbound;
 pub mod queries;
 pub mod rows;
 pub mod spool;

@@ -100,7 +100,7 @@ pub struct TokenInfo {
 
 /// An audit row inside the transaction of the change it records: both or
 /// neither. Audit rows hold no personal data (keyed references only).
-async fn audit_in(
+pub(super) async fn audit_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     actor: &str,
     action: &str,

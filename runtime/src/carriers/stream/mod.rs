@@ -158,6 +158,10 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
     };
     let caller = claims.from.clone();
     let ask_consent = rules::asks_consent(&live.policy, &claims);
+    let placed = match &claims.outbound {
+        Some(id) => Some(app.dialer.placed(id, &app.lookups, &app.pii).await),
+        None => None,
+    };
     app.records.send(Record::CallStarted {
         call_sid: ids.call_id.clone(),
         stream_sid: ids.stream_id.clone(),
@@ -171,6 +175,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         started_at_ms: hark_actors::records::now_ms(),
     });
     let call = match start_call(CallArgs {
+        placed,
         ids: ids.clone(),
         capabilities: start.capabilities,
         policy: Arc::clone(&live.policy),
@@ -250,6 +255,7 @@ fn call_claims(app: &AppState, start: &StreamStart) -> Result<StreamClaims, Toke
             policy: param("policy"),
             policy_version: String::new(),
             exp: 0,
+            outbound: None,
         }),
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hark_actors::CallIds;
 use hark_actors::transfer::{AgentDial, AgentLeg, DeskError, Handoff, TransferDesk};
-use hark_carrier::port::{CallControl, ConferenceOp, Dial};
+use hark_carrier::port::{CallControl, ConferenceOp, Dial, MachineDetection};
 
 use crate::store::Store;
 use crate::switchboard::{self, Switchboard};
@@ -132,6 +132,8 @@ impl TransferDesk for TwilioDesk {
                 answer_url: self.url("/twilio/agent/answer", sid),
                 status_url: Some(self.url("/twilio/agent/status", sid)),
                 timeout_secs: dial.ring.as_secs().clamp(5, 600) as u32,
+                machine_detection: MachineDetection::Off,
+                amd_url: None,
             })
             .await
             .map_err(failed)?;
@@ -178,27 +180,42 @@ pub async fn release(store: &Store, call_sid: &str, wrap_up: Duration) {
     }
 }
 
-/// The desk for `hark serve`: when the Twilio account (`TWILIO_ACCOUNT_SID`
-/// and the auth token) is configured; without it, transfers only say the
-/// escalation line.
-pub fn from_config(
+/// The node's Twilio call control for `hark serve`, when the account
+/// (`TWILIO_ACCOUNT_SID` and the auth token) is configured.
+pub fn control_from_config(
     config: &crate::config::Config,
     auth_token: Option<&hark_actors::providers::Secret>,
-    store: &Store,
-    switchboard: &Arc<Switchboard>,
-    listening: std::net::SocketAddr,
-) -> Option<Arc<dyn TransferDesk>> {
+) -> Option<Arc<dyn CallControl>> {
     let token = auth_token?;
     let sid = std::env::var(super::rest::ACCOUNT_SID_ENV)
         .ok()
         .filter(|s| !s.is_empty())?;
-    let rest = super::rest::TwilioRest::new(&config.providers.twilio, sid, token.clone());
-    let base_url = match &config.public_host {
+    Some(Arc::new(super::rest::TwilioRest::new(
+        &config.providers.twilio,
+        sid,
+        token.clone(),
+    )))
+}
+
+/// `scheme://host` the carrier reaches this node at: `https://public_host`,
+/// else the address it listens on.
+pub fn base_url(config: &crate::config::Config, listening: std::net::SocketAddr) -> String {
+    match &config.public_host {
         Some(host) => format!("https://{host}"),
         None => format!("http://{listening}"),
-    };
+    }
+}
+
+/// The desk for `hark serve`: with call control; without it, transfers
+/// only say the escalation line.
+pub fn from_control(
+    control: Option<Arc<dyn CallControl>>,
+    base_url: String,
+    store: &Store,
+    switchboard: &Arc<Switchboard>,
+) -> Option<Arc<dyn TransferDesk>> {
     Some(Arc::new(TwilioDesk {
-        control: Arc::new(rest),
+        control: control?,
         store: store.clone(),
         switchboard: Arc::clone(switchboard),
         base_url,

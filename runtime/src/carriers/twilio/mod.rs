@@ -1,10 +1,12 @@
 //! Twilio: the voice and status webhooks, the Media Streams upgrade, the
 //! REST client (call control), and transfers: the desk ([`desk`]) and the
-//! agent-leg and return webhooks ([`agent`]). The wire codecs (messages, stream codec,
+//! agent-leg and return webhooks ([`agent`]); a placed call's answer and
+//! answering-machine verdict ([`outbound`]). The wire codecs (messages, stream codec,
 //! TwiML, signatures, ids) are `hark_carrier::twilio`.
 
 pub mod agent;
 pub mod desk;
+pub mod outbound;
 pub mod rest;
 pub mod webhook;
 
@@ -22,4 +24,6 @@ pub fn routes() -> axum::Router<std::sync::Arc<crate::state::AppState>> {
         .route("/twilio/agent/accept", post(agent::accept))
         .route("/twilio/agent/status", post(agent::status))
         .route("/twilio/recording", post(agent::recording))
+        .route("/twilio/outbound/answer", post(outbound::answer))
+        .route("/twilio/outbound/amd", post(outbound::amd))
 }

@@ -4,7 +4,9 @@
 //!
 //! - hang up: `POST Calls/{CallSid}.json` `Status=completed`
 //! - redirect: `POST Calls/{CallSid}.json` `Url=…`
-//! - dial: `POST Calls.json` `To`, `From`, `Url`, `StatusCallback`, `Timeout`
+//! - dial: `POST Calls.json` `To`, `From`, `Url`, `StatusCallback`, `Timeout`;
+//!   with answering-machine detection `MachineDetection`, `AsyncAmd=true`,
+//!   `AsyncAmdStatusCallback`
 //! - forward (cold transfer): `POST Calls/{CallSid}.json` with `Twiml`
 //!   `<Dial><Number>` (or `<Sip>`)
 //! - conference join: `POST Calls/{CallSid}.json` with `Twiml` that dials
@@ -17,7 +19,7 @@
 use std::time::Duration;
 
 use hark_actors::providers::{Endpoint, ProviderError, Secret};
-use hark_carrier::port::{CallControl, ConferenceOp, ControlError, Dial};
+use hark_carrier::port::{CallControl, ConferenceOp, ControlError, Dial, MachineDetection};
 use hark_carrier::twilio::ids;
 use reqwest::Method;
 
@@ -231,6 +233,22 @@ impl CallControl for TwilioRest {
             form.push(("StatusCallback", status));
             for event in ["initiated", "ringing", "answered", "completed"] {
                 form.push(("StatusCallbackEvent", event));
+            }
+        }
+        // Asynchronous detection: the call is answered (and streams) at
+        // once; the verdict comes to `amd_url`.
+        match dial.machine_detection {
+            MachineDetection::Off => {}
+            MachineDetection::Enable => form.push(("MachineDetection", "Enable")),
+            MachineDetection::DetectMessageEnd => {
+                form.push(("MachineDetection", "DetectMessageEnd"));
+            }
+        }
+        if dial.machine_detection != MachineDetection::Off {
+            form.push(("AsyncAmd", "true"));
+            if let Some(url) = &dial.amd_url {
+                form.push(("AsyncAmdStatusCallback", url));
+                form.push(("AsyncAmdStatusCallbackMethod", "POST"));
             }
         }
         let call = self
@@ -494,6 +512,8 @@ mod tests {
                 answer_url: "https://hark.example/twilio/voice".into(),
                 status_url: Some("https://hark.example/twilio/status".into()),
                 timeout_secs: 25,
+                machine_detection: MachineDetection::DetectMessageEnd,
+                amd_url: Some("https://hark.example/twilio/outbound/amd?id=OB1".into()),
             })
             .await
             .unwrap();
@@ -502,6 +522,12 @@ mod tests {
         assert_eq!(call["To"], "+14155550101");
         assert_eq!(call["Timeout"], "25");
         assert_eq!(call["StatusCallback"], "https://hark.example/twilio/status");
+        assert_eq!(call["MachineDetection"], "DetectMessageEnd");
+        assert_eq!(call["AsyncAmd"], "true");
+        assert_eq!(
+            call["AsyncAmdStatusCallback"],
+            "https://hark.example/twilio/outbound/amd?id=OB1"
+        );
     }
 
     #[tokio::test]

@@ -250,6 +250,7 @@ pub async fn voice(
         policy: live.policy.name.clone(),
         policy_version: live.policy.version.clone(),
         exp: stream_token::now_secs().saturating_add(app.config.stream_token_ttl_secs),
+        outbound: None,
     });
     let stream_params = [
         ("policy", live.policy.name.as_str()),
@@ -301,6 +302,7 @@ pub async fn status(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
+    Query(query): Query<BTreeMap<String, String>>,
     client: Option<Extension<ClientAddr>>,
     Form(params): Form<BTreeMap<String, String>>,
 ) -> Response {
@@ -356,6 +358,12 @@ pub async fn status(
         .and_then(|d| d.parse::<u64>().ok())
     {
         detail.push_str(&format!(" after {d} s"));
+    }
+    // A call Hark placed: its placement follows the carrier's state.
+    if let Some(id) = query.get("outbound") {
+        // Twilio's own name (`initiated` is its own state there).
+        let raw = params.get("CallStatus").map_or("", String::as_str);
+        app.dialer.status(id, raw, &app.store).await;
     }
     app.records.send(Record::Event {
         call_sid: call_sid.clone(),
