@@ -11,6 +11,7 @@ mod fakes;
 mod faults;
 mod first_run;
 mod limits;
+mod outbound;
 mod policies;
 mod privacy;
 mod providers;

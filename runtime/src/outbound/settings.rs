@@ -10,12 +10,28 @@ pub struct OutboundSettings {
     pub default_region: String,
     /// The caller ID a request that names none is placed from (E.164);
     /// empty: requests must name one.
+    #[serde(deserialize_with = "e164_text")]
     pub caller_id: String,
     /// How long the callee's phone rings before the carrier gives up (`no-answer`).
     pub ring_timeout_secs: u32,
     /// Calls placed but not yet over kept in memory for their webhooks and
     /// stream (beyond it, the oldest are read back from the database).
     pub max_pending: usize,
+}
+
+/// An E.164 number as text. `HARK_OUTBOUND__CALLER_ID=+14155550100` reads
+/// as a TOML integer (the `+` lost): put it back.
+fn e164_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        N(u64),
+    }
+    Ok(match Text::deserialize(d)? {
+        Text::S(s) => s,
+        Text::N(n) => format!("+{n}"),
+    })
 }
 
 impl Default for OutboundSettings {
@@ -61,5 +77,22 @@ impl OutboundSettings {
             ));
         }
         errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_id_from_the_environment_keeps_its_plus() {
+        let s: OutboundSettings = toml::from_str("caller_id = +14155550100").unwrap();
+        assert_eq!(s.caller_id, "+14155550100");
+        let s: OutboundSettings = toml::from_str("caller_id = \"+919876543210\"").unwrap();
+        assert_eq!(s.caller_id, "+919876543210");
+        assert!(s.validate().is_empty());
+        let bad: OutboundSettings =
+            toml::from_str("default_region = \"XX\"\ncaller_id = \"12\"\nring_timeout_secs = 1").unwrap();
+        assert_eq!(bad.validate().len(), 3, "{:?}", bad.validate());
     }
 }

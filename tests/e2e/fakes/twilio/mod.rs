@@ -22,7 +22,10 @@
 //!   `X-Forwarded-Proto: http`, as through a TLS-terminating proxy.
 //!
 //! Phones the fake can dial are scripted ([`Phone`]): answer after a
-//! while and press a key (or none), never answer, or be busy.
+//! while and press a key (or none), never answer, be busy, or be a lead —
+//! a person, or a machine whose greeting and beep play into the stream —
+//! with the answering-machine verdicts Twilio's asynchronous detection
+//! would report (`AnsweredBy` to `AsyncAmdStatusCallback`, signed).
 
 mod rest;
 mod twiml;
@@ -53,6 +56,15 @@ pub enum Phone {
     /// Rings until the dialer's `Timeout`.
     NoAnswer,
     Busy,
+    /// Picks up after `after` and, from its stream's start, plays `plays`
+    /// (μ-law: a voicemail greeting and its beep) into it. When the call was
+    /// placed with `MachineDetection` and `AsyncAmdStatusCallback`, each
+    /// verdict is reported (signed) that long after the answer.
+    Lead {
+        after: Duration,
+        plays: Option<&'static [u8]>,
+        verdicts: Vec<(Duration, &'static str)>,
+    },
 }
 
 /// One call as the fake keeps it.

@@ -99,9 +99,10 @@ pub async fn create_call(
             .unwrap_or_default()
     };
     core.log(format!(
-        "POST Calls.json To={} Url={}",
+        "POST Calls.json To={} Url={} MachineDetection={}",
         get("To"),
-        get("Url")
+        get("Url"),
+        get("MachineDetection")
     ));
     let (to, from, url) = (get("To"), get("From"), get("Url"));
     if to.is_empty() || from.is_empty() || url.is_empty() {
@@ -122,6 +123,10 @@ pub async fn create_call(
         events.push("completed".into());
     }
     let phone = lock(&core.phones).get(&to).cloned();
+    // Asynchronous answering-machine detection, as Twilio takes it.
+    let amd_url = Some(get("AsyncAmdStatusCallback")).filter(|u| {
+        !u.is_empty() && !get("MachineDetection").is_empty() && get("AsyncAmd") == "true"
+    });
     let sid = core.new_sid("CA");
     let press = match &phone {
         Some(Phone::Answer { press, .. }) => *press,
@@ -167,6 +172,37 @@ pub async fn create_call(
                 tokio::time::sleep(Duration::from_secs(timeout)).await;
                 Core::complete(&core, &sid, "no-answer").await;
             }
+            Some(Phone::Lead {
+                after,
+                plays,
+                verdicts,
+            }) => {
+                core.set_status(&sid, "ringing").await;
+                if after >= Duration::from_secs(timeout) {
+                    tokio::time::sleep(Duration::from_secs(timeout)).await;
+                    return Core::complete(&core, &sid, "no-answer").await;
+                }
+                tokio::time::sleep(after).await;
+                core.set_status(&sid, "in-progress").await;
+                if let Some(url) = amd_url {
+                    tokio::spawn(report_verdicts(
+                        Arc::clone(&core),
+                        sid.clone(),
+                        url,
+                        verdicts,
+                    ));
+                }
+                if let Some(audio) = plays {
+                    tokio::spawn(play_into_stream(Arc::clone(&core), sid.clone(), audio));
+                }
+                match core.fetch_twiml(&sid, &url, &[]).await {
+                    Ok(xml) => Core::run(&core, &sid, xml),
+                    Err(e) => {
+                        core.log(format!("answer url failed: {e}"));
+                        Core::complete(&core, &sid, "failed").await;
+                    }
+                }
+            }
             Some(Phone::Answer { after, .. }) => {
                 core.set_status(&sid, "ringing").await;
                 if after >= Duration::from_secs(timeout) {
@@ -189,6 +225,45 @@ pub async fn create_call(
         call.runner = Some(task.abort_handle());
     }
     (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// `AnsweredBy` verdicts, each `at` after the answer, signed like every callback.
+async fn report_verdicts(
+    core: Arc<Core>,
+    sid: String,
+    url: String,
+    verdicts: Vec<(Duration, &'static str)>,
+) {
+    let answered = Instant::now();
+    for (at, verdict) in verdicts {
+        tokio::time::sleep_until(answered + at).await;
+        let params: Vec<(String, String)> = [
+            ("AccountSid", core.account.clone()),
+            ("CallSid", sid.clone()),
+            ("AnsweredBy", verdict.to_owned()),
+            ("MachineDetectionDuration", at.as_millis().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        if let Err(e) = core.post_signed(&url, &params).await {
+            core.log(format!("AMD callback to {url} failed: {e}"));
+        }
+    }
+}
+
+/// What the callee's end plays into the call's first stream, once it opens.
+async fn play_into_stream(core: Arc<Core>, sid: String, audio: &'static [u8]) {
+    for _ in 0..500 {
+        if let Some(stream) = core
+            .with_call(&sid, |c| c.streams.first().cloned())
+            .flatten()
+        {
+            let _ = stream.say(audio).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub async fn fetch_call(
