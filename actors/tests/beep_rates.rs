@@ -4,6 +4,8 @@
 //! the hit and false-alarm rates the README quotes (`cargo test -p
 //! hark-actors --test beep_rates -- --nocapture`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::path::PathBuf;
 
 use hark_actors::beep::BeepDetector;
@@ -61,7 +63,8 @@ fn beeps_are_found_where_they_are_and_nowhere_else() {
                 positives += 1;
                 negative_secs += (audio.len() as f64 / 8000.0) - f64::from(ms) / 1000.0;
                 // Reported when it ends: within a frame or two of its end.
-                let (hit, other): (Vec<(u32, u32)>, Vec<(u32, u32)>) = found
+                type Found = Vec<(u32, u32)>;
+                let (hit, other): (Found, Found) = found
                     .iter()
                     .partition(|(end, _)| *end >= at + ms && *end <= at + ms + 60);
                 if hit.is_empty() {

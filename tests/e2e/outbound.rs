@@ -149,7 +149,7 @@ async fn a_lead_who_answers_is_not_talked_over_and_the_bot_knows_their_fields() 
     let (code, again) = d.place(request).await;
     assert_eq!(code, 200, "{again}");
     assert_eq!(again["id"], id.as_str());
-    assert_eq!(t.dialed(), [sid.clone()]);
+    assert_eq!(t.dialed(), std::slice::from_ref(&sid));
     assert!(
         t.requests()
             .iter()

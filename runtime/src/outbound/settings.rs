@@ -92,7 +92,8 @@ mod tests {
         assert_eq!(s.caller_id, "+919876543210");
         assert!(s.validate().is_empty());
         let bad: OutboundSettings =
-            toml::from_str("default_region = \"XX\"\ncaller_id = \"12\"\nring_timeout_secs = 1").unwrap();
+            toml::from_str("default_region = \"XX\"\ncaller_id = \"12\"\nring_timeout_secs = 1")
+                .unwrap();
         assert_eq!(bad.validate().len(), 3, "{:?}", bad.validate());
     }
 }
