@@ -5,66 +5,22 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arc_swap::ArcSwapOption;
-use ractor::{ActorRef, Message};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::Span;
 
 use crate::backlog::Backlog;
 use crate::fault::FaultPlan;
 use crate::history::History;
+pub use crate::outbound::Placed;
 use crate::policy::PolicyFile;
 use crate::protocol::STT_BATCH_FRAMES;
-use crate::protocol::{
-    CallIds, Capabilities, Command, Generation, LlmMsg, MediaInMsg, MediaOutMsg, SttMsg,
-    SupervisorMsg, TransferMsg, TtsMsg, VadMsg,
-};
+use crate::protocol::{CallIds, Capabilities, Command, Generation};
 use crate::providers::{Providers, ToolCall};
 use crate::records::RecordSink;
+pub use crate::routes::{Route, Routes};
 use crate::settings::CallSettings;
 use crate::tools::Tools;
 use crate::ulaw::FRAME_SAMPLES;
-
-/// The current address of one child. Children are respawned on failure, so
-/// their senders look the address up for every message instead of keeping an
-/// `ActorRef` that may be dead.
-pub struct Route<M: Message>(ArcSwapOption<ActorRef<M>>);
-
-impl<M: Message> Default for Route<M> {
-    fn default() -> Self {
-        Self(ArcSwapOption::empty())
-    }
-}
-
-impl<M: Message> Route<M> {
-    /// Sends to the child's current incarnation; false if there is none or it is gone.
-    pub fn send(&self, msg: M) -> bool {
-        match &*self.0.load() {
-            Some(actor) => actor.send_message(msg).is_ok(),
-            None => false,
-        }
-    }
-
-    pub fn get(&self) -> Option<ActorRef<M>> {
-        self.0.load_full().map(|a| (*a).clone())
-    }
-
-    pub(crate) fn set(&self, actor: ActorRef<M>) {
-        self.0.store(Some(Arc::new(actor)));
-    }
-}
-
-#[derive(Default)]
-pub struct Routes {
-    pub supervisor: Route<SupervisorMsg>,
-    pub transfer: Route<TransferMsg>,
-    pub media_in: Route<MediaInMsg>,
-    pub vad: Route<VadMsg>,
-    pub stt: Route<SttMsg>,
-    pub llm: Route<LlmMsg>,
-    pub tts: Route<TtsMsg>,
-    pub media_out: Route<MediaOutMsg>,
-}
 
 /// Mailbox bounds for the per-frame hops.
 pub struct Backlogs {
@@ -114,18 +70,6 @@ pub struct CallArgs {
     pub transfer: Option<Arc<dyn crate::transfer::desk::TransferDesk>>,
     /// A call Hark placed (`None`: the caller called in).
     pub placed: Option<Placed>,
-}
-
-/// What is known about a call Hark placed when its stream starts.
-#[derive(Debug, Clone, Default)]
-pub struct Placed {
-    /// The lead's variables: `{caller.NAME}` in the prompt and voicemail.
-    pub lead: std::collections::BTreeMap<String, String>,
-    /// The carrier was asked for an answering-machine verdict: the callee's
-    /// first words wait for it.
-    pub machine_detection: bool,
-    /// A verdict that came before the stream did.
-    pub verdict: Option<crate::protocol::AnsweredBy>,
 }
 
 /// Commands to the carrier's current stream. A call outlives its streams

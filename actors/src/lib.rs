@@ -16,8 +16,10 @@
 //!
 //! - [`protocol`] — the leaf: call ids, end reasons, child kinds and every
 //!   actor's message enum (ARCHITECTURE's message table in code).
-//! - [`context`] — what a call's actors share (`CallContext`, `CallArgs`,
-//!   routes to the restartable children); [`settings`] — the `[call]` knobs.
+//! - [`context`] — what a call's actors share (`CallContext`, `CallArgs`);
+//!   [`routes`] — where each restartable child is now; [`settings`] — the
+//!   `[call]` knobs; [`outbound`] — what a call Hark placed brings (the
+//!   lead, the answering-machine verdict).
 //! - Actors, one file each: [`call_supervisor`], [`media_in`], [`vad`],
 //!   [`stt`], [`llm`] (the bot's turn), [`tts`], [`media_out`], [`transfer`]
 //!   (handing the caller to a person); [`child`] —
@@ -26,7 +28,7 @@
 //! - Pure logic inside them: [`turns`] (the turn controller: who speaks
 //!   next, events in and commands out), [`sentences`] (streamed text →
 //!   sentences, UTF-8-safe), [`history`] (what was said and heard),
-//!   [`tools`], [`ulaw`].
+//!   [`tools`], [`ulaw`], [`beep`] (an answering machine's beep).
 //! - [`providers`] — STT, LLM and TTS behind small traits, one file per
 //!   provider; they import nothing from the call core.
 //! - [`policy`] — the policy AI Ops edit, one file per section, each
@@ -53,11 +55,13 @@ pub mod llm;
 pub mod media_in;
 pub mod media_out;
 pub mod metrics;
+pub mod outbound;
 pub mod policy;
 pub mod protocol;
 pub mod providers;
 pub mod recording;
 pub mod records;
+pub mod routes;
 pub mod rules;
 pub mod sentences;
 pub mod settings;

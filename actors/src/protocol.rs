@@ -35,30 +35,7 @@ pub struct CallIds {
     pub stream_id: String,
 }
 
-/// Who answered an outbound call, as the carrier's detection tells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnsweredBy {
-    Human,
-    /// A machine; `ended`: its greeting is over (after the beep, or silence).
-    Machine {
-        ended: bool,
-    },
-    Fax,
-    /// Detection could not tell.
-    Unknown,
-}
-
-impl AnsweredBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnsweredBy::Human => "human",
-            AnsweredBy::Machine { ended: false } => "machine_start",
-            AnsweredBy::Machine { ended: true } => "machine_end",
-            AnsweredBy::Fax => "fax",
-            AnsweredBy::Unknown => "unknown",
-        }
-    }
-}
+pub use crate::outbound::AnsweredBy;
 
 /// Why a call ended; the label of `hark_calls_ended_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -232,7 +232,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
     }
     let (status, answer) =
         api_request(&args.api, reqwest::Method::POST, "/calls", Some(body)).await?;
-    if status == 422 {
+    if status == 409 {
         anyhow::bail!(
             "not dialed: the number is on the {} list (on record as {})",
             match answer["reason"].as_str() {
@@ -279,7 +279,7 @@ pub async fn dnc(command: DncCommand) -> anyhow::Result<()> {
                 let body =
                     serde_json::json!({"numbers": numbers, "reason": reason, "source": "import"});
                 let (status, answer) = api_request(&api, Method::POST, "/dnc", Some(body)).await?;
-                if status != 201 && status != 422 {
+                if status != 201 && status != 200 {
                     return answered(status, &answer);
                 }
                 added += answer["added"].as_u64().unwrap_or(0);

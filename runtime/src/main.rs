@@ -182,10 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             hark_runtime::telemetry::init_logging();
             // Accepts, signals and upkeep only: calls run on the worker threads.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let rt = runtime()?;
             rt.block_on(hark_runtime::serve(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -195,10 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.policy = policy;
             }
             let policy = cfg.load_policy()?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let rt = runtime()?;
             let checks = rt.block_on(hark_runtime::doctor::run(&cfg, &policy, |name| {
                 std::env::var(name).ok()
             }));
@@ -237,10 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 !name.is_empty() && name.len() <= 100,
                 "--name: 1 to 100 characters"
             );
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let rt = runtime()?;
             let token = rt.block_on(async {
                 let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
                 store.migrate().await?;
@@ -277,10 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: TokenCommand::Revoke { name, config },
         } => {
             let cfg = Config::load(config.as_deref())?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let rt = runtime()?;
             let found = rt.block_on(async {
                 let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
                 store.migrate().await?;
@@ -291,27 +279,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Call(args) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let rt = runtime()?;
             rt.block_on(hark_runtime::cli::call(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dnc { command } => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let rt = runtime()?;
             rt.block_on(hark_runtime::cli::dnc(command))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent { command, config } => {
             let cfg = Config::load(config.as_deref())?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let rt = runtime()?;
             rt.block_on(hark_runtime::cli::agent(command, &cfg.database_url))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -320,10 +299,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = Config::load(config.as_deref())?;
             hark_runtime::telemetry::init_logging();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let rt = runtime()?;
             let dir = cfg.data_dir.join("spool").join("rejected");
             let report = rt.block_on(async {
                 let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
@@ -500,4 +476,13 @@ fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
     };
     anyhow::ensure!(n > 0, "{text:?}: must be more than nothing");
     Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
+}
+
+/// The single-threaded runtime the CLI's commands (and `serve`'s accept
+/// loop) run on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
 }

@@ -403,7 +403,7 @@ async fn listed_numbers_are_never_dialed_and_bad_requests_say_why() {
         ("+14155550178", "blocklist"),
     ] {
         let (code, refused) = d.place(json!({"to": to})).await;
-        assert_eq!(code, 422, "{refused}");
+        assert_eq!(code, 409, "{refused}");
         assert_eq!(refused["state"], "refused");
         assert_eq!(refused["reason"], reason);
         // On record, with its reason.

@@ -1,9 +1,20 @@
 //! Switching the call's language: the lines, the voices (next sentence)
 //! and the STT session (next utterance) follow.
 
-use super::{SupervisorState, lines};
+use super::SupervisorState;
 use crate::metrics as m;
 use crate::protocol::SttMsg;
+use crate::turns::Lines;
+
+/// The fixed lines the turn controller says, in `policy`'s language.
+pub(super) fn lines(policy: &crate::policy::PolicyFile) -> Lines {
+    Lines {
+        greeting: policy.greeting.clone(),
+        fallback: policy.fallback_line.clone(),
+        goodbye: policy.goodbye.clone(),
+        apology: policy.apology.clone(),
+    }
+}
 
 impl SupervisorState {
     /// Goes on in `code`: its lines from now on, its voices for the next

@@ -36,19 +36,10 @@ use crate::protocol::{
 use crate::records::now_ms;
 use crate::rules::{KeyTaken, Rules};
 use crate::silence::SilenceWatch;
-use crate::turns::{Command, Event as TurnEvent, Lines, TurnController, TurnKind};
+use crate::turns::{Command, Event as TurnEvent, TurnController, TurnKind};
 use crate::util::{AbortOnDrop, LiveActor};
+use language::lines;
 use restarts::spawn_child;
-
-/// The fixed lines the turn controller says, in `policy`'s language.
-fn lines(policy: &crate::policy::PolicyFile) -> Lines {
-    Lines {
-        greeting: policy.greeting.clone(),
-        fallback: policy.fallback_line.clone(),
-        goodbye: policy.goodbye.clone(),
-        apology: policy.apology.clone(),
-    }
-}
 
 /// A running call, as the runtime holds it.
 pub struct CallHandle {

@@ -65,8 +65,8 @@ pub struct DncAdded {
 }
 
 #[utoipa::path(post, path = "/api/v1/dnc", request_body = NewDnc,
-    description = "Adds numbers to the do-not-call list (one or a whole import). Numbers that cannot be read are reported by row; the rest are added. Audited. Roles: admin, ai_ops.",
-    responses((status = 201, body = DncAdded), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 422, body = DncAdded)),
+    description = "Adds numbers to the do-not-call list (one or a whole import). Numbers that cannot be read are reported by row; the rest are added (201; 200 when none could be read). Audited. Roles: admin, ai_ops.",
+    responses((status = 201, body = DncAdded), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 200, body = DncAdded), (status = 415, body = ApiError), (status = 422, body = ApiError)),
     security(("bearer" = ["admin", "ai_ops"])))]
 async fn add_dnc(
     State(app): State<Arc<AppState>>,
@@ -101,10 +101,7 @@ async fn add_dnc(
         }
     }
     if numbers.is_empty() {
-        return Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(DncAdded { added: 0, errors }),
-        ));
+        return Ok((StatusCode::OK, Json(DncAdded { added: 0, errors })));
     }
     app.store
         .dnc_add(&numbers, reason, source, &caller.name, &app.pii)

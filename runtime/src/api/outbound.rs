@@ -69,8 +69,8 @@ impl From<PlaceError> for Fail {
 }
 
 #[utoipa::path(post, path = "/api/v1/calls", request_body = PlaceCall,
-    description = "Places an outbound call. The number is checked against the do-not-call list and the blocklist first: a listed number is never dialed (422, on record as `refused` with its reason). 201: dialed (its `state` follows the carrier; `failed` if the carrier refused it); 200: the idempotency key was used before (that request). Roles: admin, ai_ops.",
-    responses((status = 201, body = Placement), (status = 200, body = Placement), (status = 422, body = Placement), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
+    description = "Places an outbound call. The number is checked against the do-not-call list and the blocklist first: a listed number is never dialed (409, on record as `refused` with its reason). 201: dialed (its `state` follows the carrier; `failed` if the carrier refused it); 200: the idempotency key was used before (that request). Roles: admin, ai_ops.",
+    responses((status = 201, body = Placement), (status = 200, body = Placement), (status = 409, body = Placement), (status = 415, body = ApiError), (status = 422, body = ApiError), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
     security(("bearer" = ["admin", "ai_ops"])))]
 async fn place_call(
     State(app): State<Arc<AppState>>,
@@ -102,7 +102,7 @@ async fn place_call(
     Ok(match outcome {
         Outcome::Placed(p) => (StatusCode::CREATED, Json(p)),
         Outcome::Replayed(p) => (StatusCode::OK, Json(p)),
-        Outcome::Refused(p) => (StatusCode::UNPROCESSABLE_ENTITY, Json(p)),
+        Outcome::Refused(p) => (StatusCode::CONFLICT, Json(p)),
     })
 }
 
