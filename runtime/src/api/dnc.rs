@@ -37,15 +37,25 @@ async fn list_dnc(
     Ok(Json(app.store.dnc_list(&app.pii).await?))
 }
 
+/// Where numbers came from: one by one, or a file (`hark dnc import`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DncSource {
+    #[default]
+    Api,
+    Import,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDnc {
-    /// E.164, or national numbers read in `outbound.default_region`; up to 10,000.
+    /// E.164, or national numbers read in `outbound.default_region`.
+    #[schema(min_items = 1, max_items = 10000)]
     numbers: Vec<String>,
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     reason: String,
-    /// `api` (default) or `import` (a file through `hark dnc import`).
-    source: Option<String>,
+    #[serde(default)]
+    source: DncSource,
 }
 
 /// A number that could not be read.
@@ -82,10 +92,9 @@ async fn add_dnc(
     if body.numbers.is_empty() || body.numbers.len() > MAX_NUMBERS {
         return Err(bad(format!("numbers: 1 to {MAX_NUMBERS}")));
     }
-    let source = match body.source.as_deref() {
-        None | Some("api") => "api",
-        Some("import") => "import",
-        Some(other) => return Err(bad(format!("source: {other:?} is not api or import"))),
+    let source = match body.source {
+        DncSource::Api => "api",
+        DncSource::Import => "import",
     };
     let mut numbers = Vec::with_capacity(body.numbers.len());
     let mut errors = Vec::new();
@@ -115,7 +124,7 @@ async fn add_dnc(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/dnc/{number}", params(("number" = String, Path, description = "E.164 number")),
+#[utoipa::path(delete, path = "/api/v1/dnc/{number}", params(("number" = String, Path, description = "E.164 number", pattern = "^\\+[1-9][0-9]{6,14}$")),
     description = "Takes a number off the do-not-call list. Audited. Roles: admin.",
     responses((status = 204), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
     security(("bearer" = ["admin"])))]
@@ -124,10 +133,11 @@ async fn remove_dnc(
     caller: Caller,
     Path(number): Path<String>,
 ) -> Result<StatusCode, Fail> {
-    let number = app
-        .dialer
-        .normalise(&number)
-        .map_err(|e| bad(format!("number: {e}")))?;
+    // As it was listed; a number libphonenumber would not list is not on it.
+    let number = match app.dialer.normalise(&number) {
+        Ok(n) => n,
+        Err(_) => super::blocklist::check_number(&number)?,
+    };
     if !app
         .store
         .dnc_remove(&number, &caller.name, &app.pii)

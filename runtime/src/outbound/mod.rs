@@ -50,11 +50,6 @@ pub struct Request {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
-    #[error("{field}: {error}")]
-    Number {
-        field: &'static str,
-        error: phone::NumberError,
-    },
     #[error("from: no caller ID given and outbound.caller_id is not set")]
     NoCallerId,
     #[error("{0}")]
@@ -100,28 +95,8 @@ fn new_id() -> String {
     format!("OB{hex}")
 }
 
-/// Variable names as the prompt reads them; values kept short.
-fn check_variables(vars: &BTreeMap<String, String>) -> Result<(), PlaceError> {
-    if vars.len() > 50 {
-        return Err(PlaceError::Invalid("variables: at most 50".into()));
-    }
-    for (k, v) in vars {
-        let name_ok = !k.is_empty()
-            && k.len() <= 64
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !name_ok {
-            return Err(PlaceError::Invalid(format!(
-                "variables: {k:?} — names are letters, digits and '_' (at most 64)"
-            )));
-        }
-        if v.chars().count() > 1000 {
-            return Err(PlaceError::Invalid(format!(
-                "variables.{k}: at most 1000 characters"
-            )));
-        }
-    }
-    Ok(())
-}
+/// At most this many lead variables (the request body's size bounds the rest).
+const MAX_VARIABLES: usize = 50;
 
 /// Twilio's `AnsweredBy`, as the call tree reads it.
 pub fn answered_by(value: &str) -> Option<AnsweredBy> {
@@ -168,18 +143,22 @@ impl Dialer {
         store: &Store,
         pii: &Pii,
     ) -> Result<Outcome, PlaceError> {
-        let to = self
-            .normalise(&req.to)
-            .map_err(|error| PlaceError::Number { field: "to", error })?;
-        let from = match req.from.as_deref().filter(|f| !f.trim().is_empty()) {
-            Some(f) => self.normalise(f).map_err(|error| PlaceError::Number {
-                field: "from",
-                error,
-            })?,
+        // A number nobody can dial is refused like a listed one: on record.
+        let (to, invalid) = match self.normalise(&req.to) {
+            Ok(to) => (to, false),
+            Err(_) => (req.to.trim().to_owned(), true),
+        };
+        // The caller ID is the account's own number: the carrier checks it.
+        let from = match req.from.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(f) => f.to_owned(),
             None if !self.settings.caller_id.is_empty() => self.settings.caller_id.clone(),
             None => return Err(PlaceError::NoCallerId),
         };
-        check_variables(&req.variables)?;
+        if req.variables.len() > MAX_VARIABLES {
+            return Err(PlaceError::Invalid(format!(
+                "variables: at most {MAX_VARIABLES}"
+            )));
+        }
         if let Some(key) = &req.idempotency_key
             && (key.is_empty() || key.len() > 200)
         {
@@ -191,7 +170,11 @@ impl Dialer {
             return Err(PlaceError::NoCallControl);
         };
         let now = hark_actors::records::now_ms();
-        let refusal = store.dial_refusal(&to, pii).await?;
+        let refusal = if invalid {
+            Some("invalid_number")
+        } else {
+            store.dial_refusal(&to, pii).await?
+        };
         let mut placement = Placement {
             id: new_id(),
             to,
@@ -400,13 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn variables_are_checked() {
-        let ok = BTreeMap::from([("name".to_owned(), "प्रिया".to_owned())]);
-        assert!(check_variables(&ok).is_ok());
-        let bad = BTreeMap::from([("first name".to_owned(), "x".to_owned())]);
-        assert!(check_variables(&bad).is_err());
-        let long = BTreeMap::from([("name".to_owned(), "x".repeat(1001))]);
-        assert!(check_variables(&long).is_err());
+    fn placement_ids_are_unique() {
         let ids: std::collections::HashSet<_> = (0..100).map(|_| new_id()).collect();
         assert_eq!(ids.len(), 100);
         assert!(ids.iter().all(|i| i.len() == 34 && i.starts_with("OB")));
