@@ -116,6 +116,14 @@ fn inbound(c: &mut Criterion) {
             black_box(classifier.is_speech(&pcms[i % pcms.len()]))
         })
     });
+    // Only while an outbound callee is not yet known to be a person.
+    let mut beeps = hark_actors::beep::BeepDetector::new();
+    g.bench_function("beep_detector", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(beeps.push(&pcms[i % pcms.len()]))
+        })
+    });
     g.finish();
 }
 
