@@ -262,6 +262,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     );
     let dialer = Arc::new(crate::outbound::Dialer::new(
         control,
+        writer.queue.clone(),
         base_url,
         config.outbound.clone(),
     ));

@@ -396,6 +396,7 @@ async fn listed_numbers_are_never_dialed_and_bad_requests_say_why() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
+    let mut refused_ids = Vec::new();
     for (to, reason) in [
         ("+1 000 000 0000", "invalid_number"),
         ("+14155550177", "do_not_call"),
@@ -415,6 +416,7 @@ async fn listed_numbers_are_never_dialed_and_bad_requests_say_why() {
             )
             .await;
         assert_eq!((code, kept["reason"].as_str()), (200, Some(reason)));
+        refused_ids.push(refused["id"].as_str().unwrap().to_owned());
     }
     // The CLI says so too, and fails.
     let out = d.hark_cli(&["call", "+14155550177", "--var", "name=Ravi"]);
@@ -526,6 +528,35 @@ async fn listed_numbers_are_never_dialed_and_bad_requests_say_why() {
         .unwrap();
     assert_eq!(res.status(), 403);
     assert_eq!(t.dialed().len(), 1);
+    // Erasure on request covers placements, refused ones too; the lists keep the number.
+    let res = d
+        .hark
+        .http()
+        .delete(d.hark.url("/api/v1/personal-data?number=%2B14155550178"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, erased) = d
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/v1/outbound/{}", refused_ids[3]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (erased["to"].as_str(), erased["reason"].as_str()),
+        (Some(""), Some("blocklist"))
+    );
+    let (_, kept) = d
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/v1/outbound/{}", refused_ids[1]),
+            None,
+        )
+        .await;
+    assert_eq!(kept["to"], "+14155550177");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,4 +590,97 @@ async fn unsigned_or_forged_outbound_callbacks_are_refused() {
         .collect();
     let body = d.fakes.twilio.core.post_signed(&url, &pairs).await.unwrap();
     assert!(body.contains("<Hangup/>"), "{body}");
+}
+
+/// The placement's state as callbacks arrive out of order: only forward, a
+/// final state kept; an idempotency key used twice writes one row.
+async fn placements_move_forward(store: hark_runtime::store::Store) {
+    use base64::Engine;
+    use hark_runtime::store::Row;
+    use hark_runtime::store::outbound::{NewPlacement, Placement};
+    store.migrate().await.unwrap();
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let pii = hark_runtime::pii::Pii::from_spec(&format!("k1:{}", b64(7)), &b64(9)).unwrap();
+    let id = format!("OB{:032x}", rand_u64());
+    let p = Placement {
+        id: id.clone(),
+        to: PRIYA.into(),
+        from: BUSINESS.into(),
+        policy: "outbound".into(),
+        machine_detection: "off".into(),
+        call_sid: None,
+        state: "dialing".into(),
+        reason: String::new(),
+        answered_by: None,
+        idempotency_key: Some(id.clone()),
+        created_by: "test".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let vars = r#"{"name":"प्रिया"}"#;
+    let new = || NewPlacement {
+        placement: &p,
+        variables_json: vars,
+    };
+    assert!(store.placement_insert(new(), &pii).await.unwrap().is_none());
+    let mut again = p.clone();
+    again.id = format!("{id}x");
+    let first = store
+        .placement_insert(
+            NewPlacement {
+                placement: &again,
+                variables_json: "{}",
+            },
+            &pii,
+        )
+        .await
+        .unwrap()
+        .expect("the first request");
+    assert_eq!(first.id, id);
+    let row = |sid: Option<&str>, state: &str| Row::Placement {
+        id: id.clone(),
+        call_sid: sid.map(str::to_owned),
+        state: Some(state.to_owned()),
+        reason: None,
+        answered_by: None,
+        at: 2,
+    };
+    let sid = format!("CA{:032x}", 77);
+    let mut seen = Vec::new();
+    for (update, want) in [
+        (row(None, "ringing"), "ringing"),
+        // The dialer's own `queued` after the carrier's `ringing`: kept back.
+        (row(Some(&sid), "queued"), "ringing"),
+        (row(None, "in-progress"), "in-progress"),
+        (row(None, "initiated"), "in-progress"),
+        (row(None, "completed"), "completed"),
+        (row(None, "busy"), "completed"),
+    ] {
+        store.write(std::slice::from_ref(&update)).await.unwrap();
+        let (got, lead) = store.placement(&id, &pii).await.unwrap().unwrap();
+        assert_eq!(got.state, want, "after {update:?}");
+        assert_eq!(lead, vars);
+        seen.push(got.call_sid.clone());
+    }
+    assert_eq!(seen.last().unwrap().as_deref(), Some(sid.as_str()));
+}
+
+fn rand_u64() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placements_only_move_forward_on_postgres() {
+    let node = Node::postgres().await;
+    placements_move_forward(hark_runtime::store::Store::open(&node.db).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placements_only_move_forward_on_sqlite() {
+    let node = Node::sqlite();
+    placements_move_forward(hark_runtime::store::Store::open(&node.db).await.unwrap()).await;
 }

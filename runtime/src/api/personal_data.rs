@@ -137,6 +137,7 @@ async fn erase_person(
     };
     let number = check_number(&number)?;
     let hash = app.pii.hash_number(&number);
+    app.store.erase_placements_to(&hash).await?;
     let calls: BTreeSet<String> = app
         .store
         .calls_of_number(&hash)

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use hark_actors::context::Placed;
 use hark_actors::protocol::AnsweredBy;
+use hark_actors::records::{Record, RecordSink};
 use hark_carrier::port::{CallControl, ControlError, Dial, MachineDetection};
 
 use crate::pii::Pii;
@@ -82,6 +83,9 @@ struct Pending {
 
 pub struct Dialer {
     control: Option<Arc<dyn CallControl>>,
+    /// Where the placements' later states go (the record writer: spooled
+    /// through a database outage, never lost).
+    records: Arc<dyn RecordSink>,
     /// `scheme://host` the carrier reaches this node at.
     base_url: String,
     settings: OutboundSettings,
@@ -115,15 +119,36 @@ pub fn answered_by(value: &str) -> Option<AnsweredBy> {
 impl Dialer {
     pub fn new(
         control: Option<Arc<dyn CallControl>>,
+        records: Arc<dyn RecordSink>,
         base_url: String,
         settings: OutboundSettings,
     ) -> Self {
         Self {
             control,
+            records,
             base_url,
             settings,
             pending: Mutex::new(lru::LruCache::unbounded()),
         }
+    }
+
+    /// Moves placement `id` on, through the record writer.
+    fn moved(
+        &self,
+        id: &str,
+        call_sid: Option<&str>,
+        state: Option<&str>,
+        reason: Option<&str>,
+        answered_by: Option<&str>,
+    ) {
+        self.records.send(Record::Placement {
+            id: id.to_owned(),
+            call_sid: call_sid.map(str::to_owned),
+            state: state.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+            answered_by: answered_by.map(str::to_owned),
+            at_ms: hark_actors::records::now_ms(),
+        });
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, Pending>> {
@@ -238,12 +263,7 @@ impl Dialer {
                 if let Some(p) = self.pending().get_mut(&id) {
                     p.placement.call_sid = Some(call_sid.clone());
                 }
-                store
-                    .placement_update(&id, Some(&call_sid), Some("queued"), None, None)
-                    .await
-                    .unwrap_or_else(
-                        |e| tracing::warn!(%id, error = %e, "placement's call SID not on record"),
-                    );
+                self.moved(&id, Some(&call_sid), Some("queued"), None, None);
             }
             Err(e) => {
                 let reason = match &e {
@@ -255,12 +275,7 @@ impl Dialer {
                 self.pending().pop(&id);
                 placement.state = "failed".into();
                 placement.reason = reason.clone();
-                store
-                    .placement_update(&id, None, Some("failed"), Some(&reason), None)
-                    .await
-                    .unwrap_or_else(
-                        |e| tracing::warn!(%id, error = %e, "placement's failure not on record"),
-                    );
+                self.moved(&id, None, Some("failed"), Some(&reason), None);
             }
         }
         Ok(Outcome::Placed(placement))
@@ -320,14 +335,14 @@ impl Dialer {
             Some(p) => Placed {
                 lead: p.lead,
                 machine_detection: p.placement.machine_detection != MachineDetection::Off.as_str(),
-                verdict: p.verdict,
+                verdict: self.take_verdict(id),
             },
             None => Placed::default(),
         }
     }
 
     /// The carrier's status for placement `id`: on record, counted once when final.
-    pub async fn status(&self, id: &str, status: &str, store: &Store) {
+    pub fn status(&self, id: &str, status: &str) {
         let final_now = is_final(status);
         let count = {
             let mut pending = self.pending();
@@ -346,20 +361,22 @@ impl Dialer {
         if count {
             metrics::counter!(OUTBOUND_CALLS, "result" => status.replace('-', "_")).increment(1);
         }
-        if let Err(e) = store
-            .placement_update(id, None, Some(status), None, None)
-            .await
-        {
-            tracing::warn!(%id, error = %e, "placement's state not on record");
+        self.moved(id, None, Some(status), None, None);
+    }
+
+    /// The carrier's answering-machine verdict (`raw`, Twilio's word) on
+    /// record; kept for a stream that has not started yet (`keep`).
+    pub fn verdict(&self, id: &str, verdict: AnsweredBy, raw: &str, keep: bool) {
+        self.moved(id, None, None, None, Some(raw));
+        if keep && let Some(p) = self.pending().get_mut(id) {
+            p.verdict = Some(verdict);
         }
     }
 
-    /// The carrier's answering-machine verdict: kept for a stream that has
-    /// not started yet.
-    pub fn verdict(&self, id: &str, verdict: AnsweredBy) {
-        if let Some(p) = self.pending().get_mut(id) {
-            p.verdict = Some(verdict);
-        }
+    /// A verdict that came while the placed call's tree was starting (after
+    /// `placed` read it, before the tree could be reached).
+    pub fn take_verdict(&self, id: &str) -> Option<AnsweredBy> {
+        self.pending().get_mut(id).and_then(|p| p.verdict.take())
     }
 }
 

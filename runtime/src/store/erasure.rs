@@ -128,6 +128,13 @@ impl Store {
                     .map_err(err)?
                     .rows_affected();
             }
+            // The placement that dialed it: the number and the lead's fields.
+            sqlx::query(super::outbound::ERASE_PLACEMENT_OF_CALL)
+                .bind(call)
+                .bind(Vec::<u8>::new())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
         Ok(out)
@@ -185,7 +192,7 @@ impl Row {
             | Row::Consent { call_sid, .. }
             | Row::Recording { call_sid, .. }
             | Row::Outcome { call_sid, .. } => call_sid,
-            Row::NodeRestarted { .. } | Row::Erased => "",
+            Row::NodeRestarted { .. } | Row::Placement { .. } | Row::Erased => "",
         }
     }
 

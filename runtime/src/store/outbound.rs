@@ -73,6 +73,19 @@ macro_rules! columns {
     };
 }
 
+/// Erases a placement's number and lead variables (`$2`: an empty blob),
+/// by the call it dialed.
+pub(super) const ERASE_PLACEMENT_OF_CALL: &str =
+    "UPDATE outbound_calls SET to_enc = $2, to_hash = '', variables_enc = $2 WHERE call_sid = $1";
+
+/// A number or lead erased on request: an empty blob.
+fn readable(blob: &[u8], pii: &Pii, erased: &str) -> String {
+    if blob.is_empty() {
+        return erased.to_owned();
+    }
+    pii.decrypt(blob).unwrap_or_else(|_| "<unreadable>".into())
+}
+
 fn placement(row: &sqlx::any::AnyRow, pii: &Pii) -> Result<(Placement, String), StoreError> {
     let to: Vec<u8> = row.try_get("to_enc").map_err(err)?;
     let vars: Vec<u8> = row.try_get("variables_enc").map_err(err)?;
@@ -80,7 +93,7 @@ fn placement(row: &sqlx::any::AnyRow, pii: &Pii) -> Result<(Placement, String), 
         Placement {
             id: row.try_get("id").map_err(err)?,
             idempotency_key: row.try_get("idempotency_key").map_err(err)?,
-            to: pii.decrypt(&to).unwrap_or_else(|_| "<unreadable>".into()),
+            to: readable(&to, pii, ""),
             from: row.try_get("from_number").map_err(err)?,
             policy: row.try_get("policy").map_err(err)?,
             machine_detection: row.try_get("machine_detection").map_err(err)?,
@@ -92,7 +105,7 @@ fn placement(row: &sqlx::any::AnyRow, pii: &Pii) -> Result<(Placement, String), 
             created_at: row.try_get("created_at").map_err(err)?,
             updated_at: row.try_get("updated_at").map_err(err)?,
         },
-        pii.decrypt(&vars).unwrap_or_else(|_| "{}".into()),
+        readable(&vars, pii, "{}"),
     ))
 }
 
@@ -256,30 +269,18 @@ impl Store {
             .collect()
     }
 
-    /// Moves a placement on: the call SID once dialed, the carrier's state
-    /// (a final state is never left), a reason, the verdict.
-    pub async fn placement_update(
-        &self,
-        id: &str,
-        call_sid: Option<&str>,
-        state: Option<&str>,
-        reason: Option<&str>,
-        answered_by: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbound_calls SET call_sid = COALESCE($2, call_sid), \
-             state = CASE WHEN $3 IS NULL OR state IN ('refused', 'completed', 'busy', 'no-answer', 'failed', 'canceled') THEN state ELSE $3 END, \
-             reason = COALESCE($4, reason), answered_by = COALESCE($5, answered_by), updated_at = $6 WHERE id = $1",
+    /// Erases the number and lead variables of every placement to the
+    /// number with keyed hash `hash` (refused ones, which dialed no call,
+    /// included); the do-not-call list keeps the number, as the blocklist does.
+    pub async fn erase_placements_to(&self, hash: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbound_calls SET to_enc = $2, to_hash = '', variables_enc = $2 WHERE to_hash = $1",
         )
-        .bind(id)
-        .bind(call_sid)
-        .bind(state)
-        .bind(reason)
-        .bind(answered_by)
-        .bind(hark_actors::records::now_ms())
+        .bind(hash)
+        .bind(Vec::<u8>::new())
         .execute(self.pool())
         .await
         .map_err(err)?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 }

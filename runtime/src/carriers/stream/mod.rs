@@ -206,12 +206,19 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
     // The call outlives this stream when the caller is away for a
     // transfer: one task owns it (its admission, its claim) until its tree ends.
     let (ended_tx, ended) = watch::channel(false);
+    let placement = claims.outbound.clone();
     app.switchboard.add(
         Arc::clone(&call.ctx),
         call.supervisor.clone(),
         claims,
         ended.clone(),
     );
+    // A verdict that came while the tree was starting reaches it now.
+    if let Some(verdict) = placement.and_then(|id| app.dialer.take_verdict(&id)) {
+        let _ = call
+            .supervisor
+            .send_message(SupervisorMsg::Answered(verdict));
+    }
     let owner = Arc::clone(&app);
     let ctx = Arc::clone(&call.ctx);
     let active = ActiveCall::new();

@@ -146,20 +146,11 @@ pub async fn amd(
         private: false,
         at_ms: now_ms(),
     });
-    match app.switchboard.supervisor(call_sid) {
-        Some(supervisor) => {
-            let _ = supervisor.send_message(SupervisorMsg::Answered(verdict));
-        }
-        None => app.dialer.verdict(&q.id, verdict),
+    let supervisor = app.switchboard.supervisor(call_sid);
+    app.dialer
+        .verdict(&q.id, verdict, raw, supervisor.is_none());
+    if let Some(supervisor) = supervisor {
+        let _ = supervisor.send_message(SupervisorMsg::Answered(verdict));
     }
-    let (store, id, raw) = (app.store.clone(), q.id.clone(), raw.to_owned());
-    tokio::spawn(async move {
-        if let Err(e) = store
-            .placement_update(&id, None, None, None, Some(&raw))
-            .await
-        {
-            tracing::warn!(%id, error = %e, "the verdict is not on the placement's record");
-        }
-    });
     StatusCode::NO_CONTENT.into_response()
 }

@@ -363,7 +363,7 @@ pub async fn status(
     if let Some(id) = query.get("outbound") {
         // Twilio's own name (`initiated` is its own state there).
         let raw = params.get("CallStatus").map_or("", String::as_str);
-        app.dialer.status(id, raw, &app.store).await;
+        app.dialer.status(id, raw);
     }
     app.records.send(Record::Event {
         call_sid: call_sid.clone(),
