@@ -319,3 +319,18 @@ async fn hang_up_on_machines_says_nothing() {
     assert!(lines.is_empty());
     assert_eq!(disposition.as_deref(), Some("voicemail"));
 }
+
+#[tokio::test]
+async fn a_key_pressed_while_waiting_is_a_person() {
+    let c = call(policy(MachineAction::LeaveMessage), true, None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!c.bot_started());
+    for _ in 0..100 {
+        if deliver(&c.handle.ctx, Event::Dtmf { seq: 2, digit: '1' }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.until("the greeting", |c| c.bot_started()).await;
+    assert!(c.events().contains(&"outbound: a person (key)".to_owned()));
+}

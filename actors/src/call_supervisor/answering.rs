@@ -182,6 +182,13 @@ impl SupervisorState {
         );
     }
 
+    /// A key pressed: a person (machines do not press keys).
+    pub(super) fn key_pressed(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        if self.answering.as_ref().is_some_and(|a| !a.machine) {
+            self.person(myself, "key");
+        }
+    }
+
     /// Whether the call is still waiting to know who answered.
     pub(super) fn is_answering(&self) -> bool {
         self.answering.is_some()

@@ -377,6 +377,7 @@ impl Actor for CallSupervisor {
             }
             SupervisorMsg::Dtmf { digit } => {
                 metrics::counter!(m::DTMF).increment(1);
+                state.key_pressed(&myself);
                 if state.ctx.policy.records.dtmf_digits {
                     state.ctx.recorder.private_event("dtmf", digit.to_string());
                 } else {

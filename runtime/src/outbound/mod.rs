@@ -29,7 +29,8 @@ use crate::store::{Store, StoreError};
 pub use settings::OutboundSettings;
 
 /// `hark_outbound_calls_total{result}`: every placement once, by how it
-/// ended: `refused_do_not_call`, `refused_blocklist`, `carrier_error`, or the
+/// ended: `refused_do_not_call`, `refused_blocklist`, `refused_invalid_number`,
+/// `carrier_error`, or the
 /// carrier's final state (`completed`, `busy`, `no_answer`, `failed`, `canceled`).
 pub const OUTBOUND_CALLS: &str = "hark_outbound_calls_total";
 /// `hark_outbound_answered_by_total{verdict}`: the carrier's AMD verdicts.
