@@ -55,19 +55,9 @@ pub enum Record {
     /// This node restarted: every call it left open (a crash, SIGKILL) ended
     /// before `at_ms`, with reason `node_restarted`.
     NodeRestarted { node: String, at_ms: i64 },
-    /// An outbound placement moved on (the runtime's dialer): its call SID
-    /// once dialed, the carrier's state (only ever forward: a late
-    /// `ringing` never undoes `in-progress`, a final state is kept), a
-    /// reason, the answering-machine verdict. Through the record writer so
-    /// an outage loses none of them.
-    Placement {
-        id: String,
-        call_sid: Option<String>,
-        state: Option<String>,
-        reason: Option<String>,
-        answered_by: Option<String>,
-        at_ms: i64,
-    },
+    /// An outbound placement moved on (the runtime's dialer). Through the
+    /// record writer so an outage loses none of them.
+    Placement(PlacementMove),
     Turn {
         call_sid: String,
         /// Per call, from 0: with `call_sid`, the record's identity.
@@ -196,9 +186,23 @@ impl Record {
             | Record::Consent { call_sid, .. }
             | Record::Outcome { call_sid, .. }
             | Record::Recording { call_sid, .. } => call_sid,
-            Record::NodeRestarted { .. } | Record::Placement { .. } => "",
+            Record::NodeRestarted { .. } | Record::Placement(_) => "",
         }
     }
+}
+
+/// An outbound placement moved on: its call SID once dialed, the carrier's
+/// state (applied only forward: a late `ringing` never undoes
+/// `in-progress`, a final state is kept), a reason, the answering-machine
+/// verdict. No personal data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlacementMove {
+    pub id: String,
+    pub call_sid: Option<String>,
+    pub state: Option<String>,
+    pub reason: Option<String>,
+    pub answered_by: Option<String>,
+    pub at_ms: i64,
 }
 
 /// Where records go. `send` must not block or fail: the sink owns overflow.

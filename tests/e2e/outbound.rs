@@ -637,13 +637,15 @@ async fn placements_move_forward(store: hark_runtime::store::Store) {
         .unwrap()
         .expect("the first request");
     assert_eq!(first.id, id);
-    let row = |sid: Option<&str>, state: &str| Row::Placement {
-        id: id.clone(),
-        call_sid: sid.map(str::to_owned),
-        state: Some(state.to_owned()),
-        reason: None,
-        answered_by: None,
-        at: 2,
+    let row = |sid: Option<&str>, state: &str| {
+        Row::Placement(hark_actors::records::PlacementMove {
+            id: id.clone(),
+            call_sid: sid.map(str::to_owned),
+            state: Some(state.to_owned()),
+            reason: None,
+            answered_by: None,
+            at_ms: 2,
+        })
     };
     let sid = format!("CA{:032x}", 77);
     let mut seen = Vec::new();

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hark_actors::context::Placed;
 use hark_actors::protocol::AnsweredBy;
-use hark_actors::records::{Record, RecordSink};
+use hark_actors::records::{PlacementMove, Record, RecordSink};
 use hark_carrier::port::{CallControl, ControlError, Dial, MachineDetection};
 
 use crate::pii::Pii;
@@ -142,14 +142,14 @@ impl Dialer {
         reason: Option<&str>,
         answered_by: Option<&str>,
     ) {
-        self.records.send(Record::Placement {
+        self.records.send(Record::Placement(PlacementMove {
             id: id.to_owned(),
             call_sid: call_sid.map(str::to_owned),
             state: state.map(str::to_owned),
             reason: reason.map(str::to_owned),
             answered_by: answered_by.map(str::to_owned),
             at_ms: hark_actors::records::now_ms(),
-        });
+        }));
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, Pending>> {

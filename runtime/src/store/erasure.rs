@@ -192,7 +192,7 @@ impl Row {
             | Row::Consent { call_sid, .. }
             | Row::Recording { call_sid, .. }
             | Row::Outcome { call_sid, .. } => call_sid,
-            Row::NodeRestarted { .. } | Row::Placement { .. } | Row::Erased => "",
+            Row::NodeRestarted { .. } | Row::Placement(_) | Row::Erased => "",
         }
     }
 

@@ -9,6 +9,7 @@ use sqlx::Row as _;
 use super::queries::audit_in;
 use super::{Store, StoreError};
 use crate::pii::Pii;
+use hark_actors::records::PlacementMove;
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e)
@@ -77,6 +78,28 @@ macro_rules! columns {
 /// by the call it dialed.
 pub(super) const ERASE_PLACEMENT_OF_CALL: &str =
     "UPDATE outbound_calls SET to_enc = $2, to_hash = '', variables_enc = $2 WHERE call_sid = $1";
+
+/// The `UPDATE` a [`PlacementMove`] is. States only move forward (dialing,
+/// queued, initiated, ringing, in-progress, then a final one, kept):
+/// callbacks and the dialer's own update may arrive in any order.
+pub(super) fn advance(
+    m: &PlacementMove,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "UPDATE outbound_calls SET call_sid = COALESCE($2, call_sid), \
+         state = CASE WHEN $3 IS NULL THEN state \
+           WHEN (CASE state WHEN 'dialing' THEN 0 WHEN 'queued' THEN 1 WHEN 'initiated' THEN 2 WHEN 'ringing' THEN 3 WHEN 'in-progress' THEN 4 ELSE 5 END) \
+              < (CASE $3 WHEN 'dialing' THEN 0 WHEN 'queued' THEN 1 WHEN 'initiated' THEN 2 WHEN 'ringing' THEN 3 WHEN 'in-progress' THEN 4 ELSE 5 END) \
+           THEN $3 ELSE state END, \
+         reason = COALESCE($4, reason), answered_by = COALESCE($5, answered_by), updated_at = $6 WHERE id = $1",
+    )
+    .bind(&m.id)
+    .bind(&m.call_sid)
+    .bind(&m.state)
+    .bind(&m.reason)
+    .bind(&m.answered_by)
+    .bind(m.at_ms)
+}
 
 /// A number or lead erased on request: an empty blob.
 fn readable(blob: &[u8], pii: &Pii, erased: &str) -> String {

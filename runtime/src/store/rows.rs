@@ -51,14 +51,7 @@ pub enum Row {
     /// Ends the calls a node left open when it went down.
     NodeRestarted { node: String, at: i64 },
     /// An outbound placement moved on (no personal data).
-    Placement {
-        id: String,
-        call_sid: Option<String>,
-        state: Option<String>,
-        reason: Option<String>,
-        answered_by: Option<String>,
-        at: i64,
-    },
+    Placement(hark_actors::records::PlacementMove),
     /// A spooled row whose personal data was erased on request: it keeps
     /// its place in the spool (the writer counts rows) and writes nothing.
     Erased,
@@ -178,21 +171,7 @@ impl Row {
                 end_reason,
             },
             Record::NodeRestarted { node, at_ms } => Row::NodeRestarted { node, at: at_ms },
-            Record::Placement {
-                id,
-                call_sid,
-                state,
-                reason,
-                answered_by,
-                at_ms,
-            } => Row::Placement {
-                id,
-                call_sid,
-                state,
-                reason,
-                answered_by,
-                at: at_ms,
-            },
+            Record::Placement(m) => Row::Placement(m),
             Record::CallEnded {
                 call_sid,
                 ended_at_ms,
@@ -373,30 +352,7 @@ impl Row {
             .bind(*at)
             .bind(end_reason),
             Row::Erased => sqlx::query("SELECT 1"),
-            // States only move forward (dialing, queued, initiated, ringing,
-            // in-progress, then a final one, kept): callbacks and the
-            // dialer's own update may arrive in any order.
-            Row::Placement {
-                id,
-                call_sid,
-                state,
-                reason,
-                answered_by,
-                at,
-            } => sqlx::query(
-                "UPDATE outbound_calls SET call_sid = COALESCE($2, call_sid), \
-                 state = CASE WHEN $3 IS NULL THEN state \
-                   WHEN (CASE state WHEN 'dialing' THEN 0 WHEN 'queued' THEN 1 WHEN 'initiated' THEN 2 WHEN 'ringing' THEN 3 WHEN 'in-progress' THEN 4 ELSE 5 END) \
-                      < (CASE $3 WHEN 'dialing' THEN 0 WHEN 'queued' THEN 1 WHEN 'initiated' THEN 2 WHEN 'ringing' THEN 3 WHEN 'in-progress' THEN 4 ELSE 5 END) \
-                   THEN $3 ELSE state END, \
-                 reason = COALESCE($4, reason), answered_by = COALESCE($5, answered_by), updated_at = $6 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(call_sid)
-            .bind(state)
-            .bind(reason)
-            .bind(answered_by)
-            .bind(*at),
+            Row::Placement(m) => super::outbound::advance(m),
             Row::NodeRestarted { node, at } => sqlx::query(
                 "UPDATE calls SET ended_at = $2, end_reason = 'node_restarted' \
                  WHERE node = $1 AND ended_at IS NULL AND started_at IS NOT NULL AND started_at < $2",
