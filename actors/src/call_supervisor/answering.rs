@@ -39,7 +39,7 @@ impl SupervisorState {
     /// At the call's start: the opening `start` now, or held for an
     /// outbound call until a person is there.
     pub(super) fn open(&mut self, myself: &ActorRef<SupervisorMsg>, start: TurnEvent) {
-        let Some(placed) = self.ctx.placed.clone() else {
+        let Some(early) = self.ctx.placed.as_ref().map(|p| p.verdict) else {
             return self.apply(myself, start);
         };
         let after = Duration::from_millis(u64::from(self.ctx.policy.outbound.answer_timeout_ms));
@@ -52,7 +52,7 @@ impl SupervisorState {
         self.ctx
             .recorder
             .event("outbound", "waiting for the callee");
-        if let Some(verdict) = placed.verdict {
+        if let Some(verdict) = early {
             self.answered(myself, verdict);
         }
     }

@@ -59,12 +59,10 @@ pub struct NewPlacement<'a> {
     pub variables_json: &'a str,
 }
 
-/// Whether the state is one the carrier will not change again.
+/// Whether the state is one that will not change again: `refused`, or a
+/// final carrier status (the port's `CallStatus::is_final`).
 pub fn is_final(state: &str) -> bool {
-    matches!(
-        state,
-        "refused" | "completed" | "busy" | "no-answer" | "failed" | "canceled"
-    )
+    state == "refused" || hark_carrier::twilio::status::parse(state).is_some_and(|s| s.is_final())
 }
 
 /// The columns a placement is read from (a macro: `sqlx` takes only static SQL).

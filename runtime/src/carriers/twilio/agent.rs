@@ -48,11 +48,30 @@ pub struct ForCall {
     call: String,
 }
 
-fn xml(body: String) -> Response {
+pub(super) fn xml(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
-type Params = Form<BTreeMap<String, String>>;
+pub(super) type Params = Form<BTreeMap<String, String>>;
+
+/// `<Connect><Stream>` to this node (`base`: `scheme://host`) for a call
+/// whose stream may claim `claims`, with a token minted now.
+pub(super) fn stream_answer(
+    app: &AppState,
+    base: &str,
+    mut claims: stream_token::StreamClaims,
+) -> Response {
+    claims.exp = stream_token::now_secs().saturating_add(app.config.stream_token_ttl_secs);
+    let token = app.stream_tokens.sign(&claims);
+    let ws = base.replacen("http", "ws", 1);
+    xml(twiml::connect_stream(
+        &format!("{ws}/twilio/media"),
+        [
+            ("policy", claims.policy.as_str()),
+            (stream_token::PARAM, token.as_str()),
+        ],
+    ))
+}
 
 /// An agent leg's request: signature checked, and the leg it is about
 /// (`CallSid`) one this node dialed for `call`. The URL base, the leg's
@@ -220,18 +239,7 @@ pub async fn back(
             ));
         }
     };
-    let token = app.stream_tokens.sign(&stream_token::StreamClaims {
-        exp: stream_token::now_secs().saturating_add(app.config.stream_token_ttl_secs),
-        ..claims.clone()
-    });
-    let ws = base.replacen("http", "ws", 1);
-    xml(twiml::connect_stream(
-        &format!("{ws}/twilio/media"),
-        [
-            ("policy", claims.policy.as_str()),
-            (stream_token::PARAM, token.as_str()),
-        ],
-    ))
+    stream_answer(&app, &base, claims)
 }
 
 /// The conference's recording status callback (`recordingStatusCallback`).

@@ -10,24 +10,24 @@
 //! - status callbacks go to `/twilio/status?outbound=ID` (the call's own
 //!   record as for every call, and the placement's state).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hark_actors::SupervisorMsg;
 use hark_actors::records::{Record, now_ms};
 use hark_carrier::twilio::{ids, twiml};
 use serde::Deserialize;
 
+use super::agent::{Params, stream_answer, xml};
 use super::webhook::verified;
 use crate::http_limits::ClientAddr;
 use crate::outbound::{ANSWERED_BY, answered_by};
 use crate::server::refuse;
 use crate::state::AppState;
-use crate::stream_token::{self, StreamClaims};
+use crate::stream_token::StreamClaims;
 
 /// Answering-machine verdicts go on the call's record numbered from here.
 pub const AMD_EVENT_BASE: u32 = 4_278_000_000;
@@ -35,12 +35,6 @@ pub const AMD_EVENT_BASE: u32 = 4_278_000_000;
 #[derive(Deserialize)]
 pub struct ForPlacement {
     id: String,
-}
-
-type Params = Form<BTreeMap<String, String>>;
-
-fn xml(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
 /// The placed call was answered: stream it into a call tree.
@@ -83,24 +77,17 @@ pub async fn answer(
         ));
     }
     let live = app.policies.route(&placement.to, Some(&placement.policy));
-    let token = app.stream_tokens.sign(&StreamClaims {
+    let claims = StreamClaims {
         call_sid: call_sid.to_owned(),
-        from: placement.from.clone(),
-        to: placement.to.clone(),
+        from: placement.from,
+        to: placement.to,
         direction: "outbound-api".into(),
         policy: live.policy.name.clone(),
         policy_version: live.policy.version.clone(),
-        exp: stream_token::now_secs().saturating_add(app.config.stream_token_ttl_secs),
-        outbound: Some(placement.id.clone()),
-    });
-    let ws = base.replacen("http", "ws", 1);
-    xml(twiml::connect_stream(
-        &format!("{ws}/twilio/media"),
-        [
-            ("policy", live.policy.name.as_str()),
-            (stream_token::PARAM, token.as_str()),
-        ],
-    ))
+        exp: 0,
+        outbound: Some(placement.id),
+    };
+    stream_answer(&app, &base, claims)
 }
 
 /// The carrier's answering-machine verdict (`AsyncAmdStatusCallback`).
