@@ -70,6 +70,9 @@ pub struct CallArgs {
     pub transfer: Option<Arc<dyn crate::transfer::desk::TransferDesk>>,
     /// A call Hark placed (`None`: the caller called in).
     pub placed: Option<Placed>,
+    /// A call taken over from a lost node: its turns so far (empty: a new
+    /// call). It goes on without an opening: the caller speaks next.
+    pub resumed: Vec<crate::history::PastTurn>,
 }
 
 /// Commands to the carrier's current stream. A call outlives its streams
@@ -170,6 +173,8 @@ pub struct CallContext {
     pub claims: crate::rules::claims::Claims,
     /// A call Hark placed: its lead and machine detection.
     pub placed: Option<Placed>,
+    /// Taken over from a lost node (no opening, history from the records).
+    pub resumed: bool,
     /// `Vad` runs the beep detector while this is set (an outbound call
     /// whose callee is not yet known to be a person).
     pub listen_for_beep: std::sync::atomic::AtomicBool,
@@ -195,6 +200,7 @@ impl CallContext {
             recordings,
             transfer,
             placed,
+            resumed,
         } = args;
         let spoken = arc_swap::ArcSwap::from_pointee(Spoken {
             code: policy.language.clone(),
@@ -220,7 +226,8 @@ impl CallContext {
             settings,
             routes: Routes::default(),
             generation: AtomicU64::new(0),
-            history: Mutex::new(History::default()),
+            history: Mutex::new(History::resumed(&resumed)),
+            resumed: !resumed.is_empty(),
             outbound: Outbound::new(outbound),
             away: std::sync::atomic::AtomicBool::new(false),
             transfer,
@@ -242,7 +249,9 @@ impl CallContext {
                     .map(|p| &p.lead)
                     .unwrap_or(&std::collections::BTreeMap::new()),
             ),
-            listen_for_beep: std::sync::atomic::AtomicBool::new(placed.is_some()),
+            listen_for_beep: std::sync::atomic::AtomicBool::new(
+                placed.is_some() && resumed.is_empty(),
+            ),
             placed,
             outcome: Mutex::new(Recorded::default()),
             ended: std::sync::OnceLock::new(),

@@ -9,6 +9,14 @@ use crate::providers::ToolCall;
 /// The conversation types are the LLM providers' input; the history keeps them.
 pub use crate::providers::llm::{Speaker, Turn};
 
+/// One turn of an earlier stream of the call, read back from its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastTurn {
+    pub speaker: Speaker,
+    /// What the caller heard of it, for a bot turn.
+    pub text: String,
+}
+
 /// How much of a bot turn the caller heard before interrupting it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Heard {
@@ -29,6 +37,20 @@ pub struct History {
 impl History {
     pub fn turns(&self) -> &[Turn] {
         &self.turns
+    }
+
+    /// The history of a call taken over from a lost node: its turns so far,
+    /// as records kept them (tool rounds are not on record).
+    pub fn resumed(past: &[PastTurn]) -> Self {
+        let mut history = Self::default();
+        for turn in past {
+            match turn.speaker {
+                Speaker::Caller => history.push_caller(&turn.text),
+                Speaker::Bot => history.push_bot_sentence(0, &turn.text),
+                Speaker::Tool => {}
+            }
+        }
+        history
     }
 
     /// Adds caller words; consecutive caller utterances merge into one turn.

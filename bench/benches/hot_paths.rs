@@ -260,6 +260,7 @@ fn barge_in(c: &mut Criterion) {
     let call = rt
         .block_on(start_call(CallArgs {
             placed: None,
+            resumed: Vec::new(),
             capabilities: Capabilities::TWILIO,
             ids: CallIds {
                 call_id: "CAbench".into(),

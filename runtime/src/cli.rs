@@ -1,7 +1,7 @@
 //! CLI subcommands with more to them than a call into the library:
-//! `hark agent` (the agent directory, on the database); `hark call` and
-//! `hark dnc` (through a running node's admin API, so the node that places
-//! the call is the one its webhooks and stream reach).
+//! `hark agent` (the agent directory, on the database); `hark call`,
+//! `hark dnc` and `hark drain` (through a running node's admin API, so the
+//! node that places the call is the one its webhooks and stream reach).
 
 use clap::Subcommand;
 
@@ -98,9 +98,15 @@ pub struct ApiArgs {
     /// The node's base URL
     #[arg(long, env = "HARK_API_URL", default_value = "http://127.0.0.1:8080")]
     pub api: String,
-    /// An admin API token (`hark token create`; admin or ai_ops)
+    /// An admin API token (`hark token create`; admin or ai_ops; admin to drain)
     #[arg(long, env = "HARK_API_TOKEN", hide_env_values = true)]
     pub token: String,
+}
+
+/// `hark drain`: the node stops taking calls and exits once they are over.
+pub async fn drain(api: ApiArgs) -> anyhow::Result<()> {
+    let (status, body) = api_request(&api, reqwest::Method::POST, "/node/drain", None).await?;
+    answered(status, &body)
 }
 
 /// `hark call`: places an outbound call through the node's API.

@@ -98,6 +98,13 @@ pub struct Config {
     pub http: HttpSettings,
     /// Placing calls: the default region and caller ID, ring time.
     pub outbound: crate::outbound::OutboundSettings,
+    /// The cluster's Redis (`redis://host:port/db`, `HARK_REDIS_URL`). Empty:
+    /// one node on its own, with in-process registry and limits. Set: the
+    /// node registers, places calls across nodes and shares limits; it
+    /// requires PostgreSQL.
+    pub redis_url: String,
+    /// Heartbeat, lost-node TTL, capacity and the load limit, the advertised URL.
+    pub cluster: crate::cluster::settings::ClusterSettings,
 }
 
 impl Default for Config {
@@ -131,6 +138,8 @@ impl Default for Config {
             stream_token_ttl_secs: 300,
             http: HttpSettings::default(),
             outbound: crate::outbound::OutboundSettings::default(),
+            redis_url: String::new(),
+            cluster: crate::cluster::settings::ClusterSettings::default(),
         }
     }
 }
@@ -366,6 +375,18 @@ impl Config {
         }
         errors.extend(self.http.validate(self.max_calls));
         errors.extend(self.outbound.validate());
+        errors.extend(self.cluster.validate());
+        if !self.redis_url.is_empty() {
+            if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://"))
+            {
+                errors.push("redis_url: must start with redis:// or rediss://".into());
+            } else if !self.is_shared_database() {
+                errors.push(
+                    "redis_url: a cluster needs PostgreSQL (database_url = postgres://…): its nodes share records, keys and placements"
+                        .into(),
+                );
+            }
+        }
         errors.extend(self.routing.validate());
         if self.policy.is_some() && self.policies.is_some() {
             errors.push(

@@ -17,6 +17,8 @@ pub struct Lifecycle {
     max_calls: usize,
     changed: Notify,
     grace_over: watch::Sender<bool>,
+    /// `hark drain` (the API) asks for what SIGTERM does.
+    drain_asked: Notify,
 }
 
 /// One admitted stream (a call from its WebSocket upgrade on); frees its place when dropped.
@@ -38,6 +40,7 @@ impl Lifecycle {
             max_calls,
             changed: Notify::new(),
             grace_over: watch::Sender::new(false),
+            drain_asked: Notify::new(),
         })
     }
 
@@ -64,6 +67,16 @@ impl Lifecycle {
 
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// Asks for the drain SIGTERM starts (no new calls, calls finish, exit).
+    pub fn ask_drain(&self) {
+        self.drain_asked.notify_one();
+    }
+
+    /// Completes once a drain has been asked for through [`Self::ask_drain`].
+    pub async fn drain_asked(&self) {
+        self.drain_asked.notified().await;
     }
 
     /// Tells every call in progress to say goodbye and end.

@@ -65,6 +65,9 @@ enum Command {
     },
     /// Place an outbound call through a running node's API.
     Call(hark_runtime::cli::CallArgs),
+    /// Drain a running node (as SIGTERM): no new calls, calls in progress
+    /// finish, it leaves the cluster and exits.
+    Drain(hark_runtime::cli::ApiArgs),
     /// The do-not-call list (through a running node's API).
     Dnc {
         #[command(subcommand)]
@@ -281,6 +284,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => {
             let rt = runtime()?;
             rt.block_on(hark_runtime::cli::call(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Drain(api) => {
+            let rt = runtime()?;
+            rt.block_on(hark_runtime::cli::drain(api))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dnc { command } => {

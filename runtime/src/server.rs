@@ -7,7 +7,7 @@
 //! | `GET /twilio/media` | the bidirectional Media Streams WebSocket |
 //! | `/api/v1/…` | the admin API |
 //! | `GET /healthz` | the process is up |
-//! | `GET /readyz` | the node takes calls: 503 while draining or while a role (stt, llm, tts) has no healthy provider |
+//! | `GET /readyz` | the node takes calls: 503 while draining or while a role (stt, llm, tts) has no healthy provider; 200 `degraded` while the cluster's Redis is away (the node serves on its own) |
 //! | `GET /metrics` | Prometheus text format |
 
 use std::future::Future;
@@ -46,6 +46,7 @@ const KEEPALIVE_RETRIES: u32 = 3;
 pub fn router(state: Arc<AppState>, limits: Arc<ConnLimits>) -> Router {
     Router::new()
         .merge(crate::carriers::twilio::routes())
+        .nest("/n/{node}", crate::carriers::twilio::node_routes())
         .merge(crate::api::router(Arc::clone(&state)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -64,9 +65,12 @@ pub(crate) fn refuse(code: StatusCode, message: &str) -> Response {
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     let draining = app.lifecycle.is_draining();
     let unready = app.health.unready_roles();
+    // Redis away: the node serves on its own (placements here, limits
+    // in-process), so it stays in rotation, marked degraded.
+    let cluster_down = app.cluster.as_ref().is_some_and(|c| !c.is_up());
     let status = if draining {
         "draining"
-    } else if !unready.is_empty() {
+    } else if !unready.is_empty() || cluster_down {
         "degraded"
     } else {
         "ready"
@@ -83,11 +87,12 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
             "state": if app.store_health.is_up() { "up" } else { "down" },
             "spool_rows": app.store_health.spool_rows(),
         },
+        "cluster": app.cluster.as_ref().map(|c| c.status()),
     });
-    let code = if status == "ready" {
-        StatusCode::OK
-    } else {
+    let code = if draining || !unready.is_empty() {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
     (code, axum::Json(body)).into_response()
 }
@@ -266,7 +271,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         base_url,
         config.outbound.clone(),
     ));
+    let cluster = start_cluster(
+        &config,
+        addr,
+        &lifecycle,
+        &policies,
+        &workers.handles(),
+        &writer,
+    )?;
+    let (caller_limit, api_limit) = limiters(&config, cluster.as_ref());
     let state = Arc::new(AppState {
+        cluster: cluster.clone(),
         switchboard,
         desk,
         dialer,
@@ -277,14 +292,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         store_health: Arc::clone(&writer.queue.health),
         pii: Arc::clone(&pii),
         twilio_auth_token,
-        caller_limit: Arc::new(crate::cluster::caller_limit::CallerLimit::new(
-            config.caller_calls_per_hour,
-        )),
+        caller_limit,
         stream_tokens,
         live_calls: Arc::new(LiveCalls::default()),
-        api_limit: Arc::new(crate::cluster::rate_limit::RateLimit::new(
-            config.api_requests_per_second,
-        )),
+        api_limit,
         tokens: crate::api::TokenCache::default(),
         auth_failures: crate::api::AuthFailures::new(config.api_auth_failures_per_minute),
         health,
@@ -306,13 +317,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let goodbye = config.call.goodbye_timeout() + Duration::from_secs(5);
     let drained = async move {
-        shutdown_signal().await;
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = lifecycle.drain_asked() => {}
+        }
         tracing::info!(
             calls = lifecycle.active(),
             grace_secs = grace.as_secs(),
             "shutting down: no new calls; waiting for calls in progress"
         );
         lifecycle.begin_drain();
+        if let Some(cluster) = &cluster {
+            cluster.drain().await;
+        }
         if !lifecycle.wait_idle(grace).await {
             tracing::info!(
                 calls = lifecycle.active(),
@@ -322,6 +339,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             if !lifecycle.wait_idle(goodbye).await {
                 tracing::warn!(calls = lifecycle.active(), "calls still open at exit");
             }
+        }
+        if let Some(cluster) = &cluster {
+            cluster.leave().await;
         }
         tracing::info!("shutdown complete");
     };
@@ -340,6 +360,78 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     recordings.flush(Duration::from_secs(5)).await;
     writer.finish(Duration::from_secs(10)).await;
     Ok(())
+}
+
+type Limiters = (
+    Arc<dyn crate::cluster::CallerLimiter>,
+    Arc<dyn crate::cluster::RateLimiter>,
+);
+
+/// The caller limit and API rate limit: cluster-wide with a cluster, else this node's.
+fn limiters(config: &Config, cluster: Option<&Arc<crate::cluster::redis::Cluster>>) -> Limiters {
+    use crate::cluster::redis::limits::{SharedCallerLimit, SharedRateLimit};
+    match cluster {
+        Some(c) => (
+            Arc::new(SharedCallerLimit::new(
+                Arc::clone(c),
+                config.caller_calls_per_hour,
+            )),
+            Arc::new(SharedRateLimit::new(
+                Arc::clone(c),
+                config.api_requests_per_second,
+            )),
+        ),
+        None => (
+            Arc::new(crate::cluster::caller_limit::CallerLimit::new(
+                config.caller_calls_per_hour,
+            )),
+            Arc::new(crate::cluster::rate_limit::RateLimit::new(
+                config.api_requests_per_second,
+            )),
+        ),
+    }
+}
+
+/// Joins the cluster when `redis_url` is set: this node's entry, the
+/// heartbeat, the load probe on every worker.
+fn start_cluster(
+    config: &Config,
+    addr: SocketAddr,
+    lifecycle: &Arc<Lifecycle>,
+    policies: &Arc<Policies>,
+    runtimes: &[tokio::runtime::Handle],
+    writer: &crate::store::writer::Writer,
+) -> Result<Option<Arc<crate::cluster::redis::Cluster>>, ServeError> {
+    if config.redis_url.is_empty() {
+        return Ok(None);
+    }
+    let url = if config.cluster.advertise_url.is_empty() {
+        format!("http://{addr}")
+    } else {
+        config.cluster.advertise_url.clone()
+    };
+    let capacity = match config.cluster.capacity {
+        0 => config.max_calls,
+        n => n,
+    };
+    let cluster = crate::cluster::redis::Cluster::new(
+        &config.redis_url,
+        &config.cluster,
+        crate::cluster::redis::NodeParts {
+            node: config.node_name(),
+            url,
+            capacity,
+            start_timeout: Duration::from_secs(config.start_timeout_secs),
+            lifecycle: Arc::clone(lifecycle),
+            policies: Arc::clone(policies),
+            lag: crate::cluster::load::Lag::start(runtimes),
+            records: writer.queue.clone(),
+        },
+    )
+    .map_err(|e| ServeError::Config(e.to_string()))?;
+    cluster.spawn_heartbeat();
+    tracing::info!(node = %cluster.node, url = %cluster.url, capacity, "cluster: registering in Redis");
+    Ok(Some(cluster))
 }
 
 /// Longest start-up waits for the database before it counts as down.

@@ -54,4 +54,6 @@ pub struct AppState {
     pub desk: Option<Arc<dyn hark_actors::transfer::TransferDesk>>,
     /// Places outbound calls.
     pub dialer: Arc<crate::outbound::Dialer>,
+    /// The cluster registry (`None`: one node on its own, no `redis_url`).
+    pub cluster: Option<Arc<crate::cluster::redis::Cluster>>,
 }

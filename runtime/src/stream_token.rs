@@ -48,6 +48,10 @@ pub struct StreamClaims {
     /// looked up by it, never carried through the carrier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<String>,
+    /// A call taken over from a lost node: its new stream index (records go
+    /// on after the old ones; the history is read back from them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +109,21 @@ impl TokenKey {
         mac.update(DOMAIN);
         mac.update(payload.as_bytes());
         mac
+    }
+
+    /// HMAC-SHA256 of `parts` (each length-prefixed) under `domain`: the
+    /// key's other uses (forwarded requests between nodes) never collide
+    /// with a stream token.
+    pub fn tag(&self, domain: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0) else {
+            unreachable!("HMAC accepts any key length")
+        };
+        mac.update(domain);
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
     }
 
     pub fn sign(&self, claims: &StreamClaims) -> String {
@@ -211,6 +230,7 @@ mod tests {
             policy_version: "1".into(),
             exp: 1_000,
             outbound: None,
+            resume: None,
         }
     }
 

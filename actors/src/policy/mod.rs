@@ -84,6 +84,10 @@ pub struct PolicyFile {
     pub apology: String,
     /// Spoken when the LLM cannot produce a reply for a turn.
     pub fallback_line: String,
+    /// Said by the carrier (`<Say>`) when every node of the cluster is full.
+    pub busy_line: String,
+    /// Said by the carrier while a call whose node was lost moves to another.
+    pub reconnect_line: String,
     /// The language calls start in: a `[languages]` key when there are any.
     pub language: String,
     /// Per language: STT language, voices, greeting and lines.
@@ -125,6 +129,10 @@ impl Default for PolicyFile {
                 "I'm sorry, something went wrong on our side. Please call again later. Goodbye."
                     .into(),
             fallback_line: "Sorry, I didn't quite get that. Could you say it again?".into(),
+            busy_line: "All our lines are busy right now. Please call again in a few minutes. \
+                        Goodbye."
+                .into(),
+            reconnect_line: "Sorry, the line dropped for a moment. I'm still here.".into(),
             language: "en".into(),
             languages: BTreeMap::new(),
             system_prompt: "You are a helpful, concise phone agent. Answer in one or two short \
@@ -226,6 +234,8 @@ impl PolicyFile {
             ("goodbye", &self.goodbye),
             ("apology", &self.apology),
             ("fallback_line", &self.fallback_line),
+            ("busy_line", &self.busy_line),
+            ("reconnect_line", &self.reconnect_line),
         ] {
             check.that(!text.trim().is_empty(), field, "must not be empty".into());
         }

@@ -192,6 +192,7 @@ impl Simulation {
         let policy_asks = policy.rules.consent.asks(None);
         let handle = start_call(CallArgs {
             placed: None,
+            resumed: Vec::new(),
             ids: CallIds {
                 carrier: "sim",
                 call_id: "SIM0001".into(),

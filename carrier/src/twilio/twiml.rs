@@ -7,8 +7,32 @@ pub fn connect_stream<'a>(
     stream_url: &str,
     params: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> String {
+    connect_stream_then("", stream_url, None, params)
+}
+
+/// `<Connect><Stream>` after `say` (if any). With `action`, Twilio requests
+/// that URL when the stream ends — the cluster's chance to move a call
+/// whose node was lost — instead of ending the call.
+pub fn connect_stream_then<'a>(
+    say: &str,
+    stream_url: &str,
+    action: Option<&str>,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
     let mut xml = String::with_capacity(256);
-    xml.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url=""#);
+    xml.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><Response>"#);
+    if !say.is_empty() {
+        xml.push_str("<Say>");
+        escape_into(&mut xml, say);
+        xml.push_str("</Say>");
+    }
+    xml.push_str("<Connect");
+    if let Some(action) = action {
+        xml.push_str(r#" action=""#);
+        escape_into(&mut xml, action);
+        xml.push('"');
+    }
+    xml.push_str(r#"><Stream url=""#);
     escape_into(&mut xml, stream_url);
     xml.push_str("\">");
     for (name, value) in params {
@@ -20,6 +44,11 @@ pub fn connect_stream<'a>(
     }
     xml.push_str("</Stream></Connect></Response>");
     xml
+}
+
+/// `<Hangup/>`: the call ends.
+pub fn hang_up() -> String {
+    r#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#.to_owned()
 }
 
 /// `<Reject/>`: Twilio refuses the call (the caller hears a busy signal),
@@ -116,6 +145,24 @@ mod tests {
         assert_eq!(
             xml,
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://example.com/twilio/media"><Parameter name="from" value="+15551234567"/><Parameter name="policy" value="default"/></Stream></Connect></Response>"#
+        );
+    }
+
+    #[test]
+    fn connect_with_a_line_first_and_an_action_when_the_stream_ends() {
+        let xml = connect_stream_then(
+            "One moment & thanks.",
+            "wss://h/n/b/twilio/media",
+            Some("https://h/twilio/stream-ended?policy=p&x=1"),
+            [("hark_token", "t")],
+        );
+        assert_eq!(
+            xml,
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>One moment &amp; thanks.</Say><Connect action="https://h/twilio/stream-ended?policy=p&amp;x=1"><Stream url="wss://h/n/b/twilio/media"><Parameter name="hark_token" value="t"/></Stream></Connect></Response>"#
+        );
+        assert_eq!(
+            hang_up(),
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#
         );
     }
 

@@ -134,7 +134,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 ),
             ));
         }
-        if !app.api_limit.admit(&name) {
+        if !app.api_limit.admit(&name).await {
             return Err(Fail(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate limit exceeded; slow down".into(),

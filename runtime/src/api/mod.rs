@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn every_route_has_roles_and_admin_has_all() {
         let routes = routes();
-        assert_eq!(routes.len(), 29, "{routes:?}");
+        assert_eq!(routes.len(), 30, "{routes:?}");
         for r in routes {
             assert!(!r.roles.is_empty(), "{} {}", r.method, r.path);
             assert!(r.roles.contains(&Role::Admin), "{} {}", r.method, r.path);

@@ -16,7 +16,36 @@ use crate::state::AppState;
 
 /// This resource's routes, each with its roles and OpenAPI entry.
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(node))
+    OpenApiRouter::new()
+        .routes(routes!(node))
+        .routes(routes!(drain))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Draining {
+    node: String,
+    /// Calls still in progress; the node exits when they are over (or
+    /// after `shutdown_grace_secs`, with the policy's goodbye).
+    calls: usize,
+}
+
+#[utoipa::path(post, path = "/api/v1/node/drain",
+    description = "Drains this node, as SIGTERM does: no new calls (in a cluster it is placed no more), calls in progress finish, then it leaves the cluster and exits. `hark drain`. Roles: admin.",
+    responses((status = 202, body = Draining), (status = 401, body = ApiError), (status = 403, body = ApiError)),
+    security(("bearer" = ["admin"])))]
+async fn drain(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<(axum::http::StatusCode, Json<Draining>), Fail> {
+    tracing::info!(by = %caller.name, "drain asked for through the API");
+    app.lifecycle.ask_drain();
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(Draining {
+            node: app.node.clone(),
+            calls: app.lifecycle.active(),
+        }),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

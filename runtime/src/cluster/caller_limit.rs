@@ -40,8 +40,9 @@ impl CallerLimit {
     }
 }
 
+#[async_trait::async_trait]
 impl super::CallerLimiter for CallerLimit {
-    fn admit(&self, caller: &str) -> bool {
+    async fn admit(&self, caller: &str) -> bool {
         if self.per_hour == 0 {
             return true;
         }
@@ -64,23 +65,23 @@ mod tests {
     use super::*;
     use crate::cluster::CallerLimiter;
 
-    #[test]
-    fn the_caller_limiter_forgets_the_least_recent_past_its_memory() {
+    #[tokio::test]
+    async fn the_caller_limiter_forgets_the_least_recent_past_its_memory() {
         let l = CallerLimit::with_memory(1, 3);
         for c in ["a", "b", "c", "d", "e"] {
-            assert!(l.admit(c));
+            assert!(l.admit(c).await);
         }
         assert_eq!(l.remembered(), 3);
-        assert!(!l.admit("e"), "the recent ones are still counted");
+        assert!(!l.admit("e").await, "the recent ones are still counted");
     }
 
     #[tokio::test(start_paused = true)]
     async fn caller_limit_resets_after_an_hour() {
         let l = CallerLimit::new(2);
-        assert!(l.admit("a") && l.admit("a"));
-        assert!(!l.admit("a"));
-        assert!(l.admit("b"));
+        assert!(l.admit("a").await && l.admit("a").await);
+        assert!(!l.admit("a").await);
+        assert!(l.admit("b").await);
         tokio::time::advance(Duration::from_secs(3601)).await;
-        assert!(l.admit("a"));
+        assert!(l.admit("a").await);
     }
 }

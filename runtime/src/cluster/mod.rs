@@ -1,22 +1,30 @@
-//! State a cluster of nodes will have to share, each piece behind a small
-//! trait: which calls have a live stream (and, later, on which node), how
-//! often a caller has called, how fast an API token is being used. Today's
-//! in-process maps are the implementations; a Redis one is a later issue and
-//! changes only what `AppState` is built with.
+//! State the nodes of a cluster share, each piece behind a small trait:
+//! which calls have a live stream, how often a caller has called, how fast
+//! an API token is being used; and the cluster registry itself (nodes,
+//! placement, call → node) in Redis.
 //!
 //! # Layout
 //! - [`CallRegistry`], held through a [`CallClaim`] for as long as a stream
-//!   lives; in-process: [`live_calls::LiveCalls`].
+//!   lives; in-process: [`live_calls::LiveCalls`] (one stream per call on
+//!   a node; the cluster's call → node entries are in [`redis`]).
 //! - [`CallerLimiter`]: call attempts per caller; in-process:
-//!   [`caller_limit::CallerLimit`] (bounded LRU).
+//!   [`caller_limit::CallerLimit`] (bounded LRU); cluster-wide:
+//!   [`redis::limits::SharedCallerLimit`], the in-process one its fallback.
 //! - [`RateLimiter`]: admin API requests per token; in-process:
-//!   [`rate_limit::RateLimit`].
+//!   [`rate_limit::RateLimit`]; cluster-wide: [`redis::limits::SharedRateLimit`].
+//! - [`redis`] — the registry: heartbeat, placement by queue depth, call →
+//!   node, lost nodes; [`load`] — queue depth; [`forward`] — signed
+//!   requests between nodes; [`settings`] — `[cluster]`.
 
 use std::sync::Arc;
 
 pub mod caller_limit;
+pub mod forward;
 pub mod live_calls;
+pub mod load;
 pub mod rate_limit;
+pub mod redis;
+pub mod settings;
 
 /// Why a stream was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +46,17 @@ pub trait CallRegistry: Send + Sync {
 }
 
 /// Call attempts per caller (keyed by the number's keyed hash).
+#[async_trait::async_trait]
 pub trait CallerLimiter: Send + Sync {
     /// Counts an attempt; false when the caller is over the limit.
-    fn admit(&self, caller: &str) -> bool;
+    async fn admit(&self, caller: &str) -> bool;
 }
 
 /// Requests per client (an API token's name).
+#[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Takes one request's worth; false when the client is over its rate.
-    fn admit(&self, who: &str) -> bool;
+    async fn admit(&self, who: &str) -> bool;
 }
 
 /// A live stream's hold on its call SID; released when dropped.

@@ -20,8 +20,9 @@ impl RateLimit {
     }
 }
 
+#[async_trait::async_trait]
 impl super::RateLimiter for RateLimit {
-    fn admit(&self, who: &str) -> bool {
+    async fn admit(&self, who: &str) -> bool {
         if self.per_second <= 0.0 {
             return true;
         }
@@ -50,10 +51,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rate_limit_allows_bursts_then_refills() {
         let l = RateLimit::new(2);
-        assert!((0..4).all(|_| l.admit("t")));
-        assert!(!l.admit("t"));
-        assert!(l.admit("other"));
+        for _ in 0..4 {
+            assert!(l.admit("t").await);
+        }
+        assert!(!l.admit("t").await);
+        assert!(l.admit("other").await);
         tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(l.admit("t"));
+        assert!(l.admit("t").await);
     }
 }

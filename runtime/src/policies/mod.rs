@@ -134,6 +134,19 @@ impl Catalog {
         self.live.values()
     }
 
+    /// Every policy version a stream may name here (current and previous),
+    /// as the cluster registry lists them: `,name@version,…,`.
+    pub fn versions_tag(&self) -> String {
+        let mut tag = String::from(",");
+        for live in self.live.values().chain(self.previous.values()) {
+            tag.push_str(&live.policy.name);
+            tag.push('@');
+            tag.push_str(&live.policy.version);
+            tag.push(',');
+        }
+        tag
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<Live>> {
         self.live.get(name)
     }

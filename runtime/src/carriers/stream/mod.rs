@@ -23,7 +23,8 @@
 //! - [`pump`] — one stream of a call: messages in, commands out.
 //! - [`writer`] — batched, deadline-bound socket writes; [`dtmf`] — the
 //!   per-call DTMF limit; [`rules`] — who the consent rule asks, profanity
-//!   blocks.
+//!   blocks; [`resume`] — a call taken over from a lost node: its turns
+//!   read back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ use crate::carriers::CALLS_REJECTED;
 
 mod dtmf;
 mod pump;
+mod resume;
 mod rules;
 mod writer;
 
@@ -162,6 +164,19 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         Some(id) => Some(app.dialer.placed(id, &app.lookups, &app.pii).await),
         None => None,
     };
+    // A call taken over from a lost node goes on from its records.
+    let (resumed, record_base) = match claims.resume {
+        Some(index) => (
+            resume::past_turns(&app, &ids.call_id, &pre_span).await,
+            claim
+                .record_base()
+                .max(index.saturating_mul(crate::cluster::live_calls::RECORDS_PER_STREAM)),
+        ),
+        None => (Vec::new(), claim.record_base()),
+    };
+    if let Some(cluster) = &app.cluster {
+        cluster.call_started(&ids.call_id).await;
+    }
     app.records.send(Record::CallStarted {
         call_sid: ids.call_id.clone(),
         stream_sid: ids.stream_id.clone(),
@@ -176,6 +191,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
     });
     let call = match start_call(CallArgs {
         placed,
+        resumed,
         ids: ids.clone(),
         capabilities: start.capabilities,
         policy: Arc::clone(&live.policy),
@@ -186,7 +202,7 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         records: Arc::clone(&app.records),
         recordings: Some(app.recordings.sink()),
         transfer: app.desk.clone(),
-        record_base: claim.record_base(),
+        record_base,
         ask_consent,
         languages: Arc::clone(&live.languages),
     })
@@ -225,6 +241,10 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
     tokio::spawn(async move {
         let _ = call.done.await;
         owner.switchboard.remove(&ctx.ids.call_id);
+        // Before the stream closes: a `<Connect action>` then finds it ended.
+        if let Some(cluster) = &owner.cluster {
+            cluster.call_ended(&ctx.ids.call_id).await;
+        }
         let _ = ended_tx.send(true);
         if ctx.end_reason() == Some(EndReason::Profanity) {
             rules::block_for_profanity(&owner, &caller, live.policy.rules.profanity.block_days);
@@ -263,6 +283,7 @@ fn call_claims(app: &AppState, start: &StreamStart) -> Result<StreamClaims, Toke
             policy_version: String::new(),
             exp: 0,
             outbound: None,
+            resume: None,
         }),
     }
 }

@@ -59,18 +59,9 @@ pub(super) type Params = Form<BTreeMap<String, String>>;
 pub(super) fn stream_answer(
     app: &AppState,
     base: &str,
-    mut claims: stream_token::StreamClaims,
+    claims: stream_token::StreamClaims,
 ) -> Response {
-    claims.exp = stream_token::now_secs().saturating_add(app.config.stream_token_ttl_secs);
-    let token = app.stream_tokens.sign(&claims);
-    let ws = base.replacen("http", "ws", 1);
-    xml(twiml::connect_stream(
-        &format!("{ws}/twilio/media"),
-        [
-            ("policy", claims.policy.as_str()),
-            (stream_token::PARAM, token.as_str()),
-        ],
-    ))
+    super::placement::connect(app, "", &super::placement::stream_url(base), None, claims)
 }
 
 /// An agent leg's request: signature checked, and the leg it is about

@@ -7,6 +7,8 @@
 pub mod agent;
 pub mod desk;
 pub mod outbound;
+mod owner;
+pub mod placement;
 pub mod rest;
 pub mod webhook;
 
@@ -26,4 +28,13 @@ pub fn routes() -> axum::Router<std::sync::Arc<crate::state::AppState>> {
         .route("/twilio/recording", post(agent::recording))
         .route("/twilio/outbound/answer", post(outbound::answer))
         .route("/twilio/outbound/amd", post(outbound::amd))
+        .route("/twilio/stream-ended", post(placement::stream_ended))
+}
+
+/// The routes again under `/n/{node}`: nodes behind one public host name
+/// each advertise their own path, which the proxy passes on unchanged (so
+/// Twilio's signature, over the URL it requested, still holds).
+pub fn node_routes() -> axum::Router<std::sync::Arc<crate::state::AppState>> {
+    use axum::routing::get;
+    routes().route("/healthz", get(|| async { "ok\n" }))
 }

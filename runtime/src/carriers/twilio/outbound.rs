@@ -21,7 +21,8 @@ use hark_actors::records::{Record, now_ms};
 use hark_carrier::twilio::{ids, twiml};
 use serde::Deserialize;
 
-use super::agent::{Params, stream_answer, xml};
+use super::agent::{Params, xml};
+use super::placement::{self, Target};
 use super::webhook::verified;
 use crate::http_limits::ClientAddr;
 use crate::outbound::{ANSWERED_BY, answered_by};
@@ -71,12 +72,19 @@ pub async fn answer(
             "Sorry, this call cannot go on. Goodbye.",
         ));
     };
-    if app.lifecycle.is_draining() {
+    // In a cluster, a draining node is simply not picked below.
+    if app.lifecycle.is_draining() && app.cluster.is_none() {
         return xml(twiml::say_and_hang_up(
             "Sorry, please expect our call later. Goodbye.",
         ));
     }
     let live = app.policies.route(&placement.to, Some(&placement.policy));
+    let query = placement::action_query(&live.policy.name, Some(&placement.id));
+    let Target::Stream { url, action } =
+        placement::target(&app, &base, call_sid, &live.policy, &query, "").await
+    else {
+        return xml(twiml::say_and_hang_up(&live.policy.busy_line));
+    };
     let claims = StreamClaims {
         call_sid: call_sid.to_owned(),
         from: placement.from,
@@ -86,8 +94,9 @@ pub async fn answer(
         policy_version: live.policy.version.clone(),
         exp: 0,
         outbound: Some(placement.id),
+        resume: None,
     };
-    stream_answer(&app, &base, claims)
+    placement::connect(&app, "", &url, action.as_deref(), claims)
 }
 
 /// The carrier's answering-machine verdict (`AsyncAmdStatusCallback`).
@@ -119,6 +128,12 @@ pub async fn amd(
     };
     if !ids::is_call_sid(call_sid) {
         return refuse(StatusCode::BAD_REQUEST, "CallSid is not a Twilio call SID");
+    }
+    // The call's tree is on another node: the verdict goes there.
+    if let Some(answer) =
+        super::owner::forward_to_owner(&app, call_sid, &headers, &uri, &params).await
+    {
+        return answer;
     }
     metrics::counter!(ANSWERED_BY, "verdict" => verdict.as_str()).increment(1);
     let detail = match params.get("MachineDetectionDuration") {

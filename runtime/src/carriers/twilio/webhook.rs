@@ -16,12 +16,14 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hark_actors::records::{Record, now_ms};
 
+use super::placement::{self, Target};
 use crate::carriers::stream::{self, HARD_MESSAGE_LIMIT, READ_BUFFER_BYTES};
 use crate::carriers::{CALLS_REJECTED, SIGNATURE_FAILURES};
+use crate::cluster::forward;
 use crate::http_limits::{ClientAddr, ConnTicket};
 use crate::server::refuse;
 use crate::state::AppState;
-use crate::stream_token::{self, StreamClaims};
+use crate::stream_token::StreamClaims;
 use hark_carrier::twilio::status as call_status;
 use hark_carrier::twilio::{TwilioStream, ids, signature, twiml};
 
@@ -32,7 +34,7 @@ const BLOCKLIST_WAIT: Duration = Duration::from_millis(500);
 pub const STATUS_EVENT_BASE: u32 = 4_290_000_000;
 
 /// `direction` as records keep it: Twilio's `Direction`, `inbound` if absent.
-fn direction(params: &BTreeMap<String, String>) -> String {
+pub(super) fn direction(params: &BTreeMap<String, String>) -> String {
     match params.get("Direction").map(String::as_str) {
         None | Some("") => "inbound".into(),
         Some(d) => d.to_owned(),
@@ -86,6 +88,27 @@ fn check(
     client: Option<ClientAddr>,
 ) -> Option<Response> {
     let token = app.twilio_auth_token.as_ref()?;
+    // Forwarded by another node, which checked Twilio's signature.
+    if let Some(fwd) = headers.get(forward::HEADER) {
+        let ok = fwd.to_str().is_ok_and(|h| {
+            forward::verify(
+                &app.stream_tokens,
+                crate::stream_token::now_secs(),
+                h,
+                forward::path_of(url),
+                params,
+            )
+        });
+        if ok {
+            return None;
+        }
+        metrics::counter!(SIGNATURE_FAILURES, "route" => route, "reason" => "forward").increment(1);
+        tracing::warn!(
+            route,
+            "a forwarded request's X-Hark-Forward did not verify; refused"
+        );
+        return Some(refuse(StatusCode::FORBIDDEN, "invalid X-Hark-Forward"));
+    }
     let given = headers
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok());
@@ -226,14 +249,15 @@ pub async fn voice(
         };
         let reason = match blocked {
             Some(_) => Some("blocked"),
-            None if !app.caller_limit.admit(&app.pii.hash_number(&from)) => Some("rate_limited"),
+            None if !app.caller_limit.admit(&app.pii.hash_number(&from)).await => {
+                Some("rate_limited")
+            }
             None => None,
         };
         if let Some(reason) = reason {
             return reject(&app, &params, query.get("policy"), reason);
         }
     }
-    let url = format!("{}://{host}/twilio/media", scheme(&headers, "wss", "ws"));
     let get = |k: &str| params.get(k).cloned().unwrap_or_default();
     // An outbound call names its policy in the webhook URL it was placed
     // with (covered by Twilio's signature); an inbound one is routed by the
@@ -241,24 +265,40 @@ pub async fn voice(
     let live = app
         .policies
         .route(&get("To"), query.get("policy").map(String::as_str));
+    let base = format!("{}://{host}", scheme(&headers, "https", "http"));
+    let action = placement::action_query(&live.policy.name, None);
+    let Target::Stream { url, action } =
+        placement::target(&app, &base, &call_sid, &live.policy, &action, "").await
+    else {
+        return refuse_busy(&app, &params, query.get("policy"), &live.policy.busy_line);
+    };
     // What the stream may claim: the numbers checked above, this call only.
-    let token = app.stream_tokens.sign(&StreamClaims {
+    let claims = StreamClaims {
         call_sid,
         from: from.clone(),
         to: get("To"),
         direction: direction(&params),
         policy: live.policy.name.clone(),
         policy_version: live.policy.version.clone(),
-        exp: stream_token::now_secs().saturating_add(app.config.stream_token_ttl_secs),
+        exp: 0,
         outbound: None,
-    });
-    let stream_params = [
-        ("policy", live.policy.name.as_str()),
-        (stream_token::PARAM, token.as_str()),
-    ];
+        resume: None,
+    };
+    placement::connect(&app, "", &url, action.as_deref(), claims)
+}
+
+/// Every node full: the policy's busy line, then the hang-up, on record
+/// as a rejected call (`rejected_no_capacity`).
+fn refuse_busy(
+    app: &AppState,
+    params: &BTreeMap<String, String>,
+    named: Option<&String>,
+    line: &str,
+) -> Response {
+    record_rejection(app, params, named, "no_capacity");
     (
         [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        twiml::connect_stream(&url, stream_params),
+        twiml::say_and_hang_up(line),
     )
         .into_response()
 }
@@ -271,6 +311,21 @@ fn reject(
     named: Option<&String>,
     reason: &'static str,
 ) -> Response {
+    record_rejection(app, params, named, reason);
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        twiml::reject(),
+    )
+        .into_response()
+}
+
+/// Counts a call refused at the webhook and puts it on record (first record wins).
+fn record_rejection(
+    app: &AppState,
+    params: &BTreeMap<String, String>,
+    named: Option<&String>,
+    reason: &'static str,
+) {
     metrics::counter!(CALLS_REJECTED, "reason" => reason).increment(1);
     let call_sid = params.get("CallSid").cloned().unwrap_or_default();
     tracing::info!(call_sid = %hark_actors::util::Escaped(&call_sid), from = %crate::pii::mask(params.get("From").map_or("", |s| s)), reason, "call rejected");
@@ -289,11 +344,6 @@ fn reject(
             end_reason: format!("rejected_{reason}"),
         });
     }
-    (
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        twiml::reject(),
-    )
-        .into_response()
 }
 
 /// Twilio's call status callback (`statusCallback`): the status goes on the
@@ -342,6 +392,14 @@ pub async fn status(
         .get("SequenceNumber")
         .and_then(|s| s.parse::<u32>().ok())
         .unwrap_or(0);
+    // A final status for a call another node holds (away on hold there)
+    // is that node's to act on.
+    if status.is_final()
+        && let Some(answer) =
+            super::owner::forward_to_owner(&app, call_sid, &headers, &uri, &params).await
+    {
+        return answer;
+    }
     // A call away from its stream (on hold for a transfer) ends here: no
     // stream will say so.
     if status.is_final()

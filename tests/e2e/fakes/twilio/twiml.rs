@@ -16,6 +16,8 @@ enum Verb {
     Stream {
         url: String,
         params: BTreeMap<String, String>,
+        /// `<Connect action>`: requested when the stream ends.
+        action: Option<String>,
     },
     DialTo(String),
     Conference {
@@ -70,6 +72,7 @@ fn parse(xml: &str) -> Result<Vec<Verb>, String> {
                 verbs.push(Verb::Stream {
                     url: s.attribute("url").ok_or("<Stream> without url")?.to_owned(),
                     params,
+                    action: v.attribute("action").map(str::to_owned),
                 });
             }
             "Dial" => {
@@ -155,7 +158,29 @@ async fn execute(core: &Arc<Core>, sid: &str, verbs: Vec<Verb>) -> Next {
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
             Verb::Pause(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-            Verb::Stream { url, params } => stream(core, sid, url, params).await,
+            Verb::Stream {
+                url,
+                params,
+                action,
+            } => {
+                stream(core, sid, url, params).await;
+                // The stream ended: with an action, its answer is what
+                // happens next (the call already over stays over).
+                let over = core.with_call(sid, |c| {
+                    ["completed", "busy", "failed", "no-answer", "canceled"]
+                        .contains(&c.status.as_str())
+                }) != Some(false);
+                if let (Some(action), false) = (action, over) {
+                    return match core.fetch_twiml(sid, &action, &[]).await {
+                        Ok(next) => Next::Doc(next),
+                        Err(e) => {
+                            core.log(format!("connect action failed: {e}"));
+                            Core::complete(core, sid, "failed").await;
+                            Next::Over
+                        }
+                    };
+                }
+            }
             Verb::DialTo(to) => {
                 if let Some(c) = lock(&core.calls).get_mut(sid) {
                     c.bridged_to = Some(to);
