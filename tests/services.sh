@@ -41,8 +41,9 @@ if ! psql -h 127.0.0.1 -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datnam
 fi
 
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+# The cluster's e2e tests start (and stop) Redis servers of their own.
+command -v redis-server >/dev/null || { log "installing Redis"; install redis-server; }
 if ! command -v redis-cli >/dev/null || ! redis_up; then
-  command -v redis-server >/dev/null || { log "installing Redis"; install redis-server; }
   log "starting Redis"
   redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes >/dev/null
   for _ in $(seq 1 20); do redis_up && break; sleep 0.5; done

@@ -9,6 +9,10 @@ use crate::providers::ToolCall;
 /// The conversation types are the LLM providers' input; the history keeps them.
 pub use crate::providers::llm::{Speaker, Turn};
 
+/// The generation of turns read back from records: none of this tree's
+/// turns has it, so nothing this tree cancels or cuts reaches them.
+pub const PAST: Generation = Generation::MAX;
+
 /// One turn of an earlier stream of the call, read back from its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PastTurn {
@@ -43,10 +47,10 @@ impl History {
     /// as records kept them (tool rounds are not on record).
     pub fn resumed(past: &[PastTurn]) -> Self {
         let mut history = Self::default();
-        for turn in past {
+        for turn in past.iter().filter(|t| !t.text.trim().is_empty()) {
             match turn.speaker {
                 Speaker::Caller => history.push_caller(&turn.text),
-                Speaker::Bot => history.push_bot_sentence(0, &turn.text),
+                Speaker::Bot => history.push_bot_sentence(PAST, &turn.text),
                 Speaker::Tool => {}
             }
         }
@@ -200,6 +204,41 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_history_keeps_its_turns_whatever_the_new_tree_cuts() {
+        let past = [
+            (Speaker::Bot, "Hello."),
+            (Speaker::Caller, "What are your hours?"),
+            (Speaker::Bot, "Nine to five."),
+            (Speaker::Caller, "  "),
+        ]
+        .map(|(speaker, text)| PastTurn {
+            speaker,
+            text: text.into(),
+        });
+        let mut h = History::resumed(&past);
+        // The new tree's first cancellation cuts its own turn 0, never these.
+        h.cut_to_heard(
+            0,
+            Heard {
+                sentences: 0,
+                partial: 0.0,
+            },
+        );
+        h.push_caller("And on Sunday?");
+        let said: Vec<(Speaker, String)> =
+            h.turns().iter().map(|t| (t.speaker, t.text())).collect();
+        assert_eq!(
+            said,
+            [
+                (Speaker::Bot, "Hello.".to_owned()),
+                (Speaker::Caller, "What are your hours?".to_owned()),
+                (Speaker::Bot, "Nine to five.".to_owned()),
+                (Speaker::Caller, "And on Sunday?".to_owned()),
+            ]
+        );
+    }
 
     #[test]
     fn caller_utterances_merge() {

@@ -6,6 +6,7 @@ mod access;
 mod agents;
 mod api;
 mod bad_input;
+mod cluster;
 mod conversation;
 mod fakes;
 mod faults;
