@@ -105,7 +105,7 @@ impl Drop for RedisProc {
 
 /// A node of the cluster: `hark serve` on `ip`, named `name`.
 pub fn start_node(
-    fakes: &Fakes,
+    fakes: &[(String, String)],
     db: &str,
     redis: &str,
     name: &str,
@@ -117,7 +117,7 @@ pub fn start_node(
         db: db.to_owned(),
     };
     let mut env = node.env();
-    env.extend(fakes.env());
+    env.extend(fakes.iter().cloned());
     for (k, v) in [
         ("HARK_NODE", name),
         ("HARK_REDIS_URL", redis),
@@ -207,11 +207,12 @@ fn signal(hark: &Hark, signal: &str) {
 #[tokio::test]
 async fn placement_follows_queue_depth_avoids_a_dead_node_and_survives_redis() {
     let fakes = Fakes::start().await;
+    let fenv = fakes.env();
     let db = fresh_pg().await;
     let mut redis = RedisProc::start();
-    let a = start_node(&fakes, &db, &redis.url(), "a", "127.0.0.1", &[]);
-    let b = start_node(&fakes, &db, &redis.url(), "b", "127.0.0.2", &[]);
-    let c = start_node(&fakes, &db, &redis.url(), "c", "127.0.0.3", &[]);
+    let a = start_node(&fenv, &db, &redis.url(), "a", "127.0.0.1", &[]);
+    let b = start_node(&fenv, &db, &redis.url(), "b", "127.0.0.2", &[]);
+    let c = start_node(&fenv, &db, &redis.url(), "c", "127.0.0.3", &[]);
     let addrs: BTreeMap<String, String> = [("a", &a), ("b", &b), ("c", &c)]
         .into_iter()
         .map(|(n, h)| (n.to_owned(), h.addr.clone()))
@@ -363,6 +364,7 @@ async fn turns_on_record(db: &str, call: &str, n: i64) {
 #[tokio::test]
 async fn a_call_survives_its_node_and_goes_on_with_its_history() {
     let fakes = Fakes::start().await;
+    let fenv = fakes.env();
     let db = fresh_pg().await;
     let redis = RedisProc::start();
     // `a` takes the webhooks (the public address) and no calls of its own:
@@ -370,14 +372,14 @@ async fn a_call_survives_its_node_and_goes_on_with_its_history() {
     // Entries last 5 s: `c` is frozen below for longer than the usual TTL.
     let ttl = ("HARK_CLUSTER__TTL_MS", "5000");
     let a = start_node(
-        &fakes,
+        &fenv,
         &db,
         &redis.url(),
         "a",
         "127.0.0.1",
         &[("HARK_CLUSTER__CAPACITY", "1"), ttl],
     );
-    let c = start_node(&fakes, &db, &redis.url(), "c", "127.0.0.3", &[ttl]);
+    let c = start_node(&fenv, &db, &redis.url(), "c", "127.0.0.3", &[ttl]);
     redis.wait_nodes(&["a", "c"]).await;
     let t = &fakes.twilio;
     t.point_at(&format!("http://{}", a.addr));
@@ -404,7 +406,7 @@ async fn a_call_survives_its_node_and_goes_on_with_its_history() {
     // A node of its own for the callers to move to, then `c` dies. The
     // second caller hangs up as it happens (while `c` is frozen, so it never
     // hears of it): nobody comes back for that call.
-    let b = start_node(&fakes, &db, &redis.url(), "b", "127.0.0.2", &[ttl]);
+    let b = start_node(&fenv, &db, &redis.url(), "b", "127.0.0.2", &[ttl]);
     redis.wait_nodes(&["a", "b", "c"]).await;
     signal(&c, "-STOP");
     t.hang_up(&gone).await;
@@ -502,4 +504,111 @@ async fn a_call_survives_its_node_and_goes_on_with_its_history() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+}
+
+/// `hark drain` against `hark`, as an admin.
+fn hark_drain(hark: &Hark, token: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hark"))
+        .arg("drain")
+        .env("HARK_API_URL", format!("http://{}", hark.addr))
+        .env("HARK_API_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rolling_restart_of_three_nodes_under_load_loses_no_call() {
+    let fakes = Fakes::start().await;
+    let fenv = fakes.env();
+    let db = fresh_pg().await;
+    let redis = RedisProc::start();
+    let ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    let names = ["a", "b", "c"];
+    let mut nodes: Vec<Hark> = names
+        .iter()
+        .zip(ips)
+        .map(|(n, ip)| start_node(&fenv, &db, &redis.url(), n, ip, &[]))
+        .collect();
+    redis.wait_nodes(&names).await;
+    let admin = Node {
+        data: temp_dir("hark-cluster"),
+        db: db.clone(),
+    }
+    .token("admin", "ops");
+    let t = Arc::new(fakes.twilio);
+    t.point_at(&format!("http://{}", nodes[1].addr));
+
+    // Load: a call every 150 ms; each caller stays 2 s, then hangs up.
+    let running = Arc::new(AtomicBool::new(true));
+    let load = {
+        let (t, running) = (Arc::clone(&t), Arc::clone(&running));
+        tokio::spawn(async move {
+            let mut calls = Vec::new();
+            let mut n = 0u32;
+            while running.load(Ordering::Relaxed) {
+                n += 1;
+                let t = Arc::clone(&t);
+                calls.push(tokio::spawn(async move {
+                    let sid = t.incoming(&format!("+1415666{n:04}"), BUSINESS).await;
+                    let heard = match t.stream(&sid, 0, Duration::from_secs(10)).await {
+                        Some(caller) => caller
+                            .wait_media_since(caller.connected_at(), Duration::from_secs(10))
+                            .await
+                            .is_some(),
+                        None => false,
+                    };
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    t.hang_up(&sid).await;
+                    (sid, heard)
+                }));
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            futures::future::join_all(calls).await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..3 {
+        // The public address moves off the node about to go (a load
+        // balancer follows /readyz, which says draining).
+        t.point_at(&format!("http://{}", nodes[(i + 1) % 3].addr));
+        let name = names[i];
+        if i == 2 {
+            signal(&nodes[i], "-TERM");
+        } else {
+            let out = hark_drain(&nodes[i], &admin);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let code = nodes[i].wait_exit(Duration::from_secs(30)).await;
+        assert_eq!(
+            code,
+            Some(0),
+            "{name} exits once its calls are over\n{}",
+            nodes[i].logs()
+        );
+        assert!(
+            !redis.nodes().await.contains(&name.to_owned()),
+            "{name} left the registry"
+        );
+        assert!(nodes[i].logs().contains("left the cluster registry"));
+        nodes[i] = start_node(&fenv, &db, &redis.url(), name, ips[i], &[]);
+        redis.wait_nodes(&names).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.store(false, Ordering::Relaxed);
+    let calls = load.await.unwrap();
+    let lost: Vec<&String> = calls
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .filter(|(_, heard)| !heard)
+        .map(|(sid, _)| sid)
+        .collect();
+    assert!(calls.len() > 40, "{} calls", calls.len());
+    assert!(
+        lost.is_empty(),
+        "calls lost in the rolling restart: {lost:?}"
+    );
 }
