@@ -7,6 +7,8 @@
 //!   echoed like Twilio's player), and what it measures (latency, stale
 //!   frames, barge-ins).
 //! - [`scenario`] — what callers say and when; [`fixtures`] — the speech.
+//! - [`webhook`] — calls that start at the voice webhook (signed), then
+//!   stream where its TwiML says: a cluster's placement and spread.
 //! - [`run`] — many callers on thread-per-core workers, stages (k6-style);
 //!   [`server`] — the server's CPU and RSS from `/proc`, its `/metrics`.
 //! - [`stats`] — HDR histograms; [`threshold`] — pass/fail rules;
@@ -21,5 +23,6 @@ pub mod scenario;
 pub mod server;
 pub mod stats;
 pub mod threshold;
+pub mod webhook;
 
 pub use caller::{Caller, CallerError, CallerOptions, CallerState, Condition, Event, SpeechWindow};

@@ -19,7 +19,7 @@ use hark_loadtest::threshold::Threshold;
     name = "hark-loadtest",
     version,
     about = "Simulated Twilio callers speaking real audio against a Media Streams URL",
-    after_help = "Examples:\n  hark-loadtest --calls 50 --duration 30s --threshold 'stale_frames==0'\n  hark-loadtest --stage 30s:500 --stage 5m:2000 --stage 30s:0 --pid $(pgrep -f 'hark serve') --plot run.svg\n  hark-loadtest --rate 20 --duration 2m --scenario barge-in"
+    after_help = "Examples:\n  hark-loadtest --calls 50 --duration 30s --threshold 'stale_frames==0'\n  hark-loadtest --stage 30s:500 --stage 5m:2000 --stage 30s:0 --pid $(pgrep -f 'hark serve') --plot run.svg\n  hark-loadtest --rate 20 --duration 2m --scenario barge-in\n  hark-loadtest --webhook http://hark.example.com/twilio/voice --rate 500 --duration 10s --placement-only"
 )]
 struct Args {
     /// Media Streams WebSocket URL
@@ -70,9 +70,27 @@ struct Args {
     /// List the built-in scenarios and exit
     #[arg(long)]
     list_scenarios: bool,
+    /// Start each call at this voice webhook (e.g. a cluster's
+    /// http://host/twilio/voice) and stream where its TwiML says; reports
+    /// the webhook's latency and the calls per node
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Sign webhook requests (X-Twilio-Signature) with this auth token
+    #[arg(
+        long,
+        env = "TWILIO_AUTH_TOKEN",
+        hide_env_values = true,
+        requires = "webhook"
+    )]
+    twilio_auth_token: Option<String>,
+    /// With --webhook: only ask the webhook (placement latency); open no stream
+    #[arg(long, requires = "webhook")]
+    placement_only: bool,
 }
 
 fn main() -> ExitCode {
+    // Two rustls providers may be compiled in (a workspace build): pick one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = Args::parse();
     if args.list_scenarios {
         for (name, text) in BUILT_IN {
@@ -181,6 +199,10 @@ fn main() -> ExitCode {
                 pid: args.pid,
                 progress: !args.quiet,
                 threads: args.threads,
+                webhook: args.webhook.clone().map(|url| {
+                    hark_loadtest::webhook::Webhook::new(url, args.twilio_auth_token.clone())
+                }),
+                placement_only: args.placement_only,
             },
             Arc::clone(&rec),
         )

@@ -24,6 +24,8 @@ pub struct CountersReport {
     pub protocol_errors: u64,
     pub frames_sent: u64,
     pub frames_received: u64,
+    /// Webhook answers without a stream (`--webhook`).
+    pub calls_refused: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -58,6 +60,8 @@ pub struct Report {
     pub hark: Option<HarkFigures>,
     pub thresholds: Vec<ThresholdResult>,
     pub errors: Vec<String>,
+    /// With `--webhook`: calls per node their TwiML streamed to.
+    pub spread: std::collections::BTreeMap<String, u64>,
     pub timeline: Vec<Sample>,
 }
 
@@ -121,12 +125,14 @@ impl Report {
                 protocol_errors: g(&c.protocol_errors),
                 frames_sent: g(&c.frames_sent),
                 frames_received: g(&c.frames_received),
+                calls_refused: g(&c.calls_refused),
             },
             latency_ms: rec.totals(),
             server: server_report(&result),
             hark,
             thresholds: Vec::new(),
             errors: rec.errors(),
+            spread: rec.spread(),
             timeline: result.timeline,
         };
         report.thresholds = thresholds
@@ -164,6 +170,7 @@ impl Report {
                 "response" => Some(&l.response),
                 "barge_in" => Some(&l.barge_in),
                 "send_lateness" => Some(&l.send_lateness),
+                "placement" => Some(&l.placement),
                 _ => None,
             };
             if let Some(p) = p {
@@ -177,6 +184,7 @@ impl Report {
             "protocol_errors" => c.protocol_errors as f64,
             "failed_connects" => c.failed_connects as f64,
             "failed_calls" => c.failed_calls as f64,
+            "calls_refused" => c.calls_refused as f64,
             "calls_completed" => c.calls_completed as f64,
             "turns" => c.turns as f64,
             "peak_active" => self.server.peak_active as f64,
@@ -227,12 +235,23 @@ impl Report {
             ("barge-in", &self.latency_ms.barge_in),
             ("send lateness", &self.latency_ms.send_lateness),
             ("connect", &self.latency_ms.connect),
+            ("placement", &self.latency_ms.placement),
         ] {
+            if p.count == 0 && name == "placement" {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{name:<16} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
                 p.count, p.p50, p.p90, p.p99, p.p999, p.max
             );
+        }
+        if !self.spread.is_empty() {
+            let _ = write!(out, "\nplaced per node:");
+            for (node, n) in &self.spread {
+                let _ = write!(out, " {node}={n}");
+            }
+            let _ = writeln!(out, "  refused={}", c.calls_refused);
         }
         let s = &self.server;
         if let Some(cpu) = s.plateau_cpu_pct {

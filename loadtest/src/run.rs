@@ -19,6 +19,7 @@ use crate::caller::{Caller, CallerOptions};
 use crate::scenario::Scenario;
 use crate::server::ProcSampler;
 use crate::stats::{Counters, IntervalLatency, Recorder};
+use crate::webhook::{Answer, Webhook};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Stage {
@@ -133,6 +134,10 @@ pub struct RunConfig {
     pub progress: bool,
     /// Caller threads (0: one per core).
     pub threads: usize,
+    /// Start each call at this voice webhook (the stream goes where it says).
+    pub webhook: Option<Webhook>,
+    /// With a webhook: only ask it (placement latency), open no stream.
+    pub placement_only: bool,
 }
 
 /// One second of the run.
@@ -232,8 +237,13 @@ pub async fn run(cfg: RunConfig, rec: Arc<Recorder>) -> RunResult {
                 recorder: Some(Arc::clone(&rec)),
                 ..CallerOptions::numbered(&cfg.url, id)
             };
+            let start = Start {
+                webhook: cfg.webhook.clone(),
+                placement_only: cfg.placement_only,
+            };
             workers.spawn(one_call(
                 opts,
+                start,
                 Arc::clone(&cfg.scenario),
                 Arc::clone(&rec),
                 stop_rx,
@@ -296,8 +306,57 @@ fn progress(s: &Sample, rec: &Recorder) {
     );
 }
 
+/// How a call starts: straight at the stream, or at the webhook first.
+struct Start {
+    webhook: Option<Webhook>,
+    placement_only: bool,
+}
+
+/// Asks the webhook where call `opts` goes; `None`: no stream to open
+/// (refused, failed, or only placement is measured).
+async fn place(
+    webhook: &Webhook,
+    mut opts: CallerOptions,
+    only: bool,
+    rec: &Recorder,
+) -> Option<CallerOptions> {
+    let c = &rec.counters;
+    let from = format!("+1415{:07}", fnv(&opts.call_sid) % 10_000_000);
+    let t0 = Instant::now();
+    match webhook.ask(&opts.call_sid, &from, "+14155550100").await {
+        Ok(Answer::Stream { url, params }) => {
+            rec.placed(t0.elapsed(), Some(&crate::webhook::node_of(&url)));
+            if only {
+                Counters::add(&c.calls_completed, 1);
+                return None;
+            }
+            opts.url = url;
+            opts.custom_parameters = params;
+            Some(opts)
+        }
+        Ok(Answer::Refused) => {
+            rec.placed(t0.elapsed(), None);
+            Counters::add(&c.calls_refused, 1);
+            None
+        }
+        Err(e) => {
+            Counters::add(&c.failed_connects, 1);
+            rec.error(e);
+            None
+        }
+    }
+}
+
+/// A caller number per call SID, stable and spread (callers' limits are per number).
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 async fn one_call(
     opts: CallerOptions,
+    start: Start,
     scenario: Arc<Scenario>,
     rec: Arc<Recorder>,
     stop: oneshot::Receiver<()>,
@@ -305,6 +364,16 @@ async fn one_call(
     id: u64,
 ) {
     let c = &rec.counters;
+    let opts = match &start.webhook {
+        Some(webhook) => match place(webhook, opts, start.placement_only, &rec).await {
+            Some(opts) => opts,
+            None => {
+                let _ = done.send(id);
+                return;
+            }
+        },
+        None => opts,
+    };
     let t0 = Instant::now();
     let caller = match Caller::connect(opts).await {
         Ok(caller) => caller,

@@ -100,6 +100,8 @@ pub struct Counters {
     pub frames_sent: AtomicU64,
     pub frames_received: AtomicU64,
     pub active: AtomicU64,
+    /// Webhook answers without a stream (every node full or draining).
+    pub calls_refused: AtomicU64,
 }
 
 impl Counters {
@@ -118,6 +120,10 @@ pub struct Recorder {
     response: Mutex<Pair>,
     barge_in: Mutex<Pair>,
     connect: Mutex<Pair>,
+    /// Webhook request → TwiML (with `--webhook`).
+    placement: Mutex<Pair>,
+    /// Calls per node the webhook placed them on.
+    spread: Mutex<std::collections::BTreeMap<String, u64>>,
     pub counters: Counters,
     /// A sample of failures, for the report.
     errors: Mutex<Vec<String>>,
@@ -130,6 +136,8 @@ impl Default for Recorder {
             response: Mutex::new(Pair::new()),
             barge_in: Mutex::new(Pair::new()),
             connect: Mutex::new(Pair::new()),
+            placement: Mutex::new(Pair::new()),
+            spread: Mutex::new(std::collections::BTreeMap::new()),
             counters: Counters::default(),
             errors: Mutex::new(Vec::new()),
         }
@@ -151,6 +159,7 @@ pub struct Totals {
     pub barge_in: Percentiles,
     pub send_lateness: Percentiles,
     pub connect: Percentiles,
+    pub placement: Percentiles,
 }
 
 impl Recorder {
@@ -169,6 +178,18 @@ impl Recorder {
 
     pub fn connect(&self, d: Duration) {
         lock(&self.connect).record(micros(d));
+    }
+
+    /// One webhook answer, and the node it placed the call on.
+    pub fn placed(&self, d: Duration, node: Option<&str>) {
+        lock(&self.placement).record(micros(d));
+        if let Some(node) = node {
+            *lock(&self.spread).entry(node.to_owned()).or_default() += 1;
+        }
+    }
+
+    pub fn spread(&self) -> std::collections::BTreeMap<String, u64> {
+        lock(&self.spread).clone()
     }
 
     /// Keeps the first few failure descriptions.
@@ -215,6 +236,7 @@ impl Recorder {
             barge_in: total(&self.barge_in),
             send_lateness: Percentiles::of(&lateness),
             connect: total(&self.connect),
+            placement: total(&self.placement),
         }
     }
 }
