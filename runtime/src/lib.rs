@@ -4,8 +4,8 @@
 //! # Layout
 //!
 //! - `main.rs` — the binary edge: `hark serve | doctor | token | policy |
-//!   store | agent | call | dnc`; [`cli`] — `hark agent`'s, `hark call`'s
-//!   and `hark dnc`'s subcommands.
+//!   store | agent | call | dnc | drain`; [`cli`] — `hark agent`'s, `hark
+//!   call`'s, `hark dnc`'s and `hark drain`'s subcommands.
 //! - [`config`] — the runtime config (defaults ← file ← `HARK_*` ← flags).
 //! - [`server`] — start-up checks, the accept loop (connection limits, TCP
 //!   keepalive, one connection per worker thread) and the router.
@@ -18,7 +18,10 @@
 //!   blocklist and caller limits; the stream upgrade; the REST client as
 //!   call control; `desk.rs` and `agent.rs`: transfers — hold, the agent's
 //!   leg and whisper, the caller's return; `outbound.rs`: a placed call's
-//!   answer and answering-machine verdict).
+//!   answer and answering-machine verdict; `placement.rs`: where a new
+//!   call's stream goes and the `<Connect action>` when one ends;
+//!   `owner.rs`: requests for a call on another node; `request.rs`: host,
+//!   signature and TwiML plumbing every Twilio route shares).
 //! - [`switchboard`] — this node's calls by SID (a call outlives its
 //!   streams; a new stream of a call away attaches to its tree), agent
 //!   legs, handoffs.
@@ -28,9 +31,10 @@
 //! - [`policies`] — the live policies (every valid file in the folder), the
 //!   routing table (called number → policy), rescans and the folder watcher.
 //! - [`stream_token`] — the token that binds a stream to its webhook (codec).
-//! - [`cluster`] — state a cluster will share, behind small traits: live
-//!   calls (one stream per call), the caller limiter, the API rate limiter;
-//!   in-process implementations.
+//! - [`cluster`] — state the nodes share, behind small traits: live calls
+//!   (one stream per call), the caller limiter, the API rate limiter
+//!   (in-process, or in Redis); the Redis registry (heartbeat, placement by
+//!   queue depth, call → node, lost nodes), forwarding between nodes.
 //! - [`twilio`] — Twilio's wire formats (messages, stream codec, TwiML,
 //!   signatures, ids; no I/O; from the `hark-carrier` crate, re-exported).
 //! - [`lifecycle`] — admission (`max_calls`) and graceful shutdown.

@@ -185,8 +185,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
     let pii = Arc::new(crate::pii::load(&config)?);
     let store = crate::store::Store::open(&config.database_url).await?;
-    migrate_at_start(&store, &config).await?;
-    check_pii_keys(&store, &pii).await?;
+    crate::store::startup::migrate_at_start(&store, &config).await?;
+    crate::store::startup::check_pii_keys(&store, &pii).await?;
     let spool_dir = config.data_dir.join("spool");
     let spool =
         crate::store::spool::Spool::open(&spool_dir).map_err(|error| ServeError::Spool {
@@ -271,15 +271,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         base_url,
         config.outbound.clone(),
     ));
-    let cluster = start_cluster(
+    let cluster = crate::cluster::join::start(
         &config,
         addr,
         &lifecycle,
         &policies,
         &workers.handles(),
         &writer,
-    )?;
-    let (caller_limit, api_limit) = limiters(&config, cluster.as_ref());
+    )
+    .map_err(ServeError::Config)?;
+    let (caller_limit, api_limit) = crate::cluster::join::limiters(&config, cluster.as_ref());
     let state = Arc::new(AppState {
         cluster: cluster.clone(),
         switchboard,
@@ -360,137 +361,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     recordings.flush(Duration::from_secs(5)).await;
     writer.finish(Duration::from_secs(10)).await;
     Ok(())
-}
-
-type Limiters = (
-    Arc<dyn crate::cluster::CallerLimiter>,
-    Arc<dyn crate::cluster::RateLimiter>,
-);
-
-/// The caller limit and API rate limit: cluster-wide with a cluster, else this node's.
-fn limiters(config: &Config, cluster: Option<&Arc<crate::cluster::redis::Cluster>>) -> Limiters {
-    use crate::cluster::redis::limits::{SharedCallerLimit, SharedRateLimit};
-    match cluster {
-        Some(c) => (
-            Arc::new(SharedCallerLimit::new(
-                Arc::clone(c),
-                config.caller_calls_per_hour,
-            )),
-            Arc::new(SharedRateLimit::new(
-                Arc::clone(c),
-                config.api_requests_per_second,
-            )),
-        ),
-        None => (
-            Arc::new(crate::cluster::caller_limit::CallerLimit::new(
-                config.caller_calls_per_hour,
-            )),
-            Arc::new(crate::cluster::rate_limit::RateLimit::new(
-                config.api_requests_per_second,
-            )),
-        ),
-    }
-}
-
-/// Joins the cluster when `redis_url` is set: this node's entry, the
-/// heartbeat, the load probe on every worker.
-fn start_cluster(
-    config: &Config,
-    addr: SocketAddr,
-    lifecycle: &Arc<Lifecycle>,
-    policies: &Arc<Policies>,
-    runtimes: &[tokio::runtime::Handle],
-    writer: &crate::store::writer::Writer,
-) -> Result<Option<Arc<crate::cluster::redis::Cluster>>, ServeError> {
-    if config.redis_url.is_empty() {
-        return Ok(None);
-    }
-    let url = if config.cluster.advertise_url.is_empty() {
-        format!("http://{addr}")
-    } else {
-        config.cluster.advertise_url.clone()
-    };
-    let capacity = match config.cluster.capacity {
-        0 => config.max_calls,
-        n => n,
-    };
-    let cluster = crate::cluster::redis::Cluster::new(
-        &config.redis_url,
-        &config.cluster,
-        crate::cluster::redis::NodeParts {
-            node: config.node_name(),
-            url,
-            capacity,
-            start_timeout: Duration::from_secs(config.start_timeout_secs),
-            lifecycle: Arc::clone(lifecycle),
-            policies: Arc::clone(policies),
-            lag: crate::cluster::load::Lag::start(runtimes),
-            records: writer.queue.clone(),
-        },
-    )
-    .map_err(|e| ServeError::Config(e.to_string()))?;
-    cluster.spawn_heartbeat();
-    tracing::info!(node = %cluster.node, url = %cluster.url, capacity, "cluster: registering in Redis");
-    Ok(Some(cluster))
-}
-
-/// Longest start-up waits for the database before it counts as down.
-const MIGRATE_AT_START: Duration = Duration::from_secs(10);
-
-/// Runs the migrations before the node takes calls. A migration that fails
-/// (a bad or newer schema, a checksum mismatch) stops the node: records
-/// would otherwise spool forever while it looks ready. A PostgreSQL that is
-/// only unreachable does not: calls go on, records spool until it answers.
-/// SQLite is a local file: any failure is a mistake to report now.
-async fn migrate_at_start(store: &crate::store::Store, config: &Config) -> Result<(), ServeError> {
-    let result = tokio::time::timeout(MIGRATE_AT_START, store.migrate()).await;
-    let sqlite = store.backend == crate::store::Backend::Sqlite;
-    let url = crate::telemetry::redact_url(&config.database_url);
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) if sqlite => Err(ServeError::Config(format!(
-            "cannot open the SQLite database {url}: {e}; check that its folder is writable, or set HARK_DATABASE_URL"
-        ))),
-        Ok(Err(e)) if e.is_unavailable() => {
-            tracing::warn!(error = %e, "the database is unreachable at start-up: serving anyway, records spool to disk until it answers (see /readyz)");
-            Ok(())
-        }
-        Ok(Err(e)) => Err(ServeError::Config(format!(
-            "the database's migrations failed ({url}): {e}; hark will not start on a schema it cannot use"
-        ))),
-        Err(_) if sqlite => Err(ServeError::Config(format!(
-            "the SQLite database {url} did not answer in {MIGRATE_AT_START:?}"
-        ))),
-        Err(_) => {
-            tracing::warn!(
-                "the database did not answer at start-up: serving anyway, records spool to disk until it answers (see /readyz)"
-            );
-            Ok(())
-        }
-    }
-}
-
-/// A node whose PII keys differ from the ones the database's rows are under
-/// would write rows no other node can read, and hash numbers so that
-/// blocks made elsewhere are not enforced: it does not start.
-async fn check_pii_keys(
-    store: &crate::store::Store,
-    pii: &crate::pii::Pii,
-) -> Result<(), ServeError> {
-    match tokio::time::timeout(MIGRATE_AT_START, store.check_pii_keys(pii.fingerprints())).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) if !e.is_unavailable() => Err(ServeError::Store(e)),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot check the PII keys against the database now (it is unreachable)");
-            Ok(())
-        }
-        Err(_) => {
-            tracing::warn!(
-                "cannot check the PII keys against the database now (it did not answer)"
-            );
-            Ok(())
-        }
-    }
 }
 
 /// No Nagle delays on small real-time frames; keepalive finds peers that

@@ -34,6 +34,11 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
             Matcher::Full(m::TRANSFER_CONNECT.into()),
             m::TRANSFER_BUCKETS,
         )
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(
+            Matcher::Full(crate::cluster::redis::PLACEMENT_SECONDS.into()),
+            crate::cluster::redis::PLACEMENT_BUCKETS,
+        )
         .map_err(|e| e.to_string())?;
     for stage in [
         m::STT_FINAL,

@@ -400,6 +400,25 @@ async fn a_call_survives_its_node_and_goes_on_with_its_history() {
     assert_eq!(first_words.len(), 1, "{first_words:?}");
     let (node, _) = call_row(&db, &kept, |_| true).await;
     assert_eq!(node, "c");
+    // An API action that lands on `a` reaches the call on `c`: the live
+    // policy does not transfer, which only `c` (holding the call) can say.
+    let admin = Node {
+        data: temp_dir("hark-cluster"),
+        db: db.clone(),
+    }
+    .token("admin", "ops");
+    let res = a
+        .http()
+        .post(a.url(&format!("/api/v1/calls/{kept}/transfer")))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"target": "sales"}))
+        .send()
+        .await
+        .unwrap();
+    let code = res.status().as_u16();
+    let body = res.text().await.unwrap();
+    assert_eq!(code, 409, "answered by c: {body}");
+    assert!(body.contains("transfer"), "{body}");
     // The bot's answer is on record (greeting, words, answer) before `c` goes.
     turns_on_record(&db, &kept, 3).await;
 

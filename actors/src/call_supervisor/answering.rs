@@ -36,6 +36,21 @@ fn arm(myself: &ActorRef<SupervisorMsg>, after: Duration, machine: bool) -> Abor
 }
 
 impl SupervisorState {
+    /// The call's start: its opening (below), or for a call taken over from
+    /// a lost node, none — the carrier said the line and the caller speaks
+    /// next. Consent is not asked again and nothing more is recorded (this
+    /// node does not know what they agreed to).
+    pub(super) fn begin(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        if self.ctx.resumed {
+            self.ctx
+                .recorder
+                .event("resumed", "taken over from a lost node");
+            return;
+        }
+        let start = self.rules.call_started(&self.ctx);
+        self.open(myself, start);
+    }
+
     /// At the call's start: the opening `start` now, or held for an
     /// outbound call until a person is there.
     pub(super) fn open(&mut self, myself: &ActorRef<SupervisorMsg>, start: TurnEvent) {

@@ -265,18 +265,7 @@ impl Actor for CallSupervisor {
                 reason: EndReason::MaxDuration,
             });
         }));
-        if state.ctx.resumed {
-            // Taken over from a lost node: the carrier said the line; the
-            // caller speaks next. Consent is not asked again and nothing
-            // more is recorded (this node does not know what they agreed to).
-            state
-                .ctx
-                .recorder
-                .event("resumed", "taken over from a lost node");
-        } else {
-            let start = state.rules.call_started(&state.ctx);
-            state.open(&myself, start);
-        }
+        state.begin(&myself);
         state.watch_silence(&myself);
         Ok(())
     }

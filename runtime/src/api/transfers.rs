@@ -62,6 +62,55 @@ impl From<&Handoff> for HandoffView {
     }
 }
 
+/// Asks the node holding `call_sid` (when another live node does) to
+/// transfer it: its status and, for an error, its message; `None` to
+/// answer here.
+async fn on_its_node(
+    app: &AppState,
+    call_sid: &str,
+    headers: &axum::http::HeaderMap,
+    target: &str,
+) -> Option<(StatusCode, Option<String>)> {
+    use crate::cluster::forward;
+    let cluster = app.cluster.as_ref()?;
+    // Forwarded once at most.
+    if headers.contains_key(forward::HEADER) {
+        return None;
+    }
+    let entry = cluster.call_entry(call_sid).await.ok()??;
+    if entry.ended || entry.node == cluster.node {
+        return None;
+    }
+    let base = cluster.node_url(&entry.node).await.ok()??;
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let sent = cluster
+        .http()
+        .post(format!("{base}/api/v1/calls/{call_sid}/transfer"))
+        .header(axum::http::header::AUTHORIZATION, auth)
+        .header(forward::HEADER, "api")
+        .json(&serde_json::json!({ "target": target }))
+        .timeout(forward::FORWARD_TIMEOUT)
+        .send()
+        .await
+        .ok()
+        .filter(|r| !r.status().is_server_error());
+    let label = if sent.is_some() { "ok" } else { "failed" };
+    metrics::counter!(forward::FORWARDS, "result" => label).increment(1);
+    let res = sent?;
+    let code = StatusCode::from_u16(res.status().as_u16()).ok()?;
+    if code.is_success() {
+        return Some((code, None));
+    }
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    let error = body["error"]
+        .as_str()
+        .unwrap_or("refused by the call's node");
+    Some((code, Some(error.to_owned())))
+}
+
 fn plain(target: &str) -> bool {
     !target.is_empty()
         && target.len() <= 64
@@ -72,13 +121,14 @@ fn plain(target: &str) -> bool {
 
 #[utoipa::path(post, path = "/api/v1/calls/{call_sid}/transfer", request_body = TransferRequest,
     params(("call_sid" = String, Path, description = "The call's SID")),
-    description = "Hands a live call on this node to a person, as its policy's [transfer] says (the escalation line first). Accepted: the transfer runs; its steps are call events. Audited. Roles: admin, agent.",
+    description = "Hands a live call to a person, as its policy's [transfer] says (the escalation line first); in a cluster, a call on another node is transferred there. Accepted: the transfer runs; its steps are call events. Audited. Roles: admin, agent.",
     responses((status = 202), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 415, body = ApiError), (status = 422, body = ApiError)),
     security(("bearer" = ["admin", "agent"])))]
 async fn transfer(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     Path(call_sid): Path<String>,
+    headers: axum::http::HeaderMap,
     b: Result<Json<TransferRequest>, JsonRejection>,
 ) -> Result<StatusCode, Fail> {
     let Json(b) = b.map_err(|e| Fail(e.status(), format!("bad JSON body: {}", e.body_text())))?;
@@ -93,6 +143,16 @@ async fn transfer(
             "no live call with that SID on this node".into(),
         )
     };
+    // A call on another node of the cluster: the request goes there, with
+    // the caller's own token (every node knows it), and its answer comes back.
+    if app.switchboard.context(&call_sid).is_none()
+        && let Some((code, error)) = on_its_node(&app, &call_sid, &headers, &b.target).await
+    {
+        return match error {
+            None => Ok(code),
+            Some(error) => Err(Fail(code, error)),
+        };
+    }
     let ctx = app.switchboard.context(&call_sid).ok_or_else(not_here)?;
     if ctx.policy.transfer.mode == TransferMode::Off {
         return Err(Fail(

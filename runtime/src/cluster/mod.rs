@@ -14,12 +14,14 @@
 //!   [`rate_limit::RateLimit`]; cluster-wide: [`redis::limits::SharedRateLimit`].
 //! - [`redis`] — the registry: heartbeat, placement by queue depth, call →
 //!   node, lost nodes; [`load`] — queue depth; [`forward`] — signed
-//!   requests between nodes; [`settings`] — `[cluster]`.
+//!   requests between nodes; [`settings`] — `[cluster]`; [`join`] — joining
+//!   at start-up.
 
 use std::sync::Arc;
 
 pub mod caller_limit;
 pub mod forward;
+pub mod join;
 pub mod live_calls;
 pub mod load;
 pub mod rate_limit;

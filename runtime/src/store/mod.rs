@@ -12,6 +12,7 @@ pub mod outbound;
 pub mod queries;
 pub mod rows;
 pub mod spool;
+pub mod startup;
 pub mod writer;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hark_actors::protocol::{AgentEvent, TransferMsg};
 use hark_actors::records::{Record, now_ms};
@@ -29,7 +29,7 @@ use hark_carrier::twilio::{ids, twiml};
 use serde::Deserialize;
 
 use super::desk::{release, room};
-use super::webhook::verified;
+use super::request::{Params, verified, xml};
 use crate::http_limits::ClientAddr;
 use crate::server::refuse;
 use crate::state::AppState;
@@ -47,12 +47,6 @@ pub const RECORDING_EVENT_BASE: u32 = 4_279_000_000;
 pub struct ForCall {
     call: String,
 }
-
-pub(super) fn xml(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
-}
-
-pub(super) type Params = Form<BTreeMap<String, String>>;
 
 /// `<Connect><Stream>` to this node (`base`: `scheme://host`) for a call
 /// whose stream may claim `claims`, with a token minted now.

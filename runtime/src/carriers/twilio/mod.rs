@@ -1,14 +1,18 @@
 //! Twilio: the voice and status webhooks, the Media Streams upgrade, the
 //! REST client (call control), and transfers: the desk ([`desk`]) and the
 //! agent-leg and return webhooks ([`agent`]); a placed call's answer and
-//! answering-machine verdict ([`outbound`]). The wire codecs (messages, stream codec,
-//! TwiML, signatures, ids) are `hark_carrier::twilio`.
+//! answering-machine verdict ([`outbound`]); in a cluster, where a new
+//! call's stream goes and the `<Connect action>` ([`placement`]), and
+//! requests for a call on another node (`owner.rs`). [`request`]: what
+//! every route shares (host, signature, TwiML). The wire codecs (messages,
+//! stream codec, TwiML, signatures, ids) are `hark_carrier::twilio`.
 
 pub mod agent;
 pub mod desk;
 pub mod outbound;
 mod owner;
 pub mod placement;
+pub mod request;
 pub mod rest;
 pub mod webhook;
 

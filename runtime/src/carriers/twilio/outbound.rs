@@ -21,9 +21,8 @@ use hark_actors::records::{Record, now_ms};
 use hark_carrier::twilio::{ids, twiml};
 use serde::Deserialize;
 
-use super::agent::{Params, xml};
 use super::placement::{self, Target};
-use super::webhook::verified;
+use super::request::{Params, verified, xml};
 use crate::http_limits::ClientAddr;
 use crate::outbound::{ANSWERED_BY, answered_by};
 use crate::server::refuse;

@@ -15,8 +15,7 @@ use axum::response::Response;
 use hark_actors::PolicyFile;
 use hark_carrier::twilio::{ids, twiml};
 
-use super::agent::{Params, xml};
-use super::webhook::{direction, verified};
+use super::request::{Params, direction, verified, xml};
 use crate::cluster::redis::{Placement, policy_tag};
 use crate::http_limits::ClientAddr;
 use crate::state::AppState;

@@ -46,6 +46,10 @@ pub const REDIS_UP: &str = "hark_cluster_redis_up";
 pub const NODES_LOST: &str = "hark_cluster_nodes_lost_total";
 /// `hark_cluster_placement_seconds`: one placement's Redis round trip.
 pub const PLACEMENT_SECONDS: &str = "hark_cluster_placement_seconds";
+/// Its buckets: 0.25 ms to the 250 ms default timeout.
+pub const PLACEMENT_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
 
 /// Stream indexes of takeovers start past the ones a node numbers itself.
 const TAKEOVER_STREAMS: u32 = super::live_calls::MAX_STREAMS;
