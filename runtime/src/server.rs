@@ -185,7 +185,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let metrics = crate::telemetry::install_metrics().map_err(ServeError::Metrics)?;
     let pii = Arc::new(crate::pii::load(&config)?);
     let store = crate::store::Store::open(&config.database_url).await?;
-    crate::store::startup::migrate_at_start(&store, &config).await?;
+    crate::store::startup::migrate_at_start(&store, &config)
+        .await
+        .map_err(ServeError::Config)?;
     crate::store::startup::check_pii_keys(&store, &pii).await?;
     let spool_dir = config.data_dir.join("spool");
     let spool =
