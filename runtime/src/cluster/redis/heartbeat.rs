@@ -21,6 +21,7 @@ impl Cluster {
             let mut tick = tokio::time::interval(me.settings.heartbeat());
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             let mut last_ok: Option<Instant> = None;
+            let mut registered = false;
             loop {
                 tick.tick().await;
                 let was_up = me.is_up();
@@ -31,8 +32,9 @@ impl Cluster {
                     Ok(lost) => {
                         last_ok = Some(Instant::now());
                         if !was_up {
-                            me.back_online().await;
+                            me.back_online(registered).await;
                         }
+                        registered = true;
                         for id in lost {
                             me.close_lost(&id).await;
                         }
@@ -93,9 +95,9 @@ impl Cluster {
         Ok(lost)
     }
 
-    /// Redis answers again: this node's live calls go back in, and the
-    /// calls that ended meanwhile are ended there.
-    async fn back_online(&self) {
+    /// Redis answers (first, or again after an outage): this node's live
+    /// calls go (back) in, and the calls that ended meanwhile are ended there.
+    async fn back_online(&self, again: bool) {
         let live: Vec<String> = self
             .calls
             .lock()
@@ -109,18 +111,25 @@ impl Cluster {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        tracing::info!(
-            node = %self.node,
-            calls = live.len(),
-            "Redis answers: registered again with this node's calls"
-        );
+        if again {
+            tracing::info!(node = %self.node, calls = live.len(), "Redis answers again: registered with this node's calls");
+        } else {
+            tracing::info!(node = %self.node, url = %self.url, calls = live.len(), "registered in the cluster");
+        }
+        for (i, sid) in ended.iter().enumerate() {
+            if self.end_call(sid).await.is_err() {
+                // Away again: the rest waits for the next time.
+                self.ended_away
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(ended.into_iter().skip(i));
+                return;
+            }
+        }
         for sid in &live {
             if self.register_call(sid).await.is_err() {
                 return;
             }
-        }
-        for sid in &ended {
-            let _ = self.end_call(sid).await;
         }
     }
 

@@ -249,6 +249,12 @@ impl Cluster {
     /// `start_timeout_secs`. `policy_tag`: only nodes holding this policy
     /// version; `exclude`: a node that must not get it (a lost one).
     pub async fn place(&self, call_sid: &str, policy_tag: &str, exclude: &str) -> Placement {
+        // While Redis is away calls do not wait for it: the heartbeat finds
+        // out when it is back.
+        if !self.is_up() {
+            metrics::counter!(PLACEMENTS, "result" => "local_fallback").increment(1);
+            return Placement::Fallback;
+        }
         let started = std::time::Instant::now();
         let reserve_ms = self.start_timeout.as_millis() as u64;
         let mut inv = self.scripts.place.prepare_invoke();
@@ -283,7 +289,10 @@ impl Cluster {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(call_sid.to_owned());
-        let _ = self.register_call(call_sid).await;
+        // Redis away: registered when it is back (`back_online`).
+        if self.is_up() {
+            let _ = self.register_call(call_sid).await;
+        }
     }
 
     async fn register_call(&self, call_sid: &str) -> Result<(), ClusterError> {
@@ -305,7 +314,7 @@ impl Cluster {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(call_sid);
-        if self.end_call(call_sid).await.is_err() {
+        if !self.is_up() || self.end_call(call_sid).await.is_err() {
             let mut away = self
                 .ended_away
                 .lock()
