@@ -612,6 +612,39 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_needs_redis_by_url_and_postgres() {
+        let e = Config::load_from(None, env(&[("HARK_REDIS_URL", "redis://127.0.0.1:6379")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("redis_url") && e.contains("PostgreSQL"), "{e}");
+        let e = Config::load_from(
+            None,
+            env(&[
+                ("HARK_REDIS_URL", "localhost:6379"),
+                ("HARK_DATABASE_URL", "postgres://h/db"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("redis_url: must start with redis://"), "{e}");
+        let ok = Config::load_from(
+            None,
+            env(&[
+                ("HARK_REDIS_URL", "redis://10.0.0.9:6379/0"),
+                ("HARK_DATABASE_URL", "postgres://h/db"),
+                ("HARK_CLUSTER__TTL_MS", "1000"),
+                ("HARK_CLUSTER__HEARTBEAT_MS", "200"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(ok.cluster.ttl_ms, 1000);
+        let e = Config::load_from(None, env(&[("HARK_CLUSTER__TTL_MS", "100")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.ttl_ms"), "{e}");
+    }
+
+    #[test]
     fn invalid_values_are_rejected() {
         let err = Config::load_from(None, env(&[("HARK_CALL__PLAYBACK_LEAD_MS", "1")]))
             .unwrap_err()

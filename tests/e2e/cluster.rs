@@ -631,3 +631,31 @@ async fn a_rolling_restart_of_three_nodes_under_load_loses_no_call() {
         "calls lost in the rolling restart: {lost:?}"
     );
 }
+
+#[tokio::test]
+async fn with_every_node_full_the_caller_hears_the_busy_line() {
+    let fakes = Fakes::start().await;
+    let fenv = fakes.env();
+    let db = fresh_pg().await;
+    let redis = RedisProc::start();
+    // Sized for one call: one more would pass the 0.9 limit at once.
+    let a = start_node(
+        &fenv,
+        &db,
+        &redis.url(),
+        "a",
+        "127.0.0.1",
+        &[("HARK_CLUSTER__CAPACITY", "1")],
+    );
+    redis.wait_nodes(&["a"]).await;
+    let xml = voice(&fakes, &a, 9_000).await.unwrap();
+    assert!(
+        xml.contains("<Say>All our lines are busy right now.") && xml.contains("<Hangup/>"),
+        "{xml}"
+    );
+    assert!(!xml.contains("<Stream"), "{xml}");
+    let (_, reason) = call_row(&db, &sid(9_000), |r| r.is_some()).await;
+    assert_eq!(reason.as_deref(), Some("rejected_no_capacity"));
+    let m = a.metrics().await;
+    assert_eq!(m.sum("hark_cluster_placements_total", &[("result", "none")]), 1.0);
+}
