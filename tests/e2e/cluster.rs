@@ -600,6 +600,25 @@ async fn a_rolling_restart_of_three_nodes_under_load_loses_no_call() {
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            // A webhook that still reaches the draining node is placed elsewhere.
+            let params: Vec<(String, String)> = [
+                ("CallSid", sid(90_000 + i as u64)),
+                ("From", "+14155550199".to_owned()),
+                ("To", BUSINESS.to_owned()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            let xml = t
+                .core
+                .post_signed(&nodes[i].url("/twilio/voice"), &params)
+                .await
+                .unwrap();
+            let stream = xml.split("<Stream url=\"").nth(1).unwrap_or("");
+            assert!(
+                !stream.is_empty() && !stream.starts_with(&format!("ws://{}/", nodes[i].addr)),
+                "placed on the draining node: {xml}"
+            );
         }
         let code = nodes[i].wait_exit(Duration::from_secs(30)).await;
         assert_eq!(
@@ -657,5 +676,8 @@ async fn with_every_node_full_the_caller_hears_the_busy_line() {
     let (_, reason) = call_row(&db, &sid(9_000), |r| r.is_some()).await;
     assert_eq!(reason.as_deref(), Some("rejected_no_capacity"));
     let m = a.metrics().await;
-    assert_eq!(m.sum("hark_cluster_placements_total", &[("result", "none")]), 1.0);
+    assert_eq!(
+        m.sum("hark_cluster_placements_total", &[("result", "none")]),
+        1.0
+    );
 }

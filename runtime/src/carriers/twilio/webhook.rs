@@ -99,7 +99,9 @@ pub async fn voice(
     let Some(call_sid) = params.get("CallSid").filter(|s| !s.is_empty()).cloned() else {
         return refuse(StatusCode::BAD_REQUEST, "CallSid is required");
     };
-    if app.lifecycle.is_draining() {
+    // A draining node in a cluster still places calls (on the others);
+    // on its own, or with Redis away, it can only refuse them.
+    if app.lifecycle.is_draining() && !app.cluster.as_ref().is_some_and(|c| c.is_up()) {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             crate::lifecycle::Refusal::Draining.message(),
