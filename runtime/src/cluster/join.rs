@@ -55,10 +55,15 @@ pub fn start(
     if config.redis_url.is_empty() {
         return Ok(None);
     }
-    let url = if config.cluster.advertise_url.is_empty() {
-        format!("http://{addr}")
-    } else {
+    let url = if !config.cluster.advertise_url.is_empty() {
         config.cluster.advertise_url.clone()
+    } else if addr.ip().is_unspecified() {
+        return Err(format!(
+            "cluster.advertise_url: listening on {addr}, the other nodes and Twilio cannot be told where this node is; set HARK_CLUSTER__ADVERTISE_URL (e.g. https://hark.example.com/n/{})",
+            config.node_name()
+        ));
+    } else {
+        format!("http://{addr}")
     };
     let capacity = match config.cluster.capacity {
         0 => config.max_calls,

@@ -51,23 +51,26 @@ pub(super) async fn target(
     query: &str,
     exclude: &str,
 ) -> Target {
-    let here = stream_url(base);
     let Some(cluster) = &app.cluster else {
         return Target::Stream {
-            url: here,
+            url: stream_url(base),
             action: None,
         };
     };
-    // The action comes back to whichever node the public address reaches.
+    // The action comes back to whichever node the public address reaches;
+    // a stream goes to its node's own advertised URL (this one's too:
+    // behind a shared host name the public address may reach another).
     let action = Some(format!("{base}/twilio/stream-ended?{query}"));
     let tag = policy_tag(&policy.name, &policy.version);
     match cluster.place(call_sid, &tag, exclude).await {
-        Placement::Node { id, .. } if id == cluster.node => Target::Stream { url: here, action },
         Placement::Node { url, .. } => Target::Stream {
             url: stream_url(&url),
             action,
         },
-        Placement::Fallback => Target::Stream { url: here, action },
+        Placement::Fallback => Target::Stream {
+            url: stream_url(&cluster.url),
+            action,
+        },
         Placement::Full => Target::Busy,
     }
 }

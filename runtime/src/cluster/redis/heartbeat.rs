@@ -24,6 +24,9 @@ impl Cluster {
             let mut registered = false;
             loop {
                 tick.tick().await;
+                if me.left.load(Ordering::Acquire) {
+                    return;
+                }
                 let was_up = me.is_up();
                 // Reap others only while this node's own view is fresh: after
                 // an outage every entry looks lapsed, and none of them is lost.
@@ -52,6 +55,10 @@ impl Cluster {
 
     /// Writes the entry; the lapsed nodes this heartbeat took off (`reap`).
     async fn beat(&self, reap: bool) -> Result<Vec<String>, ClusterError> {
+        let _one = self.beat_lock.lock().await;
+        if self.left.load(Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
         let lag = self.lag.mean();
         let active = self.lifecycle.active();
         let policies = self.policies.catalog().versions_tag();

@@ -129,6 +129,10 @@ pub struct Cluster {
     http: reqwest::Client,
     up: AtomicBool,
     draining: AtomicBool,
+    /// Out of the registry for good (shutting down): no more heartbeats.
+    left: AtomicBool,
+    /// A heartbeat and leaving never overlap (a late beat would re-register).
+    beat_lock: tokio::sync::Mutex<()>,
     /// Reservations on this node, as of the last heartbeat.
     starting: AtomicUsize,
     lag: Arc<Lag>,
@@ -188,6 +192,8 @@ impl Cluster {
             },
             up: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            left: AtomicBool::new(false),
+            beat_lock: tokio::sync::Mutex::new(()),
             starting: AtomicUsize::new(0),
             lag,
             calls: Mutex::new(HashSet::new()),
@@ -400,6 +406,8 @@ impl Cluster {
 
     /// Takes this node's entry out of the registry (its calls are over).
     pub async fn leave(&self) {
+        let _no_beat = self.beat_lock.lock().await;
+        self.left.store(true, Ordering::Release);
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM")
