@@ -681,3 +681,31 @@ async fn with_every_node_full_the_caller_hears_the_busy_line() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_cluster_node_must_say_where_it_is_and_needs_postgres() {
+    let db = fresh_pg().await;
+    let run = |env: &[(&str, &str)]| {
+        let node = Node {
+            data: temp_dir("hark-cluster"),
+            db: db.clone(),
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_hark"))
+            .args(["serve", "--listen", "0.0.0.0:0"])
+            .envs(node.env())
+            .env("TWILIO_AUTH_TOKEN", "t")
+            .env("HARK_REDIS_URL", "redis://127.0.0.1:1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[]);
+    assert!(err.contains("cluster.advertise_url"), "{err}");
+    let err = run(&[("HARK_DATABASE_URL", "sqlite://x.db")]);
+    assert!(
+        err.contains("redis_url") && err.contains("PostgreSQL"),
+        "{err}"
+    );
+}
