@@ -70,9 +70,10 @@ pub struct CallArgs {
     pub transfer: Option<Arc<dyn crate::transfer::desk::TransferDesk>>,
     /// A call Hark placed (`None`: the caller called in).
     pub placed: Option<Placed>,
-    /// A call taken over from a lost node: its turns so far (empty: a new
-    /// call). It goes on without an opening: the caller speaks next.
-    pub resumed: Vec<crate::history::PastTurn>,
+    /// A call taken over from a lost node: its turns and slots so far
+    /// (empty: a new call). It goes on without an opening: the caller
+    /// speaks next.
+    pub resumed: crate::history::Resumed,
 }
 
 /// Commands to the carrier's current stream. A call outlives its streams
@@ -226,8 +227,8 @@ impl CallContext {
             settings,
             routes: Routes::default(),
             generation: AtomicU64::new(0),
-            history: Mutex::new(History::resumed(&resumed)),
-            resumed: !resumed.is_empty(),
+            history: Mutex::new(History::resumed(&resumed.turns)),
+            resumed: resumed.is_resumed(),
             outbound: Outbound::new(outbound),
             away: std::sync::atomic::AtomicBool::new(false),
             transfer,
@@ -250,10 +251,13 @@ impl CallContext {
                     .unwrap_or(&std::collections::BTreeMap::new()),
             ),
             listen_for_beep: std::sync::atomic::AtomicBool::new(
-                placed.is_some() && resumed.is_empty(),
+                placed.is_some() && !resumed.is_resumed(),
             ),
             placed,
-            outcome: Mutex::new(Recorded::default()),
+            outcome: Mutex::new(Recorded {
+                slots: resumed.slots,
+                disposition: None,
+            }),
             ended: std::sync::OnceLock::new(),
             consent: ConsentFlags {
                 recording: std::sync::atomic::AtomicBool::new(false),
@@ -402,6 +406,9 @@ impl CallContext {
         if disposition.is_some() {
             outcome.disposition = disposition;
         }
+        let so_far = outcome.slots.clone();
+        drop(outcome);
+        self.recorder.slots(so_far, self.policy.outcome.sensitive());
     }
 
     /// The call's outcome so far; `None` when its policy has none and the

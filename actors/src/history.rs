@@ -13,6 +13,23 @@ pub use crate::providers::llm::{Speaker, Turn};
 /// turns has it, so nothing this tree cancels or cuts reaches them.
 pub const PAST: Generation = Generation::MAX;
 
+/// What a call taken over from a lost node brings from its records.
+#[derive(Debug, Clone, Default)]
+pub struct Resumed {
+    /// Whether the call was taken over (false: a new call).
+    pub taken_over: bool,
+    /// Its turns so far.
+    pub turns: Vec<PastTurn>,
+    /// The outcome slots recorded so far.
+    pub slots: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Resumed {
+    pub fn is_resumed(&self) -> bool {
+        self.taken_over
+    }
+}
+
 /// One turn of an earlier stream of the call, read back from its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PastTurn {

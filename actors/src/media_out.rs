@@ -439,7 +439,7 @@ mod tests {
         let policy = Arc::new(PolicyFile::default());
         let ctx = CallContext::new(CallArgs {
             placed: None,
-            resumed: Vec::new(),
+            resumed: Default::default(),
             ids: CallIds {
                 carrier: "test",
                 call_id: "CA1".into(),

@@ -336,6 +336,20 @@ impl CallRecorder {
         });
     }
 
+    /// The slots recorded so far (no disposition yet): on record as they
+    /// fill, so a call taken over from a lost node keeps them. The call's
+    /// final outcome replaces it.
+    pub fn slots(&self, slots: serde_json::Map<String, serde_json::Value>, sensitive: Vec<String>) {
+        self.sink.send(Record::Outcome {
+            call_sid: self.call_sid.clone(),
+            slots,
+            disposition: None,
+            sensitive,
+            callback: None,
+            at_ms: now_ms(),
+        });
+    }
+
     pub fn ended(&self, end_reason: &str) {
         self.sink.send(Record::CallEnded {
             call_sid: self.call_sid.clone(),

@@ -194,7 +194,7 @@ async fn measure(replaying: bool) -> Cost {
         let (tx, out) = mpsc::channel(512);
         let handle = start_call(CallArgs {
             placed: None,
-            resumed: Vec::new(),
+            resumed: Default::default(),
             capabilities: hark_actors::Capabilities::TWILIO,
             ids: CallIds {
                 call_id: format!("CA{i:032x}"),

@@ -88,7 +88,7 @@ impl Call {
         let records = Arc::new(MemorySink::default());
         let handle = start_call(CallArgs {
             placed: None,
-            resumed: Vec::new(),
+            resumed: Default::default(),
             ids: CallIds {
                 carrier: "test",
                 call_id: "CAtest".into(),

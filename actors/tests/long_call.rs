@@ -107,7 +107,7 @@ async fn a_calls_memory_does_not_grow_with_its_length() {
     let (tx, mut out) = mpsc::channel(512);
     let handle = start_call(CallArgs {
         placed: None,
-        resumed: Vec::new(),
+        resumed: Default::default(),
         capabilities: hark_actors::Capabilities::TWILIO,
         ids: CallIds {
             call_id: "CAlong".into(),

@@ -56,7 +56,7 @@ async fn call(policy: PolicyFile, machine_detection: bool, verdict: Option<Answe
         ("plan".to_owned(), "pro".to_owned()),
     ]);
     let handle = start_call(CallArgs {
-        resumed: Vec::new(),
+        resumed: Default::default(),
         placed: Some(Placed {
             lead,
             machine_detection,

@@ -137,7 +137,7 @@ async fn call_with(policy: PolicyFile, ask_consent: bool, desk: Option<Arc<Desk>
     let records = Arc::new(MemorySink::default());
     let handle = start_call(CallArgs {
         placed: None,
-        resumed: Vec::new(),
+        resumed: Default::default(),
         ids: CallIds {
             carrier: "test",
             call_id: "CAtransfer".into(),

@@ -260,7 +260,7 @@ fn barge_in(c: &mut Criterion) {
     let call = rt
         .block_on(start_call(CallArgs {
             placed: None,
-            resumed: Vec::new(),
+            resumed: Default::default(),
             capabilities: Capabilities::TWILIO,
             ids: CallIds {
                 call_id: "CAbench".into(),

@@ -385,6 +385,12 @@ async fn a_call_survives_its_node_and_goes_on_with_its_history() {
     t.point_at(&format!("http://{}", a.addr));
 
     // Two calls land on `c`; the caller of the first talks with the bot.
+    // The bot learns something in its first answer: a slot.
+    fakes.openai.reply(crate::fakes::openai::Reply::Tool {
+        text: String::new(),
+        name: "record_outcome".into(),
+        arguments: r#"{"plan": "pro"}"#.into(),
+    });
     let kept = t.incoming("+14155550123", BUSINESS).await;
     let gone = t.incoming("+14155550124", BUSINESS).await;
     let caller = t.stream(&kept, 0, Duration::from_secs(10)).await.unwrap();
@@ -419,8 +425,35 @@ async fn a_call_survives_its_node_and_goes_on_with_its_history() {
     let body = res.text().await.unwrap();
     assert_eq!(code, 409, "answered by c: {body}");
     assert!(body.contains("transfer"), "{body}");
-    // The bot's answer is on record (greeting, words, answer) before `c` goes.
+    // The bot's answer is on record (greeting, words, answer) before `c`
+    // goes, and so is the slot it learned (no disposition yet).
     turns_on_record(&db, &kept, 3).await;
+    let outcome = |hark: &Hark| {
+        let (url, admin) = (hark.url(&format!("/api/v1/calls/{kept}")), admin.clone());
+        let http = hark.http().clone();
+        async move {
+            let v: serde_json::Value = http
+                .get(url)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let mut live = serde_json::Value::Null;
+    for _ in 0..100 {
+        live = outcome(&a).await;
+        if live["outcome"]["plan"] == "pro" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(live["outcome"]["plan"], "pro", "{live}");
+    assert!(live["disposition"].is_null(), "{live}");
 
     // A node of its own for the callers to move to, then `c` dies. The
     // second caller hangs up as it happens (while `c` is frozen, so it never
@@ -494,10 +527,21 @@ async fn a_call_survives_its_node_and_goes_on_with_its_history() {
         "the moved call goes on"
     );
 
-    // The caller hangs up; the record ends as any call's does.
+    // The caller hangs up; the record ends as any call's does, with the
+    // slot learned on `c` in the outcome `b` decided.
     t.hang_up(&kept).await;
     let (_, reason) = call_row(&db, &kept, |r| r.is_some()).await;
     assert_ne!(reason.as_deref(), Some("node_lost"));
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        last = outcome(&b).await;
+        if !last["disposition"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["outcome"]["plan"], "pro", "{last}");
+    assert!(last["disposition"].is_string(), "{last}");
 
     // A call Hark ended gets `<Hangup/>` at the action URL.
     let params: Vec<(String, String)> = [

@@ -192,7 +192,7 @@ impl Simulation {
         let policy_asks = policy.rules.consent.asks(None);
         let handle = start_call(CallArgs {
             placed: None,
-            resumed: Vec::new(),
+            resumed: Default::default(),
             ids: CallIds {
                 carrier: "sim",
                 call_id: "SIM0001".into(),
@@ -424,6 +424,10 @@ impl Simulation {
                     event: kind,
                     detail,
                 }),
+                // Slots on record as they fill; the call's outcome follows.
+                Record::Outcome {
+                    disposition: None, ..
+                } => {}
                 Record::Outcome {
                     slots,
                     disposition,

@@ -371,6 +371,32 @@ impl Store {
         row.map(|r| call_row(&r, pii, mask)).transpose()
     }
 
+    /// The outcome slots on record for a call, decrypted and unmasked: for
+    /// the node taking the call over, never for a reader.
+    pub async fn slots(
+        &self,
+        call_sid: &str,
+        pii: &Pii,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        let row = sqlx::query("SELECT outcome_enc FROM calls WHERE call_sid = $1")
+            .bind(call_sid)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(err)?;
+        let enc: Option<Vec<u8>> = match row {
+            Some(r) => r.try_get("outcome_enc").map_err(err)?,
+            None => None,
+        };
+        Ok(enc
+            .and_then(|e| pii.decrypt(&e).ok())
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|v| match v {
+                serde_json::Value::Object(slots) => Some(slots),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
     /// A call's events; personal details decrypted, or masked for `viewer`.
     pub async fn events(
         &self,

@@ -167,12 +167,12 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
     // A call taken over from a lost node goes on from its records.
     let (resumed, record_base) = match claims.resume {
         Some(index) => (
-            resume::past_turns(&app, &ids.call_id, &pre_span).await,
+            resume::resumed(&app, &ids.call_id, &pre_span).await,
             claim
                 .record_base()
                 .max(index.saturating_mul(crate::cluster::live_calls::RECORDS_PER_STREAM)),
         ),
-        None => (Vec::new(), claim.record_base()),
+        None => (Default::default(), claim.record_base()),
     };
     if let Some(cluster) = &app.cluster {
         cluster.call_started(&ids.call_id).await;

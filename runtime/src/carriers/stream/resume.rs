@@ -1,10 +1,10 @@
 //! A call taken over from a lost node (the cluster's `<Connect action>`):
-//! its turns so far, read back from the shared records, become the new
-//! tree's history.
+//! its turns and outcome slots so far, read back from the shared records,
+//! become the new tree's history and slots.
 
 use std::time::Duration;
 
-use hark_actors::history::{PastTurn, Speaker};
+use hark_actors::history::{PastTurn, Resumed, Speaker};
 use tracing::Span;
 
 use crate::state::AppState;
@@ -12,10 +12,27 @@ use crate::state::AppState;
 /// Longest the stream's start waits for the records.
 const READ_WAIT: Duration = Duration::from_secs(2);
 
+/// The call so far: its turns and slots. What cannot be read in time is
+/// left out (the call goes on without it, logged).
+pub(super) async fn resumed(app: &AppState, call_sid: &str, span: &Span) -> Resumed {
+    let slots = match tokio::time::timeout(READ_WAIT, app.lookups.slots(call_sid, &app.pii)).await {
+        Ok(Ok(slots)) => slots,
+        _ => {
+            tracing::warn!(parent: span, "cannot read the call's outcome slots: it goes on without them");
+            Default::default()
+        }
+    };
+    Resumed {
+        taken_over: true,
+        turns: past_turns(app, call_sid, span).await,
+        slots,
+    }
+}
+
 /// What the caller heard so far: each turn's text, or of a bot turn cut
 /// by barge-in the part they heard. Nothing when the records cannot be
 /// read in time (the call goes on without them, logged).
-pub(super) async fn past_turns(app: &AppState, call_sid: &str, span: &Span) -> Vec<PastTurn> {
+async fn past_turns(app: &AppState, call_sid: &str, span: &Span) -> Vec<PastTurn> {
     let read = tokio::time::timeout(READ_WAIT, app.lookups.transcript(call_sid, &app.pii));
     let turns = match read.await {
         Ok(Ok(turns)) => turns,
