@@ -8,7 +8,10 @@ profile=${1:-debug}
 command -v schemathesis >/dev/null || python3 -m pip install -q 'schemathesis>=4,<5'
 dir=$(mktemp -d)
 port=18181
-export HARK_DATA_DIR="$dir" HARK_DATABASE_URL="sqlite://$dir/hark.db?mode=rwc" HARK_API_REQUESTS_PER_SECOND=100000 HARK_API_AUTH_FAILURES_PER_MINUTE=100000 HARK_LOG=warn
+# Generated bodies can pass the 64 KiB body limit (a 413 before any
+# validation, which schemathesis does not count as a refusal): the limit is
+# raised here so every body reaches its handler; tests/e2e/limits.rs has the 413s.
+export HARK_DATA_DIR="$dir" HARK_DATABASE_URL="sqlite://$dir/hark.db?mode=rwc" HARK_API_REQUESTS_PER_SECOND=100000 HARK_API_AUTH_FAILURES_PER_MINUTE=100000 HARK_LOG=warn HARK_HTTP__MAX_BODY_BYTES=16777216
 bin="target/$profile/hark"
 [ -x "$bin" ] || cargo build --locked --bin hark $([ "$profile" = release ] && echo --release)
 token=$("$bin" token create --role admin --name schemathesis 2>/dev/null)

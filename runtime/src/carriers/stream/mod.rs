@@ -24,7 +24,7 @@
 //! - [`writer`] — batched, deadline-bound socket writes; [`dtmf`] — the
 //!   per-call DTMF limit; [`rules`] — who the consent rule asks, profanity
 //!   blocks; [`resume`] — a call taken over from a lost node: its turns
-//!   read back.
+//!   and slots read back.
 
 use std::sync::Arc;
 use std::time::Duration;
