@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::fakes::Fakes;
+use crate::fakes::twilio::Core;
 use crate::records::{Node, fresh_pg};
 use crate::support::{Hark, QUIET, repo_path, speech, temp_dir};
 
@@ -164,21 +165,23 @@ fn sid(n: u64) -> String {
 }
 
 /// The voice webhook, as Twilio calls it (signed), at `hark`.
-async fn voice(fakes: &Fakes, hark: &Hark, n: u64) -> Result<String, String> {
-    let params: Vec<(String, String)> = [
-        ("CallSid", sid(n)),
-        ("From", format!("+1415555{:04}", n % 10_000)),
-        ("To", BUSINESS.to_owned()),
-        ("Direction", "inbound".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    fakes
-        .twilio
-        .core
-        .post_signed(&hark.url("/twilio/voice"), &params)
-        .await
+async fn voice(core: &Core, hark: &Hark, n: u64) -> Result<String, String> {
+    let from = format!("+1415555{:04}", n % 10_000);
+    let params = form(&[
+        ("CallSid", &sid(n)),
+        ("From", &from),
+        ("To", BUSINESS),
+        ("Direction", "inbound"),
+    ]);
+    core.post_signed(&hark.url("/twilio/voice"), &params).await
+}
+
+/// A Twilio request's form.
+fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Stops `pid` for 40 ms of every 50 until `stop`: a node slowed on purpose
@@ -231,7 +234,9 @@ async fn placement_follows_queue_depth_avoids_a_dead_node_and_survives_redis() {
             let (fakes, a) = (&fakes, &a);
             async move {
                 let started = std::time::Instant::now();
-                let xml = voice(fakes, a, 1_000 + batch * 10 + i).await.unwrap();
+                let xml = voice(&fakes.twilio.core, a, 1_000 + batch * 10 + i)
+                    .await
+                    .unwrap();
                 (xml, started.elapsed())
             }
         }))
@@ -270,7 +275,7 @@ async fn placement_follows_queue_depth_avoids_a_dead_node_and_survives_redis() {
     signal(&b, "-KILL");
     redis.wait_nodes(&["a", "c"]).await;
     for n in 0..40 {
-        let xml = voice(&fakes, &a, 5_000 + n).await.unwrap();
+        let xml = voice(&fakes.twilio.core, &a, 5_000 + n).await.unwrap();
         let to = stream_target(&xml, &addrs);
         assert!(to == "a" || to == "c", "placed on {to}: {xml}");
     }
@@ -279,7 +284,7 @@ async fn placement_follows_queue_depth_avoids_a_dead_node_and_survives_redis() {
     // keeps the node in rotation.
     redis.stop();
     for n in 0..10 {
-        let xml = voice(&fakes, &a, 6_000 + n).await.unwrap();
+        let xml = voice(&fakes.twilio.core, &a, 6_000 + n).await.unwrap();
         assert_eq!(stream_target(&xml, &addrs), "a", "{xml}");
     }
     let ready = a.http().get(a.url("/readyz")).send().await.unwrap();
@@ -313,7 +318,7 @@ async fn placement_follows_queue_depth_avoids_a_dead_node_and_survives_redis() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let xml = voice(&fakes, &a, 7_000).await.unwrap();
+    let xml = voice(&fakes.twilio.core, &a, 7_000).await.unwrap();
     let to = stream_target(&xml, &addrs);
     assert!(to == "a" || to == "c", "{xml}");
     drop(c);
@@ -544,14 +549,11 @@ async fn a_call_survives_its_node_and_goes_on_with_its_history() {
     assert!(last["disposition"].is_string(), "{last}");
 
     // A call Hark ended gets `<Hangup/>` at the action URL.
-    let params: Vec<(String, String)> = [
-        ("CallSid", kept.clone()),
-        ("From", "+14155550123".into()),
-        ("To", BUSINESS.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let params = form(&[
+        ("CallSid", &kept),
+        ("From", "+14155550123"),
+        ("To", BUSINESS),
+    ]);
     let xml = t
         .core
         .post_signed(&a.url("/twilio/stream-ended?policy=live"), &params)
@@ -645,19 +647,7 @@ async fn a_rolling_restart_of_three_nodes_under_load_loses_no_call() {
                 String::from_utf8_lossy(&out.stderr)
             );
             // A webhook that still reaches the draining node is placed elsewhere.
-            let params: Vec<(String, String)> = [
-                ("CallSid", sid(90_000 + i as u64)),
-                ("From", "+14155550199".to_owned()),
-                ("To", BUSINESS.to_owned()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-            let xml = t
-                .core
-                .post_signed(&nodes[i].url("/twilio/voice"), &params)
-                .await
-                .unwrap();
+            let xml = voice(&t.core, &nodes[i], 90_000 + i as u64).await.unwrap();
             let stream = xml.split("<Stream url=\"").nth(1).unwrap_or("");
             assert!(
                 !stream.is_empty() && !stream.starts_with(&format!("ws://{}/", nodes[i].addr)),
@@ -711,7 +701,7 @@ async fn with_every_node_full_the_caller_hears_the_busy_line() {
         &[("HARK_CLUSTER__CAPACITY", "1")],
     );
     redis.wait_nodes(&["a"]).await;
-    let xml = voice(&fakes, &a, 9_000).await.unwrap();
+    let xml = voice(&fakes.twilio.core, &a, 9_000).await.unwrap();
     assert!(
         xml.contains("<Say>All our lines are busy right now.") && xml.contains("<Hangup/>"),
         "{xml}"

@@ -22,7 +22,7 @@ pub const HEADER: &str = "x-hark-forward";
 pub const MAX_SKEW_SECS: u64 = 30;
 /// Longest a forward waits for the other node.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
-/// `hark_cluster_forwards_total{result}`: `ok`, `failed` (handled here instead).
+/// `hark_cluster_forwards_total{result}`: `ok`, `failed` (unreachable or refused: handled here instead).
 pub const FORWARDS: &str = "hark_cluster_forwards_total";
 const DOMAIN: &[u8] = b"hark-forward/v1";
 
@@ -77,7 +77,9 @@ pub fn path_of(url: &str) -> &str {
 }
 
 /// POSTs the form to `base` + `path` on the other node; its status, content
-/// type and body, or `None` when it could not be reached.
+/// type and body, or `None` when it did not take the request (unreachable,
+/// or refused it: a key that differs, say) — the caller handles it then,
+/// so nothing is lost to a misconfigured peer.
 pub async fn post_form(
     http: &reqwest::Client,
     key: &TokenKey,
@@ -96,7 +98,7 @@ pub async fn post_form(
         .send()
         .await;
     let result = match sent {
-        Ok(res) if !res.status().is_server_error() => {
+        Ok(res) if res.status().is_success() => {
             let status = res.status().as_u16();
             let kind = res
                 .headers()

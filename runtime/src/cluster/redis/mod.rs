@@ -38,7 +38,7 @@ mod tests;
 pub const PLACEMENTS: &str = "hark_cluster_placements_total";
 /// `hark_cluster_redis_errors_total{op}`: Redis operations that failed or timed out.
 pub const REDIS_ERRORS: &str = "hark_cluster_redis_errors_total";
-/// `hark_cluster_redis_ops_total{op}`: scripts sent to Redis.
+/// `hark_cluster_redis_ops_total{op}`: exchanges with Redis (scripts, lookups).
 pub const REDIS_OPS: &str = "hark_cluster_redis_ops_total";
 /// `hark_cluster_redis_up`: 1 while the last heartbeat reached Redis.
 pub const REDIS_UP: &str = "hark_cluster_redis_up";
@@ -233,10 +233,20 @@ impl Cluster {
         op: &'static str,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, ClusterError> {
-        metrics::counter!(REDIS_OPS, "op" => op).increment(1);
         let mut conn = self.conn.clone();
+        self.timed(op, invocation.invoke_async(&mut conn)).await
+    }
+
+    /// One Redis exchange under the Redis timeout: counted by `op`, its
+    /// failure counted and, the first time, logged as Redis being away.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, ClusterError> {
+        metrics::counter!(REDIS_OPS, "op" => op).increment(1);
         let timeout = self.settings.redis_timeout();
-        let result = match tokio::time::timeout(timeout, invocation.invoke_async(&mut conn)).await {
+        let result = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(ClusterError::Redis(e)),
             Err(_) => Err(ClusterError::Timeout(timeout)),
@@ -345,23 +355,11 @@ impl Cluster {
 
     /// The call's entry; `Ok(None)`: the cluster does not know it.
     pub async fn call_entry(&self, call_sid: &str) -> Result<Option<CallEntry>, ClusterError> {
-        metrics::counter!(REDIS_OPS, "op" => "lookup").increment(1);
         let mut conn = self.conn.clone();
-        let timeout = self.settings.redis_timeout();
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(key_call(call_sid)).arg("node").arg("state");
-        let get = cmd.query_async::<(Option<String>, Option<String>)>(&mut conn);
-        let (node, state) = match tokio::time::timeout(timeout, get).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                metrics::counter!(REDIS_ERRORS, "op" => "lookup").increment(1);
-                return Err(e.into());
-            }
-            Err(_) => {
-                metrics::counter!(REDIS_ERRORS, "op" => "lookup").increment(1);
-                return Err(ClusterError::Timeout(timeout));
-            }
-        };
+        let (node, state): (Option<String>, Option<String>) =
+            self.timed("lookup", cmd.query_async(&mut conn)).await?;
         Ok(node.map(|node| CallEntry {
             node,
             ended: state.as_deref() == Some("ended"),
@@ -371,14 +369,9 @@ impl Cluster {
     /// The URL a node advertised, while its entry lives.
     pub async fn node_url(&self, id: &str) -> Result<Option<String>, ClusterError> {
         let mut conn = self.conn.clone();
-        let timeout = self.settings.redis_timeout();
         let mut cmd = redis::cmd("HGET");
         cmd.arg(key_node(id)).arg("url");
-        let get = cmd.query_async::<Option<String>>(&mut conn);
-        match tokio::time::timeout(timeout, get).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(ClusterError::Timeout(timeout)),
-        }
+        self.timed("node_url", cmd.query_async(&mut conn)).await
     }
 
     /// The next stream index of a call taken over from a lost node.

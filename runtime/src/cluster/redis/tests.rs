@@ -83,6 +83,15 @@ fn node_with(
     }
 }
 
+/// Nodes `a` and `b`, registered.
+async fn two_nodes(url: &str, s: &ClusterSettings) -> (TestNode, TestNode) {
+    let a = node(url, "a", 100, 0, s);
+    let b = node(url, "b", 100, 0, s);
+    a.cluster.heartbeat_once().await.unwrap();
+    b.cluster.heartbeat_once().await.unwrap();
+    (a, b)
+}
+
 fn settings() -> ClusterSettings {
     ClusterSettings {
         heartbeat_ms: 100,
@@ -136,10 +145,7 @@ async fn full_draining_and_policy_less_nodes_get_nothing() {
         max_queue_depth: 0.05,
         ..settings()
     };
-    let a = node(&url, "a", 100, 0, &s);
-    let b = node(&url, "b", 100, 0, &s);
-    a.cluster.heartbeat_once().await.unwrap();
-    b.cluster.heartbeat_once().await.unwrap();
+    let (a, b) = two_nodes(&url, &s).await;
     // Another version of the policy: nobody holds it.
     assert_eq!(
         a.cluster.place("CA0", ",default@nope,", "").await,
@@ -210,10 +216,7 @@ async fn reservations_lapse_when_no_stream_comes_and_become_calls_when_one_does(
 async fn a_lost_nodes_calls_end_node_lost_unless_moved_and_it_gets_no_more_calls() {
     let url = flushed(12).await;
     let s = settings();
-    let a = node(&url, "a", 100, 0, &s);
-    let b = node(&url, "b", 100, 0, &s);
-    a.cluster.heartbeat_once().await.unwrap();
-    b.cluster.heartbeat_once().await.unwrap();
+    let (a, b) = two_nodes(&url, &s).await;
     b.cluster.call_started("CA1").await;
     b.cluster.call_started("CA2").await;
     // CA2 is taken over by `a` (its caller came back through the action URL).
@@ -253,10 +256,7 @@ async fn a_lost_nodes_calls_end_node_lost_unless_moved_and_it_gets_no_more_calls
 async fn limits_are_shared_between_nodes() {
     let url = flushed(13).await;
     let s = settings();
-    let a = node(&url, "a", 100, 0, &s);
-    let b = node(&url, "b", 100, 0, &s);
-    a.cluster.heartbeat_once().await.unwrap();
-    b.cluster.heartbeat_once().await.unwrap();
+    let (a, b) = two_nodes(&url, &s).await;
     let la = limits::SharedCallerLimit::new(Arc::clone(&a.cluster), 3);
     let lb = limits::SharedCallerLimit::new(Arc::clone(&b.cluster), 3);
     use crate::cluster::{CallerLimiter, RateLimiter};
