@@ -105,6 +105,8 @@ pub struct Config {
     pub redis_url: String,
     /// Heartbeat, lost-node TTL, capacity and the load limit, the advertised URL.
     pub cluster: crate::cluster::settings::ClusterSettings,
+    /// Campaigns: the scheduler, default calling windows per country.
+    pub campaigns: crate::campaigns::CampaignSettings,
 }
 
 impl Default for Config {
@@ -140,6 +142,7 @@ impl Default for Config {
             outbound: crate::outbound::OutboundSettings::default(),
             redis_url: String::new(),
             cluster: crate::cluster::settings::ClusterSettings::default(),
+            campaigns: crate::campaigns::CampaignSettings::default(),
         }
     }
 }
@@ -376,6 +379,7 @@ impl Config {
         errors.extend(self.http.validate(self.max_calls));
         errors.extend(self.outbound.validate());
         errors.extend(self.cluster.validate());
+        errors.extend(self.campaigns.validate());
         if !self.redis_url.is_empty() {
             if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://"))
             {

@@ -51,6 +51,7 @@
 //! - [`health`], [`doctor`] — provider checks; [`telemetry`] — logs, metrics, banner.
 
 pub mod api;
+pub mod campaigns;
 pub mod carriers;
 pub mod cli;
 pub mod cluster;

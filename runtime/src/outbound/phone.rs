@@ -23,9 +23,45 @@ pub fn e164(raw: &str, region: Option<Id>) -> Result<String, NumberError> {
     Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// Where an E.164 number is: its region (`US`, `IN`; empty when
+/// libphonenumber names none) and its time zones as libphonenumber lists
+/// them (IANA names joined by `&`; empty when unknown).
+pub fn locate(e164: &str) -> (String, String) {
+    let region = phonenumber::parse(None, e164)
+        .ok()
+        .and_then(|n| n.country().id())
+        .map(|id| id.as_ref().to_owned())
+        .unwrap_or_default();
+    let zones = namba::parse(e164)
+        .ok()
+        .and_then(|n| namba::TimeZones::for_number(&n))
+        .map(|z| {
+            z.iter()
+                .filter(|name| *name != "Etc/Unknown")
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+        .unwrap_or_default();
+    (region, zones)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_located_with_libphonenumbers_zones() {
+        assert_eq!(
+            locate("+14155550100"),
+            ("US".into(), "America/Los_Angeles".into())
+        );
+        assert_eq!(
+            locate("+919876543210"),
+            ("IN".into(), "Asia/Calcutta".into())
+        );
+        assert_eq!(locate("+442079460000").0, "GB");
+        assert_eq!(locate("nonsense"), (String::new(), String::new()));
+    }
 
     #[test]
     fn numbers_are_read_into_e164_in_their_region() {

@@ -7,7 +7,9 @@
 //! SID, a turn's call SID and number) — so replaying a spool never duplicates.
 
 pub mod agents;
+pub mod campaigns;
 pub mod erasure;
+pub mod leads;
 pub mod outbound;
 pub mod queries;
 pub mod rows;

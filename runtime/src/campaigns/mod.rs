@@ -1,0 +1,150 @@
+//! Campaigns (issue 18): lead lists imported and merged, and a durable
+//! scheduler that calls them through the outbound dialer — in each lead's
+//! local calling window, paced, retried by outcome, never a listed number,
+//! never the same attempt twice (on one node or several).
+//!
+//! # Layout
+//! - [`import`] — lead files (CSV, JSON) into leads, errors by row and field.
+//! - [`window`] — calling windows in the lead's zone(s): days, holidays, DST.
+//! - [`retry`] — an attempt's result into the lead's status and next attempt.
+//! - [`spec`] — a campaign's definition, checked field by field.
+//! - [`scheduler`] — the loop every node runs: settle what ended, claim what
+//!   is due (leases in the database), dial.
+//! - on record: `store/leads.rs`, `store/campaigns.rs`; the API:
+//!   `api/leads.rs`, `api/campaigns.rs`.
+
+pub mod import;
+pub mod retry;
+pub mod scheduler;
+pub mod spec;
+pub mod window;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use window::Window;
+
+/// `hark_campaign_attempts_total{campaign, result}`: settled attempts by
+/// result (`answered`, `voicemail`, `no_answer`, `busy`, `failed`, `refused`).
+pub const ATTEMPTS: &str = "hark_campaign_attempts_total";
+/// `hark_campaign_leads_not_dialed_total{campaign, reason}`.
+pub const NOT_DIALED: &str = "hark_campaign_leads_not_dialed_total";
+/// `hark_campaign_qualified_total{campaign}`.
+pub const QUALIFIED: &str = "hark_campaign_qualified_total";
+/// `hark_campaign_dials_total{campaign}`: calls started.
+pub const DIALS: &str = "hark_campaign_dials_total";
+
+/// The runtime config's `[campaigns]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignSettings {
+    /// Whether this node runs the scheduler (every node may: leases keep
+    /// them apart).
+    pub scheduler: bool,
+    /// How often the scheduler looks for due leads and ended attempts.
+    pub tick_ms: u64,
+    /// Campaigns that may exist at once: they are metric labels, so a
+    /// bounded set.
+    pub max_campaigns: usize,
+    /// Carrier requests this node has in flight at once.
+    pub max_dials_in_flight: usize,
+    /// Calling windows by the number's country (ISO 3166), `*` for the
+    /// rest. A campaign's `window` can only narrow them.
+    pub default_windows: BTreeMap<String, String>,
+    /// An attempt whose call has not ended after this long is settled as
+    /// `failed` (its callbacks lost).
+    pub stale_after_secs: u64,
+}
+
+impl Default for CampaignSettings {
+    fn default() -> Self {
+        let windows = [
+            ("US", "08:00-21:00"),
+            ("CA", "08:00-21:00"),
+            ("IN", "09:00-21:00"),
+            ("GB", "08:00-21:00"),
+            ("*", "09:00-20:00"),
+        ];
+        Self {
+            scheduler: true,
+            tick_ms: 250,
+            max_campaigns: 100,
+            max_dials_in_flight: 64,
+            default_windows: windows
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            stale_after_secs: 7200,
+        }
+    }
+}
+
+impl CampaignSettings {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !(20..=10_000).contains(&self.tick_ms) {
+            errors.push(format!("campaigns.tick_ms: {} is outside 20..=10000", self.tick_ms));
+        }
+        if !(1..=1000).contains(&self.max_campaigns) {
+            errors.push(format!(
+                "campaigns.max_campaigns: {} is outside 1..=1000",
+                self.max_campaigns
+            ));
+        }
+        if !(1..=10_000).contains(&self.max_dials_in_flight) {
+            errors.push(format!(
+                "campaigns.max_dials_in_flight: {} is outside 1..=10000",
+                self.max_dials_in_flight
+            ));
+        }
+        if self.stale_after_secs < 300 {
+            errors.push("campaigns.stale_after_secs: at least 300".into());
+        }
+        if !self.default_windows.contains_key("*") {
+            errors.push("campaigns.default_windows: needs a \"*\" entry for other countries".into());
+        }
+        for (country, w) in &self.default_windows {
+            if country != "*" && country.parse::<phonenumber::country::Id>().is_err() {
+                errors.push(format!(
+                    "campaigns.default_windows.{country}: not a country libphonenumber knows"
+                ));
+            }
+            if let Err(e) = w.parse::<Window>() {
+                errors.push(format!("campaigns.default_windows.{country}: {e}"));
+            }
+        }
+        errors
+    }
+
+    /// The default window for a lead in `region`.
+    pub fn window_for(&self, region: &str) -> Window {
+        self.default_windows
+            .get(region)
+            .or_else(|| self.default_windows.get("*"))
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(Window {
+                start: 9 * 60,
+                end: 20 * 60,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_windows_are_per_country_and_checked() {
+        let s = CampaignSettings::default();
+        assert!(s.validate().is_empty(), "{:?}", s.validate());
+        assert_eq!(s.window_for("US").to_string(), "08:00-21:00");
+        assert_eq!(s.window_for("IN").to_string(), "09:00-21:00");
+        assert_eq!(s.window_for("FR").to_string(), "09:00-20:00");
+        let bad: CampaignSettings =
+            toml::from_str("tick_ms = 1\n[default_windows]\nXX = \"9-5\"").unwrap();
+        let e = bad.validate().join("\n");
+        assert!(e.contains("tick_ms") && e.contains("\"*\"") && e.contains("XX"), "{e}");
+        assert!(toml::from_str::<CampaignSettings>("speed = 1").is_err());
+    }
+}
