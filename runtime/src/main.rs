@@ -73,6 +73,17 @@ enum Command {
         #[command(subcommand)]
         command: hark_runtime::cli::DncCommand,
     },
+    /// Lead lists for campaigns (through a running node's API).
+    Leads {
+        #[command(subcommand)]
+        command: hark_runtime::cli::campaigns::LeadsCommand,
+    },
+    /// Campaigns: define, start, pause, resume, status, stats (through a
+    /// running node's API).
+    Campaign {
+        #[command(subcommand)]
+        command: hark_runtime::cli::campaigns::CampaignCommand,
+    },
     /// The agents calls are transferred to.
     Agent {
         #[command(subcommand)]
@@ -294,6 +305,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dnc { command } => {
             let rt = runtime()?;
             rt.block_on(hark_runtime::cli::dnc(command))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leads { command } => {
+            let rt = runtime()?;
+            rt.block_on(hark_runtime::cli::campaigns::leads(command))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Campaign { command } => {
+            let rt = runtime()?;
+            rt.block_on(hark_runtime::cli::campaigns::campaign(command))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent { command, config } => {

@@ -311,6 +311,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         runtimes,
     });
     crate::jobs::spawn_purge(Arc::clone(&state));
+    crate::campaigns::scheduler::spawn(Arc::clone(&state));
     let health = Arc::clone(&state.health);
     // Health checks follow the default policy's providers.
     let _watch =

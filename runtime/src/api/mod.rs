@@ -16,7 +16,9 @@
 //! - One file per resource: [`calls`], [`recordings`] (a call's
 //!   recording, `Range`), [`personal_data`] (erasure on request),
 //!   [`agents`], [`transfers`] (hand a call on, its handoff), [`outbound`]
-//!   (place a call, follow its state), [`dnc`] (the do-not-call list), [`blocklist`],
+//!   (place a call, follow its state), [`dnc`] (the do-not-call list),
+//!   [`leads`] (lead lists, an agent's queue), [`campaigns`] (define, run,
+//!   analytics), [`blocklist`],
 //!   [`policies`], [`node`], [`tokens`], [`audit`].
 
 use std::sync::{Arc, LazyLock};
@@ -41,7 +43,9 @@ pub mod audit;
 pub mod auth;
 pub mod blocklist;
 pub mod calls;
+pub mod campaigns;
 pub mod dnc;
+pub mod leads;
 pub mod limits;
 pub mod node;
 pub mod outbound;
@@ -101,6 +105,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(blocklist::routes())
         .merge(outbound::routes())
         .merge(dnc::routes())
+        .merge(leads::routes())
+        .merge(campaigns::routes())
         .merge(policies::routes())
         .merge(node::routes())
         .merge(tokens::routes())
@@ -250,7 +256,7 @@ mod tests {
     #[test]
     fn every_route_has_roles_and_admin_has_all() {
         let routes = routes();
-        assert_eq!(routes.len(), 30, "{routes:?}");
+        assert_eq!(routes.len(), 42, "{routes:?}");
         for r in routes {
             assert!(!r.roles.is_empty(), "{} {}", r.method, r.path);
             assert!(r.roles.contains(&Role::Admin), "{} {}", r.method, r.path);

@@ -53,6 +53,9 @@ pub struct Erasure {
     recordings: u64,
     /// Rows not yet in the database (spool, `rejected/`) erased.
     spooled_rows: u64,
+    /// Campaign leads whose number and fields were erased (their status
+    /// stays: why they are not called again).
+    leads: u64,
 }
 
 async fn erase(
@@ -98,6 +101,7 @@ async fn erase(
         // On record, or still on this node (not yet on record).
         recordings: (erased.recordings.len() as u64).max(local),
         spooled_rows: spooled,
+        leads: 0,
     };
     metrics::counter!(crate::recordings::ERASURES, "scope" => scope).increment(1);
     app.store
@@ -121,7 +125,7 @@ async fn erase(
 }
 
 #[utoipa::path(delete, path = "/api/v1/personal-data", params(PersonQuery),
-    description = "Erases a person's personal data: recordings, transcripts, numbers, slot values and DTMF of every call from or to the number — in the database, the spool, rejected rows and recordings waiting for storage. The blocklist stays. Audited (without the number). Roles: admin.",
+    description = "Erases a person's personal data: recordings, transcripts, numbers, slot values and DTMF of every call from or to the number, and the number and fields of their campaign leads — in the database, the spool, rejected rows and recordings waiting for storage. The blocklist stays. Audited (without the number). Roles: admin.",
     responses((status = 200, body = Erasure), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
     security(("bearer" = ["admin"])))]
 async fn erase_person(
@@ -138,15 +142,16 @@ async fn erase_person(
     let number = check_number(&number)?;
     let hash = app.pii.hash_number(&number);
     app.store.erase_placements_to(&hash).await?;
+    let leads = app.store.erase_leads_to(&hash).await?;
     let calls: BTreeSet<String> = app
         .store
         .calls_of_number(&hash)
         .await?
         .into_iter()
         .collect();
-    Ok(Json(
-        erase(&app, &caller, calls, Some(hash), "person").await?,
-    ))
+    let mut out = erase(&app, &caller, calls, Some(hash), "person").await?;
+    out.leads = leads;
+    Ok(Json(out))
 }
 
 #[utoipa::path(delete, path = "/api/v1/calls/{call_sid}/personal-data", params(("call_sid" = String, Path, description = "Twilio's CallSid", pattern = "^[A-Za-z0-9_-]{1,64}$")),

@@ -156,6 +156,11 @@ impl Dialer {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether calls can be placed at all (a carrier's call control is configured).
+    pub fn can_dial(&self) -> bool {
+        self.control.is_some()
+    }
+
     /// `raw` in E.164, read in the configured region.
     pub fn normalise(&self, raw: &str) -> Result<String, phone::NumberError> {
         phone::e164(raw, self.settings.default_region.parse().ok())

@@ -198,6 +198,21 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Replaces a draft's definition; `false` when it is no longer a draft.
+    pub async fn campaign_redefine(&self, name: &str, spec: &CampaignSpec) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(spec).map_err(|e| StoreError::Query(e.to_string()))?;
+        let done = sqlx::query(
+            "UPDATE campaigns SET spec = $2, updated_at = $3 WHERE name = $1 AND state = 'draft'",
+        )
+        .bind(name)
+        .bind(json)
+        .bind(hark_actors::records::now_ms())
+        .execute(self.pool())
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn campaign_count(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM campaigns")
             .fetch_one(self.pool())

@@ -1,7 +1,10 @@
 //! CLI subcommands with more to them than a call into the library:
 //! `hark agent` (the agent directory, on the database); `hark call`,
 //! `hark dnc` and `hark drain` (through a running node's admin API, so the
-//! node that places the call is the one its webhooks and stream reach).
+//! node that places the call is the one its webhooks and stream reach);
+//! [`campaigns`]: `hark leads` and `hark campaign` (also through the API).
+
+pub mod campaigns;
 
 use clap::Subcommand;
 
@@ -173,7 +176,7 @@ pub enum DncCommand {
     },
 }
 
-async fn api_request(
+pub(crate) async fn api_request(
     api: &ApiArgs,
     method: reqwest::Method,
     path: &str,
@@ -202,7 +205,7 @@ fn pretty(v: &serde_json::Value) -> String {
 }
 
 /// Prints the answer; an error answer is the command's error.
-fn answered(status: u16, body: &serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn answered(status: u16, body: &serde_json::Value) -> anyhow::Result<()> {
     if (200..300).contains(&status) {
         if !body.is_null() && body != &serde_json::Value::String(String::new()) {
             println!("{}", pretty(body));
