@@ -50,7 +50,9 @@ pub struct CampaignSettings {
     /// Carrier requests this node has in flight at once.
     pub max_dials_in_flight: usize,
     /// Calling windows by the number's country (ISO 3166), `*` for the
-    /// rest. A campaign's `window` can only narrow them.
+    /// rest (`HH:MM-HH:MM`, end up to `24:00`). A campaign's `window` can
+    /// only narrow them. Defaults: US, CA, GB 08:00-21:00; IN 09:00-21:00;
+    /// others 09:00-20:00.
     pub default_windows: BTreeMap<String, String>,
     /// An attempt whose call has not ended after this long is settled as
     /// `failed` (its callbacks lost).
@@ -105,7 +107,7 @@ impl CampaignSettings {
             errors.push("campaigns.default_windows: needs a \"*\" entry for other countries".into());
         }
         for (country, w) in &self.default_windows {
-            if country != "*" && country.parse::<phonenumber::country::Id>().is_err() {
+            if country != "*" && country.to_uppercase().parse::<phonenumber::country::Id>().is_err() {
                 errors.push(format!(
                     "campaigns.default_windows.{country}: not a country libphonenumber knows"
                 ));
@@ -119,8 +121,11 @@ impl CampaignSettings {
 
     /// The default window for a lead in `region`.
     pub fn window_for(&self, region: &str) -> Window {
+        // Keys from the environment arrive in lower case.
         self.default_windows
-            .get(region)
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(region))
+            .map(|(_, w)| w)
             .or_else(|| self.default_windows.get("*"))
             .and_then(|w| w.parse().ok())
             .unwrap_or(Window {
@@ -141,6 +146,9 @@ mod tests {
         assert_eq!(s.window_for("US").to_string(), "08:00-21:00");
         assert_eq!(s.window_for("IN").to_string(), "09:00-21:00");
         assert_eq!(s.window_for("FR").to_string(), "09:00-20:00");
+        let env: CampaignSettings = toml::from_str("[default_windows]\nin = \"10:00-11:00\"\n\"*\" = \"00:00-24:00\"").unwrap();
+        assert!(env.validate().is_empty(), "{:?}", env.validate());
+        assert_eq!(env.window_for("IN").to_string(), "10:00-11:00");
         let bad: CampaignSettings =
             toml::from_str("tick_ms = 1\n[default_windows]\nXX = \"9-5\"").unwrap();
         let e = bad.validate().join("\n");

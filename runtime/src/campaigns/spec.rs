@@ -160,8 +160,8 @@ impl CampaignSpec {
             ("voicemail_secs", r.voicemail_secs),
             ("failed_secs", r.failed_secs),
         ] {
-            if !(60..=30 * 86_400).contains(&secs) {
-                errors.push(format!("retry.{name}: 60 to 2592000"));
+            if !(1..=30 * 86_400).contains(&secs) {
+                errors.push(format!("retry.{name}: 1 to 2592000"));
             }
         }
         errors
@@ -222,7 +222,7 @@ mod tests {
             r#"{"policy": " ", "lists": ["a b"], "caller_ids": ["12"], "window": "9-5",
                 "days": ["funday"], "holidays": ["2026-13-01"], "max_attempts": 0,
                 "calls_per_minute": 0, "max_concurrent": 0, "machine_detection": "maybe",
-                "retry": {"busy_secs": 1}}"#,
+                "retry": {"busy_secs": 0}}"#,
         )
         .unwrap();
         let fields: Vec<String> = s

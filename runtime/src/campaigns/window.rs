@@ -15,7 +15,7 @@ pub struct Window {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?}: write HH:MM-HH:MM, start before end, within one day")]
+#[error("{0:?}: write HH:MM-HH:MM (end up to 24:00), start before end, within one day")]
 pub struct BadWindow(pub String);
 
 impl std::str::FromStr for Window {
@@ -24,11 +24,14 @@ impl std::str::FromStr for Window {
         let bad = || BadWindow(s.to_owned());
         let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
         let minutes = |t: &str| -> Option<u16> {
+            // The day's end, as a window's end: chrono reads no 24:00.
+            if t.trim() == "24:00" {
+                return Some(24 * 60);
+            }
             let t = NaiveTime::parse_from_str(t.trim(), "%H:%M").ok()?;
             u16::try_from(t.hour_minutes()).ok()
         };
         let (start, end) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
-        // 24:00 is not a time chrono reads: 23:59 is the day's last window end.
         if start >= end {
             return Err(bad());
         }
@@ -159,7 +162,7 @@ impl Calendar {
 /// `minutes` after local midnight of `date` in `zone` as UTC. In a DST gap
 /// (the local time does not exist) the first instant after it.
 fn local(zone: Tz, date: NaiveDate, minutes: u16) -> Option<DateTime<Utc>> {
-    let naive = date.and_hms_opt(u32::from(minutes / 60), u32::from(minutes % 60), 0)?;
+    let naive = date.and_hms_opt(0, 0, 0)? + Duration::minutes(i64::from(minutes));
     for shift in [0, 30, 60, 90, 120] {
         if let Some(t) = zone
             .from_local_datetime(&(naive + Duration::minutes(shift)))
@@ -206,6 +209,8 @@ mod tests {
         assert!("9-17".parse::<Window>().is_err());
         assert!("08:00–21:00".parse::<Window>().is_err(), "an en dash");
         assert!("".parse::<Window>().is_err());
+        assert_eq!("00:00-24:00".parse::<Window>().unwrap().end, 1440);
+        assert!("24:00-24:00".parse::<Window>().is_err());
         let narrow = w.narrowed(Some("10:00-22:00".parse().unwrap())).unwrap();
         assert_eq!(narrow.to_string(), "10:00-21:00");
         assert_eq!(w.narrowed(Some("21:00-22:00".parse().unwrap())), None);

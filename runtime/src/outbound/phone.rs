@@ -61,6 +61,10 @@ mod tests {
         );
         assert_eq!(locate("+442079460000").0, "GB");
         assert_eq!(locate("nonsense"), (String::new(), String::new()));
+        assert_eq!(locate("+14165550100"), ("CA".into(), "America/Toronto".into()));
+        // International freephone: a valid number in no zone at all.
+        assert!(e164("+80012345678", None).is_ok());
+        assert_eq!(locate("+80012345678"), (String::new(), String::new()));
     }
 
     #[test]
