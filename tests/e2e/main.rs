@@ -6,6 +6,7 @@ mod access;
 mod agents;
 mod api;
 mod bad_input;
+mod campaigns;
 mod cluster;
 mod conversation;
 mod fakes;

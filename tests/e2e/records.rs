@@ -630,7 +630,7 @@ async fn every_route_admits_exactly_its_roles() {
     let routes = hark_runtime::api::routes();
     assert_eq!(
         routes.len(),
-        30,
+        42,
         "every route of the API, from its handlers"
     );
     for hark_runtime::api::Route {

@@ -96,11 +96,14 @@ pub(super) fn lead_of(row: &sqlx::any::AnyRow, pii: &Pii) -> Result<Lead, StoreE
     })
 }
 
-pub(crate) fn new_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 12];
+/// `LD` + time + a counter + random: ids sort in the order leads were
+/// imported (a list reads back in its file's order).
+fn new_lead_id(now_ms: i64) -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xff_ffff;
+    let mut bytes = [0u8; 4];
     rand::fill(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    format!("LD{now_ms:012x}{seq:06x}{:08x}", u32::from_be_bytes(bytes))
 }
 
 impl Store {
@@ -163,7 +166,7 @@ impl Store {
                      ON CONFLICT (list_name, number_hash) DO UPDATE SET fields_enc = excluded.fields_enc, region = excluded.region, \
                      time_zone = excluded.time_zone, priority = excluded.priority, consent = excluded.consent, owner = excluded.owner, updated_at = excluded.updated_at",
                 )
-                .bind(new_id("LD"))
+                .bind(new_lead_id(now))
                 .bind(list)
                 .bind(&hash)
                 .bind(pii.encrypt(&merged.number))

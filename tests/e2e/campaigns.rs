@@ -1,0 +1,267 @@
+//! Campaigns end to end (issue 18): `hark serve` with Twilio credentials,
+//! leads imported with `hark leads import`, campaigns run with `hark
+//! campaign`, the Twilio fake placing every call Hark asks for. Pacing is
+//! measured on the fake's clock (when each `Calls.json` arrived).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::fakes::Fakes;
+use crate::fakes::twilio::Phone;
+use crate::records::Node;
+use crate::support::{Hark, repo_path, temp_dir};
+
+const BUSINESS: &str = "+14155550100";
+/// Every zone's day is open unless a campaign narrows it.
+const ALL_DAY: (&str, &str) = ("HARK_CAMPAIGNS__DEFAULT_WINDOWS__*", "00:00-24:00");
+
+fn env_of(node: &Node, fakes: &Fakes, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = node.env();
+    env.extend(fakes.env());
+    env.push(("HARK_OUTBOUND__CALLER_ID".into(), BUSINESS.into()));
+    env.push(("HARK_OUTBOUND__RING_TIMEOUT_SECS".into(), "5".into()));
+    env.push((ALL_DAY.0.into(), ALL_DAY.1.into()));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+fn start(node: &Node, fakes: &Fakes, listen: &str, extra: &[(&str, &str)]) -> Hark {
+    let env = env_of(node, fakes, extra);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Hark::spawn(
+        listen,
+        &["--policy", &repo_path("tests/policies/outbound.toml")],
+        &env,
+        None,
+    )
+}
+
+/// `hark ARGS` against `hark`'s API; (success, stdout, stderr).
+fn cli(hark: &Hark, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
+        .args(args)
+        .env("HARK_API_URL", format!("http://{}", hark.addr))
+        .env("HARK_API_TOKEN", token)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn api(hark: &Hark, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = hark.http().request(method, hark.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    let code = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn write(name: &str, text: &str) -> std::path::PathBuf {
+    let path = temp_dir("hark-campaign").join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A fixed-offset zone (`Etc/GMT-5` is UTC+5) whose local hour is `hour` now.
+fn zone_at_local_hour(hour: i64) -> String {
+    use chrono::Timelike;
+    let utc = chrono::Utc::now().hour() as i64;
+    let mut offset = (hour - utc).rem_euclid(24);
+    if offset > 14 {
+        offset -= 24;
+    }
+    match offset {
+        0 => "Etc/GMT".into(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }
+}
+
+/// When the fake received each call to each number.
+fn dials(fakes: &Fakes) -> BTreeMap<String, Vec<Instant>> {
+    let t = &fakes.twilio;
+    let mut by_number: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+    for sid in t.dialed() {
+        if let Some((to, at)) = t.call(&sid, |c| (c.to.clone(), c.created)) {
+            by_number.entry(to).or_default().push(at);
+        }
+    }
+    for times in by_number.values_mut() {
+        times.sort();
+    }
+    by_number
+}
+
+/// Calls per minute between the first and the last dial.
+fn achieved_rate(mut times: Vec<Instant>) -> f64 {
+    times.sort();
+    let span = times.last().unwrap().duration_since(times[0]).as_secs_f64();
+    (times.len() - 1) as f64 * 60.0 / span
+}
+
+async fn wait_for<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_number() {
+    let fakes = Fakes::start().await;
+    let node = Node::sqlite();
+    let hark = start(&node, &fakes, "127.0.0.1:0", &[]);
+    let token = node.token("ai_ops", "campaigns");
+    let admin = node.token("admin", "admin");
+    let t = &fakes.twilio;
+
+    let open = zone_at_local_hour(9);
+    let shut = zone_at_local_hour(21);
+    let mut csv = String::from("phone,name,time_zone,consent,plan\n");
+    let mut busy = Vec::new();
+    for i in 0..60 {
+        let n = format!("+1415555{:04}", 1000 + i);
+        t.phone(&n, Phone::Busy);
+        busy.push(n.clone());
+        csv.push_str(&format!("{n},Lead {i},{open},,pro\n"));
+    }
+    // Line 62: a duplicate of line 2 (merged); 63: no number.
+    csv.push_str(&format!("(415) 555-1000,Lead Zero,{open},,gold\n"));
+    csv.push_str(&format!("not a number,Nobody,{open},,\n"));
+    let listed = ["+14155552000", "+14155552001", "+14155552002", "+14155552003", "+870773111632"];
+    for n in listed {
+        t.phone(n, Phone::Busy);
+    }
+    csv.push_str(&format!("+14155552000,On DNC,{open},,\n"));
+    csv.push_str(&format!("+14155552001,Blocked,{open},,\n"));
+    csv.push_str(&format!("+14155552002,Said no,{open},no,\n"));
+    csv.push_str(&format!("+14155552003,Asleep,{shut},,\n"));
+    csv.push_str("+870773111632,No zone,,,\n");
+    let file = write("leads.csv", &csv);
+
+    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "q4"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("65 leads created"), "{err}");
+    assert!(err.contains("1 duplicate rows merged"), "{err}");
+    assert!(err.contains("leads.csv:63: phone:"), "the bad row by its line: {err}");
+    assert!(err.contains("leads.csv:68: time_zone: unknown"), "{err}");
+    let (code, leads) = api(&hark, &token, reqwest::Method::GET, "/api/v1/lists/q4/leads?limit=1000", None).await;
+    assert_eq!(code, 200);
+    let first = &leads.as_array().unwrap()[0];
+    assert_eq!(first["number"], "+14155551000");
+    assert_eq!(first["fields"]["plan"], "gold", "the later row's value: {first}");
+    assert_eq!(first["status"], "new");
+
+    let (ok, _, err) = cli(&hark, &admin, &["dnc", "add", "+14155552000", "--reason", "asked"]);
+    assert!(ok, "{err}");
+    let (code, _) = api(&hark, &admin, reqwest::Method::POST, "/api/v1/blocklist",
+        Some(json!({"number": "+14155552001", "reason": "abuse"}))).await;
+    assert_eq!(code, 201);
+
+    // A bad definition is refused field by field; a good one is a draft.
+    let (code, body) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/q4",
+        Some(json!({"policy": "outbound", "lists": ["q4"], "window": "9 to 5", "calls_per_minute": 0}))).await;
+    assert_eq!(code, 422, "{body}");
+    let e = body["error"].as_str().unwrap();
+    assert!(e.contains("window:") && e.contains("calls_per_minute:"), "{e}");
+    let spec = write("q4.json", &json!({
+        "policy": "outbound", "lists": ["q4"], "window": "06:00-12:00",
+        "calls_per_minute": 240, "max_concurrent": 30, "max_attempts": 1,
+        "owners": {"attempting": "skill:sales"}
+    }).to_string());
+    let (ok, out, err) = cli(&hark, &token, &["campaign", "define", "q4", spec.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"draft\""), "{out}");
+    let (ok, _, err) = cli(&hark, &token, &["campaign", "resume", "q4"]);
+    assert!(!ok && err.contains("409") && err.contains("draft"), "{err}");
+
+    let (ok, _, err) = cli(&hark, &token, &["campaign", "start", "q4"]);
+    assert!(ok, "{err}");
+    wait_for("60 dials", Duration::from_secs(60), async || {
+        (dials(&fakes).values().map(Vec::len).sum::<usize>() >= 60).then_some(())
+    })
+    .await;
+    // Settled: every busy lead done (max_attempts 1), the others where they belong.
+    let status = wait_for("settled leads", Duration::from_secs(30), async || {
+        let (ok, out, _) = cli(&hark, &token, &["campaign", "status", "q4"]);
+        let v: Value = serde_json::from_str(&out).ok()?;
+        (ok && v["progress"]["done"] == 64).then_some(v)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let by_number = dials(&fakes);
+    for n in listed {
+        assert!(!by_number.contains_key(n), "{n} was dialed");
+    }
+    assert_eq!(by_number.len(), 60);
+    assert!(by_number.values().all(|d| d.len() == 1), "one attempt each");
+    let rate = achieved_rate(by_number.values().flatten().copied().collect());
+    eprintln!("pacing: configured 240/min, achieved {rate:.1}/min over 60 dials");
+    assert!((rate - 240.0).abs() / 240.0 < 0.05, "achieved {rate:.1}/min");
+
+    let p = &status["progress"];
+    assert_eq!(p["waiting"], 1, "the lead whose window is shut: {p}");
+    assert_eq!(p["not_dialed"]["do_not_call"], 1, "{p}");
+    assert_eq!(p["not_dialed"]["blocklist"], 1, "{p}");
+    assert_eq!(p["not_dialed"]["no_consent"], 1, "{p}");
+    assert_eq!(p["not_dialed"]["unknown_time_zone"], 1, "{p}");
+    assert_eq!(p["not_dialed"]["max_attempts"], 60, "{p}");
+    assert_eq!(p["statuses"]["attempting"], 60, "{p}");
+    assert_eq!(p["statuses"]["do_not_call"], 2, "{p}");
+    assert_eq!(status["campaign"]["state"], "running");
+
+    // Attempting leads are the sales skill's: an agent with it sees them.
+    let (code, _) = api(&hark, &admin, reqwest::Method::POST, "/api/v1/agents",
+        Some(json!({"name": "ann", "address": "+14155550199", "skills": "sales"}))).await;
+    assert_eq!(code, 201);
+    let (code, queue) = api(&hark, &admin, reqwest::Method::GET, "/api/v1/agents/ann/queue?limit=1000", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(queue.as_array().unwrap().len(), 60, "{queue}");
+    let (code, _) = api(&hark, &admin, reqwest::Method::GET, "/api/v1/agents/nobody/queue", None).await;
+    assert_eq!(code, 404);
+
+    // Analytics: today's dials, as JSON and CSV, and counted for Prometheus.
+    let (code, days) = api(&hark, &token, reqwest::Method::GET, "/api/v1/campaigns/q4/stats", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(days[0]["dials"], 60, "{days}");
+    assert_eq!(days[0]["connects"], 0, "{days}");
+    let (ok, out, err) = cli(&hark, &token, &["campaign", "stats", "q4", "--csv"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("day,dials,connects,connection_rate"), "{out}");
+    assert!(out.lines().nth(1).unwrap().contains(",60,0,"), "{out}");
+    let metrics = hark.metrics().await;
+    assert_eq!(
+        metrics.sum("hark_campaign_attempts_total", &[("campaign", "q4"), ("result", "busy")]),
+        60.0
+    );
+    assert_eq!(
+        metrics.sum("hark_campaign_leads_not_dialed_total", &[("campaign", "q4"), ("reason", "do_not_call")]),
+        1.0
+    );
+
+    let (ok, out, _) = cli(&hark, &token, &["campaign", "pause", "q4"]);
+    assert!(ok && out.contains("\"paused\""), "{out}");
+    let (ok, out, _) = cli(&hark, &token, &["campaign", "complete", "q4"]);
+    assert!(ok && out.contains("\"completed\""), "{out}");
+    let (code, _) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/q4/start", None).await;
+    assert_eq!(code, 409);
+    let (code, _) = api(&hark, &token, reqwest::Method::GET, "/api/v1/campaigns/nope", None).await;
+    assert_eq!(code, 404);
+    let viewer = node.token("viewer", "viewer");
+    let (code, _) = api(&hark, &viewer, reqwest::Method::GET, "/api/v1/campaigns", None).await;
+    assert_eq!(code, 403);
+}
