@@ -153,8 +153,9 @@ const DUE_SQLITE: &str = "SELECT cl.lead_id, cl.attempts, l.region, l.time_zone,
      WHERE cl.campaign = $1 AND cl.state = 'waiting' AND cl.next_at <= $2 ORDER BY cl.priority DESC, cl.next_at, cl.lead_id LIMIT $3";
 
 /// The pacing clock: how many calls may start at `now` and where the clock
-/// goes after `taken` of them. At most `burst` start at once, so a campaign
-/// back from a pause does not dial its missed minutes at once.
+/// goes after `taken` of them. A late tick catches up on up to `burst`
+/// missed calls; further behind (a start, a pause) the pace starts again
+/// from now, so a campaign does not dial its missed minutes at once.
 pub fn pace(
     next_dial_at: i64,
     now: i64,
@@ -166,8 +167,9 @@ pub fn pace(
     let (base, allowed) = if now < next_dial_at {
         (next_dial_at, 0)
     } else if (now - next_dial_at) / interval + 1 > burst {
-        // Missed more than a burst (a pause, a stall): the debt is dropped.
-        (now - (burst - 1) * interval, burst)
+        // Missed more than a burst (a start, a pause, a stall): the debt
+        // is dropped and the pace starts again from now.
+        (now, 1)
     } else {
         (next_dial_at, (now - next_dial_at) / interval + 1)
     };
@@ -715,10 +717,10 @@ mod tests {
         // A tick late by 2.5 s: the missed ones, within the burst.
         let (n, clock) = pace(10_000, 12_500, 1000, 3);
         assert_eq!((n, clock(3)), (3, 13_000));
-        // Back after an hour: at most the burst, and no debt carried.
+        // Back after an hour: one now, and no debt carried.
         let (n, clock) = pace(10_000, 3_610_000, 1000, 3);
-        assert_eq!(n, 3);
-        assert_eq!(clock(3), 3_611_000);
+        assert_eq!(n, 1);
+        assert_eq!(clock(1), 3_611_000);
         // Fewer taken than allowed (no leads): the clock moves only by those.
         let (_, clock) = pace(10_000, 10_500, 1000, 3);
         assert_eq!(clock(0), 10_000);
