@@ -422,6 +422,14 @@ pub trait CallControl: Send + Sync {
         Err(self.unsupported("conference"))
     }
 
+    /// A call's state as the carrier has it now (Twilio's words: `queued`,
+    /// `ringing`, `in-progress`, `completed`, `busy`, `no-answer`…): for
+    /// callbacks that never arrived (the node was down).
+    async fn status(&self, call_id: &str) -> Result<String, ControlError> {
+        let _ = call_id;
+        Err(self.unsupported("status"))
+    }
+
     fn unsupported(&self, operation: &'static str) -> ControlError {
         ControlError::Unsupported {
             carrier: self.carrier(),

@@ -16,15 +16,19 @@ use crate::records::Node;
 use crate::support::{Hark, repo_path, temp_dir};
 
 const BUSINESS: &str = "+14155550100";
-/// Every zone's day is open unless a campaign narrows it.
-const ALL_DAY: (&str, &str) = ("HARK_CAMPAIGNS__DEFAULT_WINDOWS__*", "00:00-24:00");
+/// Every zone's day is open unless a campaign narrows it (the test
+/// numbers are American; the others' default too).
+const ALL_DAY: [(&str, &str); 2] = [
+    ("HARK_CAMPAIGNS__DEFAULT_WINDOWS__US", "00:00-24:00"),
+    ("HARK_CAMPAIGNS__DEFAULT_WINDOWS__*", "00:00-24:00"),
+];
 
 fn env_of(node: &Node, fakes: &Fakes, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = node.env();
     env.extend(fakes.env());
     env.push(("HARK_OUTBOUND__CALLER_ID".into(), BUSINESS.into()));
     env.push(("HARK_OUTBOUND__RING_TIMEOUT_SECS".into(), "5".into()));
-    env.push((ALL_DAY.0.into(), ALL_DAY.1.into()));
+    env.extend(ALL_DAY.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
 }
@@ -109,13 +113,13 @@ fn achieved_rate(mut times: Vec<Instant>) -> f64 {
     (times.len() - 1) as f64 * 60.0 / span
 }
 
-async fn wait_for<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+async fn wait_for<T>(hark: &Hark, what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", hark.logs());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -191,12 +195,12 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
 
     let (ok, _, err) = cli(&hark, &token, &["campaign", "start", "q4"]);
     assert!(ok, "{err}");
-    wait_for("60 dials", Duration::from_secs(60), async || {
+    wait_for(&hark, "60 dials", Duration::from_secs(60), async || {
         (dials(&fakes).values().map(Vec::len).sum::<usize>() >= 60).then_some(())
     })
     .await;
     // Settled: every busy lead done (max_attempts 1), the others where they belong.
-    let status = wait_for("settled leads", Duration::from_secs(30), async || {
+    let status = wait_for(&hark, "settled leads", Duration::from_secs(30), async || {
         let (ok, out, _) = cli(&hark, &token, &["campaign", "status", "q4"]);
         let v: Value = serde_json::from_str(&out).ok()?;
         (ok && v["progress"]["done"] == 64).then_some(v)
@@ -264,4 +268,152 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
     let viewer = node.token("viewer", "viewer");
     let (code, _) = api(&hark, &viewer, reqwest::Method::GET, "/api/v1/campaigns", None).await;
     assert_eq!(code, 403);
+}
+
+async fn campaign_state(hark: &Hark, token: &str, name: &str) -> Value {
+    let (code, body) = api(hark, token, reqwest::Method::GET, &format!("/api/v1/campaigns/{name}"), None).await;
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_each_outcome_and_a_restart_dials_no_attempt_twice() {
+    let fakes = Fakes::start().await;
+    let node = Node::sqlite();
+    // Callbacks that come while the node is down are looked up with the carrier.
+    let quick = [("HARK_CAMPAIGNS__RECONCILE_AFTER_SECS", "2")];
+    let hark = start(&node, &fakes, "127.0.0.1:0", &quick);
+    let token = node.token("ai_ops", "campaigns");
+    let t = &fakes.twilio;
+    let (busy, failed, unanswered) = ("+14155553001", "+14155553002", "+14155553003");
+    t.phone(busy, Phone::Busy);
+    t.phone(unanswered, Phone::NoAnswer);
+    // `failed`: a number the fake's carrier cannot reach.
+    let file = write("retry.json", &json!([{"phone": busy}, {"phone": failed}, {"phone": unanswered}]).to_string());
+    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "retry"]);
+    assert!(ok, "{err}");
+    let spec = json!({
+        "policy": "outbound", "lists": ["retry"], "calls_per_minute": 600, "max_attempts": 3,
+        "retry": {"busy_secs": 2, "failed_secs": 4, "no_answer_secs": 1, "voicemail_secs": 60}
+    });
+    let (code, body) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/retry", Some(spec)).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/retry/start", None).await;
+    assert_eq!(code, 200, "{body}");
+
+    // Killed (SIGKILL) after the busy lead's second dial; restarted on the
+    // same address and database.
+    wait_for(&hark, "a second dial", Duration::from_secs(30), async || {
+        (dials(&fakes).get(busy).map_or(0, Vec::len) >= 2).then_some(())
+    })
+    .await;
+    let addr = hark.addr.clone();
+    drop(hark);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hark = start(&node, &fakes, &addr, &quick);
+
+    let done = wait_for(&hark, "the campaign to complete", Duration::from_secs(90), async || {
+        let c = campaign_state(&hark, &token, "retry").await;
+        (c["campaign"]["state"] == "completed").then_some(c)
+    })
+    .await;
+    let by_number = dials(&fakes);
+    let gaps = |n: &str| -> Vec<f64> {
+        by_number[n].windows(2).map(|w| w[1].duration_since(w[0]).as_secs_f64()).collect()
+    };
+    for (n, min_gap) in [(busy, 2.0), (failed, 4.0), (unanswered, 6.0)] {
+        assert_eq!(by_number[n].len(), 3, "{n}: three attempts, none twice: {:?}", gaps(n));
+        assert!(gaps(n).iter().all(|g| *g >= min_gap), "{n}: {:?}", gaps(n));
+    }
+    assert_eq!(done["progress"]["not_dialed"]["max_attempts"], 3, "{done}");
+    assert_eq!(done["progress"]["statuses"]["attempting"], 3, "{done}");
+    let (code, days) = api(&hark, &token, reqwest::Method::GET, "/api/v1/campaigns/retry/stats", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(days[0]["dials"], 9, "{days}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_dial_each_lead_once_at_the_campaigns_pace() {
+    let fakes = Fakes::start().await;
+    let node = Node::postgres().await;
+    let a = start(&node, &fakes, "127.0.0.1:0", &[("HARK_NODE", "a")]);
+    let b = start(&node, &fakes, "127.0.0.1:0", &[("HARK_NODE", "b")]);
+    let token = node.token("ai_ops", "campaigns");
+    let t = &fakes.twilio;
+    let mut csv = String::from("phone\n");
+    for i in 0..120 {
+        let n = format!("+1415556{:04}", 1000 + i);
+        t.phone(&n, Phone::Busy);
+        csv.push_str(&format!("{n}\n"));
+    }
+    let file = write("two.csv", &csv);
+    let (ok, _, err) = cli(&a, &token, &["leads", "import", file.to_str().unwrap(), "--list", "two"]);
+    assert!(ok, "{err}");
+    let spec = json!({"policy": "outbound", "lists": ["two"], "calls_per_minute": 480, "max_concurrent": 100, "max_attempts": 1});
+    let (code, body) = api(&b, &token, reqwest::Method::PUT, "/api/v1/campaigns/two", Some(spec)).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = api(&b, &token, reqwest::Method::POST, "/api/v1/campaigns/two/start", None).await;
+    assert_eq!(code, 200, "{body}");
+    wait_for(&a, "the campaign to complete", Duration::from_secs(90), async || {
+        let c = campaign_state(&a, &token, "two").await;
+        (c["campaign"]["state"] == "completed").then_some(())
+    })
+    .await;
+    let by_number = dials(&fakes);
+    assert_eq!(by_number.len(), 120);
+    assert!(by_number.values().all(|d| d.len() == 1), "a lead dialed twice");
+    // Both nodes dialed: the answer URLs name each node's address.
+    let requests = t.requests();
+    let from = |h: &Hark| requests.iter().filter(|r| r.starts_with("POST Calls.json") && r.contains(&h.addr)).count();
+    let (on_a, on_b) = (from(&a), from(&b));
+    eprintln!("two nodes: {on_a} dials from a, {on_b} from b");
+    assert_eq!(on_a + on_b, 120);
+    assert!(on_a > 0 && on_b > 0, "a {on_a}, b {on_b}");
+    let rate = achieved_rate(by_number.values().flatten().copied().collect());
+    eprintln!("pacing across two nodes: configured 480/min, achieved {rate:.1}/min over 120 dials");
+    assert!((rate - 480.0).abs() / 480.0 < 0.05, "achieved {rate:.1}/min");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_leads_import_with_bad_rows_reported_and_duplicates_merged() {
+    let node = Node::postgres().await;
+    let fakes = Fakes::start().await;
+    let hark = start(&node, &fakes, "127.0.0.1:0", &[]);
+    let token = node.token("ai_ops", "import");
+    let mut csv = String::from("phone,first_name,company,plan,priority\n");
+    let mut bad = 0;
+    let mut dupes = 0;
+    for i in 0..10_000u32 {
+        if i % 100 == 99 {
+            csv.push_str(&format!("555-01{i:02},Bad {i},Acme,pro,\n"));
+            bad += 1;
+        } else if i % 50 == 49 {
+            // The number of row i - 1 again.
+            csv.push_str(&format!("+1 212 555 {:04},Again,Acme,gold,3\n", i - 1));
+            dupes += 1;
+        } else {
+            csv.push_str(&format!("+1 212 555 {i:04},नाम {i},Acme & Co,pro,\n"));
+        }
+    }
+    let file = write("ten-thousand.csv", &csv);
+    let started = Instant::now();
+    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "big"]);
+    let took = started.elapsed();
+    assert!(ok, "{err}");
+    let unique = 10_000 - bad - dupes;
+    eprintln!("import: 10,000 rows in {:.2} s ({unique} leads, {bad} bad rows, {dupes} duplicates)", took.as_secs_f64());
+    assert!(err.contains(&format!("{unique} leads created")), "{err}");
+    assert!(err.contains(&format!("{dupes} duplicate rows merged")), "{err}");
+    assert!(err.contains(&format!("{bad} rows not imported")), "{err}");
+    assert!(err.contains("ten-thousand.csv:101: phone:"), "row 100 is line 101: {err}");
+    // The same file again: every lead is already there.
+    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "big"]);
+    assert!(ok, "{err}");
+    assert!(err.contains(&format!("0 leads created, {unique} merged")), "{err}");
+    let (code, leads) = api(&hark, &token, reqwest::Method::GET, "/api/v1/lists/big/leads?limit=50", None).await;
+    assert_eq!(code, 200);
+    let l48 = leads.as_array().unwrap().iter().find(|l| l["number"] == "+12125550048").unwrap();
+    assert_eq!(l48["fields"]["plan"], "gold", "merged: {l48}");
+    assert_eq!(l48["priority"], 3);
+    assert_eq!(l48["time_zone"], "America/New_York");
 }

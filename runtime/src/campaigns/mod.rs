@@ -55,8 +55,12 @@ pub struct CampaignSettings {
     /// others 09:00-20:00.
     pub default_windows: BTreeMap<String, String>,
     /// An attempt whose call has not ended after this long is settled as
-    /// `failed` (its callbacks lost).
+    /// `failed`.
     pub stale_after_secs: u64,
+    /// A placed call with no news from the carrier for this long is looked
+    /// up with the carrier (its status callback may have come while this
+    /// node was down), and again at most this often.
+    pub reconcile_after_secs: u64,
 }
 
 impl Default for CampaignSettings {
@@ -78,6 +82,7 @@ impl Default for CampaignSettings {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             stale_after_secs: 7200,
+            reconcile_after_secs: 120,
         }
     }
 }
@@ -100,6 +105,9 @@ impl CampaignSettings {
                 self.max_dials_in_flight
             ));
         }
+        if !(1..=86_400).contains(&self.reconcile_after_secs) {
+            errors.push("campaigns.reconcile_after_secs: 1 to 86400".into());
+        }
         if self.stale_after_secs < 300 {
             errors.push("campaigns.stale_after_secs: at least 300".into());
         }
@@ -121,11 +129,16 @@ impl CampaignSettings {
 
     /// The default window for a lead in `region`.
     pub fn window_for(&self, region: &str) -> Window {
-        // Keys from the environment arrive in lower case.
+        // Keys from the environment arrive in lower case (beside the
+        // defaults' upper case ones), and override them.
         self.default_windows
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(region))
-            .map(|(_, w)| w)
+            .get(&region.to_ascii_lowercase())
+            .or_else(|| {
+                self.default_windows
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(region))
+                    .map(|(_, w)| w)
+            })
             .or_else(|| self.default_windows.get("*"))
             .and_then(|w| w.parse().ok())
             .unwrap_or(Window {
@@ -149,6 +162,11 @@ mod tests {
         let env: CampaignSettings = toml::from_str("[default_windows]\nin = \"10:00-11:00\"\n\"*\" = \"00:00-24:00\"").unwrap();
         assert!(env.validate().is_empty(), "{:?}", env.validate());
         assert_eq!(env.window_for("IN").to_string(), "10:00-11:00");
+        let both: CampaignSettings = toml::from_str(
+            "[default_windows]\nUS = \"08:00-21:00\"\nus = \"00:00-24:00\"\n\"*\" = \"09:00-20:00\"",
+        )
+        .unwrap();
+        assert_eq!(both.window_for("US").to_string(), "00:00-24:00");
         let bad: CampaignSettings =
             toml::from_str("tick_ms = 1\n[default_windows]\nXX = \"9-5\"").unwrap();
         let e = bad.validate().join("\n");

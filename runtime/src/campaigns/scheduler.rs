@@ -123,6 +123,8 @@ pub struct Scheduler {
     app: Arc<AppState>,
     dials: Arc<Semaphore>,
     caller_turn: AtomicUsize,
+    /// When each quiet attempt was last looked up with the carrier.
+    asked: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// Runs the scheduler on this node (unless `campaigns.scheduler = false`).
@@ -138,6 +140,7 @@ pub fn spawn(app: Arc<AppState>) {
     let scheduler = Arc::new(Scheduler {
         dials: Arc::new(Semaphore::new(app.config.campaigns.max_dials_in_flight)),
         caller_turn: AtomicUsize::new(0),
+        asked: Default::default(),
         app,
     });
     tokio::spawn(async move {
@@ -238,7 +241,10 @@ impl Scheduler {
         let stale = app.config.campaigns.stale_after_secs as i64 * 1000;
         for f in app.store.campaign_in_flight(&c.name).await? {
             let attempt = match standing(&f, now, stale) {
-                Standing::Pending => continue,
+                Standing::Pending => {
+                    self.reconcile(&f, now).await;
+                    continue;
+                }
                 Standing::Undo => {
                     let undo = Settle {
                         lead_id: f.lead_id.clone(),
@@ -288,6 +294,30 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// Looks a quiet attempt's call up with the carrier (a status callback
+    /// lost while this node was down would otherwise leave it in flight
+    /// until `stale_after_secs`).
+    async fn reconcile(&self, f: &InFlight, now: i64) {
+        let every = self.app.config.campaigns.reconcile_after_secs as i64 * 1000;
+        let (Some(id), Some(sid)) = (&f.placement_id, &f.call_sid) else {
+            return;
+        };
+        if now - f.placement_updated < every {
+            return;
+        }
+        {
+            let mut asked = self.asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if asked.get(&f.attempt_key).is_some_and(|at| now - at < every) {
+                return;
+            }
+            asked.retain(|_, at| now - *at < 10 * every);
+            asked.insert(f.attempt_key.clone(), now);
+        }
+        if self.app.dialer.reconcile(id, sid).await {
+            tracing::debug!(placement = %id, "quiet campaign call looked up with the carrier");
+        }
     }
 
     /// What the attempt adds to its day's roll-up.

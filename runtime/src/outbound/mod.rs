@@ -370,6 +370,27 @@ impl Dialer {
         self.moved(id, None, Some(status), None, None);
     }
 
+    /// Asks the carrier how placement `id`'s call stands and records it, as
+    /// if its status callback had come (one that never did: this node was
+    /// down when it was sent). Whether the carrier answered.
+    pub async fn reconcile(&self, id: &str, call_sid: &str) -> bool {
+        let Some(control) = self.control.clone() else {
+            return false;
+        };
+        match control.status(call_sid).await {
+            Ok(status) => {
+                if hark_carrier::twilio::status::parse(&status).is_some() {
+                    self.status(id, &status);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "the carrier did not say how the call stands");
+                false
+            }
+        }
+    }
+
     /// The carrier's answering-machine verdict (`raw`, Twilio's word) on
     /// record; kept for a stream that has not started yet (`keep`).
     pub fn verdict(&self, id: &str, verdict: AnsweredBy, raw: &str, keep: bool) {

@@ -83,7 +83,8 @@ pub struct InFlight {
     pub attempts: i64,
     pub attempt_key: String,
     pub dialed_at: i64,
-    /// The placement's state (`None`: not written yet).
+    /// The placement's id and state (`None`: not written yet).
+    pub placement_id: Option<String>,
     pub placement: Option<String>,
     pub placement_reason: String,
     pub answered_by: Option<String>,
@@ -459,7 +460,7 @@ impl Store {
     /// A campaign's attempts in flight, with their placements and calls.
     pub async fn campaign_in_flight(&self, name: &str) -> Result<Vec<InFlight>, StoreError> {
         let rows = sqlx::query(
-            "SELECT cl.lead_id, cl.attempts, cl.attempt_key, cl.dialed_at, o.state AS p_state, o.reason AS p_reason, o.answered_by, \
+            "SELECT cl.lead_id, cl.attempts, cl.attempt_key, cl.dialed_at, o.id AS p_id, o.state AS p_state, o.reason AS p_reason, o.answered_by, \
              o.updated_at AS p_updated, o.call_sid, c.started_at, c.ended_at, c.disposition, c.callback_start \
              FROM campaign_leads cl LEFT JOIN outbound_calls o ON o.idempotency_key = cl.attempt_key \
              LEFT JOIN calls c ON c.call_sid = o.call_sid \
@@ -482,6 +483,7 @@ impl Store {
                         .try_get::<Option<i64>, _>("dialed_at")
                         .map_err(err)?
                         .unwrap_or_default(),
+                    placement_id: r.try_get("p_id").map_err(err)?,
                     placement: r.try_get("p_state").map_err(err)?,
                     placement_reason: r
                         .try_get::<Option<String>, _>("p_reason")

@@ -221,6 +221,19 @@ impl CallControl for TwilioRest {
             .map(drop)
     }
 
+    async fn status(&self, call_id: &str) -> Result<String, ControlError> {
+        let path = Self::call_path("status", call_id)?;
+        let call = self.request("status", Method::GET, &path, &[]).await?;
+        call["status"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ControlError::Unavailable {
+                carrier: CARRIER,
+                operation: "status",
+                reason: "no status in the answer".into(),
+            })
+    }
+
     async fn dial(&self, dial: &Dial) -> Result<String, ControlError> {
         let timeout = dial.timeout_secs.to_string();
         let mut form = vec![
