@@ -448,6 +448,18 @@ impl CallContext {
             o.disposition = crate::policy::outcome::VOICEMAIL.into();
             outcome = Some(o);
         }
+        // Asked not to be called again: that too, whatever the slots say.
+        if reason == EndReason::DoNotCall {
+            let mut o = outcome.unwrap_or_else(|| {
+                crate::records::CallOutcome::decide(
+                    &self.policy.outcome,
+                    serde_json::Map::new(),
+                    None,
+                )
+            });
+            o.disposition = crate::policy::outcome::DO_NOT_CALL.into();
+            outcome = Some(o);
+        }
         let Some(outcome) = outcome else {
             return;
         };

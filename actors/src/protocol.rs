@@ -75,6 +75,9 @@ pub enum EndReason {
     Voicemail,
     /// An outbound call reached a machine (or a fax) and hung up on it.
     Machine,
+    /// The caller asked not to be called again (the do-not-call rule); they
+    /// heard its goodbye, and their number goes on the do-not-call list.
+    DoNotCall,
 }
 
 impl EndReason {
@@ -96,6 +99,7 @@ impl EndReason {
             EndReason::Completed => "completed",
             EndReason::Voicemail => "voicemail",
             EndReason::Machine => "machine",
+            EndReason::DoNotCall => "do_not_call",
         }
     }
 }

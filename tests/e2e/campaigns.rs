@@ -417,3 +417,67 @@ async fn ten_thousand_leads_import_with_bad_rows_reported_and_duplicates_merged(
     assert_eq!(l48["priority"], 3);
     assert_eq!(l48["time_zone"], "America/New_York");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
+    let fakes = Fakes::start().await;
+    let node = Node::sqlite();
+    let env = env_of(&node, &fakes, &[]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = temp_dir("hark-campaign-policies");
+    for p in ["campaign.toml", "outbound.toml"] {
+        std::fs::copy(repo_path(&format!("tests/policies/{p}")), dir.join(p)).unwrap();
+    }
+    let hark = Hark::spawn("127.0.0.1:0", &["--policies", dir.to_str().unwrap()], &env, None);
+    let token = node.token("ai_ops", "campaigns");
+    let admin = node.token("admin", "admin");
+    let t = &fakes.twilio;
+    let lead = "+14155557001";
+    t.phone(
+        lead,
+        Phone::Lead {
+            after: Duration::from_millis(300),
+            plays: Some(crate::support::speech("order")),
+            verdicts: vec![],
+        },
+    );
+    for list in ["spring", "autumn"] {
+        let file = write(&format!("{list}.csv"), &format!("phone,name\n{lead},Meera\n"));
+        let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", list]);
+        assert!(ok, "{err}");
+    }
+    let spec = json!({"policy": "campaign", "lists": ["spring"], "max_attempts": 3});
+    let (code, body) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/spring", Some(spec)).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/spring/start", None).await;
+    assert_eq!(code, 200);
+    let done = wait_for(&hark, "the first campaign to complete", Duration::from_secs(60), async || {
+        let c = campaign_state(&hark, &token, "spring").await;
+        (c["campaign"]["state"] == "completed").then_some(c)
+    })
+    .await;
+    assert_eq!(done["progress"]["statuses"]["do_not_call"], 1, "{done}");
+    let sid = t.dialed()[0].clone();
+    let heard = t.call(&sid, |c| c.heard.join(" | ")).unwrap_or_default();
+    let (code, call) = api(&hark, &admin, reqwest::Method::GET, &format!("/api/v1/calls/{sid}"), None).await;
+    assert_eq!(code, 200, "{call}");
+    assert_eq!(call["end_reason"], "do_not_call", "{call}\n{heard}");
+    assert_eq!(call["disposition"], "do_not_call", "{call}");
+    let (_, dnc) = api(&hark, &admin, reqwest::Method::GET, "/api/v1/dnc", None).await;
+    let entry = dnc.as_array().unwrap().iter().find(|e| e["number"] == lead).cloned();
+    assert_eq!(entry.map(|e| e["source"].clone()), Some(json!("rule:do_not_call")), "{dnc}");
+
+    // Another campaign with the same number: refused, never dialed.
+    let spec = json!({"policy": "campaign", "lists": ["autumn"]});
+    let (code, _) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/autumn", Some(spec)).await;
+    assert_eq!(code, 201);
+    let (code, _) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/autumn/start", None).await;
+    assert_eq!(code, 200);
+    let done = wait_for(&hark, "the second campaign to complete", Duration::from_secs(30), async || {
+        let c = campaign_state(&hark, &token, "autumn").await;
+        (c["campaign"]["state"] == "completed").then_some(c)
+    })
+    .await;
+    assert_eq!(done["progress"]["not_dialed"]["do_not_call"], 1, "{done}");
+    assert_eq!(t.dialed().len(), 1, "dialed once, by the first campaign only");
+}

@@ -31,6 +31,8 @@ pub struct LanguageSettings {
     /// The profanity rule's lines in this language (`[rules.profanity]`).
     pub profanity_warning: String,
     pub profanity_goodbye: String,
+    /// The do-not-call rule's goodbye in this language.
+    pub do_not_call_goodbye: String,
     /// The consent rule's lines in this language (`[rules.consent]`).
     pub consent_prompt: String,
     pub consent_reask: String,
@@ -130,6 +132,7 @@ impl PolicyFile {
             (&mut p.fallback_line, &lang.fallback_line),
             (&mut p.rules.profanity.warning, &lang.profanity_warning),
             (&mut p.rules.profanity.goodbye, &lang.profanity_goodbye),
+            (&mut p.rules.do_not_call.goodbye, &lang.do_not_call_goodbye),
             (&mut p.rules.consent.prompt, &lang.consent_prompt),
             (&mut p.rules.consent.reask, &lang.consent_reask),
             (&mut p.rules.consent.accepted, &lang.consent_accepted),

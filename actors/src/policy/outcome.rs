@@ -17,6 +17,8 @@ pub const QUALIFIED: &str = "qualified";
 pub const CALLBACK: &str = "callback";
 /// Given to an outbound call a machine answered (message left or hung up on).
 pub const VOICEMAIL: &str = "voicemail";
+/// Given to a call whose caller asked not to be called again.
+pub const DO_NOT_CALL: &str = "do_not_call";
 /// The `record_outcome` argument that carries the bot's disposition.
 pub const DISPOSITION_ARG: &str = "disposition";
 const MAX_SLOTS: usize = 32;

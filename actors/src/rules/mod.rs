@@ -11,6 +11,8 @@
 //! - [`escalation`] — when the caller should get a person; [`sentiment`] —
 //!   the lexicon scorer it uses.
 //! - [`profanity`] — whole-word lists (English, Hindi, Hinglish), normalised.
+//! - [`do_not_call`] — "don't call me again" in the same three: the call
+//!   ends and the number goes on the do-not-call list.
 //! - [`idle`] — re-prompts for a silent caller, then the end.
 //! - [`menu`] — the keypad menu after the greeting; [`language`] —
 //!   switching language on the words the STT reports in another.
@@ -29,6 +31,7 @@ use crate::turns::Event as TurnEvent;
 pub mod backchannel;
 pub mod claims;
 pub mod consent;
+pub mod do_not_call;
 pub mod escalation;
 pub mod idle;
 pub mod language;
@@ -64,6 +67,8 @@ pub struct Rules {
     warning: String,
     goodbye: String,
     warned: bool,
+    do_not_call: Option<do_not_call::DoNotCall>,
+    do_not_call_goodbye: String,
     consent: consent::Consent,
     /// When the consent question was first put (ms since the epoch).
     consent_asked_at: i64,
@@ -109,6 +114,12 @@ impl Rules {
             warning: p.warning.clone(),
             goodbye: p.goodbye.clone(),
             warned: false,
+            do_not_call: policy.rules.do_not_call.enabled.then(|| {
+                do_not_call::DoNotCall::new(
+                    policy.rules.do_not_call.phrases.iter().map(String::as_str),
+                )
+            }),
+            do_not_call_goodbye: policy.rules.do_not_call.goodbye.clone(),
         }
     }
 
@@ -194,6 +205,8 @@ impl Rules {
     pub fn set_language(&mut self, policy: &PolicyFile) {
         self.warning.clone_from(&policy.rules.profanity.warning);
         self.goodbye.clone_from(&policy.rules.profanity.goodbye);
+        self.do_not_call_goodbye
+            .clone_from(&policy.rules.do_not_call.goodbye);
         self.consent.set_lines(&policy.rules.consent);
         self.idle.set_lines(&policy.rules.idle);
         self.menu.set_prompt(&policy.rules.menu.prompt);
@@ -366,6 +379,15 @@ impl Rules {
     pub fn turn_event(&mut self, text: String, ctx: &CallContext) -> TurnEvent {
         if !text.trim().is_empty() {
             self.idle.caller_active();
+        }
+        // Before anything else: a request not to be called is honoured
+        // whatever else the words say.
+        if self.do_not_call.as_ref().is_some_and(|r| r.asked(&text)) {
+            decided(ctx, "do_not_call", "ended");
+            return TurnEvent::EndWith {
+                reason: EndReason::DoNotCall,
+                line: self.do_not_call_goodbye.clone(),
+            };
         }
         let (rule, action, event) = match self.on_caller_words(&text) {
             Verdict::Pass => {

@@ -281,6 +281,17 @@ impl Scheduler {
                 undo: false,
                 tally,
             };
+            // Asked not to be called again: listed (again: idempotent) before
+            // the attempt settles, so an outage when the call ended loses nothing.
+            if matches!(&attempt, Attempt::Answered { disposition: Some(d), .. } if d == "do_not_call")
+                && let Some(lead) = app.store.lead(&f.lead_id, &app.pii).await?
+                && !lead.number.is_empty()
+            {
+                let source = "rule:do_not_call";
+                app.store
+                    .dnc_add(&[lead.number], "asked not to be called again", source, source, &app.pii)
+                    .await?;
+            }
             if app.store.campaign_settle(&c.name, &settle).await? {
                 metrics::counter!(ATTEMPTS, "campaign" => c.name.clone(), "result" => attempt.name().to_owned())
                     .increment(1);

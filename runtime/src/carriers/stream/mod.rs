@@ -159,6 +159,12 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
         app.policies.resolve(&claims.policy, &claims.policy_version)
     };
     let caller = claims.from.clone();
+    // The other party: the callee of a call Hark placed.
+    let other_party = if claims.direction.starts_with("outbound") {
+        claims.to.clone()
+    } else {
+        claims.from.clone()
+    };
     let ask_consent = rules::asks_consent(&live.policy, &claims);
     let placed = match &claims.outbound {
         Some(id) => Some(app.dialer.placed(id, &app.lookups, &app.pii).await),
@@ -246,8 +252,12 @@ pub async fn run<C: StreamCodec>(mut socket: WebSocket, app: Arc<AppState>, slot
             cluster.call_ended(&ctx.ids.call_id).await;
         }
         let _ = ended_tx.send(true);
-        if ctx.end_reason() == Some(EndReason::Profanity) {
-            rules::block_for_profanity(&owner, &caller, live.policy.rules.profanity.block_days);
+        match ctx.end_reason() {
+            Some(EndReason::Profanity) => {
+                rules::block_for_profanity(&owner, &caller, live.policy.rules.profanity.block_days);
+            }
+            Some(EndReason::DoNotCall) => rules::do_not_call(&owner, &other_party),
+            _ => {}
         }
         drop(active);
         drop(claim);
