@@ -121,65 +121,79 @@ impl Store {
             let mut tx = self.pool().begin().await.map_err(err)?;
             for row in batch {
                 let hash = pii.hash_number(&row.number);
+                let fields = serde_json::to_string(&row.fields).unwrap_or_else(|_| "{}".into());
+                let owner = if row.owner.is_empty() {
+                    default_owner
+                } else {
+                    &row.owner
+                };
+                // A new number (the common case): one statement.
+                let inserted = sqlx::query(
+                    "INSERT INTO leads (id, list_name, number_hash, number_enc, fields_enc, region, time_zone, priority, consent, status, owner, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'new', $10, $11, $11) ON CONFLICT (list_name, number_hash) DO NOTHING",
+                )
+                .bind(new_lead_id(now))
+                .bind(list)
+                .bind(&hash)
+                .bind(pii.encrypt(&row.number))
+                .bind(pii.encrypt(&fields))
+                .bind(&row.region)
+                .bind(&row.time_zone)
+                .bind(row.priority)
+                .bind(consent_text(row.consent))
+                .bind(owner)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                if inserted.rows_affected() == 1 {
+                    done.created += 1;
+                    continue;
+                }
+                // On the list already: merged, the file's values winning.
                 let found = sqlx::query(concat!(
                     lead_columns!(),
                     " WHERE list_name = $1 AND number_hash = $2"
                 ))
                 .bind(list)
                 .bind(&hash)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(err)?;
-                let mut merged = row.clone();
-                if let Some(found) = found {
-                    let old = lead_of(&found, pii)?;
-                    let mut base = LeadRow {
-                        row: row.row,
-                        number: row.number.clone(),
-                        region: old.region.clone(),
-                        time_zone: old.time_zone.clone(),
-                        priority: old.priority,
-                        consent: match old.consent.as_str() {
-                            "yes" => Some(true),
-                            "no" => Some(false),
-                            _ => None,
-                        },
-                        owner: old.owner.clone(),
-                        fields: old.fields,
-                    };
-                    crate::campaigns::import::merge(&mut base, row.clone());
-                    base.region = row.region.clone();
-                    merged = base;
-                    done.merged += 1;
-                } else {
-                    done.created += 1;
-                }
-                let fields = serde_json::to_string(&merged.fields).unwrap_or_else(|_| "{}".into());
-                let owner = if merged.owner.is_empty() {
-                    default_owner
-                } else {
-                    &merged.owner
+                let old = lead_of(&found, pii)?;
+                let mut merged = LeadRow {
+                    row: row.row,
+                    number: row.number.clone(),
+                    region: row.region.clone(),
+                    time_zone: old.time_zone,
+                    priority: old.priority,
+                    consent: match old.consent.as_str() {
+                        "yes" => Some(true),
+                        "no" => Some(false),
+                        _ => None,
+                    },
+                    owner: old.owner,
+                    fields: old.fields,
                 };
+                crate::campaigns::import::merge(&mut merged, row.clone());
+                let fields = serde_json::to_string(&merged.fields).unwrap_or_else(|_| "{}".into());
                 sqlx::query(
-                    "INSERT INTO leads (id, list_name, number_hash, number_enc, fields_enc, region, time_zone, priority, consent, status, owner, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'new', $10, $11, $11) \
-                     ON CONFLICT (list_name, number_hash) DO UPDATE SET fields_enc = excluded.fields_enc, region = excluded.region, \
-                     time_zone = excluded.time_zone, priority = excluded.priority, consent = excluded.consent, owner = excluded.owner, updated_at = excluded.updated_at",
+                    "UPDATE leads SET fields_enc = $3, region = $4, time_zone = $5, priority = $6, consent = $7, owner = $8, updated_at = $9 \
+                     WHERE list_name = $1 AND number_hash = $2",
                 )
-                .bind(new_lead_id(now))
                 .bind(list)
                 .bind(&hash)
-                .bind(pii.encrypt(&merged.number))
                 .bind(pii.encrypt(&fields))
                 .bind(&merged.region)
                 .bind(&merged.time_zone)
                 .bind(merged.priority)
                 .bind(consent_text(merged.consent))
-                .bind(owner)
+                .bind(&merged.owner)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
+                done.merged += 1;
             }
             tx.commit().await.map_err(err)?;
         }
