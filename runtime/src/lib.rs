@@ -4,8 +4,9 @@
 //! # Layout
 //!
 //! - `main.rs` — the binary edge: `hark serve | doctor | token | policy |
-//!   store | agent | call | dnc | drain`; [`cli`] — `hark agent`'s, `hark
-//!   call`'s, `hark dnc`'s and `hark drain`'s subcommands.
+//!   store | agent | call | dnc | leads | campaign | drain`; [`cli`] — `hark
+//!   agent`'s, `hark call`'s, `hark dnc`'s, `hark drain`'s, `hark leads`'
+//!   and `hark campaign`'s subcommands.
 //! - [`config`] — the runtime config (defaults ← file ← `HARK_*` ← flags).
 //! - [`server`] — start-up checks, the accept loop (connection limits, TCP
 //!   keepalive, one connection per worker thread) and the router.
@@ -28,6 +29,8 @@
 //! - [`outbound`] — placing calls: numbers into E.164, the do-not-call
 //!   list and blocklist checked first, the carrier asked with status and
 //!   answering-machine callbacks, what each placed call's stream needs.
+//! - [`campaigns`] — lead files, calling windows, retries by outcome,
+//!   campaign definitions and the durable scheduler every node runs.
 //! - [`policies`] — the live policies (every valid file in the folder), the
 //!   routing table (called number → policy), rescans and the folder watcher.
 //! - [`stream_token`] — the token that binds a stream to its webhook (codec).
