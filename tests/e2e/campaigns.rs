@@ -481,3 +481,43 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
     assert_eq!(done["progress"]["not_dialed"]["do_not_call"], 1, "{done}");
     assert_eq!(t.dialed().len(), 1, "dialed once, by the first campaign only");
 }
+
+/// The README's pacing figures: `CAMPAIGN_RATE` calls a minute (default
+/// 1200) over `CAMPAIGN_LEADS` busy leads (default 400) on one node.
+/// `cargo test --test e2e campaigns::pacing_figure -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for the README, not a test of behaviour"]
+async fn pacing_figure() {
+    let rate: u32 = std::env::var("CAMPAIGN_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(1200);
+    let leads: u32 = std::env::var("CAMPAIGN_LEADS").ok().and_then(|r| r.parse().ok()).unwrap_or(400);
+    let fakes = Fakes::start().await;
+    let node = Node::postgres().await;
+    let hark = start(&node, &fakes, "127.0.0.1:0", &[]);
+    let token = node.token("ai_ops", "pacing");
+    let mut csv = String::from("phone\n");
+    for i in 0..leads {
+        let n = format!("+1415558{i:04}");
+        fakes.twilio.phone(&n, Phone::Busy);
+        csv.push_str(&format!("{n}\n"));
+    }
+    let file = write("pacing.csv", &csv);
+    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "pacing"]);
+    assert!(ok, "{err}");
+    let spec = json!({"policy": "outbound", "lists": ["pacing"], "calls_per_minute": rate, "max_concurrent": 1000, "max_attempts": 1});
+    let (code, body) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/pacing", Some(spec)).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/pacing/start", None).await;
+    assert_eq!(code, 200);
+    let limit = Duration::from_secs(u64::from(leads) * 60 / u64::from(rate) + 60);
+    wait_for(&hark, "every lead dialed", limit, async || {
+        (dials(&fakes).len() as u32 >= leads).then_some(())
+    })
+    .await;
+    let by_number = dials(&fakes);
+    assert!(by_number.values().all(|d| d.len() == 1));
+    let achieved = achieved_rate(by_number.values().flatten().copied().collect());
+    eprintln!(
+        "pacing: configured {rate}/min, achieved {achieved:.1}/min over {leads} dials ({:+.2}%)",
+        (achieved - f64::from(rate)) / f64::from(rate) * 100.0
+    );
+}

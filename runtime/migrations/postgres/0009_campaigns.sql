@@ -54,6 +54,8 @@ CREATE TABLE campaign_leads (
     PRIMARY KEY (campaign, lead_id)
 );
 CREATE INDEX campaign_leads_due ON campaign_leads (campaign, state, next_at);
+-- Attempts in flight across campaigns (settled whatever the campaign's state).
+CREATE INDEX campaign_leads_state ON campaign_leads (state);
 
 -- Daily roll-ups per campaign (UTC days): kept when transcripts and calls
 -- are deleted by retention.

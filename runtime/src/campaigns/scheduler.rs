@@ -161,9 +161,20 @@ pub fn spawn(app: Arc<AppState>) {
 
 impl Scheduler {
     async fn tick(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
-        for campaign in self.app.store.campaigns_running().await? {
-            self.settle(&campaign).await?;
-            self.claim(&campaign).await?;
+        let campaigns = self.app.store.campaigns_started().await?;
+        // Calls in flight are settled whatever their campaign's state now.
+        let mut in_flight: std::collections::HashMap<String, Vec<InFlight>> = Default::default();
+        for (name, f) in self.app.store.campaigns_in_flight().await? {
+            in_flight.entry(name).or_default().push(f);
+        }
+        for campaign in &campaigns {
+            if let Some(flights) = in_flight.remove(&campaign.name) {
+                self.settle(campaign, flights).await?;
+            }
+            if campaign.state != "running" {
+                continue;
+            }
+            self.claim(campaign).await?;
             if self.app.store.campaign_complete_if_done(&campaign.name).await? {
                 tracing::info!(campaign = %campaign.name, "campaign completed: every lead is done");
             }
@@ -235,11 +246,15 @@ impl Scheduler {
         }
     }
 
-    async fn settle(&self, c: &Campaign) -> Result<(), crate::store::StoreError> {
+    async fn settle(
+        &self,
+        c: &Campaign,
+        flights: Vec<InFlight>,
+    ) -> Result<(), crate::store::StoreError> {
         let app = &self.app;
         let now = hark_actors::records::now_ms();
         let stale = app.config.campaigns.stale_after_secs as i64 * 1000;
-        for f in app.store.campaign_in_flight(&c.name).await? {
+        for f in flights {
             let attempt = match standing(&f, now, stale) {
                 Standing::Pending => {
                     self.reconcile(&f, now).await;

@@ -312,16 +312,16 @@ impl Store {
         Ok(joined)
     }
 
-    /// The running campaigns, highest priority first.
-    pub async fn campaigns_running(&self) -> Result<Vec<Campaign>, StoreError> {
-        let mut running: Vec<Campaign> = self
+    /// Every campaign past draft, highest priority first.
+    pub async fn campaigns_started(&self) -> Result<Vec<Campaign>, StoreError> {
+        let mut started: Vec<Campaign> = self
             .campaigns()
             .await?
             .into_iter()
-            .filter(|c| c.state == "running")
+            .filter(|c| c.state != "draft")
             .collect();
-        running.sort_by(|a, b| b.spec.priority.cmp(&a.spec.priority));
-        Ok(running)
+        started.sort_by(|a, b| b.spec.priority.cmp(&a.spec.priority));
+        Ok(started)
     }
 
     /// Takes leads to dial now. Under the campaign row's lock: how many
@@ -457,22 +457,24 @@ impl Store {
         Ok(())
     }
 
-    /// A campaign's attempts in flight, with their placements and calls.
-    pub async fn campaign_in_flight(&self, name: &str) -> Result<Vec<InFlight>, StoreError> {
+    /// Every campaign's attempts in flight (`(campaign, attempt)`), with
+    /// their placements and calls: a paused or completed campaign's calls
+    /// are settled too.
+    pub async fn campaigns_in_flight(&self) -> Result<Vec<(String, InFlight)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT cl.lead_id, cl.attempts, cl.attempt_key, cl.dialed_at, o.id AS p_id, o.state AS p_state, o.reason AS p_reason, o.answered_by, \
+            "SELECT cl.campaign, cl.lead_id, cl.attempts, cl.attempt_key, cl.dialed_at, o.id AS p_id, o.state AS p_state, o.reason AS p_reason, o.answered_by, \
              o.updated_at AS p_updated, o.call_sid, c.started_at, c.ended_at, c.disposition, c.callback_start \
              FROM campaign_leads cl LEFT JOIN outbound_calls o ON o.idempotency_key = cl.attempt_key \
              LEFT JOIN calls c ON c.call_sid = o.call_sid \
-             WHERE cl.campaign = $1 AND cl.state = 'dialing'",
+             WHERE cl.state = 'dialing'",
         )
-        .bind(name)
         .fetch_all(self.pool())
         .await
         .map_err(err)?;
         rows.iter()
             .map(|r| {
-                Ok(InFlight {
+                let campaign: String = r.try_get("campaign").map_err(err)?;
+                Ok((campaign, InFlight {
                     lead_id: r.try_get("lead_id").map_err(err)?,
                     attempts: r.try_get("attempts").map_err(err)?,
                     attempt_key: r
@@ -499,7 +501,7 @@ impl Store {
                     ended_at: r.try_get("ended_at").map_err(err)?,
                     disposition: r.try_get("disposition").map_err(err)?,
                     callback_start: r.try_get("callback_start").map_err(err)?,
-                })
+                }))
             })
             .collect()
     }
