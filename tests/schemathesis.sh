@@ -23,7 +23,7 @@ curl -fs -X POST -H "Authorization: Bearer $token" -H 'content-type: application
   -d '{"number": "+14155550101", "reason": "seed"}' "127.0.0.1:$port/api/v1/blocklist" >/dev/null
 # Revoking tokens is left out: a generated DELETE of its own token would
 # leave the rest of the run unauthenticated (the e2e tests cover revoking).
-schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
+schemathesis --config-file tests/schemathesis.toml run "http://127.0.0.1:$port/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" --checks all --max-examples "${ST_MAX_EXAMPLES:-50}" \
   --exclude-operation-id revoke_token --exclude-operation-id drain \
   --seed 1 --no-color

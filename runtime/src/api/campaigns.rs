@@ -269,7 +269,7 @@ fn day_param(name: &str, v: Option<&str>, default: chrono::NaiveDate) -> Result<
 #[utoipa::path(get, path = "/api/v1/campaigns/{name}/stats",
     params(("name" = String, Path, description = "The campaign's name"), StatsQuery),
     description = "Per day (UTC): dials, connects (connection rate), qualified (conversion rate), average handle time, consent acceptance, voicemail rate, outcomes by slot. Kept after transcript retention. JSON, or CSV with `format=csv`. Roles: admin, ai_ops.",
-    responses((status = 200, body = Vec<DayStats>), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
+    responses((status = 200, content((Vec<DayStats> = "application/json"), (String = "text/csv"))), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
     security(("bearer" = ["admin", "ai_ops"])))]
 async fn stats(
     State(app): State<Arc<AppState>>,

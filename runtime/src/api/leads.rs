@@ -64,11 +64,11 @@ fn list_name(list: &str) -> Result<(), Fail> {
 
 #[utoipa::path(post, path = "/api/v1/lists/{list}/leads",
     params(("list" = String, Path, description = "The list's name", pattern = "^[A-Za-z0-9_-]{1,64}$"), ImportQuery),
-    request_body(description = "CSV: a header row (a `phone`, `number` or `phone_number` column; optional `time_zone`, `priority`, `consent`, `owner`; any other column is a custom field), then one lead per row. JSON: an array of objects with the same keys.", content(
+    request_body(description = "CSV: a header row (a `phone`, `number` or `phone_number` column; optional `time_zone`, `priority`, `consent`, `owner`; any other column is a custom field), then one lead per row. JSON: an array of objects with the same keys (an item that is not an object is reported as a bad row).", content(
         (String = "text/csv"),
-        (Vec<serde_json::Map<String, serde_json::Value>> = "application/json")
+        (Vec<serde_json::Value> = "application/json")
     )),
-    description = "Imports leads into a list (created on first use). Numbers into E.164, a lead per number (rows with a number already on the list merge into it, later values winning). Bad rows are reported by row, field and reason; the rest are imported (201; 200 when none could be). Roles: admin, ai_ops.",
+    description = "Imports leads into a list (created on first use). Numbers into E.164, a lead per number (rows with a number already on the list merge into it, later values winning). Bad rows are reported by row, field and reason; the rest are imported (201; 200 when none could be). A file that cannot be read as a whole (no phone column, not a JSON array) is 400 and imports nothing. Roles: admin, ai_ops.",
     responses((status = 201, body = ImportReport), (status = 200, body = ImportReport), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 413, body = ApiError), (status = 415, body = ApiError)),
     security(("bearer" = ["admin", "ai_ops"])))]
 async fn import_leads(
@@ -81,12 +81,14 @@ async fn import_leads(
 ) -> Result<(StatusCode, Json<ImportReport>), Fail> {
     list_name(&list)?;
     let Query(q) = query.map_err(query_error)?;
+    // A region libphonenumber does not know: rows with a + still import,
+    // the others are reported (each saying why).
     let region = q
         .region
         .unwrap_or_else(|| app.config.outbound.default_region.clone());
-    if region.parse::<phonenumber::country::Id>().is_err() {
+    if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
         return Err(bad(format!(
-            "region: {region:?} is not a region libphonenumber knows (e.g. US, IN)"
+            "region: {region:?} is not two capital letters (ISO 3166, e.g. US, IN)"
         )));
     }
     let kind = headers
@@ -111,6 +113,9 @@ async fn import_leads(
     })
     .await
     .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()))?;
+    if let Some(why) = parsed.unreadable {
+        return Err(bad(why));
+    }
     let unknown_time_zone = parsed
         .leads
         .iter()

@@ -38,6 +38,7 @@ pub struct LeadRow {
 
 /// A row that could not be read.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = LeadRowError)]
 pub struct RowError {
     /// CSV line (the header is line 1), or JSON item from 1.
     pub row: usize,
@@ -47,6 +48,9 @@ pub struct RowError {
 
 #[derive(Debug, Default)]
 pub struct Parsed {
+    /// The file as a whole cannot be read (no phone column, not a JSON
+    /// array): nothing in it is imported.
+    pub unreadable: Option<String>,
     pub leads: Vec<LeadRow>,
     pub errors: Vec<RowError>,
     /// Rows merged into an earlier row with the same number.
@@ -140,6 +144,13 @@ fn lead(row: usize, cells: Vec<(String, String)>, region: &str) -> Result<LeadRo
     let raw = number
         .filter(|n| !n.is_empty())
         .ok_or_else(|| error(row, "phone", "missing"))?;
+    if region.parse::<phonenumber::country::Id>().is_err() && !raw.starts_with('+') {
+        return Err(error(
+            row,
+            "phone",
+            format!("{raw:?} has no + and region {region:?} is not one libphonenumber knows"),
+        ));
+    }
     lead.number = phone::e164(&raw, region.parse().ok())
         .map_err(|e| error(row, "phone", e.to_string()))?;
     let (number_region, number_zones) = phone::locate(&lead.number);
@@ -164,9 +175,16 @@ fn lead(row: usize, cells: Vec<(String, String)>, region: &str) -> Result<LeadRo
 /// Reads a file's text. `region`: where national numbers are read.
 pub fn parse(text: &str, format: Format, region: &str) -> Parsed {
     let mut parsed = Parsed::default();
-    let rows: Vec<Result<(usize, Vec<(String, String)>), RowError>> = match format {
+    let rows = match format {
         Format::Csv => csv_rows(text),
         Format::Json => json_rows(text),
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(why) => {
+            parsed.unreadable = Some(why);
+            return parsed;
+        }
     };
     let mut seen: HashMap<String, usize> = HashMap::new();
     for row in rows {
@@ -209,24 +227,20 @@ pub fn merge(first: &mut LeadRow, later: LeadRow) {
 
 type Rows = Vec<Result<(usize, Vec<(String, String)>), RowError>>;
 
-fn csv_rows(text: &str) -> Rows {
+fn csv_rows(text: &str) -> Result<Rows, String> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
     let header: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(str::to_owned).collect(),
-        Err(e) => return vec![Err(error(1, "header", e.to_string()))],
+        Err(e) => return Err(format!("the header row: {e}")),
     };
     if !header
         .iter()
         .any(|h| NUMBER.contains(&h.trim().to_lowercase().as_str()))
     {
-        return vec![Err(error(
-            1,
-            "header",
-            "no phone column (phone, number or phone_number)",
-        ))];
+        return Err("the header row has no phone column (phone, number or phone_number)".into());
     }
     let mut rows = Vec::new();
     for record in reader.records() {
@@ -257,16 +271,16 @@ fn csv_rows(text: &str) -> Rows {
             }
         }
     }
-    rows
+    Ok(rows)
 }
 
-fn json_rows(text: &str) -> Rows {
+fn json_rows(text: &str) -> Result<Rows, String> {
     let items: Vec<serde_json::Value> = match serde_json::from_str(text) {
         Ok(serde_json::Value::Array(items)) => items,
-        Ok(_) => return vec![Err(error(0, "body", "a JSON array of objects"))],
-        Err(e) => return vec![Err(error(e.line(), "body", e.to_string()))],
+        Ok(_) => return Err("the body is not a JSON array of objects".into()),
+        Err(e) => return Err(format!("the body is not JSON: {e}")),
     };
-    items
+    Ok(items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
@@ -285,7 +299,7 @@ fn json_rows(text: &str) -> Rows {
                 .collect::<Result<Vec<_>, _>>()
                 .map(|cells| (row, cells))
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -340,16 +354,15 @@ mod tests {
         assert_eq!(p.merged, 1);
         let errs: Vec<_> = p.errors.iter().map(|e| (e.row, e.field.as_str())).collect();
         assert_eq!(errs, [(3, "number"), (4, "row"), (5, "phone"), (6, "Bad Field")]);
-        assert_eq!(parse("{}", Format::Json, "US").errors.len(), 1);
-        assert_eq!(parse("[", Format::Json, "US").errors.len(), 1);
+        assert!(parse("{}", Format::Json, "US").unreadable.is_some());
+        assert!(parse("[", Format::Json, "US").unreadable.is_some());
     }
 
     #[test]
-    fn a_csv_without_a_phone_column_is_one_error() {
+    fn a_csv_without_a_phone_column_is_unreadable() {
         let p = parse("name,plan\nAnn,gold\n", Format::Csv, "US");
         assert_eq!(p.leads.len(), 0);
-        assert_eq!(p.errors.len(), 1);
-        assert_eq!(p.errors[0].field, "header");
+        assert!(p.unreadable.unwrap().contains("no phone column"));
         let p = parse("phone\n+14155550100,extra\n", Format::Csv, "US");
         assert_eq!(p.errors[0].field, "row");
     }

@@ -41,9 +41,13 @@ impl Attempt {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryDelays {
+    #[schema(minimum = 1, maximum = 2592000)]
     pub no_answer_secs: u32,
+    #[schema(minimum = 1, maximum = 2592000)]
     pub busy_secs: u32,
+    #[schema(minimum = 1, maximum = 2592000)]
     pub voicemail_secs: u32,
+    #[schema(minimum = 1, maximum = 2592000)]
     pub failed_secs: u32,
 }
 

@@ -14,27 +14,30 @@ use super::window::{self, Calendar, Window};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSpec {
-    /// A live policy's name: what the bot says and does.
-    #[schema(min_length = 1, max_length = 64)]
+    /// A live policy's name: what the bot says and does (checked when the
+    /// campaign starts).
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     pub policy: String,
     /// Caller IDs (E.164), used in turn; empty: `outbound.caller_id`.
     #[serde(default)]
-    #[schema(max_items = 50)]
+    #[schema(max_items = 50, value_type = Vec<E164>)]
     pub caller_ids: Vec<String>,
     /// Lead lists whose leads the campaign calls.
-    #[schema(min_items = 1, max_items = 20)]
+    #[schema(min_items = 1, max_items = 20, value_type = Vec<ListName>)]
     pub lists: Vec<String>,
-    /// `HH:MM-HH:MM` in the lead's local time, inside the country's default
+    /// `HH:MM-HH:MM` in the lead's local time (end up to `24:00`, after the
+    /// start: 422 otherwise), inside the country's default
     /// (`campaigns.default_windows`), which it can only narrow.
     #[serde(default)]
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub window: Option<String>,
-    /// Calling days (`mon` … `sun`); empty: every day.
+    /// Calling days; empty: every day.
     #[serde(default)]
-    #[schema(max_items = 7)]
+    #[schema(max_items = 7, value_type = Vec<Day>)]
     pub days: Vec<String>,
     /// Local dates (`YYYY-MM-DD`) with no calls.
     #[serde(default)]
-    #[schema(max_items = 366)]
+    #[schema(max_items = 366, value_type = Vec<Holiday>)]
     pub holidays: Vec<String>,
     /// Attempts per lead (a callback the lead asked for is always made).
     #[serde(default = "three")]
@@ -56,6 +59,7 @@ pub struct CampaignSpec {
     pub priority: i32,
     /// `off`, `enable` or `detect_message_end`.
     #[serde(default = "off")]
+    #[schema(value_type = Detection)]
     pub machine_detection: String,
     /// Only leads whose file said `consent = yes` are called (a lead that
     /// said no is never called either way).
@@ -65,7 +69,92 @@ pub struct CampaignSpec {
     /// `skill:NAME`): `{"qualified": "skill:sales"}` puts qualified leads in
     /// the queue of every agent with skill `sales`.
     #[serde(default)]
+    #[schema(value_type = Owners)]
     pub owners: BTreeMap<String, String>,
+}
+
+// What the OpenAPI document says of the fields kept as text above (the
+// checks in `validate` say the same).
+
+/// A text schema with a pattern or format, for fields kept as `String`.
+macro_rules! text_schema {
+    ($name:ident, $doc:literal, pattern = $pattern:literal) => {
+        text_schema!($name, $doc, |o: utoipa::openapi::ObjectBuilder| o.pattern(Some($pattern)));
+    };
+    ($name:ident, $doc:literal, $shape:expr) => {
+        #[doc = $doc]
+        pub struct $name;
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let object = utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($doc));
+                ($shape)(object).into()
+            }
+        }
+        impl ToSchema for $name {}
+    };
+}
+
+text_schema!(E164, "E.164: `+`, then 7 to 15 digits, the first not 0.", pattern = "^\\+[1-9][0-9]{6,14}$");
+text_schema!(ListName, "A list's name.", pattern = "^[A-Za-z0-9_-]{1,64}$");
+text_schema!(
+    Owner,
+    "An owner: `ai`, `agent:NAME` or `skill:NAME`.",
+    pattern = "^(ai|(agent|skill):[^,]{1,64})$"
+);
+text_schema!(Holiday, "A local date.", |o: utoipa::openapi::ObjectBuilder| o
+    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+        utoipa::openapi::KnownFormat::Date
+    ))));
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub enum Day {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum Detection {
+    Off,
+    Enable,
+    DetectMessageEnd,
+}
+
+/// Owners by lead status.
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Owners {
+    #[schema(value_type = Option<Owner>)]
+    new: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    queued: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    attempting: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    contacted: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    qualified: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    not_interested: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    callback: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    voicemail: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    do_not_call: Option<String>,
+    #[schema(value_type = Option<Owner>)]
+    bad_number: Option<String>,
 }
 
 /// An owner: `ai`, `agent:NAME` or `skill:NAME`.
@@ -74,7 +163,7 @@ pub fn owner_ok(owner: &str) -> bool {
         || ["agent:", "skill:"].iter().any(|p| {
             owner
                 .strip_prefix(p)
-                .is_some_and(|n| !n.is_empty() && n.len() <= 64 && !n.contains(','))
+                .is_some_and(|n| (1..=64).contains(&n.chars().count()) && !n.contains(','))
         })
 }
 
@@ -86,6 +175,14 @@ fn ten() -> u32 {
 }
 fn off() -> String {
     "off".into()
+}
+
+/// `+`, then 7 to 15 digits, the first not 0 (the schema's pattern).
+fn e164_shape(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or_default();
+    (7..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0')
 }
 
 /// A list or campaign name: what may go in a URL path and a metric label.
@@ -105,7 +202,7 @@ impl CampaignSpec {
             errors.push("policy: a live policy's name".into());
         }
         for (i, id) in self.caller_ids.iter().enumerate() {
-            if crate::outbound::phone::e164(id, None).is_err() {
+            if !e164_shape(id) {
                 errors.push(format!("caller_ids[{i}]: {id:?} is not an E.164 number"));
             }
         }
