@@ -368,7 +368,7 @@ async fn two_nodes_on_one_postgres_dial_each_lead_once_at_the_campaigns_pace() {
     let (on_a, on_b) = (from(&a), from(&b));
     eprintln!("two nodes: {on_a} dials from a, {on_b} from b");
     assert_eq!(on_a + on_b, 120);
-    assert!(on_a > 0 && on_b > 0, "a {on_a}, b {on_b}");
+    assert!(on_a > 0 && on_b > 0, "a {on_a}, b {on_b}\n{}", b.logs());
     let rate = achieved_rate(by_number.values().flatten().copied().collect());
     eprintln!("pacing across two nodes: configured 480/min, achieved {rate:.1}/min over 120 dials");
     assert!((rate - 480.0).abs() / 480.0 < 0.05, "achieved {rate:.1}/min");

@@ -36,6 +36,10 @@ const UNANSWERED_MS: i64 = 120_000;
 /// A completed call whose record has not ended after this long is settled
 /// on what is known (the placement's state).
 const RECORD_WAIT_MS: i64 = 30_000;
+/// With no campaign running or paused and nothing in flight, the scheduler
+/// looks this often instead of every tick (a node without campaigns pays
+/// one query every two seconds).
+const IDLE_LOOK: Duration = Duration::from_secs(2);
 
 /// Whether `due` may be called at `now` (ms), and when, or never.
 pub fn judge(settings: &CampaignSettings, spec: &CampaignSpec, due: &Due, now: i64) -> Verdict {
@@ -144,28 +148,40 @@ pub fn spawn(app: Arc<AppState>) {
         app,
     });
     tokio::spawn(async move {
-        let every = Duration::from_millis(scheduler.app.config.campaigns.tick_ms);
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = scheduler.app.config.campaigns.tick_ms;
+        let mut idle_until = tokio::time::Instant::now();
         loop {
-            tick.tick().await;
-            if scheduler.app.lifecycle.is_draining() {
+            // Jittered (±25%): nodes whose ticks fell into step would see
+            // the same one win every claim; the pace is the clock's, not
+            // the tick's.
+            let jitter = rand::random_range(every * 3 / 4..=every * 5 / 4);
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            if scheduler.app.lifecycle.is_draining() || tokio::time::Instant::now() < idle_until {
                 continue;
             }
-            if let Err(e) = scheduler.tick().await {
-                tracing::warn!(error = %e, "campaign scheduler: tick failed; next tick retries");
+            match scheduler.tick().await {
+                Ok(true) => {}
+                Ok(false) => idle_until = tokio::time::Instant::now() + IDLE_LOOK,
+                Err(e) => {
+                    tracing::warn!(error = %e, "campaign scheduler: tick failed; next tick retries")
+                }
             }
         }
     });
 }
 
 impl Scheduler {
-    async fn tick(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+    /// One pass; whether there was anything to look after.
+    async fn tick(self: &Arc<Self>) -> Result<bool, crate::store::StoreError> {
         let campaigns = self.app.store.campaigns_started().await?;
+        let active = campaigns.iter().any(|c| c.state == "running" || c.state == "paused");
         // Calls in flight are settled whatever their campaign's state now.
         let mut in_flight: std::collections::HashMap<String, Vec<InFlight>> = Default::default();
         for (name, f) in self.app.store.campaigns_in_flight().await? {
             in_flight.entry(name).or_default().push(f);
+        }
+        if !active && in_flight.is_empty() {
+            return Ok(false);
         }
         for campaign in &campaigns {
             if let Some(flights) = in_flight.remove(&campaign.name) {
@@ -179,7 +195,7 @@ impl Scheduler {
                 tracing::info!(campaign = %campaign.name, "campaign completed: every lead is done");
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn claim(self: &Arc<Self>, c: &Campaign) -> Result<(), crate::store::StoreError> {
