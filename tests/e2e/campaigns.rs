@@ -169,6 +169,21 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
     assert_eq!(first["number"], "+14155551000");
     assert_eq!(first["fields"]["plan"], "gold", "the later row's value: {first}");
     assert_eq!(first["status"], "new");
+    // At rest: the number and fields are ciphertext, found by keyed hash.
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::sqlite::SqliteConnection::connect(&node.db).await.unwrap();
+        let rows: Vec<(Vec<u8>, Vec<u8>, String)> =
+            sqlx::query_as("SELECT number_enc, fields_enc, number_hash FROM leads").fetch_all(&mut db).await.unwrap();
+        assert_eq!(rows.len(), 65);
+        for (number, fields, hash) in rows {
+            for clear in [&b"+1415555"[..], b"Lead", b"pro"] {
+                assert!(!number.windows(clear.len()).any(|w| w == clear), "a number in clear");
+                assert!(!fields.windows(clear.len()).any(|w| w == clear), "a field in clear");
+            }
+            assert!(!hash.contains("1415"), "{hash}");
+        }
+    }
 
     let (ok, _, err) = cli(&hark, &admin, &["dnc", "add", "+14155552000", "--reason", "asked"]);
     assert!(ok, "{err}");
@@ -457,6 +472,13 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
     })
     .await;
     assert_eq!(done["progress"]["statuses"]["do_not_call"], 1, "{done}");
+    // The day's roll-up: one dial, connected, not qualified, its disposition.
+    let (_, days) = api(&hark, &token, reqwest::Method::GET, "/api/v1/campaigns/spring/stats", None).await;
+    let day = &days[0];
+    assert_eq!((day["dials"].as_i64(), day["connects"].as_i64(), day["qualified"].as_i64()), (Some(1), Some(1), Some(0)), "{days}");
+    assert_eq!(day["connection_rate"], 1.0, "{days}");
+    assert_eq!(day["outcomes"]["disposition"]["do_not_call"], 1, "{days}");
+    assert!(day["average_handle_secs"].as_f64().unwrap() > 0.5, "{days}");
     let sid = t.dialed()[0].clone();
     let heard = t.call(&sid, |c| c.heard.join(" | ")).unwrap_or_default();
     let (code, call) = api(&hark, &admin, reqwest::Method::GET, &format!("/api/v1/calls/{sid}"), None).await;
@@ -480,6 +502,16 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
     .await;
     assert_eq!(done["progress"]["not_dialed"]["do_not_call"], 1, "{done}");
     assert_eq!(t.dialed().len(), 1, "dialed once, by the first campaign only");
+
+    // Erasure on request covers leads: number and fields blanked in both
+    // lists, the status (why they are not called) kept.
+    let (code, erased) = api(&hark, &admin, reqwest::Method::DELETE, "/api/v1/personal-data?number=%2B14155557001", None).await;
+    assert_eq!(code, 200, "{erased}");
+    assert_eq!(erased["leads"], 2, "{erased}");
+    let (_, leads) = api(&hark, &token, reqwest::Method::GET, "/api/v1/lists/spring/leads", None).await;
+    let l = &leads[0];
+    assert_eq!((l["number"].as_str(), l["fields"].as_object().map(|f| f.len())), (Some(""), Some(0)), "{l}");
+    assert_eq!(l["status"], "do_not_call");
 }
 
 /// The README's pacing figures: `CAMPAIGN_RATE` calls a minute (default
