@@ -436,8 +436,14 @@ impl CallContext {
         use crate::protocol::EndReason;
         let _ = self.ended.set(reason);
         let mut outcome = self.outcome();
-        // A machine answered: that is the outcome, whatever the policy's slots say.
-        if matches!(reason, EndReason::Voicemail | EndReason::Machine) {
+        // A machine answered, or the caller asked not to be called again:
+        // that is the outcome, whatever the policy's slots say.
+        let forced = match reason {
+            EndReason::Voicemail | EndReason::Machine => Some(crate::policy::outcome::VOICEMAIL),
+            EndReason::DoNotCall => Some(crate::policy::outcome::DO_NOT_CALL),
+            _ => None,
+        };
+        if let Some(disposition) = forced {
             let mut o = outcome.unwrap_or_else(|| {
                 crate::records::CallOutcome::decide(
                     &self.policy.outcome,
@@ -445,19 +451,7 @@ impl CallContext {
                     None,
                 )
             });
-            o.disposition = crate::policy::outcome::VOICEMAIL.into();
-            outcome = Some(o);
-        }
-        // Asked not to be called again: that too, whatever the slots say.
-        if reason == EndReason::DoNotCall {
-            let mut o = outcome.unwrap_or_else(|| {
-                crate::records::CallOutcome::decide(
-                    &self.policy.outcome,
-                    serde_json::Map::new(),
-                    None,
-                )
-            });
-            o.disposition = crate::policy::outcome::DO_NOT_CALL.into();
+            o.disposition = disposition.into();
             outcome = Some(o);
         }
         let Some(outcome) = outcome else {

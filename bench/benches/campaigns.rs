@@ -51,7 +51,10 @@ fn windows(c: &mut Criterion) {
         days: EVERY_DAY,
         holidays: vec![],
     };
-    let zones = [chrono_tz::America::New_York, chrono_tz::America::Los_Angeles];
+    let zones = [
+        chrono_tz::America::New_York,
+        chrono_tz::America::Los_Angeles,
+    ];
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T14:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);

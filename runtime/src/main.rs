@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hark_actors::PolicyFile;
 use hark_runtime::Config;
+use hark_runtime::cli::campaigns;
 
 #[derive(Parser)]
 #[command(
@@ -76,13 +77,12 @@ enum Command {
     /// Lead lists for campaigns (through a running node's API).
     Leads {
         #[command(subcommand)]
-        command: hark_runtime::cli::campaigns::LeadsCommand,
+        command: campaigns::LeadsCommand,
     },
-    /// Campaigns: define, start, pause, resume, status, stats (through a
-    /// running node's API).
+    /// Campaigns: define, start, pause, resume, status, stats (through the API).
     Campaign {
         #[command(subcommand)]
-        command: hark_runtime::cli::campaigns::CampaignCommand,
+        command: campaigns::CampaignCommand,
     },
     /// The agents calls are transferred to.
     Agent {
@@ -196,8 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             hark_runtime::telemetry::init_logging();
             // Accepts, signals and upkeep only: calls run on the worker threads.
-            let rt = runtime()?;
-            rt.block_on(hark_runtime::serve(cfg))?;
+            runtime()?.block_on(hark_runtime::serve(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { policy, config } => {
@@ -206,8 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.policy = policy;
             }
             let policy = cfg.load_policy()?;
-            let rt = runtime()?;
-            let checks = rt.block_on(hark_runtime::doctor::run(&cfg, &policy, |name| {
+            let checks = runtime()?.block_on(hark_runtime::doctor::run(&cfg, &policy, |name| {
                 std::env::var(name).ok()
             }));
             println!(
@@ -245,8 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 !name.is_empty() && name.len() <= 100,
                 "--name: 1 to 100 characters"
             );
-            let rt = runtime()?;
-            let token = rt.block_on(async {
+            let token = runtime()?.block_on(async {
                 let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
                 store.migrate().await?;
                 let token = hark_runtime::api::new_token();
@@ -282,8 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: TokenCommand::Revoke { name, config },
         } => {
             let cfg = Config::load(config.as_deref())?;
-            let rt = runtime()?;
-            let found = rt.block_on(async {
+            let found = runtime()?.block_on(async {
                 let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
                 store.migrate().await?;
                 anyhow::Ok(store.revoke_token(&name, "cli").await?)
@@ -292,45 +288,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("token {name:?} revoked");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Call(args) => {
-            let rt = runtime()?;
-            rt.block_on(hark_runtime::cli::call(args))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Drain(api) => {
-            let rt = runtime()?;
-            rt.block_on(hark_runtime::cli::drain(api))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Dnc { command } => {
-            let rt = runtime()?;
-            rt.block_on(hark_runtime::cli::dnc(command))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Leads { command } => {
-            let rt = runtime()?;
-            rt.block_on(hark_runtime::cli::campaigns::leads(command))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Campaign { command } => {
-            let rt = runtime()?;
-            rt.block_on(hark_runtime::cli::campaigns::campaign(command))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Call(args) => block_on(hark_runtime::cli::call(args)),
+        Command::Drain(api) => block_on(hark_runtime::cli::drain(api)),
+        Command::Dnc { command } => block_on(hark_runtime::cli::dnc(command)),
+        Command::Leads { command } => block_on(campaigns::leads(command)),
+        Command::Campaign { command } => block_on(campaigns::campaign(command)),
         Command::Agent { command, config } => {
             let cfg = Config::load(config.as_deref())?;
-            let rt = runtime()?;
-            rt.block_on(hark_runtime::cli::agent(command, &cfg.database_url))?;
-            Ok(ExitCode::SUCCESS)
+            block_on(hark_runtime::cli::agent(command, &cfg.database_url))
         }
         Command::Store {
             command: StoreCommand::ReplayRejected { config },
         } => {
             let cfg = Config::load(config.as_deref())?;
             hark_runtime::telemetry::init_logging();
-            let rt = runtime()?;
             let dir = cfg.data_dir.join("spool").join("rejected");
-            let report = rt.block_on(async {
+            let report = runtime()?.block_on(async {
                 let store = hark_runtime::store::Store::open(&cfg.database_url).await?;
                 store.migrate().await?;
                 store
@@ -509,6 +482,14 @@ fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
 
 /// The single-threaded runtime the CLI's commands (and `serve`'s accept
 /// loop) run on.
+/// Runs a command (most go through a node's API) on a runtime of its own.
+fn block_on(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(command)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

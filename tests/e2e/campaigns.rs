@@ -59,15 +59,27 @@ fn cli(hark: &Hark, token: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn api(hark: &Hark, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = hark.http().request(method, hark.url(path)).bearer_auth(token);
+async fn api(
+    hark: &Hark,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = hark
+        .http()
+        .request(method, hark.url(path))
+        .bearer_auth(token);
     if let Some(body) = body {
         req = req.json(&body);
     }
     let res = req.send().await.unwrap();
     let code = res.status().as_u16();
     let text = res.text().await.unwrap_or_default();
-    (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn write(name: &str, text: &str) -> std::path::PathBuf {
@@ -113,13 +125,22 @@ fn achieved_rate(mut times: Vec<Instant>) -> f64 {
     (times.len() - 1) as f64 * 60.0 / span
 }
 
-async fn wait_for<T>(hark: &Hark, what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+async fn wait_for<T>(
+    hark: &Hark,
+    what: &str,
+    limit: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", hark.logs());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            hark.logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -146,7 +167,13 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
     // Line 62: a duplicate of line 2 (merged); 63: no number.
     csv.push_str(&format!("(415) 555-1000,Lead Zero,{open},,gold\n"));
     csv.push_str(&format!("not a number,Nobody,{open},,\n"));
-    let listed = ["+14155552000", "+14155552001", "+14155552002", "+14155552003", "+870773111632"];
+    let listed = [
+        "+14155552000",
+        "+14155552001",
+        "+14155552002",
+        "+14155552003",
+        "+870773111632",
+    ];
     for n in listed {
         t.phone(n, Phone::Busy);
     }
@@ -157,38 +184,76 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
     csv.push_str("+870773111632,No zone,,,\n");
     let file = write("leads.csv", &csv);
 
-    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "q4"]);
+    let (ok, _, err) = cli(
+        &hark,
+        &token,
+        &["leads", "import", file.to_str().unwrap(), "--list", "q4"],
+    );
     assert!(ok, "{err}");
     assert!(err.contains("65 leads created"), "{err}");
     assert!(err.contains("1 duplicate rows merged"), "{err}");
-    assert!(err.contains("leads.csv:63: phone:"), "the bad row by its line: {err}");
+    assert!(
+        err.contains("leads.csv:63: phone:"),
+        "the bad row by its line: {err}"
+    );
     assert!(err.contains("leads.csv:68: time_zone: unknown"), "{err}");
-    let (code, leads) = api(&hark, &token, reqwest::Method::GET, "/api/v1/lists/q4/leads?limit=1000", None).await;
+    let (code, leads) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/lists/q4/leads?limit=1000",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     let first = &leads.as_array().unwrap()[0];
     assert_eq!(first["number"], "+14155551000");
-    assert_eq!(first["fields"]["plan"], "gold", "the later row's value: {first}");
+    assert_eq!(
+        first["fields"]["plan"], "gold",
+        "the later row's value: {first}"
+    );
     assert_eq!(first["status"], "new");
     // At rest: the number and fields are ciphertext, found by keyed hash.
     {
         use sqlx::Connection;
-        let mut db = sqlx::sqlite::SqliteConnection::connect(&node.db).await.unwrap();
+        let mut db = sqlx::sqlite::SqliteConnection::connect(&node.db)
+            .await
+            .unwrap();
         let rows: Vec<(Vec<u8>, Vec<u8>, String)> =
-            sqlx::query_as("SELECT number_enc, fields_enc, number_hash FROM leads").fetch_all(&mut db).await.unwrap();
+            sqlx::query_as("SELECT number_enc, fields_enc, number_hash FROM leads")
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
         assert_eq!(rows.len(), 65);
         for (number, fields, hash) in rows {
             for clear in [&b"+1415555"[..], b"Lead", b"pro"] {
-                assert!(!number.windows(clear.len()).any(|w| w == clear), "a number in clear");
-                assert!(!fields.windows(clear.len()).any(|w| w == clear), "a field in clear");
+                assert!(
+                    !number.windows(clear.len()).any(|w| w == clear),
+                    "a number in clear"
+                );
+                assert!(
+                    !fields.windows(clear.len()).any(|w| w == clear),
+                    "a field in clear"
+                );
             }
             assert!(!hash.contains("1415"), "{hash}");
         }
     }
 
-    let (ok, _, err) = cli(&hark, &admin, &["dnc", "add", "+14155552000", "--reason", "asked"]);
+    let (ok, _, err) = cli(
+        &hark,
+        &admin,
+        &["dnc", "add", "+14155552000", "--reason", "asked"],
+    );
     assert!(ok, "{err}");
-    let (code, _) = api(&hark, &admin, reqwest::Method::POST, "/api/v1/blocklist",
-        Some(json!({"number": "+14155552001", "reason": "abuse"}))).await;
+    let (code, _) = api(
+        &hark,
+        &admin,
+        reqwest::Method::POST,
+        "/api/v1/blocklist",
+        Some(json!({"number": "+14155552001", "reason": "abuse"})),
+    )
+    .await;
     assert_eq!(code, 201);
 
     // A bad definition is refused field by field; a good one is a draft.
@@ -196,13 +261,24 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
         Some(json!({"policy": "outbound", "lists": ["q4"], "window": "9 to 5", "calls_per_minute": 0}))).await;
     assert_eq!(code, 422, "{body}");
     let e = body["error"].as_str().unwrap();
-    assert!(e.contains("window:") && e.contains("calls_per_minute:"), "{e}");
-    let spec = write("q4.json", &json!({
-        "policy": "outbound", "lists": ["q4"], "window": "06:00-12:00",
-        "calls_per_minute": 240, "max_concurrent": 30, "max_attempts": 1,
-        "owners": {"attempting": "skill:sales"}
-    }).to_string());
-    let (ok, out, err) = cli(&hark, &token, &["campaign", "define", "q4", spec.to_str().unwrap()]);
+    assert!(
+        e.contains("window:") && e.contains("calls_per_minute:"),
+        "{e}"
+    );
+    let spec = write(
+        "q4.json",
+        &json!({
+            "policy": "outbound", "lists": ["q4"], "window": "06:00-12:00",
+            "calls_per_minute": 240, "max_concurrent": 30, "max_attempts": 1,
+            "owners": {"attempting": "skill:sales"}
+        })
+        .to_string(),
+    );
+    let (ok, out, err) = cli(
+        &hark,
+        &token,
+        &["campaign", "define", "q4", spec.to_str().unwrap()],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("\"draft\""), "{out}");
     let (ok, _, err) = cli(&hark, &token, &["campaign", "resume", "q4"]);
@@ -215,11 +291,16 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
     })
     .await;
     // Settled: every busy lead done (max_attempts 1), the others where they belong.
-    let status = wait_for(&hark, "settled leads", Duration::from_secs(30), async || {
-        let (ok, out, _) = cli(&hark, &token, &["campaign", "status", "q4"]);
-        let v: Value = serde_json::from_str(&out).ok()?;
-        (ok && v["progress"]["done"] == 64).then_some(v)
-    })
+    let status = wait_for(
+        &hark,
+        "settled leads",
+        Duration::from_secs(30),
+        async || {
+            let (ok, out, _) = cli(&hark, &token, &["campaign", "status", "q4"]);
+            let v: Value = serde_json::from_str(&out).ok()?;
+            (ok && v["progress"]["done"] == 64).then_some(v)
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let by_number = dials(&fakes);
@@ -230,7 +311,10 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
     assert!(by_number.values().all(|d| d.len() == 1), "one attempt each");
     let rate = achieved_rate(by_number.values().flatten().copied().collect());
     eprintln!("pacing: configured 240/min, achieved {rate:.1}/min over 60 dials");
-    assert!((rate - 240.0).abs() / 240.0 < 0.05, "achieved {rate:.1}/min");
+    assert!(
+        (rate - 240.0).abs() / 240.0 < 0.05,
+        "achieved {rate:.1}/min"
+    );
 
     let p = &status["progress"];
     assert_eq!(p["waiting"], 1, "the lead whose window is shut: {p}");
@@ -244,31 +328,67 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
     assert_eq!(status["campaign"]["state"], "running");
 
     // Attempting leads are the sales skill's: an agent with it sees them.
-    let (code, _) = api(&hark, &admin, reqwest::Method::POST, "/api/v1/agents",
-        Some(json!({"name": "ann", "address": "+14155550199", "skills": "sales"}))).await;
+    let (code, _) = api(
+        &hark,
+        &admin,
+        reqwest::Method::POST,
+        "/api/v1/agents",
+        Some(json!({"name": "ann", "address": "+14155550199", "skills": "sales"})),
+    )
+    .await;
     assert_eq!(code, 201);
-    let (code, queue) = api(&hark, &admin, reqwest::Method::GET, "/api/v1/agents/ann/queue?limit=1000", None).await;
+    let (code, queue) = api(
+        &hark,
+        &admin,
+        reqwest::Method::GET,
+        "/api/v1/agents/ann/queue?limit=1000",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     assert_eq!(queue.as_array().unwrap().len(), 60, "{queue}");
-    let (code, _) = api(&hark, &admin, reqwest::Method::GET, "/api/v1/agents/nobody/queue", None).await;
+    let (code, _) = api(
+        &hark,
+        &admin,
+        reqwest::Method::GET,
+        "/api/v1/agents/nobody/queue",
+        None,
+    )
+    .await;
     assert_eq!(code, 404);
 
     // Analytics: today's dials, as JSON and CSV, and counted for Prometheus.
-    let (code, days) = api(&hark, &token, reqwest::Method::GET, "/api/v1/campaigns/q4/stats", None).await;
+    let (code, days) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/campaigns/q4/stats",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     assert_eq!(days[0]["dials"], 60, "{days}");
     assert_eq!(days[0]["connects"], 0, "{days}");
     let (ok, out, err) = cli(&hark, &token, &["campaign", "stats", "q4", "--csv"]);
     assert!(ok, "{err}");
-    assert!(out.starts_with("day,dials,connects,connection_rate"), "{out}");
+    assert!(
+        out.starts_with("day,dials,connects,connection_rate"),
+        "{out}"
+    );
     assert!(out.lines().nth(1).unwrap().contains(",60,0,"), "{out}");
     let metrics = hark.metrics().await;
     assert_eq!(
-        metrics.sum("hark_campaign_attempts_total", &[("campaign", "q4"), ("result", "busy")]),
+        metrics.sum(
+            "hark_campaign_attempts_total",
+            &[("campaign", "q4"), ("result", "busy")]
+        ),
         60.0
     );
     assert_eq!(
-        metrics.sum("hark_campaign_leads_not_dialed_total", &[("campaign", "q4"), ("reason", "do_not_call")]),
+        metrics.sum(
+            "hark_campaign_leads_not_dialed_total",
+            &[("campaign", "q4"), ("reason", "do_not_call")]
+        ),
         1.0
     );
 
@@ -276,17 +396,45 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
     assert!(ok && out.contains("\"paused\""), "{out}");
     let (ok, out, _) = cli(&hark, &token, &["campaign", "complete", "q4"]);
     assert!(ok && out.contains("\"completed\""), "{out}");
-    let (code, _) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/q4/start", None).await;
+    let (code, _) = api(
+        &hark,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/campaigns/q4/start",
+        None,
+    )
+    .await;
     assert_eq!(code, 409);
-    let (code, _) = api(&hark, &token, reqwest::Method::GET, "/api/v1/campaigns/nope", None).await;
+    let (code, _) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/campaigns/nope",
+        None,
+    )
+    .await;
     assert_eq!(code, 404);
     let viewer = node.token("viewer", "viewer");
-    let (code, _) = api(&hark, &viewer, reqwest::Method::GET, "/api/v1/campaigns", None).await;
+    let (code, _) = api(
+        &hark,
+        &viewer,
+        reqwest::Method::GET,
+        "/api/v1/campaigns",
+        None,
+    )
+    .await;
     assert_eq!(code, 403);
 }
 
 async fn campaign_state(hark: &Hark, token: &str, name: &str) -> Value {
-    let (code, body) = api(hark, token, reqwest::Method::GET, &format!("/api/v1/campaigns/{name}"), None).await;
+    let (code, body) = api(
+        hark,
+        token,
+        reqwest::Method::GET,
+        &format!("/api/v1/campaigns/{name}"),
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
     body
 }
@@ -304,45 +452,89 @@ async fn retries_follow_each_outcome_and_a_restart_dials_no_attempt_twice() {
     t.phone(busy, Phone::Busy);
     t.phone(unanswered, Phone::NoAnswer);
     // `failed`: a number the fake's carrier cannot reach.
-    let file = write("retry.json", &json!([{"phone": busy}, {"phone": failed}, {"phone": unanswered}]).to_string());
-    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "retry"]);
+    let file = write(
+        "retry.json",
+        &json!([{"phone": busy}, {"phone": failed}, {"phone": unanswered}]).to_string(),
+    );
+    let (ok, _, err) = cli(
+        &hark,
+        &token,
+        &["leads", "import", file.to_str().unwrap(), "--list", "retry"],
+    );
     assert!(ok, "{err}");
     let spec = json!({
         "policy": "outbound", "lists": ["retry"], "calls_per_minute": 600, "max_attempts": 3,
         "retry": {"busy_secs": 2, "failed_secs": 4, "no_answer_secs": 1, "voicemail_secs": 60}
     });
-    let (code, body) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/retry", Some(spec)).await;
+    let (code, body) = api(
+        &hark,
+        &token,
+        reqwest::Method::PUT,
+        "/api/v1/campaigns/retry",
+        Some(spec),
+    )
+    .await;
     assert_eq!(code, 201, "{body}");
-    let (code, body) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/retry/start", None).await;
+    let (code, body) = api(
+        &hark,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/campaigns/retry/start",
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
 
     // Killed (SIGKILL) after the busy lead's second dial; restarted on the
     // same address and database.
-    wait_for(&hark, "a second dial", Duration::from_secs(30), async || {
-        (dials(&fakes).get(busy).map_or(0, Vec::len) >= 2).then_some(())
-    })
+    wait_for(
+        &hark,
+        "a second dial",
+        Duration::from_secs(30),
+        async || (dials(&fakes).get(busy).map_or(0, Vec::len) >= 2).then_some(()),
+    )
     .await;
     let addr = hark.addr.clone();
     drop(hark);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hark = start(&node, &fakes, &addr, &quick);
 
-    let done = wait_for(&hark, "the campaign to complete", Duration::from_secs(90), async || {
-        let c = campaign_state(&hark, &token, "retry").await;
-        (c["campaign"]["state"] == "completed").then_some(c)
-    })
+    let done = wait_for(
+        &hark,
+        "the campaign to complete",
+        Duration::from_secs(90),
+        async || {
+            let c = campaign_state(&hark, &token, "retry").await;
+            (c["campaign"]["state"] == "completed").then_some(c)
+        },
+    )
     .await;
     let by_number = dials(&fakes);
     let gaps = |n: &str| -> Vec<f64> {
-        by_number[n].windows(2).map(|w| w[1].duration_since(w[0]).as_secs_f64()).collect()
+        by_number[n]
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]).as_secs_f64())
+            .collect()
     };
     for (n, min_gap) in [(busy, 2.0), (failed, 4.0), (unanswered, 6.0)] {
-        assert_eq!(by_number[n].len(), 3, "{n}: three attempts, none twice: {:?}", gaps(n));
+        assert_eq!(
+            by_number[n].len(),
+            3,
+            "{n}: three attempts, none twice: {:?}",
+            gaps(n)
+        );
         assert!(gaps(n).iter().all(|g| *g >= min_gap), "{n}: {:?}", gaps(n));
     }
     assert_eq!(done["progress"]["not_dialed"]["max_attempts"], 3, "{done}");
     assert_eq!(done["progress"]["statuses"]["attempting"], 3, "{done}");
-    let (code, days) = api(&hark, &token, reqwest::Method::GET, "/api/v1/campaigns/retry/stats", None).await;
+    let (code, days) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/campaigns/retry/stats",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     assert_eq!(days[0]["dials"], 9, "{days}");
 }
@@ -362,31 +554,65 @@ async fn two_nodes_on_one_postgres_dial_each_lead_once_at_the_campaigns_pace() {
         csv.push_str(&format!("{n}\n"));
     }
     let file = write("two.csv", &csv);
-    let (ok, _, err) = cli(&a, &token, &["leads", "import", file.to_str().unwrap(), "--list", "two"]);
+    let (ok, _, err) = cli(
+        &a,
+        &token,
+        &["leads", "import", file.to_str().unwrap(), "--list", "two"],
+    );
     assert!(ok, "{err}");
     let spec = json!({"policy": "outbound", "lists": ["two"], "calls_per_minute": 480, "max_concurrent": 100, "max_attempts": 1});
-    let (code, body) = api(&b, &token, reqwest::Method::PUT, "/api/v1/campaigns/two", Some(spec)).await;
+    let (code, body) = api(
+        &b,
+        &token,
+        reqwest::Method::PUT,
+        "/api/v1/campaigns/two",
+        Some(spec),
+    )
+    .await;
     assert_eq!(code, 201, "{body}");
-    let (code, body) = api(&b, &token, reqwest::Method::POST, "/api/v1/campaigns/two/start", None).await;
+    let (code, body) = api(
+        &b,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/campaigns/two/start",
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
-    wait_for(&a, "the campaign to complete", Duration::from_secs(90), async || {
-        let c = campaign_state(&a, &token, "two").await;
-        (c["campaign"]["state"] == "completed").then_some(())
-    })
+    wait_for(
+        &a,
+        "the campaign to complete",
+        Duration::from_secs(90),
+        async || {
+            let c = campaign_state(&a, &token, "two").await;
+            (c["campaign"]["state"] == "completed").then_some(())
+        },
+    )
     .await;
     let by_number = dials(&fakes);
     assert_eq!(by_number.len(), 120);
-    assert!(by_number.values().all(|d| d.len() == 1), "a lead dialed twice");
+    assert!(
+        by_number.values().all(|d| d.len() == 1),
+        "a lead dialed twice"
+    );
     // Both nodes dialed: the answer URLs name each node's address.
     let requests = t.requests();
-    let from = |h: &Hark| requests.iter().filter(|r| r.starts_with("POST Calls.json") && r.contains(&h.addr)).count();
+    let from = |h: &Hark| {
+        requests
+            .iter()
+            .filter(|r| r.starts_with("POST Calls.json") && r.contains(&h.addr))
+            .count()
+    };
     let (on_a, on_b) = (from(&a), from(&b));
     eprintln!("two nodes: {on_a} dials from a, {on_b} from b");
     assert_eq!(on_a + on_b, 120);
     assert!(on_a > 0 && on_b > 0, "a {on_a}, b {on_b}\n{}", b.logs());
     let rate = achieved_rate(by_number.values().flatten().copied().collect());
     eprintln!("pacing across two nodes: configured 480/min, achieved {rate:.1}/min over 120 dials");
-    assert!((rate - 480.0).abs() / 480.0 < 0.05, "achieved {rate:.1}/min");
+    assert!(
+        (rate - 480.0).abs() / 480.0 < 0.05,
+        "achieved {rate:.1}/min"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,22 +638,54 @@ async fn ten_thousand_leads_import_with_bad_rows_reported_and_duplicates_merged(
     }
     let file = write("ten-thousand.csv", &csv);
     let started = Instant::now();
-    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "big"]);
+    let (ok, _, err) = cli(
+        &hark,
+        &token,
+        &["leads", "import", file.to_str().unwrap(), "--list", "big"],
+    );
     let took = started.elapsed();
     assert!(ok, "{err}");
     let unique = 10_000 - bad - dupes;
-    eprintln!("import: 10,000 rows in {:.2} s ({unique} leads, {bad} bad rows, {dupes} duplicates)", took.as_secs_f64());
+    eprintln!(
+        "import: 10,000 rows in {:.2} s ({unique} leads, {bad} bad rows, {dupes} duplicates)",
+        took.as_secs_f64()
+    );
     assert!(err.contains(&format!("{unique} leads created")), "{err}");
-    assert!(err.contains(&format!("{dupes} duplicate rows merged")), "{err}");
+    assert!(
+        err.contains(&format!("{dupes} duplicate rows merged")),
+        "{err}"
+    );
     assert!(err.contains(&format!("{bad} rows not imported")), "{err}");
-    assert!(err.contains("ten-thousand.csv:101: phone:"), "row 100 is line 101: {err}");
+    assert!(
+        err.contains("ten-thousand.csv:101: phone:"),
+        "row 100 is line 101: {err}"
+    );
     // The same file again: every lead is already there.
-    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "big"]);
+    let (ok, _, err) = cli(
+        &hark,
+        &token,
+        &["leads", "import", file.to_str().unwrap(), "--list", "big"],
+    );
     assert!(ok, "{err}");
-    assert!(err.contains(&format!("0 leads created, {unique} merged")), "{err}");
-    let (code, leads) = api(&hark, &token, reqwest::Method::GET, "/api/v1/lists/big/leads?limit=50", None).await;
+    assert!(
+        err.contains(&format!("0 leads created, {unique} merged")),
+        "{err}"
+    );
+    let (code, leads) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/lists/big/leads?limit=50",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
-    let l48 = leads.as_array().unwrap().iter().find(|l| l["number"] == "+12125550048").unwrap();
+    let l48 = leads
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["number"] == "+12125550048")
+        .unwrap();
     assert_eq!(l48["fields"]["plan"], "gold", "merged: {l48}");
     assert_eq!(l48["priority"], 3);
     assert_eq!(l48["time_zone"], "America/New_York");
@@ -443,7 +701,12 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
     for p in ["campaign.toml", "outbound.toml"] {
         std::fs::copy(repo_path(&format!("tests/policies/{p}")), dir.join(p)).unwrap();
     }
-    let hark = Hark::spawn("127.0.0.1:0", &["--policies", dir.to_str().unwrap()], &env, None);
+    let hark = Hark::spawn(
+        "127.0.0.1:0",
+        &["--policies", dir.to_str().unwrap()],
+        &env,
+        None,
+    );
     let token = node.token("ai_ops", "campaigns");
     let admin = node.token("admin", "admin");
     let t = &fakes.twilio;
@@ -457,60 +720,161 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
         },
     );
     for list in ["spring", "autumn"] {
-        let file = write(&format!("{list}.csv"), &format!("phone,name\n{lead},Meera\n"));
-        let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", list]);
+        let file = write(
+            &format!("{list}.csv"),
+            &format!("phone,name\n{lead},Meera\n"),
+        );
+        let (ok, _, err) = cli(
+            &hark,
+            &token,
+            &["leads", "import", file.to_str().unwrap(), "--list", list],
+        );
         assert!(ok, "{err}");
     }
     let spec = json!({"policy": "campaign", "lists": ["spring"], "max_attempts": 3});
-    let (code, body) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/spring", Some(spec)).await;
+    let (code, body) = api(
+        &hark,
+        &token,
+        reqwest::Method::PUT,
+        "/api/v1/campaigns/spring",
+        Some(spec),
+    )
+    .await;
     assert_eq!(code, 201, "{body}");
-    let (code, _) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/spring/start", None).await;
+    let (code, _) = api(
+        &hark,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/campaigns/spring/start",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
-    let done = wait_for(&hark, "the first campaign to complete", Duration::from_secs(60), async || {
-        let c = campaign_state(&hark, &token, "spring").await;
-        (c["campaign"]["state"] == "completed").then_some(c)
-    })
+    let done = wait_for(
+        &hark,
+        "the first campaign to complete",
+        Duration::from_secs(60),
+        async || {
+            let c = campaign_state(&hark, &token, "spring").await;
+            (c["campaign"]["state"] == "completed").then_some(c)
+        },
+    )
     .await;
     assert_eq!(done["progress"]["statuses"]["do_not_call"], 1, "{done}");
     // The day's roll-up: one dial, connected, not qualified, its disposition.
-    let (_, days) = api(&hark, &token, reqwest::Method::GET, "/api/v1/campaigns/spring/stats", None).await;
+    let (_, days) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/campaigns/spring/stats",
+        None,
+    )
+    .await;
     let day = &days[0];
-    assert_eq!((day["dials"].as_i64(), day["connects"].as_i64(), day["qualified"].as_i64()), (Some(1), Some(1), Some(0)), "{days}");
+    assert_eq!(
+        (
+            day["dials"].as_i64(),
+            day["connects"].as_i64(),
+            day["qualified"].as_i64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{days}"
+    );
     assert_eq!(day["connection_rate"], 1.0, "{days}");
     assert_eq!(day["outcomes"]["disposition"]["do_not_call"], 1, "{days}");
     assert!(day["average_handle_secs"].as_f64().unwrap() > 0.5, "{days}");
     let sid = t.dialed()[0].clone();
     let heard = t.call(&sid, |c| c.heard.join(" | ")).unwrap_or_default();
-    let (code, call) = api(&hark, &admin, reqwest::Method::GET, &format!("/api/v1/calls/{sid}"), None).await;
+    let (code, call) = api(
+        &hark,
+        &admin,
+        reqwest::Method::GET,
+        &format!("/api/v1/calls/{sid}"),
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{call}");
     assert_eq!(call["end_reason"], "do_not_call", "{call}\n{heard}");
     assert_eq!(call["disposition"], "do_not_call", "{call}");
     let (_, dnc) = api(&hark, &admin, reqwest::Method::GET, "/api/v1/dnc", None).await;
-    let entry = dnc.as_array().unwrap().iter().find(|e| e["number"] == lead).cloned();
-    assert_eq!(entry.map(|e| e["source"].clone()), Some(json!("rule:do_not_call")), "{dnc}");
+    let entry = dnc
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["number"] == lead)
+        .cloned();
+    assert_eq!(
+        entry.map(|e| e["source"].clone()),
+        Some(json!("rule:do_not_call")),
+        "{dnc}"
+    );
 
     // Another campaign with the same number: refused, never dialed.
     let spec = json!({"policy": "campaign", "lists": ["autumn"]});
-    let (code, _) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/autumn", Some(spec)).await;
+    let (code, _) = api(
+        &hark,
+        &token,
+        reqwest::Method::PUT,
+        "/api/v1/campaigns/autumn",
+        Some(spec),
+    )
+    .await;
     assert_eq!(code, 201);
-    let (code, _) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/autumn/start", None).await;
+    let (code, _) = api(
+        &hark,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/campaigns/autumn/start",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
-    let done = wait_for(&hark, "the second campaign to complete", Duration::from_secs(30), async || {
-        let c = campaign_state(&hark, &token, "autumn").await;
-        (c["campaign"]["state"] == "completed").then_some(c)
-    })
+    let done = wait_for(
+        &hark,
+        "the second campaign to complete",
+        Duration::from_secs(30),
+        async || {
+            let c = campaign_state(&hark, &token, "autumn").await;
+            (c["campaign"]["state"] == "completed").then_some(c)
+        },
+    )
     .await;
     assert_eq!(done["progress"]["not_dialed"]["do_not_call"], 1, "{done}");
-    assert_eq!(t.dialed().len(), 1, "dialed once, by the first campaign only");
+    assert_eq!(
+        t.dialed().len(),
+        1,
+        "dialed once, by the first campaign only"
+    );
 
     // Erasure on request covers leads: number and fields blanked in both
     // lists, the status (why they are not called) kept.
-    let (code, erased) = api(&hark, &admin, reqwest::Method::DELETE, "/api/v1/personal-data?number=%2B14155557001", None).await;
+    let (code, erased) = api(
+        &hark,
+        &admin,
+        reqwest::Method::DELETE,
+        "/api/v1/personal-data?number=%2B14155557001",
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{erased}");
     assert_eq!(erased["leads"], 2, "{erased}");
-    let (_, leads) = api(&hark, &token, reqwest::Method::GET, "/api/v1/lists/spring/leads", None).await;
+    let (_, leads) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/lists/spring/leads",
+        None,
+    )
+    .await;
     let l = &leads[0];
-    assert_eq!((l["number"].as_str(), l["fields"].as_object().map(|f| f.len())), (Some(""), Some(0)), "{l}");
+    assert_eq!(
+        (
+            l["number"].as_str(),
+            l["fields"].as_object().map(|f| f.len())
+        ),
+        (Some(""), Some(0)),
+        "{l}"
+    );
     assert_eq!(l["status"], "do_not_call");
 }
 
@@ -520,8 +884,14 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement for the README, not a test of behaviour"]
 async fn pacing_figure() {
-    let rate: u32 = std::env::var("CAMPAIGN_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(1200);
-    let leads: u32 = std::env::var("CAMPAIGN_LEADS").ok().and_then(|r| r.parse().ok()).unwrap_or(400);
+    let rate: u32 = std::env::var("CAMPAIGN_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1200);
+    let leads: u32 = std::env::var("CAMPAIGN_LEADS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(400);
     let fakes = Fakes::start().await;
     let node = Node::postgres().await;
     let hark = start(&node, &fakes, "127.0.0.1:0", &[]);
@@ -533,12 +903,36 @@ async fn pacing_figure() {
         csv.push_str(&format!("{n}\n"));
     }
     let file = write("pacing.csv", &csv);
-    let (ok, _, err) = cli(&hark, &token, &["leads", "import", file.to_str().unwrap(), "--list", "pacing"]);
+    let (ok, _, err) = cli(
+        &hark,
+        &token,
+        &[
+            "leads",
+            "import",
+            file.to_str().unwrap(),
+            "--list",
+            "pacing",
+        ],
+    );
     assert!(ok, "{err}");
     let spec = json!({"policy": "outbound", "lists": ["pacing"], "calls_per_minute": rate, "max_concurrent": 1000, "max_attempts": 1});
-    let (code, body) = api(&hark, &token, reqwest::Method::PUT, "/api/v1/campaigns/pacing", Some(spec)).await;
+    let (code, body) = api(
+        &hark,
+        &token,
+        reqwest::Method::PUT,
+        "/api/v1/campaigns/pacing",
+        Some(spec),
+    )
+    .await;
     assert_eq!(code, 201, "{body}");
-    let (code, _) = api(&hark, &token, reqwest::Method::POST, "/api/v1/campaigns/pacing/start", None).await;
+    let (code, _) = api(
+        &hark,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/campaigns/pacing/start",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     let limit = Duration::from_secs(u64::from(leads) * 60 / u64::from(rate) + 60);
     wait_for(&hark, "every lead dialed", limit, async || {

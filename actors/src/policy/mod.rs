@@ -13,7 +13,7 @@
 //!   [`languages`] — `language`, `[languages.CODE]`: lines and voices;
 //!   [`turn_taking`] — `[vad]`, `[barge_in]`; [`timeouts`] — `[timeouts]`;
 //!   [`tools`] — `[tools]`; [`transfer`] — `[transfer]`; [`outbound`] — `[outbound]`; [`outcome`] — `[outcome]` (slots,
-//!   dispositions); [`rules`] — `[rules]` (consent, profanity, idle, escalation, claims); [`menu`] — `[rules.menu]`; [`memory`] — `[history]`, `[records]`.
+//!   dispositions); [`rules`] — `[rules]` (consent, profanity, idle, escalation, claims); [`menu`] — `[rules.menu]`; [`do_not_call`] — `[rules.do_not_call]`; [`memory`] — `[history]`, `[records]`.
 //! - [`providers`] — `[providers]` and each role's vendor settings, whose
 //!   types live with their providers (`providers/<role>/<vendor>.rs`).
 //! - [`errors`] — `PolicyError`, `FieldError`, the `Checks` collector.
@@ -23,6 +23,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub mod do_not_call;
 pub mod errors;
 pub mod languages;
 pub mod memory;

@@ -75,12 +75,18 @@ async fn put_campaign(
         Some(c) if c.state != "draft" => {
             return Err(Fail(
                 StatusCode::CONFLICT,
-                format!("campaign {name:?} is {}: only a draft can be defined again", c.state),
+                format!(
+                    "campaign {name:?} is {}: only a draft can be defined again",
+                    c.state
+                ),
             ));
         }
         Some(_) => {
             if !app.store.campaign_redefine(&name, &spec).await? {
-                return Err(Fail(StatusCode::CONFLICT, format!("campaign {name:?} started meanwhile")));
+                return Err(Fail(
+                    StatusCode::CONFLICT,
+                    format!("campaign {name:?} started meanwhile"),
+                ));
             }
         }
         None => {
@@ -91,13 +97,26 @@ async fn put_campaign(
                     format!("campaigns.max_campaigns ({max}) reached"),
                 ));
             }
-            if !app.store.campaign_create(&name, &spec, &caller.name).await? {
-                return Err(Fail(StatusCode::CONFLICT, format!("campaign {name:?} exists")));
+            if !app
+                .store
+                .campaign_create(&name, &spec, &caller.name)
+                .await?
+            {
+                return Err(Fail(
+                    StatusCode::CONFLICT,
+                    format!("campaign {name:?} exists"),
+                ));
             }
         }
     }
-    app.store.audit(&caller.name, "campaign_define", &name, "").await?;
-    let c = app.store.campaign(&name).await?.ok_or_else(|| not_found(&name))?;
+    app.store
+        .audit(&caller.name, "campaign_define", &name, "")
+        .await?;
+    let c = app
+        .store
+        .campaign(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
     Ok((StatusCode::CREATED, Json(c)))
 }
 
@@ -117,7 +136,11 @@ async fn get_campaign(
     _caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<CampaignStatus>, Fail> {
-    let campaign = app.store.campaign(&name).await?.ok_or_else(|| not_found(&name))?;
+    let campaign = app
+        .store
+        .campaign(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
     let progress = app.store.campaign_progress(&name).await?;
     Ok(Json(CampaignStatus { campaign, progress }))
 }
@@ -131,11 +154,19 @@ async fn transition(
     from: &[&str],
     to: &str,
 ) -> Result<Json<CampaignStatus>, Fail> {
-    let c = app.store.campaign(name).await?.ok_or_else(|| not_found(name))?;
+    let c = app
+        .store
+        .campaign(name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
     if !from.contains(&c.state.as_str()) {
         return Err(Fail(
             StatusCode::CONFLICT,
-            format!("campaign {name:?} is {}: it must be {} to become {to}", c.state, from.join(" or ")),
+            format!(
+                "campaign {name:?} is {}: it must be {} to become {to}",
+                c.state,
+                from.join(" or ")
+            ),
         ));
     }
     if to == "running" {
@@ -154,17 +185,27 @@ async fn transition(
         if !app.dialer.can_dial() {
             return Err(Fail(
                 StatusCode::CONFLICT,
-                "no carrier call control is configured (TWILIO_ACCOUNT_SID and the auth token)".into(),
+                "no carrier call control is configured (TWILIO_ACCOUNT_SID and the auth token)"
+                    .into(),
             ));
         }
         app.store.campaign_enroll(name, &c.spec.lists).await?;
     }
     if !app.store.campaign_move(name, from, to).await? {
-        return Err(Fail(StatusCode::CONFLICT, format!("campaign {name:?} changed meanwhile; try again")));
+        return Err(Fail(
+            StatusCode::CONFLICT,
+            format!("campaign {name:?} changed meanwhile; try again"),
+        ));
     }
-    app.store.audit(&caller.name, "campaign_state", name, to).await?;
+    app.store
+        .audit(&caller.name, "campaign_state", name, to)
+        .await?;
     tracing::info!(campaign = %name, state = %to, "campaign state changed");
-    let campaign = app.store.campaign(name).await?.ok_or_else(|| not_found(name))?;
+    let campaign = app
+        .store
+        .campaign(name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
     let progress = app.store.campaign_progress(name).await?;
     Ok(Json(CampaignStatus { campaign, progress }))
 }
@@ -218,7 +259,14 @@ async fn complete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<CampaignStatus>, Fail> {
-    transition(&app, &caller, &name, &["draft", "running", "paused"], "completed").await
+    transition(
+        &app,
+        &caller,
+        &name,
+        &["draft", "running", "paused"],
+        "completed",
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -279,7 +327,11 @@ async fn stats(
 ) -> Result<Response, Fail> {
     let Query(q) = query.map_err(query_error)?;
     let today = chrono::Utc::now().date_naive();
-    let from = day_param("from", q.from.as_deref(), today - chrono::Duration::days(30))?;
+    let from = day_param(
+        "from",
+        q.from.as_deref(),
+        today - chrono::Duration::days(30),
+    )?;
     let to = day_param("to", q.to.as_deref(), today)?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,

@@ -105,7 +105,8 @@ async fn import_leads(
             "Content-Type: text/csv or application/json".into(),
         ));
     };
-    let text = std::str::from_utf8(&body).map_err(|e| bad(format!("the body is not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(&body).map_err(|e| bad(format!("the body is not UTF-8: {e}")))?;
     // Parsing 10,000 rows takes a while: off the runtime's threads.
     let parsed = tokio::task::spawn_blocking({
         let text = text.to_owned();
@@ -184,7 +185,9 @@ async fn list_leads(
 ) -> Result<Json<Vec<Lead>>, Fail> {
     list_name(&list)?;
     let Query(q) = query.map_err(query_error)?;
-    Ok(Json(app.store.leads_of_list(&list, q.get()?, &app.pii).await?))
+    Ok(Json(
+        app.store.leads_of_list(&list, q.get()?, &app.pii).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/leads/{id}",
@@ -223,7 +226,10 @@ async fn agent_queue(
         .into_iter()
         .find(|a| a.name == name)
     else {
-        return Err(Fail(StatusCode::NOT_FOUND, format!("no agent named {name:?}")));
+        return Err(Fail(
+            StatusCode::NOT_FOUND,
+            format!("no agent named {name:?}"),
+        ));
     };
     let mut owners = vec![format!("agent:{}", agent.name)];
     owners.extend(agent.skills.iter().map(|s| format!("skill:{s}")));

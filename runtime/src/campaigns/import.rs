@@ -139,7 +139,11 @@ fn lead(row: usize, cells: Vec<(String, String)>, region: &str) -> Result<LeadRo
         }
     }
     if lead.fields.len() > MAX_FIELDS {
-        return Err(error(row, "fields", format!("at most {MAX_FIELDS} custom fields")));
+        return Err(error(
+            row,
+            "fields",
+            format!("at most {MAX_FIELDS} custom fields"),
+        ));
     }
     let raw = number
         .filter(|n| !n.is_empty())
@@ -151,8 +155,8 @@ fn lead(row: usize, cells: Vec<(String, String)>, region: &str) -> Result<LeadRo
             format!("{raw:?} has no + and region {region:?} is not one libphonenumber knows"),
         ));
     }
-    lead.number = phone::e164(&raw, region.parse().ok())
-        .map_err(|e| error(row, "phone", e.to_string()))?;
+    lead.number =
+        phone::e164(&raw, region.parse().ok()).map_err(|e| error(row, "phone", e.to_string()))?;
     let (number_region, number_zones) = phone::locate(&lead.number);
     lead.region = number_region;
     lead.time_zone = match zone {
@@ -329,15 +333,19 @@ mod tests {
         assert_eq!((priya.priority, priya.consent), (5, Some(true)));
         let rahul = &p.leads[1];
         assert_eq!(rahul.fields["name"], "राहुल");
-        assert_eq!((rahul.region.as_str(), rahul.time_zone.as_str()), ("IN", "Asia/Calcutta"));
-        let errs: Vec<_> = p
-            .errors
-            .iter()
-            .map(|e| (e.row, e.field.as_str()))
-            .collect();
+        assert_eq!(
+            (rahul.region.as_str(), rahul.time_zone.as_str()),
+            ("IN", "Asia/Calcutta")
+        );
+        let errs: Vec<_> = p.errors.iter().map(|e| (e.row, e.field.as_str())).collect();
         assert_eq!(
             errs,
-            [(4, "phone"), (6, "time_zone"), (7, "priority"), (9, "consent")]
+            [
+                (4, "phone"),
+                (6, "time_zone"),
+                (7, "priority"),
+                (9, "consent")
+            ]
         );
     }
 
@@ -353,7 +361,10 @@ mod tests {
         assert_eq!(p.leads[0].fields["vip"], "true");
         assert_eq!(p.merged, 1);
         let errs: Vec<_> = p.errors.iter().map(|e| (e.row, e.field.as_str())).collect();
-        assert_eq!(errs, [(3, "number"), (4, "row"), (5, "phone"), (6, "Bad Field")]);
+        assert_eq!(
+            errs,
+            [(3, "number"), (4, "row"), (5, "phone"), (6, "Bad Field")]
+        );
         assert!(parse("{}", Format::Json, "US").unreadable.is_some());
         assert!(parse("[", Format::Json, "US").unreadable.is_some());
     }

@@ -91,7 +91,10 @@ impl CampaignSettings {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if !(20..=10_000).contains(&self.tick_ms) {
-            errors.push(format!("campaigns.tick_ms: {} is outside 20..=10000", self.tick_ms));
+            errors.push(format!(
+                "campaigns.tick_ms: {} is outside 20..=10000",
+                self.tick_ms
+            ));
         }
         if !(1..=1000).contains(&self.max_campaigns) {
             errors.push(format!(
@@ -112,10 +115,16 @@ impl CampaignSettings {
             errors.push("campaigns.stale_after_secs: at least 300".into());
         }
         if !self.default_windows.contains_key("*") {
-            errors.push("campaigns.default_windows: needs a \"*\" entry for other countries".into());
+            errors
+                .push("campaigns.default_windows: needs a \"*\" entry for other countries".into());
         }
         for (country, w) in &self.default_windows {
-            if country != "*" && country.to_uppercase().parse::<phonenumber::country::Id>().is_err() {
+            if country != "*"
+                && country
+                    .to_uppercase()
+                    .parse::<phonenumber::country::Id>()
+                    .is_err()
+            {
                 errors.push(format!(
                     "campaigns.default_windows.{country}: not a country libphonenumber knows"
                 ));
@@ -159,7 +168,9 @@ mod tests {
         assert_eq!(s.window_for("US").to_string(), "08:00-21:00");
         assert_eq!(s.window_for("IN").to_string(), "09:00-21:00");
         assert_eq!(s.window_for("FR").to_string(), "09:00-20:00");
-        let env: CampaignSettings = toml::from_str("[default_windows]\nin = \"10:00-11:00\"\n\"*\" = \"00:00-24:00\"").unwrap();
+        let env: CampaignSettings =
+            toml::from_str("[default_windows]\nin = \"10:00-11:00\"\n\"*\" = \"00:00-24:00\"")
+                .unwrap();
         assert!(env.validate().is_empty(), "{:?}", env.validate());
         assert_eq!(env.window_for("IN").to_string(), "10:00-11:00");
         let both: CampaignSettings = toml::from_str(
@@ -170,7 +181,10 @@ mod tests {
         let bad: CampaignSettings =
             toml::from_str("tick_ms = 1\n[default_windows]\nXX = \"9-5\"").unwrap();
         let e = bad.validate().join("\n");
-        assert!(e.contains("tick_ms") && e.contains("\"*\"") && e.contains("XX"), "{e}");
+        assert!(
+            e.contains("tick_ms") && e.contains("\"*\"") && e.contains("XX"),
+            "{e}"
+        );
         assert!(toml::from_str::<CampaignSettings>("speed = 1").is_err());
     }
 }

@@ -25,7 +25,8 @@ use super::window;
 use super::{ATTEMPTS, CampaignSettings, DIALS, NOT_DIALED, QUALIFIED};
 use crate::outbound::Request;
 use crate::state::AppState;
-use crate::store::campaigns::{Campaign, Claimed, Due, InFlight, Settle, Tally, Verdict};
+use crate::store::campaigns::Campaign;
+use crate::store::scheduling::{Claimed, Due, InFlight, Settle, Tally, Verdict};
 
 /// A claim whose placement is not on record after this long never dialed
 /// (its node stopped between the claim and the dial): the attempt is given back.
@@ -174,7 +175,9 @@ impl Scheduler {
     /// One pass; whether there was anything to look after.
     async fn tick(self: &Arc<Self>) -> Result<bool, crate::store::StoreError> {
         let campaigns = self.app.store.campaigns_started().await?;
-        let active = campaigns.iter().any(|c| c.state == "running" || c.state == "paused");
+        let active = campaigns
+            .iter()
+            .any(|c| c.state == "running" || c.state == "paused");
         // Calls in flight are settled whatever their campaign's state now.
         let mut in_flight: std::collections::HashMap<String, Vec<InFlight>> = Default::default();
         for (name, f) in self.app.store.campaigns_in_flight().await? {
@@ -191,7 +194,12 @@ impl Scheduler {
                 continue;
             }
             self.claim(campaign).await?;
-            if self.app.store.campaign_complete_if_done(&campaign.name).await? {
+            if self
+                .app
+                .store
+                .campaign_complete_if_done(&campaign.name)
+                .await?
+            {
                 tracing::info!(campaign = %campaign.name, "campaign completed: every lead is done");
             }
         }
@@ -258,7 +266,9 @@ impl Scheduler {
             Ok(_) => {}
             // The attempt stays claimed; with no placement on record it is
             // given back after `UNPLACED_MS`.
-            Err(e) => tracing::warn!(campaign = %c.name, lead = %lead.lead_id, error = %e, "campaign call not placed"),
+            Err(e) => {
+                tracing::warn!(campaign = %c.name, lead = %lead.lead_id, error = %e, "campaign call not placed")
+            }
         }
     }
 
@@ -320,7 +330,13 @@ impl Scheduler {
             {
                 let source = "rule:do_not_call";
                 app.store
-                    .dnc_add(&[lead.number], "asked not to be called again", source, source, &app.pii)
+                    .dnc_add(
+                        &[lead.number],
+                        "asked not to be called again",
+                        source,
+                        source,
+                        &app.pii,
+                    )
                     .await?;
             }
             if app.store.campaign_settle(&c.name, &settle).await? {
@@ -350,7 +366,10 @@ impl Scheduler {
             return;
         }
         {
-            let mut asked = self.asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut asked = self
+                .asked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if asked.get(&f.attempt_key).is_some_and(|at| now - at < every) {
                 return;
             }
@@ -389,7 +408,8 @@ impl Scheduler {
         let live = self.app.policies.catalog().get(&c.spec.policy).cloned();
         if let Ok(slots) = self.app.store.slots(sid, &self.app.pii).await {
             for (name, value) in slots {
-                t.outcomes.push((name.clone(), slot_value(live.as_deref(), &name, &value)));
+                t.outcomes
+                    .push((name.clone(), slot_value(live.as_deref(), &name, &value)));
             }
         }
         t
@@ -461,7 +481,10 @@ mod tests {
         }
         // A campaign window narrows the country's.
         let narrow = spec(r#"{"policy": "p", "lists": ["a"], "window": "10:00-12:00"}"#);
-        assert!(matches!(judge(&settings, &narrow, &ny, now), Verdict::Later(_)));
+        assert!(matches!(
+            judge(&settings, &narrow, &ny, now),
+            Verdict::Later(_)
+        ));
     }
 
     #[test]
@@ -483,7 +506,12 @@ mod tests {
             Verdict::Never("no_consent")
         ));
         assert!(matches!(
-            judge(&settings, &strict, &due("America/New_York", "US", "yes"), now),
+            judge(
+                &settings,
+                &strict,
+                &due("America/New_York", "US", "yes"),
+                now
+            ),
             Verdict::Dial
         ));
         let late = spec(r#"{"policy": "p", "lists": ["a"], "window": "21:30-23:00"}"#);
@@ -510,8 +538,14 @@ mod tests {
         let stale = 7_200_000;
         let t = 1_000_000;
         assert_eq!(standing(&flight(None), t + 1000, stale), Standing::Pending);
-        assert_eq!(standing(&flight(None), t + UNPLACED_MS + 1, stale), Standing::Undo);
-        assert_eq!(standing(&flight(Some("ringing")), t + 1000, stale), Standing::Pending);
+        assert_eq!(
+            standing(&flight(None), t + UNPLACED_MS + 1, stale),
+            Standing::Undo
+        );
+        assert_eq!(
+            standing(&flight(Some("ringing")), t + 1000, stale),
+            Standing::Pending
+        );
         assert_eq!(
             standing(&flight(Some("ringing")), t + stale + 1, stale),
             Standing::Over(Attempt::Failed)
@@ -520,7 +554,10 @@ mod tests {
             standing(&flight(Some("no-answer")), t, stale),
             Standing::Over(Attempt::NoAnswer)
         );
-        assert_eq!(standing(&flight(Some("busy")), t, stale), Standing::Over(Attempt::Busy));
+        assert_eq!(
+            standing(&flight(Some("busy")), t, stale),
+            Standing::Over(Attempt::Busy)
+        );
         let mut refused = flight(Some("refused"));
         refused.placement_reason = "do_not_call".into();
         assert_eq!(

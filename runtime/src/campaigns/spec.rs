@@ -79,7 +79,8 @@ pub struct CampaignSpec {
 /// A text schema with a pattern or format, for fields kept as `String`.
 macro_rules! text_schema {
     ($name:ident, $doc:literal, pattern = $pattern:literal) => {
-        text_schema!($name, $doc, |o: utoipa::openapi::ObjectBuilder| o.pattern(Some($pattern)));
+        text_schema!($name, $doc, |o: utoipa::openapi::ObjectBuilder| o
+            .pattern(Some($pattern)));
     };
     ($name:ident, $doc:literal, $shape:expr) => {
         #[doc = $doc]
@@ -96,17 +97,28 @@ macro_rules! text_schema {
     };
 }
 
-text_schema!(E164, "E.164: `+`, then 7 to 15 digits, the first not 0.", pattern = "^\\+[1-9][0-9]{6,14}$");
-text_schema!(ListName, "A list's name.", pattern = "^[A-Za-z0-9_-]{1,64}$");
+text_schema!(
+    E164,
+    "E.164: `+`, then 7 to 15 digits, the first not 0.",
+    pattern = "^\\+[1-9][0-9]{6,14}$"
+);
+text_schema!(
+    ListName,
+    "A list's name.",
+    pattern = "^[A-Za-z0-9_-]{1,64}$"
+);
 text_schema!(
     Owner,
     "An owner: `ai`, `agent:NAME` or `skill:NAME`.",
     pattern = "^(ai|(agent|skill):[^,]{1,64})$"
 );
-text_schema!(Holiday, "A local date.", |o: utoipa::openapi::ObjectBuilder| o
-    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+text_schema!(
+    Holiday,
+    "A local date.",
+    |o: utoipa::openapi::ObjectBuilder| o.format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
         utoipa::openapi::KnownFormat::Date
-    ))));
+    )))
+);
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -306,7 +318,10 @@ mod tests {
     fn a_minimal_campaign_has_documented_defaults() {
         let s = spec(r#"{"policy": "sales", "lists": ["q4"]}"#).unwrap();
         assert!(s.validate().is_empty());
-        assert_eq!((s.max_attempts, s.calls_per_minute, s.max_concurrent), (3, 10, 10));
+        assert_eq!(
+            (s.max_attempts, s.calls_per_minute, s.max_concurrent),
+            (3, 10, 10)
+        );
         assert_eq!(s.machine_detection, "off");
         let cal = s.calendar("08:00-21:00".parse().unwrap()).unwrap();
         assert_eq!(cal.days, window::EVERY_DAY);
@@ -347,8 +362,9 @@ mod tests {
 
     #[test]
     fn the_campaign_window_narrows_the_countrys() {
-        let s = spec(r#"{"policy": "p", "lists": ["a"], "window": "10:00-23:00", "days": ["sat"]}"#)
-            .unwrap();
+        let s =
+            spec(r#"{"policy": "p", "lists": ["a"], "window": "10:00-23:00", "days": ["sat"]}"#)
+                .unwrap();
         let cal = s.calendar("08:00-21:00".parse().unwrap()).unwrap();
         assert_eq!(cal.window.to_string(), "10:00-21:00");
         assert_eq!(cal.days, 1 << 5);

@@ -242,7 +242,10 @@ mod tests {
     #[test]
     fn several_zones_need_an_instant_open_in_all() {
         let c = cal("09:00-17:00");
-        let both = [chrono_tz::America::New_York, chrono_tz::America::Los_Angeles];
+        let both = [
+            chrono_tz::America::New_York,
+            chrono_tz::America::Los_Angeles,
+        ];
         // 14:00 UTC = 09:00 New York, 06:00 Los Angeles → wait for 09:00 LA = 17:00 UTC.
         assert_eq!(
             c.next_open(at("2026-11-27T14:00:00Z"), &both),
@@ -260,8 +263,14 @@ mod tests {
     #[test]
     fn days_and_holidays_are_skipped_in_local_dates() {
         let mut c = cal("09:00-17:00");
-        c.days = day_mask(&["mon".into(), "tue".into(), "wed".into(), "thu".into(), "friday".into()])
-            .unwrap();
+        c.days = day_mask(&[
+            "mon".into(),
+            "tue".into(),
+            "wed".into(),
+            "thu".into(),
+            "friday".into(),
+        ])
+        .unwrap();
         let ny = [chrono_tz::America::New_York];
         // Saturday 2026-11-28 10:00 in New York → Monday 09:00 (EST, UTC-5).
         assert_eq!(

@@ -291,9 +291,12 @@ pub async fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
         CampaignCommand::Resume { name, api } => {
             (Method::POST, format!("/campaigns/{name}/resume"), None, api)
         }
-        CampaignCommand::Complete { name, api } => {
-            (Method::POST, format!("/campaigns/{name}/complete"), None, api)
-        }
+        CampaignCommand::Complete { name, api } => (
+            Method::POST,
+            format!("/campaigns/{name}/complete"),
+            None,
+            api,
+        ),
         CampaignCommand::Status { name, api } => {
             (Method::GET, format!("/campaigns/{name}"), None, api)
         }
@@ -330,7 +333,9 @@ mod tests {
     fn csv_files_are_cut_on_record_boundaries_with_their_header() {
         let mut text = String::from("phone,note\n");
         for i in 0..3000 {
-            text.push_str(&format!("+1415555{i:04},\"a note, with a comma\nand a second line\"\n"));
+            text.push_str(&format!(
+                "+1415555{i:04},\"a note, with a comma\nand a second line\"\n"
+            ));
         }
         let pieces = csv_pieces(&text).unwrap();
         assert!(pieces.len() > 1);
@@ -357,7 +362,11 @@ mod tests {
         assert!(pieces.len() > 1);
         let total: usize = pieces
             .iter()
-            .map(|p| serde_json::from_str::<Vec<serde_json::Value>>(&p.body).unwrap().len())
+            .map(|p| {
+                serde_json::from_str::<Vec<serde_json::Value>>(&p.body)
+                    .unwrap()
+                    .len()
+            })
             .sum();
         assert_eq!(total, 5000);
         assert_eq!(pieces[0].first, 1);

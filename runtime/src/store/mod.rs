@@ -13,6 +13,7 @@ pub mod leads;
 pub mod outbound;
 pub mod queries;
 pub mod rows;
+pub mod scheduling;
 pub mod spool;
 pub mod startup;
 pub mod writer;
