@@ -312,11 +312,12 @@ pub async fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
             q.extend(to.map(|t| format!("to={t}")));
             let path = format!("/campaigns/{name}/stats?{}", q.join("&"));
             let (status, body) = api_request(&api, Method::GET, &path, None).await?;
-            if csv && let serde_json::Value::String(text) = &body {
-                if (200..300).contains(&status) {
-                    print!("{text}");
-                    return Ok(());
-                }
+            if csv
+                && (200..300).contains(&status)
+                && let serde_json::Value::String(text) = &body
+            {
+                print!("{text}");
+                return Ok(());
             }
             return answered(status, &body);
         }

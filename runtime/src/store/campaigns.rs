@@ -204,7 +204,7 @@ impl Store {
             .into_iter()
             .filter(|c| c.state != "draft")
             .collect();
-        started.sort_by(|a, b| b.spec.priority.cmp(&a.spec.priority));
+        started.sort_by_key(|c| std::cmp::Reverse(c.spec.priority));
         Ok(started)
     }
 
