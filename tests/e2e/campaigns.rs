@@ -783,6 +783,19 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
     assert_eq!(day["connection_rate"], 1.0, "{days}");
     assert_eq!(day["outcomes"]["disposition"]["do_not_call"], 1, "{days}");
     assert!(day["average_handle_secs"].as_f64().unwrap() > 0.5, "{days}");
+    // Retention (transcripts and slot values erased) leaves the roll-ups.
+    let store = hark_runtime::store::Store::open(&node.db).await.unwrap();
+    let purged = store.purge_personal(i64::MAX).await.unwrap();
+    assert!(purged.turns > 0, "{purged:?}");
+    let (_, after) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/campaigns/spring/stats",
+        None,
+    )
+    .await;
+    assert_eq!(after, days);
     let sid = t.dialed()[0].clone();
     let heard = t.call(&sid, |c| c.heard.join(" | ")).unwrap_or_default();
     let (code, call) = api(
