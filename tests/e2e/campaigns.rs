@@ -960,3 +960,126 @@ async fn pacing_figure() {
         (achieved - f64::from(rate)) / f64::from(rate) * 100.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_the_lead_asks_for_is_their_next_attempt() {
+    let fakes = Fakes::start().await;
+    let node = Node::sqlite();
+    // The window the callee gives: the day after tomorrow, 10:00-11:00 in
+    // New York, written with its offset as the model would.
+    let ny = chrono_tz::America::New_York;
+    let day = (chrono::Utc::now() + chrono::Duration::days(2))
+        .with_timezone(&ny)
+        .date_naive();
+    let start = day
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_local_timezone(ny)
+        .unwrap();
+    let end = start + chrono::Duration::hours(1);
+    let dir = temp_dir("hark-campaign-callback");
+    let policy = std::fs::read_to_string(repo_path("tests/policies/callback.toml"))
+        .unwrap()
+        .replace("\"START\"", &format!("\"{}\"", start.to_rfc3339()))
+        .replace("\"END\"", &format!("\"{}\"", end.to_rfc3339()));
+    std::fs::write(dir.join("callback.toml"), policy).unwrap();
+    let env = env_of(&node, &fakes, &[]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let hark = Hark::spawn(
+        "127.0.0.1:0",
+        &["--policies", dir.to_str().unwrap()],
+        &env,
+        None,
+    );
+    let token = node.token("ai_ops", "campaigns");
+    let t = &fakes.twilio;
+    let lead = "+12125557002";
+    t.phone(
+        lead,
+        Phone::Lead {
+            after: Duration::from_millis(300),
+            plays: Some(crate::support::speech("order")),
+            verdicts: vec![],
+        },
+    );
+    let file = write("callback.csv", &format!("phone,name\n{lead},Ravi\n"));
+    let (ok, _, err) = cli(
+        &hark,
+        &token,
+        &["leads", "import", file.to_str().unwrap(), "--list", "cb"],
+    );
+    assert!(ok, "{err}");
+    let spec = json!({"policy": "callback", "lists": ["cb"], "max_attempts": 1});
+    let (code, body) = api(
+        &hark,
+        &token,
+        reqwest::Method::PUT,
+        "/api/v1/campaigns/cb",
+        Some(spec),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _) = api(
+        &hark,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/campaigns/cb/start",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let sid = wait_for(&hark, "the call", Duration::from_secs(30), async || {
+        t.dialed().first().cloned()
+    })
+    .await;
+    // The callee hangs up once the window is on record (the call's slots
+    // go on record as they fill).
+    let admin = node.token("admin", "admin");
+    wait_for(
+        &hark,
+        "the callback window on record",
+        Duration::from_secs(30),
+        async || {
+            let (_, call) = api(
+                &hark,
+                &admin,
+                reqwest::Method::GET,
+                &format!("/api/v1/calls/{sid}"),
+                None,
+            )
+            .await;
+            call.to_string().contains("\"callback\":{").then_some(())
+        },
+    )
+    .await;
+    t.hang_up(&sid).await;
+    let done = wait_for(
+        &hark,
+        "the attempt settled",
+        Duration::from_secs(30),
+        async || {
+            let c = campaign_state(&hark, &token, "cb").await;
+            (c["progress"]["statuses"]["callback"] == 1).then_some(c)
+        },
+    )
+    .await;
+    // Past max_attempts (1) and still waiting: due at the window's start.
+    assert_eq!(done["progress"]["waiting"], 1, "{done}");
+    assert_eq!(done["campaign"]["state"], "running", "{done}");
+    use sqlx::Connection;
+    let mut db = sqlx::sqlite::SqliteConnection::connect(&node.db)
+        .await
+        .unwrap();
+    let (next_at, attempts): (i64, i64) =
+        sqlx::query_as("SELECT next_at, attempts FROM campaign_leads")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(
+        next_at,
+        start.timestamp_millis(),
+        "due at the window's start"
+    );
+    assert_eq!(attempts, 1);
+    assert_eq!(t.dialed().len(), 1, "not called again before then");
+}

@@ -650,6 +650,10 @@ async fn every_route_admits_exactly_its_roles() {
                     .http()
                     .post(hark.url(&path))
                     .json(&serde_json::json!({"number": "+14155550100", "reason": "matrix"})),
+                "PUT" => hark
+                    .http()
+                    .put(hark.url(&path))
+                    .json(&serde_json::json!({"policy": "e2e", "lists": ["matrix"]})),
                 _ => hark.http().delete(hark.url(&path)),
             };
             if let Some(t) = token {

@@ -31,9 +31,12 @@ use crate::store::scheduling::{Claimed, Due, InFlight, Settle, Tally, Verdict};
 /// A claim whose placement is not on record after this long never dialed
 /// (its node stopped between the claim and the dial): the attempt is given back.
 const UNPLACED_MS: i64 = 60_000;
-/// A placement still `dialing` (no answer from the carrier on record) after
-/// this long is settled as failed.
-const UNANSWERED_MS: i64 = 120_000;
+/// A placement still `dialing` after this long (the carrier's answer to the
+/// dial normally takes under a second) belongs to a node that stopped
+/// mid-dial with no status callback since: settled as failed (retried after
+/// `failed_secs`: if the carrier did place it, the lead may hear from the
+/// campaign once more than planned — never within the same attempt).
+const UNANSWERED_MS: i64 = 30_000;
 /// A completed call whose record has not ended after this long is settled
 /// on what is known (the placement's state).
 const RECORD_WAIT_MS: i64 = 30_000;

@@ -347,8 +347,10 @@ impl Dialer {
         }
     }
 
-    /// The carrier's status for placement `id`: on record, counted once when final.
-    pub fn status(&self, id: &str, status: &str) {
+    /// The carrier's status for placement `id`: on record (with the call's
+    /// SID: a node that died before writing it learns it here), counted once
+    /// when final.
+    pub fn status(&self, id: &str, status: &str, call_sid: Option<&str>) {
         let final_now = is_final(status);
         let count = {
             let mut pending = self.pending();
@@ -367,7 +369,7 @@ impl Dialer {
         if count {
             metrics::counter!(OUTBOUND_CALLS, "result" => status.replace('-', "_")).increment(1);
         }
-        self.moved(id, None, Some(status), None, None);
+        self.moved(id, call_sid, Some(status), None, None);
     }
 
     /// Asks the carrier how placement `id`'s call stands and records it, as
@@ -380,7 +382,7 @@ impl Dialer {
         match control.status(call_sid).await {
             Ok(status) => {
                 if hark_carrier::twilio::status::parse(&status).is_some() {
-                    self.status(id, &status);
+                    self.status(id, &status, Some(call_sid));
                 }
                 true
             }

@@ -300,7 +300,8 @@ pub async fn status(
     if let Some(id) = query.get("outbound") {
         // Twilio's own name (`initiated` is its own state there).
         let raw = params.get("CallStatus").map_or("", String::as_str);
-        app.dialer.status(id, raw);
+        let sid = Some(call_sid.as_str()).filter(|s| hark_carrier::twilio::ids::is_call_sid(s));
+        app.dialer.status(id, raw, sid);
     }
     app.records.send(Record::Event {
         call_sid: call_sid.clone(),
