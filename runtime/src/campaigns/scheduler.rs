@@ -133,6 +133,8 @@ pub struct Scheduler {
     caller_turn: AtomicUsize,
     /// When each quiet attempt was last looked up with the carrier.
     asked: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Campaigns whose policy is not live, warned about once (not every tick).
+    policyless: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Runs the scheduler on this node (unless `campaigns.scheduler = false`).
@@ -149,6 +151,7 @@ pub fn spawn(app: Arc<AppState>) {
         dials: Arc::new(Semaphore::new(app.config.campaigns.max_dials_in_flight)),
         caller_turn: AtomicUsize::new(0),
         asked: Default::default(),
+        policyless: Default::default(),
         app,
     });
     tokio::spawn(async move {
@@ -211,8 +214,23 @@ impl Scheduler {
 
     async fn claim(self: &Arc<Self>, c: &Campaign) -> Result<(), crate::store::StoreError> {
         let app = &self.app;
-        if app.policies.catalog().get(&c.spec.policy).is_none() {
-            tracing::warn!(campaign = %c.name, policy = %c.spec.policy, "campaign's policy is not live: nothing dialed");
+        let live = app.policies.catalog().get(&c.spec.policy).is_some();
+        let newly = {
+            let mut policyless = self
+                .policyless
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if live {
+                policyless.remove(&c.name);
+                false
+            } else {
+                policyless.insert(c.name.clone())
+            }
+        };
+        if !live {
+            if newly {
+                tracing::warn!(campaign = %c.name, policy = %c.spec.policy, "campaign's policy is not live: nothing dialed until it is");
+            }
             return Ok(());
         }
         let settings = &app.config.campaigns;
