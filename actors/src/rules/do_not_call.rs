@@ -46,25 +46,36 @@ const HINGLISH: &[&str] = &[
     "phir se call mat",
 ];
 
+/// The built-in phrases, built once: every call has the rule, and a table
+/// per call would cost each one a few kilobytes.
+static BUILT_IN: std::sync::LazyLock<Phrases<()>> = std::sync::LazyLock::new(|| {
+    Phrases::new(
+        ENGLISH
+            .iter()
+            .chain(HINDI)
+            .chain(HINGLISH)
+            .map(|p| (*p, ())),
+    )
+});
+
+/// One call's rule: the built-in phrases and the policy's own (usually
+/// none: an empty table allocates nothing).
 #[derive(Debug, Clone)]
-pub struct DoNotCall(Phrases<()>);
+pub struct DoNotCall {
+    extra: Phrases<()>,
+}
 
 impl DoNotCall {
     pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
-        Self(Phrases::new(
-            ENGLISH
-                .iter()
-                .chain(HINDI)
-                .chain(HINGLISH)
-                .copied()
-                .chain(extra)
-                .map(|p| (p, ())),
-        ))
+        Self {
+            extra: Phrases::new(extra.into_iter().map(|p| (p, ()))),
+        }
     }
 
     /// Whether `text` says the caller does not want to be called again.
     pub fn asked(&self, text: &str) -> bool {
-        !self.0.find(text).is_empty()
+        !BUILT_IN.find(text).is_empty()
+            || (!self.extra.is_empty() && !self.extra.find(text).is_empty())
     }
 }
 
