@@ -439,6 +439,36 @@ async fn campaign_state(hark: &Hark, token: &str, name: &str) -> Value {
     body
 }
 
+/// `PUT` the campaign `name` (a draft) and start it.
+async fn define_and_start(hark: &Hark, token: &str, name: &str, spec: Value) {
+    let path = format!("/api/v1/campaigns/{name}");
+    let (code, body) = api(hark, token, reqwest::Method::PUT, &path, Some(spec)).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = api(
+        hark,
+        token,
+        reqwest::Method::POST,
+        &format!("{path}/start"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+/// The campaign once it has completed (within `limit`).
+async fn completed(hark: &Hark, token: &str, name: &str, limit: Duration) -> Value {
+    wait_for(
+        hark,
+        &format!("campaign {name} to complete"),
+        limit,
+        async || {
+            let c = campaign_state(hark, token, name).await;
+            (c["campaign"]["state"] == "completed").then_some(c)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_follow_each_outcome_and_a_restart_dials_no_attempt_twice() {
     let fakes = Fakes::start().await;
@@ -466,24 +496,7 @@ async fn retries_follow_each_outcome_and_a_restart_dials_no_attempt_twice() {
         "policy": "outbound", "lists": ["retry"], "calls_per_minute": 600, "max_attempts": 3,
         "retry": {"busy_secs": 2, "failed_secs": 4, "no_answer_secs": 1, "voicemail_secs": 60}
     });
-    let (code, body) = api(
-        &hark,
-        &token,
-        reqwest::Method::PUT,
-        "/api/v1/campaigns/retry",
-        Some(spec),
-    )
-    .await;
-    assert_eq!(code, 201, "{body}");
-    let (code, body) = api(
-        &hark,
-        &token,
-        reqwest::Method::POST,
-        "/api/v1/campaigns/retry/start",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
+    define_and_start(&hark, &token, "retry", spec).await;
 
     // Killed (SIGKILL) after the busy lead's second dial; restarted on the
     // same address and database.
@@ -499,16 +512,7 @@ async fn retries_follow_each_outcome_and_a_restart_dials_no_attempt_twice() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hark = start(&node, &fakes, &addr, &quick);
 
-    let done = wait_for(
-        &hark,
-        "the campaign to complete",
-        Duration::from_secs(90),
-        async || {
-            let c = campaign_state(&hark, &token, "retry").await;
-            (c["campaign"]["state"] == "completed").then_some(c)
-        },
-    )
-    .await;
+    let done = completed(&hark, &token, "retry", Duration::from_secs(90)).await;
     let by_number = dials(&fakes);
     let gaps = |n: &str| -> Vec<f64> {
         by_number[n]
@@ -561,34 +565,8 @@ async fn two_nodes_on_one_postgres_dial_each_lead_once_at_the_campaigns_pace() {
     );
     assert!(ok, "{err}");
     let spec = json!({"policy": "outbound", "lists": ["two"], "calls_per_minute": 480, "max_concurrent": 100, "max_attempts": 1});
-    let (code, body) = api(
-        &b,
-        &token,
-        reqwest::Method::PUT,
-        "/api/v1/campaigns/two",
-        Some(spec),
-    )
-    .await;
-    assert_eq!(code, 201, "{body}");
-    let (code, body) = api(
-        &b,
-        &token,
-        reqwest::Method::POST,
-        "/api/v1/campaigns/two/start",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
-    wait_for(
-        &a,
-        "the campaign to complete",
-        Duration::from_secs(90),
-        async || {
-            let c = campaign_state(&a, &token, "two").await;
-            (c["campaign"]["state"] == "completed").then_some(())
-        },
-    )
-    .await;
+    define_and_start(&b, &token, "two", spec).await;
+    completed(&a, &token, "two", Duration::from_secs(90)).await;
     let by_number = dials(&fakes);
     assert_eq!(by_number.len(), 120);
     assert!(
@@ -732,34 +710,8 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
         assert!(ok, "{err}");
     }
     let spec = json!({"policy": "campaign", "lists": ["spring"], "max_attempts": 3});
-    let (code, body) = api(
-        &hark,
-        &token,
-        reqwest::Method::PUT,
-        "/api/v1/campaigns/spring",
-        Some(spec),
-    )
-    .await;
-    assert_eq!(code, 201, "{body}");
-    let (code, _) = api(
-        &hark,
-        &token,
-        reqwest::Method::POST,
-        "/api/v1/campaigns/spring/start",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200);
-    let done = wait_for(
-        &hark,
-        "the first campaign to complete",
-        Duration::from_secs(60),
-        async || {
-            let c = campaign_state(&hark, &token, "spring").await;
-            (c["campaign"]["state"] == "completed").then_some(c)
-        },
-    )
-    .await;
+    define_and_start(&hark, &token, "spring", spec).await;
+    let done = completed(&hark, &token, "spring", Duration::from_secs(60)).await;
     assert_eq!(done["progress"]["statuses"]["do_not_call"], 1, "{done}");
     // The day's roll-up: one dial, connected, not qualified, its disposition.
     let (_, days) = api(
@@ -824,34 +776,8 @@ async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
 
     // Another campaign with the same number: refused, never dialed.
     let spec = json!({"policy": "campaign", "lists": ["autumn"]});
-    let (code, _) = api(
-        &hark,
-        &token,
-        reqwest::Method::PUT,
-        "/api/v1/campaigns/autumn",
-        Some(spec),
-    )
-    .await;
-    assert_eq!(code, 201);
-    let (code, _) = api(
-        &hark,
-        &token,
-        reqwest::Method::POST,
-        "/api/v1/campaigns/autumn/start",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200);
-    let done = wait_for(
-        &hark,
-        "the second campaign to complete",
-        Duration::from_secs(30),
-        async || {
-            let c = campaign_state(&hark, &token, "autumn").await;
-            (c["campaign"]["state"] == "completed").then_some(c)
-        },
-    )
-    .await;
+    define_and_start(&hark, &token, "autumn", spec).await;
+    let done = completed(&hark, &token, "autumn", Duration::from_secs(30)).await;
     assert_eq!(done["progress"]["not_dialed"]["do_not_call"], 1, "{done}");
     assert_eq!(
         t.dialed().len(),
@@ -929,24 +855,7 @@ async fn pacing_figure() {
     );
     assert!(ok, "{err}");
     let spec = json!({"policy": "outbound", "lists": ["pacing"], "calls_per_minute": rate, "max_concurrent": 1000, "max_attempts": 1});
-    let (code, body) = api(
-        &hark,
-        &token,
-        reqwest::Method::PUT,
-        "/api/v1/campaigns/pacing",
-        Some(spec),
-    )
-    .await;
-    assert_eq!(code, 201, "{body}");
-    let (code, _) = api(
-        &hark,
-        &token,
-        reqwest::Method::POST,
-        "/api/v1/campaigns/pacing/start",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200);
+    define_and_start(&hark, &token, "pacing", spec).await;
     let limit = Duration::from_secs(u64::from(leads) * 60 / u64::from(rate) + 60);
     wait_for(&hark, "every lead dialed", limit, async || {
         (dials(&fakes).len() as u32 >= leads).then_some(())
@@ -1010,24 +919,7 @@ async fn a_callback_the_lead_asks_for_is_their_next_attempt() {
     );
     assert!(ok, "{err}");
     let spec = json!({"policy": "callback", "lists": ["cb"], "max_attempts": 1});
-    let (code, body) = api(
-        &hark,
-        &token,
-        reqwest::Method::PUT,
-        "/api/v1/campaigns/cb",
-        Some(spec),
-    )
-    .await;
-    assert_eq!(code, 201, "{body}");
-    let (code, _) = api(
-        &hark,
-        &token,
-        reqwest::Method::POST,
-        "/api/v1/campaigns/cb/start",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200);
+    define_and_start(&hark, &token, "cb", spec).await;
     let sid = wait_for(&hark, "the call", Duration::from_secs(30), async || {
         t.dialed().first().cloned()
     })

@@ -49,11 +49,7 @@ pub struct NewBlock {
 
 /// E.164: `+`, then 7 to 15 digits, the first not 0.
 pub(super) fn check_number(n: &str) -> Result<String, Fail> {
-    let digits = n.strip_prefix('+').unwrap_or_default();
-    let ok = (7..=15).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0');
-    if !ok {
+    if !crate::outbound::phone::is_e164_shape(n) {
         return Err(bad(format!(
             "number: {n:?} is not an E.164 number like +15551234567"
         )));

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::auth::Caller;
 use super::{ApiError, Fail, bad, query_error};
-use crate::campaigns::spec::{CampaignSpec, name_ok};
+use crate::campaigns::spec::{CampaignSpec, check_name};
 use crate::state::AppState;
 use crate::store::campaigns::{Campaign, Day, Progress};
 
@@ -31,11 +31,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 }
 
 fn campaign_name(name: &str) -> Result<(), Fail> {
-    if name_ok(name) {
-        Ok(())
-    } else {
-        Err(bad("name: 1 to 64 of A-Z, a-z, 0-9, _ and -"))
-    }
+    check_name("name", name).map_err(bad)
 }
 
 fn not_found(name: &str) -> Fail {

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::auth::Caller;
 use super::{ApiError, Fail, bad, query_error};
 use crate::campaigns::import::{self, Format, RowError};
-use crate::campaigns::spec::name_ok;
+use crate::campaigns::spec::check_name;
 use crate::state::AppState;
 use crate::store::leads::Lead;
 
@@ -55,11 +55,7 @@ pub struct ImportReport {
 }
 
 fn list_name(list: &str) -> Result<(), Fail> {
-    if name_ok(list) {
-        Ok(())
-    } else {
-        Err(bad("list: 1 to 64 of A-Z, a-z, 0-9, _ and -"))
-    }
+    check_name("list", list).map_err(bad)
 }
 
 #[utoipa::path(post, path = "/api/v1/lists/{list}/leads",

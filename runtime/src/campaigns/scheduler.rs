@@ -328,7 +328,7 @@ impl Scheduler {
             };
             let attempts = u32::try_from(f.attempts).unwrap_or(u32::MAX);
             let d = retry::decide(&attempt, attempts, c.spec.max_attempts, &c.spec.retry, now);
-            let tally = self.tally(c, &f, &attempt).await;
+            let tally = self.tally(c, &f, &attempt).await?;
             let settle = Settle {
                 lead_id: f.lead_id.clone(),
                 attempt_key: f.attempt_key.clone(),
@@ -349,16 +349,7 @@ impl Scheduler {
                 && let Some(lead) = app.store.lead(&f.lead_id, &app.pii).await?
                 && !lead.number.is_empty()
             {
-                let source = "rule:do_not_call";
-                app.store
-                    .dnc_add(
-                        &[lead.number],
-                        "asked not to be called again",
-                        source,
-                        source,
-                        &app.pii,
-                    )
-                    .await?;
+                app.store.dnc_asked(&lead.number, &app.pii).await?;
             }
             if app.store.campaign_settle(&c.name, &settle).await? {
                 metrics::counter!(ATTEMPTS, "campaign" => c.name.clone(), "result" => attempt.name().to_owned())
@@ -402,15 +393,21 @@ impl Scheduler {
         }
     }
 
-    /// What the attempt adds to its day's roll-up.
-    async fn tally(&self, c: &Campaign, f: &InFlight, attempt: &Attempt) -> Tally {
+    /// What the attempt adds to its day's roll-up. A read that fails fails
+    /// the settle: it is tried again next tick rather than counted short.
+    async fn tally(
+        &self,
+        c: &Campaign,
+        f: &InFlight,
+        attempt: &Attempt,
+    ) -> Result<Tally, crate::store::StoreError> {
         let mut t = Tally {
             day: day_of(f.dialed_at),
             dialed: !matches!(attempt, Attempt::Refused(_)),
             ..Tally::default()
         };
         let Attempt::Answered { disposition, .. } = attempt else {
-            return t;
+            return Ok(t);
         };
         t.voicemail = disposition.as_deref() == Some("voicemail");
         t.connected = !t.voicemail;
@@ -421,19 +418,16 @@ impl Scheduler {
         if let Some(d) = disposition {
             t.outcomes.push(("disposition".into(), d.clone()));
         }
-        let Some(sid) = &f.call_sid else { return t };
-        if let Ok((asked, given)) = self.app.store.consent_of(sid).await {
-            t.consent_asked = asked;
-            t.consent_given = given;
-        }
+        let Some(sid) = &f.call_sid else {
+            return Ok(t);
+        };
+        (t.consent_asked, t.consent_given) = self.app.store.consent_of(sid).await?;
         let live = self.app.policies.catalog().get(&c.spec.policy).cloned();
-        if let Ok(slots) = self.app.store.slots(sid, &self.app.pii).await {
-            for (name, value) in slots {
-                t.outcomes
-                    .push((name.clone(), slot_value(live.as_deref(), &name, &value)));
-            }
+        for (name, value) in self.app.store.slots(sid, &self.app.pii).await? {
+            let counted = slot_value(live.as_deref(), &name, &value);
+            t.outcomes.push((name, counted));
         }
-        t
+        Ok(t)
     }
 }
 

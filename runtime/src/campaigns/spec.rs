@@ -189,12 +189,13 @@ fn off() -> String {
     "off".into()
 }
 
-/// `+`, then 7 to 15 digits, the first not 0 (the schema's pattern).
-fn e164_shape(s: &str) -> bool {
-    let digits = s.strip_prefix('+').unwrap_or_default();
-    (7..=15).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0')
+/// `name_ok`, or why not, naming `field`.
+pub fn check_name(field: &str, name: &str) -> Result<(), String> {
+    if name_ok(name) {
+        Ok(())
+    } else {
+        Err(format!("{field}: 1 to 64 of A-Z, a-z, 0-9, _ and -"))
+    }
 }
 
 /// A list or campaign name: what may go in a URL path and a metric label.
@@ -214,7 +215,7 @@ impl CampaignSpec {
             errors.push("policy: a live policy's name".into());
         }
         for (i, id) in self.caller_ids.iter().enumerate() {
-            if !e164_shape(id) {
+            if !crate::outbound::phone::is_e164_shape(id) {
                 errors.push(format!("caller_ids[{i}]: {id:?} is not an E.164 number"));
             }
         }
@@ -222,8 +223,8 @@ impl CampaignSpec {
             errors.push("lists: 1 to 20 list names".into());
         }
         for (i, l) in self.lists.iter().enumerate() {
-            if !name_ok(l) {
-                errors.push(format!("lists[{i}]: 1 to 64 of A-Z, a-z, 0-9, _ and -"));
+            if let Err(e) = check_name(&format!("lists[{i}]"), l) {
+                errors.push(e);
             }
         }
         if let Some(w) = &self.window

@@ -23,6 +23,15 @@ pub fn e164(raw: &str, region: Option<Id>) -> Result<String, NumberError> {
     Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// Whether `s` has E.164's shape: `+`, then 7 to 15 digits, the first not
+/// 0 (the API schemas' pattern; whether anyone can dial it is [`e164`]'s call).
+pub fn is_e164_shape(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or_default();
+    (7..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
 /// Where an E.164 number is: its region (`US`, `IN`; empty when
 /// libphonenumber names none) and its time zones as libphonenumber lists
 /// them (IANA names joined by `&`; empty when unknown).

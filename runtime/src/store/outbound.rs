@@ -163,6 +163,21 @@ impl Store {
         Ok(())
     }
 
+    /// Lists a number whose owner asked not to be called again (the
+    /// do-not-call rule; idempotent).
+    pub async fn dnc_asked(&self, number: &str, pii: &Pii) -> Result<(), StoreError> {
+        const SOURCE: &str = "rule:do_not_call";
+        let numbers = [number.to_owned()];
+        self.dnc_add(
+            &numbers,
+            "asked not to be called again",
+            SOURCE,
+            SOURCE,
+            pii,
+        )
+        .await
+    }
+
     pub async fn dnc_remove(&self, number: &str, by: &str, pii: &Pii) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await.map_err(err)?;
         let done = sqlx::query("DELETE FROM dnc WHERE number_hash = $1")

@@ -67,23 +67,12 @@ pub(super) fn do_not_call(app: &Arc<AppState>, party: &str) {
     };
     let app = Arc::clone(app);
     tokio::spawn(async move {
-        let source = "rule:do_not_call";
         // Through a database outage: tried again, doubling from 1 s (about
         // 17 minutes in all). A campaign's lead is listed again when its
         // attempt settles, whatever happens here.
         let mut wait = std::time::Duration::from_secs(1);
         for _ in 0..10 {
-            match app
-                .store
-                .dnc_add(
-                    std::slice::from_ref(&number),
-                    "asked not to be called again",
-                    source,
-                    source,
-                    &app.pii,
-                )
-                .await
-            {
+            match app.store.dnc_asked(&number, &app.pii).await {
                 Ok(()) => {
                     tracing::info!(
                         number = %crate::pii::mask(&number),
