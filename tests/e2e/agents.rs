@@ -10,7 +10,7 @@ use std::time::Duration;
 use hark_runtime::store::Store;
 use hark_runtime::store::agents::Agent;
 
-use crate::records::Node;
+use crate::records::{Node, Proxy};
 
 fn hark_agent(node: &Node, args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
@@ -215,6 +215,73 @@ async fn reservations_on_sqlite_are_atomic_and_least_recently_used() {
     })
     .await
     .unwrap();
+}
+
+/// `hark serve` holds several pools on one SQLite file (the record writer,
+/// the admin API, the transfer desk): transactions that read, then write,
+/// from all of them at once must wait for each other, not fail with
+/// `database is locked` — a release that fails leaves an agent reserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_from_several_pools_on_one_sqlite_file_never_fail_busy() {
+    let node = Node::sqlite();
+    let first = Store::open(&node.db).await.unwrap();
+    directory(&first, &[("one", &["billing"], &["en"], 1_000)]).await;
+    let now = hark_actors::records::now_ms();
+    let pools = futures::future::join_all((0..4).map(|_| Store::open(&node.db))).await;
+    let work = pools.into_iter().enumerate().map(|(p, store)| {
+        tokio::spawn(async move {
+            let store = store.unwrap();
+            for i in 0..25 {
+                let call = format!("CA{p}x{i}");
+                let reserved = store.reserve_agent(&call, "billing", "en", now).await;
+                assert_eq!(reserved.unwrap().as_deref(), Some("one"), "{call}");
+                let released = store.release_agent(&call, 0, now).await;
+                assert_eq!(released.unwrap().as_deref(), Some("one"), "{call}");
+            }
+        })
+    });
+    let done = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(work))
+        .await
+        .unwrap();
+    for task in done {
+        task.unwrap();
+    }
+    let agents = first.agents().await.unwrap();
+    assert_eq!(agents[0].active_calls, 0);
+}
+
+/// A release the database refuses (it is gone for a moment) is tried
+/// again until it lands: a reservation left over would keep the agent from
+/// every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_refused_by_a_database_outage_lands_when_it_is_back() {
+    let node = Node::postgres().await;
+    let direct = Store::open(&node.db).await.unwrap();
+    directory(&direct, &[("one", &["billing"], &["en"], 1)]).await;
+    let now = hark_actors::records::now_ms();
+    let held = direct.reserve_agent("CA1", "billing", "en", now).await;
+    assert_eq!(held.unwrap().as_deref(), Some("one"));
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let store = Store::open(&proxy.url(&node.db)).await.unwrap();
+    assert!(store.agents().await.is_ok());
+    let active = || async { direct.agents().await.unwrap()[0].active_calls };
+    proxy.cut();
+    hark_runtime::carriers::twilio::desk::release(&store, "CA1", Duration::ZERO).await;
+    assert_eq!(
+        active().await,
+        1,
+        "released through a database that is gone?"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while active().await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the release was never tried again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

@@ -669,6 +669,78 @@ async fn ten_thousand_leads_import_with_bad_rows_reported_and_duplicates_merged(
     assert_eq!(l48["time_zone"], "America/New_York");
 }
 
+/// A list keeps the region its imports named: national numbers in later
+/// files are read there, not in the node's default (US).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_reads_national_numbers_in_its_own_region() {
+    let node = Node::sqlite();
+    let fakes = Fakes::start().await;
+    let hark = start(&node, &fakes, "127.0.0.1:0", &[]);
+    let token = node.token("ai_ops", "import");
+    let file = write("mumbai.csv", "phone,name\n098765 43210,पहला\n");
+    let (ok, _, err) = cli(
+        &hark,
+        &token,
+        &[
+            "leads",
+            "import",
+            file.to_str().unwrap(),
+            "--list",
+            "mumbai",
+            "--region",
+            "IN",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("1 leads created"), "{err}");
+    assert!(err.contains("read in IN"), "{err}");
+    let import = async |list: &str, query: &str, phone: &str| {
+        let path = format!("/api/v1/lists/{list}/leads{query}");
+        let body = serde_json::json!([{ "phone": phone }]);
+        api(&hark, &token, reqwest::Method::POST, &path, Some(body)).await
+    };
+    // No region named: the list's.
+    let (code, report) = import("mumbai", "", "98765 43211").await;
+    assert_eq!(
+        (code, report["region"].as_str()),
+        (201, Some("IN")),
+        "{report}"
+    );
+    // A region libphonenumber does not know: the national row is reported,
+    // and the list keeps its own.
+    let (code, report) = import("mumbai", "?region=ZZ", "98765 43212").await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["errors"][0]["field"], "phone", "{report}");
+    let (code, report) = import("mumbai", "", "98765 43213").await;
+    assert_eq!(
+        (code, report["region"].as_str()),
+        (201, Some("IN")),
+        "{report}"
+    );
+    // Another list: the node's default.
+    let (code, report) = import("sf", "", "(415) 555-1000").await;
+    assert_eq!(
+        (code, report["region"].as_str()),
+        (201, Some("US")),
+        "{report}"
+    );
+    let (_, leads) = api(
+        &hark,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/lists/mumbai/leads",
+        None,
+    )
+    .await;
+    let numbers: Vec<&str> = leads
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["number"].as_str())
+        .collect();
+    assert_eq!(numbers, ["+919876543210", "+919876543211", "+919876543213"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
     let fakes = Fakes::start().await;

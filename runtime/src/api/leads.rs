@@ -32,7 +32,8 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ImportQuery {
-    /// Where numbers without `+` are read (ISO 3166); default
+    /// Where numbers without `+` are read (ISO 3166); remembered as the
+    /// list's region. Default: the list's region, else
     /// `outbound.default_region`.
     #[param(pattern = "^[A-Z]{2}$")]
     region: Option<String>,
@@ -52,6 +53,9 @@ pub struct ImportReport {
     /// Imported rows whose time zone is unknown (no explicit `time_zone`,
     /// and none from the number): never dialed until one is given.
     unknown_time_zone: Vec<usize>,
+    /// Where numbers without `+` were read.
+    #[schema(pattern = "^[A-Z]{2}$")]
+    region: String,
 }
 
 fn list_name(list: &str) -> Result<(), Fail> {
@@ -64,7 +68,7 @@ fn list_name(list: &str) -> Result<(), Fail> {
         (String = "text/csv"),
         (Vec<serde_json::Value> = "application/json")
     )),
-    description = "Imports leads into a list (created on first use). Numbers into E.164, a lead per number (rows with a number already on the list merge into it, later values winning). Bad rows are reported by row, field and reason; the rest are imported (201; 200 when none could be). A file that cannot be read as a whole (no phone column, not a JSON array) is 400 and imports nothing. Roles: admin, ai_ops.",
+    description = "Imports leads into a list (created on first use). Numbers into E.164 (those without + in `region`, else the list's region: the last one an import named, else the node's `outbound.default_region`), a lead per number (rows with a number already on the list merge into it, later values winning). Bad rows are reported by row, field and reason; the rest are imported (201; 200 when none could be). A file that cannot be read as a whole (no phone column, not a JSON array) is 400 and imports nothing. Roles: admin, ai_ops.",
     responses((status = 201, body = ImportReport), (status = 200, body = ImportReport), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 413, body = ApiError), (status = 415, body = ApiError)),
     security(("bearer" = ["admin", "ai_ops"])))]
 async fn import_leads(
@@ -79,9 +83,14 @@ async fn import_leads(
     let Query(q) = query.map_err(query_error)?;
     // A region libphonenumber does not know: rows with a + still import,
     // the others are reported (each saying why).
-    let region = q
-        .region
-        .unwrap_or_else(|| app.config.outbound.default_region.clone());
+    let named = q.region.is_some();
+    let region = match q.region {
+        Some(region) => region,
+        None => match app.store.list_region(&list).await? {
+            Some(region) => region,
+            None => app.config.outbound.default_region.clone(),
+        },
+    };
     if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
         return Err(bad(format!(
             "region: {region:?} is not two capital letters (ISO 3166, e.g. US, IN)"
@@ -106,6 +115,7 @@ async fn import_leads(
     // Parsing 10,000 rows takes a while: off the runtime's threads.
     let parsed = tokio::task::spawn_blocking({
         let text = text.to_owned();
+        let region = region.clone();
         move || import::parse(&text, format, &region)
     })
     .await
@@ -123,6 +133,11 @@ async fn import_leads(
         .store
         .leads_import(&list, &parsed.leads, "ai", &app.pii)
         .await?;
+    // Only a region libphonenumber knows becomes the list's.
+    if named && region.parse::<phonenumber::country::Id>().is_ok() {
+        let now = hark_actors::records::now_ms();
+        app.store.set_list_region(&list, &region, now).await?;
+    }
     app.store
         .audit(
             &caller.name,
@@ -144,6 +159,7 @@ async fn import_leads(
             duplicates: parsed.merged,
             errors: parsed.errors,
             unknown_time_zone,
+            region,
         }),
     ))
 }

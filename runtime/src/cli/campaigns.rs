@@ -15,7 +15,8 @@ pub enum LeadsCommand {
         file: std::path::PathBuf,
         #[arg(long)]
         list: String,
-        /// Where numbers without + are read [default: the node's outbound.default_region]
+        /// Where numbers without + are read; remembered as the list's
+        /// [default: the list's, else the node's outbound.default_region]
         #[arg(long)]
         region: Option<String>,
         #[command(flatten)]
@@ -196,6 +197,7 @@ async fn import(
     let client = reqwest::Client::new();
     let started = std::time::Instant::now();
     let (mut created, mut merged, mut duplicates, mut bad, mut unzoned) = (0, 0, 0, 0, 0);
+    let mut read_in = String::new();
     for piece in pieces {
         let res = client
             .post(&url)
@@ -217,6 +219,7 @@ async fn import(
         created += body["created"].as_u64().unwrap_or(0);
         merged += body["merged"].as_u64().unwrap_or(0);
         duplicates += body["duplicates"].as_u64().unwrap_or(0);
+        read_in = body["region"].as_str().unwrap_or("?").to_owned();
         // A piece's row n is the file's: CSV line first + n - 2, JSON item first + n - 1.
         let place = |row: u64| {
             let row = row as usize;
@@ -246,7 +249,7 @@ async fn import(
         }
     }
     eprintln!(
-        "list {list}: {created} leads created, {merged} merged into leads already there, {duplicates} duplicate rows merged, {bad} rows not imported, {unzoned} without a time zone ({:.1} s)",
+        "list {list}: {created} leads created, {merged} merged into leads already there, {duplicates} duplicate rows merged, {bad} rows not imported, {unzoned} without a time zone; numbers without + read in {read_in} ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     anyhow::ensure!(created + merged > 0 || bad == 0, "nothing imported");

@@ -189,7 +189,7 @@ impl Store {
             Backend::Postgres => PICK_LOCKED,
             Backend::Sqlite => PICK,
         };
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(pick)
             .bind(now_ms)
             .bind(skill)
@@ -236,7 +236,7 @@ impl Store {
         wrap_up_ms: i64,
         now_ms: i64,
     ) -> Result<Option<String>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT agent FROM agent_reservations WHERE call_sid = $1 AND released_at IS NULL",
         )

@@ -170,7 +170,7 @@ impl Store {
     /// status `queued`); how many joined.
     pub async fn campaign_enroll(&self, name: &str, lists: &[String]) -> Result<u64, StoreError> {
         let now = hark_actors::records::now_ms();
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let mut joined = 0;
         for list in lists {
             let done = sqlx::query(

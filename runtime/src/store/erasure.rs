@@ -90,7 +90,7 @@ impl Store {
     /// hashes, outcome slot values and the callback window; their
     /// recordings are marked `deleted` (the caller deletes the objects).
     pub async fn erase_calls(&self, calls: &[String], at_ms: i64) -> Result<Erased, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let mut out = Erased::default();
         for call in calls {
             let keys = sqlx::query(

@@ -118,7 +118,7 @@ impl Store {
         let mut done = Imported::default();
         let now = hark_actors::records::now_ms();
         for batch in rows.chunks(BATCH) {
-            let mut tx = self.pool().begin().await.map_err(err)?;
+            let mut tx = self.begin_write().await?;
             for row in batch {
                 let hash = pii.hash_number(&row.number);
                 let fields = serde_json::to_string(&row.fields).unwrap_or_else(|_| "{}".into());
@@ -198,6 +198,37 @@ impl Store {
             tx.commit().await.map_err(err)?;
         }
         Ok(done)
+    }
+
+    /// The region a list reads national numbers in, if an import ever
+    /// named one.
+    pub async fn list_region(&self, list: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT region FROM lead_lists WHERE name = $1")
+            .bind(list)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(err)?;
+        row.map(|r| r.try_get("region").map_err(err)).transpose()
+    }
+
+    /// Remembers `region` as the list's: imports that name none use it.
+    pub async fn set_list_region(
+        &self,
+        list: &str,
+        region: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO lead_lists (name, region, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (name) DO UPDATE SET region = excluded.region, updated_at = excluded.updated_at",
+        )
+        .bind(list)
+        .bind(region)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(err)?;
+        Ok(())
     }
 
     pub async fn lead(&self, id: &str, pii: &Pii) -> Result<Option<Lead>, StoreError> {

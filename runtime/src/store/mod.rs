@@ -171,9 +171,23 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock first
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
+    /// writes is refused at once with `SQLITE_BUSY` — the busy timeout not
+    /// consulted — when another connection (the record writer, the admin
+    /// API's pool) is writing meanwhile; a lock asked for first is waited
+    /// for.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(StoreError::from_sqlx)
+    }
+
     /// Writes rows in one transaction.
     pub async fn write(&self, rows: &[Row]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+        let mut tx = self.begin_write().await?;
         for row in rows {
             row.query()
                 .execute(&mut *tx)

@@ -142,7 +142,7 @@ impl Store {
         pii: &Pii,
     ) -> Result<(), StoreError> {
         let now = hark_actors::records::now_ms();
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         for number in numbers {
             sqlx::query(
                 "INSERT INTO dnc (number_hash, number_enc, reason, source, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -179,7 +179,7 @@ impl Store {
     }
 
     pub async fn dnc_remove(&self, number: &str, by: &str, pii: &Pii) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM dnc WHERE number_hash = $1")
             .bind(pii.hash_number(number))
             .execute(&mut *tx)

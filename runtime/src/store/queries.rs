@@ -494,7 +494,7 @@ impl Store {
     ) -> Result<BlockEntry, StoreError> {
         let now = hark_actors::records::now_ms();
         let normalized = crate::pii::normalize(number);
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO blocklist (number_hash, number_enc, reason, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (number_hash) DO UPDATE SET reason = excluded.reason, created_by = excluded.created_by, created_at = excluded.created_at, expires_at = excluded.expires_at",
@@ -531,7 +531,7 @@ impl Store {
     /// Removes a blocklist entry (audited in the same transaction); whether
     /// it was there.
     pub async fn unblock(&self, number: &str, by: &str, pii: &Pii) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM blocklist WHERE number_hash = $1")
             .bind(pii.hash_number(number))
             .execute(&mut *tx)
@@ -661,7 +661,7 @@ impl Store {
         expires_at: Option<i64>,
         by: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
             .bind(name)
@@ -683,7 +683,7 @@ impl Store {
     /// Revokes (deletes) the token named `name`, audited in the same
     /// transaction; whether there was one.
     pub async fn revoke_token(&self, name: &str, by: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -742,7 +742,7 @@ impl Store {
     /// stay — who spoke when, what happened, how the call ended and how
     /// long it took — so counts and analytics survive. How many of each.
     pub async fn purge_personal(&self, before_ms: i64) -> Result<Purged, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let turns = sqlx::query(
             "UPDATE turns SET text_enc = NULL, heard_enc = NULL \
              WHERE started_at < $1 AND (text_enc IS NOT NULL OR heard_enc IS NOT NULL)",

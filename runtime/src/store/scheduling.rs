@@ -146,7 +146,7 @@ impl Store {
         judge: impl Fn(&CampaignSpec, &Due) -> Verdict,
     ) -> Result<(Vec<Claimed>, Vec<(String, &'static str)>), StoreError> {
         let pg = self.backend == Backend::Postgres;
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query(if pg {
             LOCK_CAMPAIGN_PG
         } else {
@@ -335,7 +335,7 @@ impl Store {
     /// is no longer `dialing` under this key): nothing is counted twice.
     pub async fn campaign_settle(&self, name: &str, s: &Settle) -> Result<bool, StoreError> {
         let now = hark_actors::records::now_ms();
-        let mut tx = self.pool().begin().await.map_err(err)?;
+        let mut tx = self.begin_write().await?;
         let moved = if s.undo {
             sqlx::query(
                 "UPDATE campaign_leads SET state = 'waiting', attempts = attempts - 1, attempt_key = NULL, updated_at = $4 \

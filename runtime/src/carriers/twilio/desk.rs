@@ -165,18 +165,54 @@ impl TransferDesk for TwilioDesk {
 }
 
 /// Releases a call's reservation: the agent is offered calls again after
-/// `wrap_up`. Logged, not retried: a reservation left over is released by
-/// hand (`hark agent state NAME available`).
+/// `wrap_up`. A release the database refuses (an outage) is tried again in
+/// the background, backing off to every 30 s, for [`RELEASE_RETRY_FOR`]: a
+/// reservation left over keeps the agent from every call. Past that it is
+/// logged, and released by hand (`hark agent state NAME available`).
 pub async fn release(store: &Store, call_sid: &str, wrap_up: Duration) {
+    if try_release(store, call_sid, wrap_up).await {
+        return;
+    }
+    let store = store.clone();
+    let call_sid = call_sid.to_owned();
+    let retries = async move {
+        let deadline = tokio::time::Instant::now() + RELEASE_RETRY_FOR;
+        let mut wait = Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(wait).await;
+            if try_release(&store, &call_sid, wrap_up).await {
+                return;
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+        tracing::error!(
+            "gave up releasing an agent's reservation: release the agent by hand (hark agent state NAME available)"
+        );
+    };
+    tokio::spawn(tracing::Instrument::in_current_span(retries));
+}
+
+/// How long a refused release is tried again.
+pub const RELEASE_RETRY_FOR: Duration = Duration::from_secs(300);
+
+/// Whether the reservation is gone (released now, or none was held).
+async fn try_release(store: &Store, call_sid: &str, wrap_up: Duration) -> bool {
     let now = hark_actors::records::now_ms();
     let wrap = i64::try_from(wrap_up.as_millis()).unwrap_or(i64::MAX);
     match tokio::time::timeout(STORE_WAIT, store.release_agent(call_sid, wrap, now)).await {
         Ok(Ok(Some(agent))) => {
-            tracing::info!(agent = %agent, wrap_up_secs = wrap_up.as_secs(), "agent released")
+            tracing::info!(agent = %agent, wrap_up_secs = wrap_up.as_secs(), "agent released");
+            true
         }
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "could not release an agent's reservation"),
-        Err(_) => tracing::error!("releasing an agent's reservation timed out"),
+        Ok(Ok(None)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not release an agent's reservation: trying again");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("releasing an agent's reservation timed out: trying again");
+            false
+        }
     }
 }
 
