@@ -149,7 +149,13 @@ async fn wait_for<T>(
 async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_number() {
     let fakes = Fakes::start().await;
     let node = Node::sqlite();
-    let hark = start(&node, &fakes, "127.0.0.1:0", &[]);
+    // q4 is a metric label; other campaigns are counted as `other`.
+    // One campaign not completed at a time.
+    let labels = [
+        ("HARK_CAMPAIGNS__METRIC_NAMES", r#"["q4"]"#),
+        ("HARK_CAMPAIGNS__MAX_CAMPAIGNS", "1"),
+    ];
+    let hark = start(&node, &fakes, "127.0.0.1:0", &labels);
     let token = node.token("ai_ops", "campaigns");
     let admin = node.token("admin", "admin");
     let t = &fakes.twilio;
@@ -394,8 +400,20 @@ async fn a_campaign_dials_its_leads_paced_in_their_windows_and_never_a_listed_nu
 
     let (ok, out, _) = cli(&hark, &token, &["campaign", "pause", "q4"]);
     assert!(ok && out.contains("\"paused\""), "{out}");
+    // max_campaigns counts the campaigns not completed: q4 holds the place.
+    let q5 =
+        json!({"policy": "outbound", "lists": ["q4"], "calls_per_minute": 60, "max_concurrent": 1});
+    let put_q5 = async || {
+        let path = "/api/v1/campaigns/q5";
+        api(&hark, &token, reqwest::Method::PUT, path, Some(q5.clone())).await
+    };
+    let (code, body) = put_q5().await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.to_string().contains("max_campaigns"), "{body}");
     let (ok, out, _) = cli(&hark, &token, &["campaign", "complete", "q4"]);
     assert!(ok && out.contains("\"completed\""), "{out}");
+    let (code, body) = put_q5().await;
+    assert_eq!(code, 201, "{body}");
     let (code, _) = api(
         &hark,
         &token,
@@ -585,6 +603,13 @@ async fn two_nodes_on_one_postgres_dial_each_lead_once_at_the_campaigns_pace() {
     eprintln!("two nodes: {on_a} dials from a, {on_b} from b");
     assert_eq!(on_a + on_b, 120);
     assert!(on_a > 0 && on_b > 0, "a {on_a}, b {on_b}\n{}", b.logs());
+    // Not in `campaigns.metric_names`: counted under `other`.
+    let (ma, mb) = (a.metrics().await, b.metrics().await);
+    let dials_as = |label: &str| {
+        let of = [("campaign", label)];
+        ma.sum("hark_campaign_dials_total", &of) + mb.sum("hark_campaign_dials_total", &of)
+    };
+    assert_eq!((dials_as("other"), dials_as("two")), (120.0, 0.0));
     let rate = achieved_rate(by_number.values().flatten().copied().collect());
     eprintln!("pacing across two nodes: configured 480/min, achieved {rate:.1}/min over 120 dials");
     assert!(

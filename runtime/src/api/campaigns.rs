@@ -50,8 +50,8 @@ async fn list_campaigns(
 }
 
 #[utoipa::path(put, path = "/api/v1/campaigns/{name}", request_body = CampaignSpec,
-    params(("name" = String, Path, description = "The campaign's name (also its metric label)", pattern = "^[A-Za-z0-9_-]{1,64}$")),
-    description = "Defines a campaign as a draft (201). A draft can be defined again; a campaign past draft cannot (409). Every bad field is named (422). Audited. Roles: admin, ai_ops.",
+    params(("name" = String, Path, description = "The campaign's name (its metric label when in `campaigns.metric_names`)", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    description = "Defines a campaign as a draft (201). A draft can be defined again; a campaign past draft cannot (409), nor a new one while `campaigns.max_campaigns` are not completed (409). Every bad field is named (422). Audited. Roles: admin, ai_ops.",
     responses((status = 201, body = Campaign), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 409, body = ApiError), (status = 415, body = ApiError), (status = 422, body = ApiError)),
     security(("bearer" = ["admin", "ai_ops"])))]
 async fn put_campaign(
@@ -90,7 +90,9 @@ async fn put_campaign(
             if app.store.campaign_count().await? >= max as i64 {
                 return Err(Fail(
                     StatusCode::CONFLICT,
-                    format!("campaigns.max_campaigns ({max}) reached"),
+                    format!(
+                        "campaigns.max_campaigns ({max}) campaigns not completed: complete one first"
+                    ),
                 ));
             }
             if !app

@@ -19,7 +19,7 @@ pub mod scheduler;
 pub mod spec;
 pub mod window;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,9 @@ pub const QUALIFIED: &str = "hark_campaign_qualified_total";
 /// `hark_campaign_dials_total{campaign}`: calls started.
 pub const DIALS: &str = "hark_campaign_dials_total";
 
+/// The `campaign` label of the campaigns not in `metric_names`.
+pub const OTHER: &str = "other";
+
 /// The runtime config's `[campaigns]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -44,9 +47,14 @@ pub struct CampaignSettings {
     pub scheduler: bool,
     /// How often the scheduler looks for due leads and ended attempts.
     pub tick_ms: u64,
-    /// Campaigns that may exist at once: they are metric labels, so a
-    /// bounded set.
+    /// Campaigns not completed (drafts, running, paused) at once: the
+    /// scheduler looks at each running one every tick.
     pub max_campaigns: usize,
+    /// Campaigns counted under their own `campaign` label on the
+    /// `hark_campaign_*` counters — the label's bounded, configured set;
+    /// every other campaign is counted as `campaign="other"`. (Each
+    /// campaign's own figures are always in its stats.)
+    pub metric_names: BTreeSet<String>,
     /// Carrier requests this node has in flight at once.
     pub max_dials_in_flight: usize,
     /// Calling windows by the number's country (ISO 3166), `*` for the
@@ -76,6 +84,7 @@ impl Default for CampaignSettings {
             scheduler: true,
             tick_ms: 250,
             max_campaigns: 100,
+            metric_names: BTreeSet::new(),
             max_dials_in_flight: 64,
             default_windows: windows
                 .iter()
@@ -101,6 +110,19 @@ impl CampaignSettings {
                 "campaigns.max_campaigns: {} is outside 1..=1000",
                 self.max_campaigns
             ));
+        }
+        if self.metric_names.len() > 1000 {
+            errors.push(format!(
+                "campaigns.metric_names: {} names, at most 1000",
+                self.metric_names.len()
+            ));
+        }
+        for name in &self.metric_names {
+            if !spec::name_ok(name) || name == OTHER {
+                errors.push(format!(
+                    "campaigns.metric_names: {name:?} is not a campaign name (A-Z a-z 0-9 _ -, up to 64, not \"{OTHER}\")"
+                ));
+            }
         }
         if !(1..=10_000).contains(&self.max_dials_in_flight) {
             errors.push(format!(
@@ -136,6 +158,15 @@ impl CampaignSettings {
         errors
     }
 
+    /// The `campaign` label of a campaign's counters.
+    pub fn metric_label(&self, campaign: &str) -> String {
+        if self.metric_names.contains(campaign) {
+            campaign.to_owned()
+        } else {
+            OTHER.to_owned()
+        }
+    }
+
     /// The default window for a lead in `region`.
     pub fn window_for(&self, region: &str) -> Window {
         // Keys from the environment arrive in lower case (beside the
@@ -160,6 +191,20 @@ impl CampaignSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_configured_campaigns_get_their_own_metric_label() {
+        let s: CampaignSettings = toml::from_str("metric_names = [\"q4\"]").unwrap();
+        assert!(s.validate().is_empty(), "{:?}", s.validate());
+        assert_eq!(s.metric_label("q4"), "q4");
+        assert_eq!(s.metric_label("q5"), "other");
+        let bad: CampaignSettings =
+            toml::from_str("metric_names = [\"other\", \"a b\", \"ok\"]").unwrap();
+        let errors = bad.validate().join("; ");
+        assert!(errors.contains("\"other\" is not"), "{errors}");
+        assert!(errors.contains("\"a b\" is not"), "{errors}");
+        assert!(!errors.contains("\"ok\""), "{errors}");
+    }
 
     #[test]
     fn default_windows_are_per_country_and_checked() {

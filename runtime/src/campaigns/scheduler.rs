@@ -244,7 +244,7 @@ impl Scheduler {
             })
             .await?;
         for (_, reason) in &never {
-            metrics::counter!(NOT_DIALED, "campaign" => c.name.clone(), "reason" => *reason)
+            metrics::counter!(NOT_DIALED, "campaign" => settings.metric_label(&c.name), "reason" => *reason)
                 .increment(1);
         }
         if claimed.is_empty() {
@@ -282,7 +282,8 @@ impl Scheduler {
         let by = format!("campaign:{}", c.name);
         match app.dialer.place(req, &by, &app.store, &app.pii).await {
             Ok(crate::outbound::Outcome::Placed(_)) => {
-                metrics::counter!(DIALS, "campaign" => c.name.clone()).increment(1);
+                let label = app.config.campaigns.metric_label(&c.name);
+                metrics::counter!(DIALS, "campaign" => label).increment(1);
             }
             Ok(_) => {}
             // The attempt stays claimed; with no placement on record it is
@@ -352,13 +353,14 @@ impl Scheduler {
                 app.store.dnc_asked(&lead.number, &app.pii).await?;
             }
             if app.store.campaign_settle(&c.name, &settle).await? {
-                metrics::counter!(ATTEMPTS, "campaign" => c.name.clone(), "result" => attempt.name().to_owned())
+                let label = app.config.campaigns.metric_label(&c.name);
+                metrics::counter!(ATTEMPTS, "campaign" => label.clone(), "result" => attempt.name().to_owned())
                     .increment(1);
                 if d.status == retry::status::QUALIFIED {
-                    metrics::counter!(QUALIFIED, "campaign" => c.name.clone()).increment(1);
+                    metrics::counter!(QUALIFIED, "campaign" => label.clone()).increment(1);
                 }
                 if let Attempt::Refused(reason) = &attempt {
-                    metrics::counter!(NOT_DIALED, "campaign" => c.name.clone(), "reason" => reason.clone())
+                    metrics::counter!(NOT_DIALED, "campaign" => label, "reason" => reason.clone())
                         .increment(1);
                 }
             }

@@ -100,8 +100,9 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Campaigns not completed (`campaigns.max_campaigns` bounds them).
     pub async fn campaign_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM campaigns")
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM campaigns WHERE state <> 'completed'")
             .fetch_one(self.pool())
             .await
             .map_err(err)?;
