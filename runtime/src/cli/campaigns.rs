@@ -197,7 +197,7 @@ async fn import(
     let client = reqwest::Client::new();
     let started = std::time::Instant::now();
     let (mut created, mut merged, mut duplicates, mut bad, mut unzoned) = (0, 0, 0, 0, 0);
-    let mut read_in = String::new();
+    let mut read_in = String::from("?");
     for piece in pieces {
         let res = client
             .post(&url)
