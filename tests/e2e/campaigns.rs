@@ -34,14 +34,15 @@ fn env_of(node: &Node, fakes: &Fakes, extra: &[(&str, &str)]) -> Vec<(String, St
 }
 
 fn start(node: &Node, fakes: &Fakes, listen: &str, extra: &[(&str, &str)]) -> Hark {
+    let policy = repo_path("tests/policies/outbound.toml");
+    spawn(node, fakes, listen, &["--policy", &policy], extra)
+}
+
+/// `hark serve ARGS` with the campaign tests' environment.
+fn spawn(node: &Node, fakes: &Fakes, listen: &str, args: &[&str], extra: &[(&str, &str)]) -> Hark {
     let env = env_of(node, fakes, extra);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Hark::spawn(
-        listen,
-        &["--policy", &repo_path("tests/policies/outbound.toml")],
-        &env,
-        None,
-    )
+    Hark::spawn(listen, args, &env, None)
 }
 
 /// `hark ARGS` against `hark`'s API; (success, stdout, stderr).
@@ -770,18 +771,12 @@ async fn a_list_reads_national_numbers_in_its_own_region() {
 async fn a_lead_who_says_dont_call_me_again_is_never_called_by_any_campaign() {
     let fakes = Fakes::start().await;
     let node = Node::sqlite();
-    let env = env_of(&node, &fakes, &[]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = temp_dir("hark-campaign-policies");
     for p in ["campaign.toml", "outbound.toml"] {
         std::fs::copy(repo_path(&format!("tests/policies/{p}")), dir.join(p)).unwrap();
     }
-    let hark = Hark::spawn(
-        "127.0.0.1:0",
-        &["--policies", dir.to_str().unwrap()],
-        &env,
-        None,
-    );
+    let policies = ["--policies", dir.to_str().unwrap()];
+    let hark = spawn(&node, &fakes, "127.0.0.1:0", &policies, &[]);
     let token = node.token("ai_ops", "campaigns");
     let admin = node.token("admin", "admin");
     let t = &fakes.twilio;
@@ -989,14 +984,8 @@ async fn a_callback_the_lead_asks_for_is_their_next_attempt() {
         .replace("\"START\"", &format!("\"{}\"", start.to_rfc3339()))
         .replace("\"END\"", &format!("\"{}\"", end.to_rfc3339()));
     std::fs::write(dir.join("callback.toml"), policy).unwrap();
-    let env = env_of(&node, &fakes, &[]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let hark = Hark::spawn(
-        "127.0.0.1:0",
-        &["--policies", dir.to_str().unwrap()],
-        &env,
-        None,
-    );
+    let policies = ["--policies", dir.to_str().unwrap()];
+    let hark = spawn(&node, &fakes, "127.0.0.1:0", &policies, &[]);
     let token = node.token("ai_ops", "campaigns");
     let t = &fakes.twilio;
     let lead = "+12125557002";
